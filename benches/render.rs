@@ -1,0 +1,273 @@
+//! Render benchmarks; prints figures, asserts nothing.
+//!
+//! 1. In-process latency of the example invoice (the `Engine` as a worker runs it),
+//!    over invoices with varied data.
+//! 2. The same through the worker pool (what `folio run` and `folio serve` use).
+//! 3. Wall time of `folio run` on 200 different invoices.
+//! 4. When a `typst` CLI is on PATH: 200 runs of it on the same 200 invoices, one
+//!    after another and two at a time, for comparison.
+//!
+//! Run with `cargo bench --bench render`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use folio::manifest::Manifests;
+use folio::prepare::{Lookup, merged, prepare};
+use folio::render::pool::{PoolConfig, RenderPool};
+use folio::render::{Engine, RenderRequest};
+use folio::resources::{RenderJobSpec, RenderTemplateSpec, TemplateRef};
+use serde_json::{Value, json};
+
+const INVOICES: usize = 200;
+
+struct Example(RenderTemplateSpec);
+
+impl Lookup for Example {
+    fn template(&self, _: &str) -> Option<RenderTemplateSpec> {
+        Some(self.0.clone())
+    }
+    fn config_map(&self, _: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+        None
+    }
+}
+
+/// Invoice `n`: a different customer, number and set of line items (1–3 pages).
+fn invoice_data(n: usize) -> Value {
+    let items: Vec<Value> = (0..(5 + (n * 7) % 60))
+        .map(|i| json!({"sku": format!("SKU-{}", 1000 + i), "name": format!("Part {n}-{i}"), "qty": 1 + (i * n) % 17, "price": 1.5 + ((i * 31 + n) % 400) as f64 / 3.0}))
+        .collect();
+    json!({"number": format!("2026-{n:04}"), "date": "2026-11-23", "dueDate": "2026-12-07",
+           "customer": {"name": format!("Customer {n} Ltd"), "address": format!("{n} Example Road")}, "items": items})
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    println!(
+        "{label:<44} n={:<4} median {:>7.1} ms  p99 {:>7.1} ms  mean {:>7.1} ms",
+        samples.len(),
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        mean.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example =
+        Manifests::load(&[format!("{root}/examples/invoice.yaml")]).expect("example manifests");
+    let template = example.templates[0].spec.clone();
+    let lookup = Example(template.clone());
+    let requests: Vec<RenderRequest> = (0..INVOICES)
+        .map(|n| {
+            let spec = RenderJobSpec {
+                template_ref: Some(TemplateRef {
+                    name: "invoice".into(),
+                }),
+                data: Some(invoice_data(n)),
+                ..Default::default()
+            };
+            prepare(&format!("invoice-{n}"), &spec, &lookup).expect("prepared")
+        })
+        .collect();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("folio render benchmarks: {INVOICES} different invoices, {cores} cores");
+
+    // 1. In-process engine.
+    let load = Instant::now();
+    let engine = Engine::new();
+    println!(
+        "{:<44} {:>7.1} ms",
+        "engine start (fonts, library)",
+        load.elapsed().as_secs_f64() * 1e3
+    );
+    for request in requests.iter().take(5) {
+        engine.render(request).expect("warm-up render");
+    }
+    let samples: Vec<Duration> = requests
+        .iter()
+        .map(|r| {
+            let t = Instant::now();
+            engine.render(r).expect("render");
+            t.elapsed()
+        })
+        .collect();
+    report("in-process render, one at a time", samples);
+    let example_job = &example.jobs[0];
+    let example_request =
+        prepare("invoice-2026-0001", &example_job.spec, &lookup).expect("example");
+    let samples: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = Instant::now();
+            engine.render(&example_request).expect("render");
+            t.elapsed()
+        })
+        .collect();
+    report("in-process render, the example invoice", samples);
+
+    // 2. Through the worker pool.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut config = PoolConfig::for_this_machine().expect("pool config");
+    config.executable = env!("CARGO_BIN_EXE_folio").into();
+    let pool = Arc::new(RenderPool::new(config));
+    runtime.block_on(async {
+        pool.warm_up().await.expect("workers start");
+        let limit = Duration::from_secs(60);
+        let mut samples = Vec::new();
+        for request in &requests {
+            let t = Instant::now();
+            pool.render(request, limit).await.expect("render");
+            samples.push(t.elapsed());
+        }
+        report("worker pool, one at a time", samples);
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for request in requests.clone() {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let t = Instant::now();
+                pool.render(&request, limit).await.expect("render");
+                t.elapsed()
+            }));
+        }
+        let mut samples = Vec::new();
+        for task in tasks {
+            samples.push(task.await.expect("task"));
+        }
+        let wall = t.elapsed();
+        report(
+            &format!("worker pool, {INVOICES} at once (latency)"),
+            samples,
+        );
+        println!(
+            "{:<44} {:>7.1} renders/s",
+            "worker pool throughput",
+            INVOICES as f64 / wall.as_secs_f64()
+        );
+    });
+
+    // 3. `folio run` on 200 invoices, and 4. the typst CLI on the same invoices.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = bundle(&example, &requests);
+    std::fs::write(dir.path().join("invoices.yaml"), manifest).expect("write bundle");
+    let t = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(["run", "--no-progress", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(dir.path().join("invoices.yaml"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("folio run");
+    assert!(status.success(), "folio run failed");
+    let folio_wall = t.elapsed();
+    println!(
+        "{:<44} {:>7.2} s  ({:.1} ms per invoice)",
+        format!("folio run, {INVOICES} invoices"),
+        folio_wall.as_secs_f64(),
+        folio_wall.as_secs_f64() * 1e3 / INVOICES as f64
+    );
+
+    match typst_cli_loop(dir.path(), &template, &requests) {
+        Some((sequential, parallel)) => {
+            println!(
+                "{:<44} {:>7.2} s  ({:.1} ms per invoice)",
+                format!("typst CLI, {INVOICES} runs one after another"),
+                sequential.as_secs_f64(),
+                sequential.as_secs_f64() * 1e3 / INVOICES as f64
+            );
+            println!(
+                "{:<44} {:>7.2} s",
+                format!("typst CLI, {INVOICES} runs {cores} at a time"),
+                parallel.as_secs_f64()
+            );
+            println!(
+                "{:<44} {:>7.1}x / {:.1}x",
+                "folio run speed-up (vs sequential / parallel)",
+                sequential.as_secs_f64() / folio_wall.as_secs_f64(),
+                parallel.as_secs_f64() / folio_wall.as_secs_f64()
+            );
+        }
+        None => println!(
+            "typst CLI not on PATH: install it with `cargo install typst-cli --locked` to compare"
+        ),
+    }
+}
+
+/// The example's template with one RenderJob per invoice.
+fn bundle(example: &Manifests, requests: &[RenderRequest]) -> String {
+    let mut text = serde_yaml::to_string(&example.templates[0]).expect("yaml");
+    for (n, _) in requests.iter().enumerate() {
+        let job = json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": format!("invoice-{n}"), "namespace": "acme"},
+            "spec": {"templateRef": {"name": "invoice"}, "data": invoice_data(n)}});
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&job).expect("yaml"));
+    }
+    text
+}
+
+/// 200 `typst compile` runs on the same template and merged data, or `None` without
+/// a typst CLI.
+fn typst_cli_loop(
+    dir: &Path,
+    template: &RenderTemplateSpec,
+    requests: &[RenderRequest],
+) -> Option<(Duration, Duration)> {
+    Command::new("typst")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let source = template.source.clone()?;
+    let defaults = template.defaults.clone().unwrap_or(Value::Null);
+    let mut folders = Vec::new();
+    for (n, request) in requests.iter().enumerate() {
+        let folder = dir.join(format!("typst-{n}"));
+        std::fs::create_dir_all(&folder).ok()?;
+        std::fs::write(folder.join("main.typ"), &source).ok()?;
+        let data: Value = serde_json::from_str(&request.data).ok()?;
+        std::fs::write(
+            folder.join("data.json"),
+            merged(defaults.clone(), data).to_string(),
+        )
+        .ok()?;
+        folders.push(folder);
+    }
+    let compile = |folder: &Path| {
+        Command::new("typst")
+            .arg("compile")
+            .arg(folder.join("main.typ"))
+            .arg(folder.join("out.pdf"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let t = Instant::now();
+    for folder in &folders {
+        assert!(
+            compile(folder),
+            "typst compile failed in {}",
+            folder.display()
+        );
+    }
+    let sequential = t.elapsed();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for chunk in folders.chunks(folders.len().div_ceil(cores)) {
+            scope.spawn(move || chunk.iter().for_each(|f| assert!(compile(f))));
+        }
+    });
+    Some((sequential, t.elapsed()))
+}

@@ -1,0 +1,678 @@
+//! The rules of a render job's life, as pure functions: which phase comes next, when
+//! a failed attempt is retried, when a deadline or a retention period has passed, and
+//! what a render costs.
+//!
+//! Both homes (the cluster controller and the standalone server) and `folio run` call
+//! these and nothing else to decide; none of them writes a rule of its own. Nothing
+//! here reads a clock: callers pass `now`.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::resources::{Pricing, Retention};
+
+/// Where a job is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Accepted, waiting for a renderer.
+    Queued,
+    /// A render attempt is running (or waiting to be retried).
+    Rendering,
+    /// Waiting for credits; resumes when the account has enough.
+    Blocked,
+    /// The PDF is stored and charged. Terminal.
+    Succeeded,
+    /// The job cannot produce a PDF. Terminal.
+    Failed,
+    /// Cancelled by the user. Terminal.
+    Cancelled,
+    /// Its deadline passed before it finished. Terminal.
+    Expired,
+}
+
+impl Phase {
+    /// Every phase, for exhaustive checks and metrics.
+    pub const ALL: [Phase; 7] = [
+        Phase::Queued,
+        Phase::Rendering,
+        Phase::Blocked,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+        Phase::Expired,
+    ];
+
+    /// A terminal phase never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired
+        )
+    }
+
+    /// The lowercase name the REST API uses (`queued`, `succeeded`, ...).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Rendering => "rendering",
+            Phase::Blocked => "blocked",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+            Phase::Expired => "expired",
+        }
+    }
+
+    /// The phase named by [`Phase::api_name`].
+    pub fn from_api_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.api_name() == name)
+    }
+}
+
+/// Stable, machine-readable reasons a job did not succeed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The template does not compile (syntax or evaluation error).
+    TemplateCompileError,
+    /// The data is not acceptable: not JSON, too large, or against the template's schema.
+    DataInvalid,
+    /// The job names a template that does not exist.
+    TemplateNotFound,
+    /// The job's spec contradicts itself (e.g. both `templateRef` and `template`).
+    SpecInvalid,
+    /// The job or render ran out of time.
+    DeadlineExceeded,
+    /// The render used more memory than a render may.
+    ResourceExhausted,
+    /// The PDF is larger than allowed.
+    OutputTooLarge,
+    /// The output could not be stored.
+    StorageUnavailable,
+    /// The renderer stopped unexpectedly.
+    RendererCrashed,
+    /// The job was cancelled.
+    Cancelled,
+    /// Anything else; details are in the logs.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether another attempt could succeed. Errors in the template, the data or the
+    /// job's limits would only repeat themselves.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::StorageUnavailable | ErrorCode::RendererCrashed | ErrorCode::Internal
+        )
+    }
+
+    /// The code as written in status and API responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::TemplateCompileError => "TEMPLATE_COMPILE_ERROR",
+            ErrorCode::DataInvalid => "DATA_INVALID",
+            ErrorCode::TemplateNotFound => "TEMPLATE_NOT_FOUND",
+            ErrorCode::SpecInvalid => "SPEC_INVALID",
+            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
+            ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            ErrorCode::RendererCrashed => "RENDERER_CRASHED",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happens to a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A renderer picked the job up.
+    Start,
+    /// The PDF is stored and charged.
+    Succeed,
+    /// An attempt failed and no retry is left (or none would help).
+    Fail,
+    /// The account cannot pay for the job.
+    InsufficientCredits,
+    /// Credits arrived, or the user resumed the job.
+    Resume,
+    /// The user cancelled the job.
+    Cancel,
+    /// `activeDeadlineSeconds` passed before the job finished.
+    DeadlinePassed,
+}
+
+/// A transition that the rules refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from:?} job cannot take the event {event:?}")]
+pub struct TransitionRefused {
+    /// The job's phase.
+    pub from: Phase,
+    /// The refused event.
+    pub event: Event,
+}
+
+/// The phase after `event`, or why the event does not apply.
+pub fn next_phase(from: Phase, event: Event) -> Result<Phase, TransitionRefused> {
+    use Event::*;
+    use Phase::*;
+    let to = match (from, event) {
+        (_, _) if from.is_terminal() => None,
+        (Queued, Start) => Some(Rendering),
+        (Rendering, Succeed) => Some(Succeeded),
+        (Rendering, Fail) | (Queued, Fail) => Some(Failed),
+        (Queued | Rendering, InsufficientCredits) => Some(Blocked),
+        (Blocked, Resume) => Some(Queued),
+        (Blocked, Succeed) => Some(Succeeded),
+        (Queued | Rendering | Blocked, Cancel) => Some(Cancelled),
+        (Queued | Rendering | Blocked, DeadlinePassed) => Some(Expired),
+        _ => None,
+    };
+    to.ok_or(TransitionRefused { from, event })
+}
+
+/// Default `backoffLimit` when a job sets none.
+pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
+/// Delay before the first retry; it doubles with every further retry.
+pub const RETRY_BASE_DELAY: Duration = Duration::from_secs(1);
+/// The longest delay between two attempts.
+pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again after `delay`; the job's `retryCount` becomes `retry_count`.
+    Retry {
+        /// Wait this long before the next attempt.
+        delay: Duration,
+        /// The new `retryCount`.
+        retry_count: i32,
+    },
+    /// Give up: the job fails with this code.
+    Fail,
+}
+
+/// Decide between retrying and failing, like a Kubernetes Job's `backoffLimit`:
+/// `retries_so_far` failed attempts were already retried.
+pub fn after_failure(
+    code: ErrorCode,
+    retries_so_far: i32,
+    backoff_limit: Option<i32>,
+) -> AfterFailure {
+    let limit = backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT).max(0);
+    if !code.is_retryable() || retries_so_far >= limit {
+        return AfterFailure::Fail;
+    }
+    AfterFailure::Retry {
+        delay: retry_delay(retries_so_far),
+        retry_count: retries_so_far + 1,
+    }
+}
+
+/// Exponential backoff: 1 s, 2 s, 4 s, ... capped at five minutes.
+pub fn retry_delay(retries_so_far: i32) -> Duration {
+    let exponent = retries_so_far.clamp(0, 16) as u32;
+    RETRY_BASE_DELAY
+        .saturating_mul(1 << exponent)
+        .min(RETRY_MAX_DELAY)
+}
+
+/// When a job with `active_deadline_seconds` must be finished, counted from when it
+/// started (or, before that, from when it was created).
+pub fn deadline(
+    started_or_created: Timestamp,
+    active_deadline_seconds: Option<i64>,
+) -> Option<Timestamp> {
+    let seconds = active_deadline_seconds?;
+    started_or_created
+        .checked_add(SignedDuration::from_secs(seconds.max(0)))
+        .ok()
+}
+
+/// Whether the deadline has passed at `now`.
+pub fn deadline_passed(deadline: Option<Timestamp>, now: Timestamp) -> bool {
+    deadline.is_some_and(|d| now >= d)
+}
+
+/// The time a render attempt may take: the default limit, shortened to what is left
+/// before the job's deadline. Returns whether the deadline is what binds, so a render
+/// that runs out of time can be told apart from a job that expired.
+pub fn render_time_limit(
+    default_limit: Duration,
+    deadline: Option<Timestamp>,
+    now: Timestamp,
+) -> (Duration, bool) {
+    match deadline {
+        Some(d) => {
+            let left = now.duration_until(d);
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            if left < default_limit {
+                (left, true)
+            } else {
+                (default_limit, false)
+            }
+        }
+        None => (default_limit, false),
+    }
+}
+
+/// How long a finished job is kept: the job's own TTL capped by the account maximum,
+/// or the account default; previews are kept no longer than the preview TTL.
+pub fn retention_seconds(requested_ttl: Option<i64>, preview: bool, retention: &Retention) -> i64 {
+    let ttl = requested_ttl
+        .unwrap_or(retention.default_ttl_seconds)
+        .clamp(0, retention.max_ttl_seconds.max(0));
+    if preview {
+        ttl.min(retention.preview_ttl_seconds.max(0))
+    } else {
+        ttl
+    }
+}
+
+/// When a job that finished at `completed_at` is deleted.
+pub fn expires_at(
+    completed_at: Timestamp,
+    requested_ttl: Option<i64>,
+    preview: bool,
+    retention: &Retention,
+) -> Timestamp {
+    let seconds = retention_seconds(requested_ttl, preview, retention);
+    completed_at
+        .checked_add(SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// What a render costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    /// `pageCount × creditsPerPage`.
+    pub base_credits: i64,
+    /// Extra credits per started MiB above the size threshold.
+    pub size_extra: i64,
+    /// The sum: what is charged.
+    pub credits_used: i64,
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// The price of a successful render. Previews are free.
+pub fn price(page_count: i64, total_bytes: i64, preview: bool, pricing: &Pricing) -> Price {
+    if preview {
+        return Price::default();
+    }
+    let base_credits = page_count
+        .max(0)
+        .saturating_mul(pricing.credits_per_page.max(0));
+    let above = total_bytes.saturating_sub(pricing.size_threshold_bytes.max(0));
+    let started_mib = if above > 0 {
+        (above + MIB - 1) / MIB
+    } else {
+        0
+    };
+    let size_extra = started_mib.saturating_mul(pricing.extra_credits_per_started_mib.max(0));
+    Price {
+        base_credits,
+        size_extra,
+        credits_used: base_credits.saturating_add(size_extra),
+    }
+}
+
+/// The result of charging an account for a render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Charged; the balance afterwards (`None` for unlimited accounts).
+    Charged {
+        /// Credits left after the charge.
+        credits_remaining: Option<i64>,
+    },
+    /// Not enough credits: the job waits in `Blocked`.
+    Insufficient {
+        /// Credits left now.
+        credits_remaining: i64,
+    },
+}
+
+/// Charge `price` against an account with `granted` credits (`None` = unlimited) of
+/// which `used` are spent.
+pub fn charge(granted: Option<i64>, used: i64, price: Price) -> Charge {
+    match granted {
+        None => Charge::Charged {
+            credits_remaining: None,
+        },
+        Some(granted) => {
+            let remaining = granted - used;
+            if price.credits_used > remaining {
+                Charge::Insufficient {
+                    credits_remaining: remaining,
+                }
+            } else {
+                Charge::Charged {
+                    credits_remaining: Some(remaining - price.credits_used),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NON_TERMINAL: [Phase; 3] = [Phase::Queued, Phase::Rendering, Phase::Blocked];
+    const EVENTS: [Event; 7] = [
+        Event::Start,
+        Event::Succeed,
+        Event::Fail,
+        Event::InsufficientCredits,
+        Event::Resume,
+        Event::Cancel,
+        Event::DeadlinePassed,
+    ];
+
+    #[test]
+    fn terminal_phases_never_change_again() {
+        for phase in Phase::ALL.into_iter().filter(|p| p.is_terminal()) {
+            for event in EVENTS {
+                assert_eq!(
+                    next_phase(phase, event),
+                    Err(TransitionRefused { from: phase, event })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_happy_path_is_queued_rendering_succeeded() {
+        assert_eq!(
+            next_phase(Phase::Queued, Event::Start),
+            Ok(Phase::Rendering)
+        );
+        assert_eq!(
+            next_phase(Phase::Rendering, Event::Succeed),
+            Ok(Phase::Succeeded)
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_fails_the_job() {
+        assert_eq!(next_phase(Phase::Rendering, Event::Fail), Ok(Phase::Failed));
+        assert_eq!(next_phase(Phase::Queued, Event::Fail), Ok(Phase::Failed));
+    }
+
+    #[test]
+    fn blocked_jobs_resume_into_the_queue_or_settle_when_credits_arrive() {
+        assert_eq!(
+            next_phase(Phase::Rendering, Event::InsufficientCredits),
+            Ok(Phase::Blocked)
+        );
+        assert_eq!(
+            next_phase(Phase::Queued, Event::InsufficientCredits),
+            Ok(Phase::Blocked)
+        );
+        assert_eq!(next_phase(Phase::Blocked, Event::Resume), Ok(Phase::Queued));
+        assert_eq!(
+            next_phase(Phase::Blocked, Event::Succeed),
+            Ok(Phase::Succeeded)
+        );
+    }
+
+    #[test]
+    fn every_live_phase_can_be_cancelled_or_expire() {
+        for phase in NON_TERMINAL {
+            assert_eq!(next_phase(phase, Event::Cancel), Ok(Phase::Cancelled));
+            assert_eq!(next_phase(phase, Event::DeadlinePassed), Ok(Phase::Expired));
+        }
+    }
+
+    #[test]
+    fn events_out_of_order_are_refused() {
+        let refused = [
+            (Phase::Queued, Event::Succeed),
+            (Phase::Queued, Event::Resume),
+            (Phase::Rendering, Event::Start),
+            (Phase::Rendering, Event::Resume),
+            (Phase::Blocked, Event::Start),
+            (Phase::Blocked, Event::Fail),
+            (Phase::Blocked, Event::InsufficientCredits),
+        ];
+        for (phase, event) in refused {
+            assert!(
+                next_phase(phase, event).is_err(),
+                "{phase:?} + {event:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn every_pair_of_phase_and_event_is_decided() {
+        // 7 phases × 7 events: count the accepted transitions so that adding one is a
+        // conscious change of this test.
+        let accepted = Phase::ALL
+            .iter()
+            .flat_map(|p| EVENTS.iter().map(move |e| (*p, *e)))
+            .filter(|(p, e)| next_phase(*p, *e).is_ok())
+            .count();
+        assert_eq!(accepted, 14);
+    }
+
+    #[test]
+    fn api_names_round_trip() {
+        for phase in Phase::ALL {
+            assert_eq!(Phase::from_api_name(phase.api_name()), Some(phase));
+        }
+        assert_eq!(Phase::from_api_name("completed"), None);
+    }
+
+    #[test]
+    fn retryable_failures_retry_until_the_backoff_limit() {
+        assert_eq!(
+            after_failure(ErrorCode::RendererCrashed, 0, Some(2)),
+            AfterFailure::Retry {
+                delay: Duration::from_secs(1),
+                retry_count: 1
+            }
+        );
+        assert_eq!(
+            after_failure(ErrorCode::StorageUnavailable, 1, Some(2)),
+            AfterFailure::Retry {
+                delay: Duration::from_secs(2),
+                retry_count: 2
+            }
+        );
+        assert_eq!(
+            after_failure(ErrorCode::StorageUnavailable, 2, Some(2)),
+            AfterFailure::Fail
+        );
+        assert_eq!(
+            after_failure(ErrorCode::Internal, 0, Some(0)),
+            AfterFailure::Fail
+        );
+    }
+
+    #[test]
+    fn default_backoff_limit_allows_two_retries() {
+        assert!(matches!(
+            after_failure(ErrorCode::Internal, 1, None),
+            AfterFailure::Retry { .. }
+        ));
+        assert_eq!(
+            after_failure(ErrorCode::Internal, 2, None),
+            AfterFailure::Fail
+        );
+    }
+
+    #[test]
+    fn template_and_data_errors_fail_at_once() {
+        for code in [
+            ErrorCode::TemplateCompileError,
+            ErrorCode::DataInvalid,
+            ErrorCode::TemplateNotFound,
+            ErrorCode::SpecInvalid,
+            ErrorCode::DeadlineExceeded,
+            ErrorCode::OutputTooLarge,
+            ErrorCode::ResourceExhausted,
+            ErrorCode::Cancelled,
+        ] {
+            assert_eq!(
+                after_failure(code, 0, Some(10)),
+                AfterFailure::Fail,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        let delays: Vec<u64> = (0..4).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(retry_delay(20), RETRY_MAX_DELAY);
+        assert_eq!(retry_delay(-3), RETRY_BASE_DELAY);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn deadline_counts_from_start() {
+        let start = ts("2026-01-01T00:00:00Z");
+        let d = deadline(start, Some(30));
+        assert_eq!(d, Some(ts("2026-01-01T00:00:30Z")));
+        assert!(!deadline_passed(d, ts("2026-01-01T00:00:29Z")));
+        assert!(deadline_passed(d, ts("2026-01-01T00:00:30Z")));
+        assert_eq!(deadline(start, None), None);
+        assert!(!deadline_passed(None, ts("2099-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn render_time_limit_is_shortened_by_the_deadline() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let limit = Duration::from_secs(60);
+        assert_eq!(render_time_limit(limit, None, now), (limit, false));
+        assert_eq!(
+            render_time_limit(limit, Some(ts("2026-01-01T00:00:10Z")), now),
+            (Duration::from_secs(10), true)
+        );
+        assert_eq!(
+            render_time_limit(limit, Some(ts("2026-01-01T01:00:00Z")), now),
+            (limit, false)
+        );
+        assert_eq!(
+            render_time_limit(limit, Some(ts("2025-12-31T00:00:00Z")), now),
+            (Duration::ZERO, true)
+        );
+    }
+
+    #[test]
+    fn retention_uses_the_account_default_and_caps_requests() {
+        let r = Retention {
+            default_ttl_seconds: 100,
+            max_ttl_seconds: 1000,
+            preview_ttl_seconds: 10,
+        };
+        assert_eq!(retention_seconds(None, false, &r), 100);
+        assert_eq!(retention_seconds(Some(500), false, &r), 500);
+        assert_eq!(retention_seconds(Some(5000), false, &r), 1000);
+        assert_eq!(retention_seconds(Some(-5), false, &r), 0);
+        assert_eq!(retention_seconds(None, true, &r), 10);
+        assert_eq!(retention_seconds(Some(5), true, &r), 5);
+        let done = ts("2026-01-01T00:00:00Z");
+        assert_eq!(
+            expires_at(done, None, false, &r),
+            ts("2026-01-01T00:01:40Z")
+        );
+    }
+
+    #[test]
+    fn price_is_pages_plus_started_mib_above_threshold() {
+        let pricing = Pricing {
+            credits_per_page: 1,
+            size_threshold_bytes: MIB,
+            extra_credits_per_started_mib: 2,
+        };
+        assert_eq!(
+            price(3, 68_699, false, &pricing),
+            Price {
+                base_credits: 3,
+                size_extra: 0,
+                credits_used: 3
+            }
+        );
+        assert_eq!(price(3, MIB, false, &pricing).size_extra, 0);
+        assert_eq!(price(3, MIB + 1, false, &pricing).size_extra, 2);
+        assert_eq!(price(3, 2 * MIB, false, &pricing).size_extra, 2);
+        assert_eq!(
+            price(3, 2 * MIB + 1, false, &pricing),
+            Price {
+                base_credits: 3,
+                size_extra: 4,
+                credits_used: 7
+            }
+        );
+        let per_page = Pricing {
+            credits_per_page: 5,
+            ..pricing
+        };
+        assert_eq!(price(4, 10, false, &per_page).credits_used, 20);
+    }
+
+    #[test]
+    fn previews_are_free() {
+        let pricing = Pricing {
+            credits_per_page: 3,
+            size_threshold_bytes: 0,
+            extra_credits_per_started_mib: 9,
+        };
+        assert_eq!(price(10, 50 * MIB, true, &pricing), Price::default());
+    }
+
+    #[test]
+    fn charges_within_the_balance_and_blocks_beyond_it() {
+        let three = Price {
+            base_credits: 3,
+            size_extra: 0,
+            credits_used: 3,
+        };
+        assert_eq!(
+            charge(Some(10), 5, three),
+            Charge::Charged {
+                credits_remaining: Some(2)
+            }
+        );
+        assert_eq!(
+            charge(Some(10), 7, three),
+            Charge::Charged {
+                credits_remaining: Some(0)
+            }
+        );
+        assert_eq!(
+            charge(Some(10), 8, three),
+            Charge::Insufficient {
+                credits_remaining: 2
+            }
+        );
+        assert_eq!(
+            charge(None, 1_000_000, three),
+            Charge::Charged {
+                credits_remaining: None
+            }
+        );
+        assert_eq!(
+            charge(Some(0), 0, Price::default()),
+            Charge::Charged {
+                credits_remaining: Some(0)
+            }
+        );
+    }
+}

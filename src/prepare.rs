@@ -1,0 +1,293 @@
+//! From a RenderJob and what it refers to, the exact [`RenderRequest`] a renderer
+//! gets: the template source, the data (template defaults merged under the job's,
+//! size-capped, checked against the template's JSON Schema) and the assets.
+//!
+//! Every home resolves references its own way (files for `folio run`, the embedded
+//! database for `folio serve`, the API server in a cluster) behind [`Lookup`]; the
+//! rules of what makes a job renderable live here once.
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::Value;
+
+use crate::lifecycle::ErrorCode;
+use crate::render::{Asset, RenderFailure, RenderRequest};
+use crate::resources::{ConfigMapKeyRef, MAX_INLINE_DATA_BYTES, RenderJobSpec, RenderTemplateSpec};
+
+/// Where a job's references are found, within the job's namespace.
+pub trait Lookup {
+    /// The RenderTemplate called `name`.
+    fn template(&self, name: &str) -> Option<RenderTemplateSpec>;
+    /// The ConfigMap called `name`.
+    fn config_map(&self, name: &str) -> Option<ConfigMap>;
+}
+
+/// Build the render request for job `job_name`, or say why it cannot be rendered.
+pub fn prepare(
+    job_name: &str,
+    spec: &RenderJobSpec,
+    lookup: &dyn Lookup,
+) -> Result<RenderRequest, RenderFailure> {
+    let template = resolve_template(spec, lookup)?;
+    let source = match (&template.source, &template.source_from) {
+        (Some(source), _) => source.clone(),
+        (None, Some(key)) => config_map_text(lookup, key, "spec.sourceFrom")?,
+        (None, None) => {
+            return Err(RenderFailure::new(
+                ErrorCode::SpecInvalid,
+                "the template has neither spec.source nor spec.sourceFrom",
+            ));
+        }
+    };
+    let job_data = match (&spec.data, &spec.data_from) {
+        (Some(_), Some(_)) => {
+            return Err(RenderFailure::new(
+                ErrorCode::SpecInvalid,
+                "set spec.data or spec.dataFrom, not both",
+            ));
+        }
+        (Some(data), None) => {
+            check_inline_size(data)?;
+            data.clone()
+        }
+        (None, Some(key)) => {
+            let text = config_map_text(lookup, key, "spec.dataFrom")?;
+            serde_json::from_str(&text).map_err(|err| {
+                RenderFailure::new(
+                    ErrorCode::DataInvalid,
+                    format!(
+                        "spec.dataFrom ({}/{}) is not JSON: {err}",
+                        key.name, key.key
+                    ),
+                )
+            })?
+        }
+        (None, None) => Value::Object(Default::default()),
+    };
+    let data = match &template.defaults {
+        Some(defaults) => merged(defaults.clone(), job_data),
+        None => job_data,
+    };
+    if let Some(schema) = &template.data_schema {
+        validate(schema, &data)?;
+    }
+    let assets = template
+        .assets
+        .iter()
+        .map(|asset| {
+            let bytes = match (&asset.base64, &asset.config_map_key_ref) {
+                (Some(text), _) => base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|err| {
+                        RenderFailure::new(
+                            ErrorCode::SpecInvalid,
+                            format!("asset {:?}: base64 is not valid: {err}", asset.name),
+                        )
+                    })?,
+                (None, Some(key)) => {
+                    config_map_bytes(lookup, key, &format!("asset {:?}", asset.name))?
+                }
+                (None, None) => {
+                    return Err(RenderFailure::new(
+                        ErrorCode::SpecInvalid,
+                        format!(
+                            "asset {:?} has neither base64 nor configMapKeyRef",
+                            asset.name
+                        ),
+                    ));
+                }
+            };
+            Ok(Asset {
+                name: asset.name.clone(),
+                bytes,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RenderRequest {
+        source,
+        data: data.to_string(),
+        assets,
+        preview: spec.preview,
+        title: Some(spec.title.clone().unwrap_or_else(|| job_name.to_owned())),
+    })
+}
+
+fn resolve_template(
+    spec: &RenderJobSpec,
+    lookup: &dyn Lookup,
+) -> Result<RenderTemplateSpec, RenderFailure> {
+    match (&spec.template_ref, &spec.template) {
+        (Some(_), Some(_)) => Err(RenderFailure::new(
+            ErrorCode::SpecInvalid,
+            "set spec.templateRef or spec.template, not both",
+        )),
+        (Some(reference), None) => lookup.template(&reference.name).ok_or_else(|| {
+            RenderFailure::new(
+                ErrorCode::TemplateNotFound,
+                format!(
+                    "RenderTemplate {:?} does not exist in the job's namespace",
+                    reference.name
+                ),
+            )
+        }),
+        (None, Some(inline)) => Ok(RenderTemplateSpec {
+            engine: inline.engine,
+            source: Some(inline.source.clone()),
+            ..Default::default()
+        }),
+        (None, None) => Err(RenderFailure::new(
+            ErrorCode::SpecInvalid,
+            "the job names no template: set spec.templateRef or spec.template",
+        )),
+    }
+}
+
+/// Refuse inline data over [`MAX_INLINE_DATA_BYTES`] (serialized as JSON).
+pub fn check_inline_size(data: &Value) -> Result<(), RenderFailure> {
+    let size = serde_json::to_vec(data)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_INLINE_DATA_BYTES {
+        return Err(RenderFailure::new(
+            ErrorCode::DataInvalid,
+            format!(
+                "spec.data is {} KiB; inline data is limited to {} KiB (use spec.dataFrom for more)",
+                size.div_ceil(1024),
+                MAX_INLINE_DATA_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `overlay` merged onto `base`: objects merge key by key, anything else is replaced.
+pub fn merged(base: Value, overlay: Value) -> Value {
+    match (base, overlay) {
+        (Value::Object(mut base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                let merged_value = match base.remove(&key) {
+                    Some(existing) => merged(existing, value),
+                    None => value,
+                };
+                base.insert(key, merged_value);
+            }
+            Value::Object(base)
+        }
+        (_, overlay) => overlay,
+    }
+}
+
+/// Check `data` against a JSON Schema; the error names the failing path.
+pub fn validate(schema: &Value, data: &Value) -> Result<(), RenderFailure> {
+    let validator = jsonschema::validator_for(schema).map_err(|err| {
+        RenderFailure::new(
+            ErrorCode::SpecInvalid,
+            format!("the template's dataSchema is not a valid JSON Schema: {err}"),
+        )
+    })?;
+    let problems: Vec<String> = validator
+        .iter_errors(data)
+        .take(5)
+        .map(|err| {
+            let path = err.instance_path().to_string();
+            format!(
+                "at {}: {err}",
+                if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                }
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderFailure::new(
+            ErrorCode::DataInvalid,
+            format!(
+                "data does not match the template's schema: {}",
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
+fn config_map_text(
+    lookup: &dyn Lookup,
+    key: &ConfigMapKeyRef,
+    field: &str,
+) -> Result<String, RenderFailure> {
+    let bytes = config_map_bytes(lookup, key, field)?;
+    String::from_utf8(bytes).map_err(|_| {
+        RenderFailure::new(
+            ErrorCode::DataInvalid,
+            format!(
+                "{field}: ConfigMap {}/{} is not UTF-8 text",
+                key.name, key.key
+            ),
+        )
+    })
+}
+
+fn config_map_bytes(
+    lookup: &dyn Lookup,
+    key: &ConfigMapKeyRef,
+    field: &str,
+) -> Result<Vec<u8>, RenderFailure> {
+    let missing = || {
+        RenderFailure::new(
+            ErrorCode::TemplateNotFound,
+            format!("{field}: ConfigMap {:?} has no key {:?}", key.name, key.key),
+        )
+    };
+    let map = lookup.config_map(&key.name).ok_or_else(|| {
+        RenderFailure::new(
+            ErrorCode::TemplateNotFound,
+            format!("{field}: ConfigMap {:?} does not exist", key.name),
+        )
+    })?;
+    if let Some(text) = map.data.as_ref().and_then(|d| d.get(&key.key)) {
+        return Ok(text.clone().into_bytes());
+    }
+    map.binary_data
+        .as_ref()
+        .and_then(|d| d.get(&key.key))
+        .map(|b| b.0.clone())
+        .ok_or_else(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_data_wins_over_template_defaults() {
+        let defaults = json!({"currency": "EUR", "seller": {"name": "folio", "city": "Berlin"}});
+        let job = json!({"seller": {"city": "Hamburg"}, "number": 7});
+        assert_eq!(
+            merged(defaults, job),
+            json!({"currency": "EUR", "seller": {"name": "folio", "city": "Hamburg"}, "number": 7})
+        );
+    }
+
+    #[test]
+    fn schema_errors_name_the_failing_path() {
+        let schema = json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer"}}}}}});
+        let err = validate(&schema, &json!({"items": [{"qty": 1}, {"qty": "two"}]})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::DataInvalid);
+        assert!(err.message.contains("/items/1/qty"), "{}", err.message);
+        assert!(validate(&schema, &json!({"items": [{"qty": 3}]})).is_ok());
+    }
+
+    #[test]
+    fn inline_data_is_capped_at_256_kib() {
+        let big = json!({"text": "x".repeat(MAX_INLINE_DATA_BYTES)});
+        assert_eq!(
+            check_inline_size(&big).unwrap_err().code,
+            ErrorCode::DataInvalid
+        );
+        assert!(check_inline_size(&json!({"text": "small"})).is_ok());
+    }
+}

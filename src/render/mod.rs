@@ -1,0 +1,342 @@
+//! Rendering: a template, its data and options in; PDF bytes and the facts about them
+//! (pages, size, checksum, duration) out. Nothing here touches storage or a store;
+//! the renderer pod, the standalone workers and `folio run` all call it.
+//!
+//! [`Engine`] compiles in this process and is what a worker runs. Typst cannot be
+//! interrupted mid-compile, so time and memory limits are enforced one level up by
+//! [`pool::RenderPool`], which runs engines in worker processes it can kill.
+
+pub mod pool;
+mod postprocess;
+mod world;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use typst::diag::SourceDiagnostic;
+use typst::foundations::{Datetime, Smart};
+use typst::{World, WorldExt};
+use typst_layout::PagedDocument;
+
+pub use postprocess::WATERMARK_TEXT;
+pub use world::{DATA_FILE, MAIN_FILE};
+
+use crate::lifecycle::ErrorCode;
+
+/// Largest PDF a render may produce.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 100 * 1024 * 1024;
+/// Memoized results not used in this many renders are evicted, so that a long-running
+/// worker stays bounded while a template rendered again and again stays warm.
+const MEMO_MAX_AGE: usize = 8;
+
+/// One render: everything the sandbox will see, and the options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RenderRequest {
+    /// The template source (Typst markup).
+    pub source: String,
+    /// The job's data as JSON text; the template reads it as `data.json`.
+    pub data: String,
+    /// Files the template may read, by name.
+    #[serde(default)]
+    pub assets: Vec<Asset>,
+    /// Stamp the PREVIEW watermark.
+    #[serde(default)]
+    pub preview: bool,
+    /// Title for the PDF metadata, unless the template sets its own.
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// A file in the template's sandbox.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Asset {
+    /// The path the template uses.
+    pub name: String,
+    /// The file's bytes.
+    #[serde(with = "base64_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A finished PDF and the facts status and billing need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// The PDF.
+    pub pdf: Vec<u8>,
+    /// The facts about it.
+    pub facts: RenderFacts,
+}
+
+/// The facts about a rendered PDF.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderFacts {
+    /// Pages, as a PDF reader counts them.
+    pub page_count: i64,
+    /// Size in bytes.
+    pub total_bytes: i64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Wall-clock time of compile, export and post-processing.
+    pub duration_ms: i64,
+}
+
+/// Why a render produced no PDF.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RenderFailure {
+    /// Stable machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable reason (line and column for template errors).
+    pub message: String,
+}
+
+impl RenderFailure {
+    /// A failure with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RenderFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The in-process Typst engine. Load it once; it is shared by concurrent renders.
+pub struct Engine {
+    shared: world::Shared,
+    max_output_bytes: usize,
+    producer: String,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// Load fonts and the standard library.
+    pub fn new() -> Engine {
+        Engine {
+            shared: world::Shared::load(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            producer: format!("folio {} (typst 0.15)", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// Refuse PDFs larger than `bytes` with `OUTPUT_TOO_LARGE`.
+    pub fn with_max_output_bytes(mut self, bytes: usize) -> Engine {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// Render one document.
+    pub fn render(&self, request: &RenderRequest) -> Result<Rendered, RenderFailure> {
+        let started = Instant::now();
+        let result = self.render_inner(request);
+        typst::comemo::evict(MEMO_MAX_AGE);
+        let (pdf, page_count) = result?;
+        let facts = RenderFacts {
+            page_count: page_count as i64,
+            total_bytes: pdf.len() as i64,
+            sha256: hex::encode(Sha256::digest(&pdf)),
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        Ok(Rendered { pdf, facts })
+    }
+
+    fn render_inner(&self, request: &RenderRequest) -> Result<(Vec<u8>, usize), RenderFailure> {
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&request.data) {
+            return Err(RenderFailure::new(
+                ErrorCode::DataInvalid,
+                format!("data is not valid JSON: {err}"),
+            ));
+        }
+        let assets: Vec<(String, Vec<u8>)> = request
+            .assets
+            .iter()
+            .map(|a| (a.name.clone(), a.bytes.clone()))
+            .collect();
+        let sandbox = world::Sandbox::new(
+            &self.shared,
+            &request.source,
+            request.data.clone().into_bytes(),
+            &assets,
+            today(),
+        );
+        let mut document = typst::compile::<PagedDocument>(&sandbox)
+            .output
+            .map_err(|errors| compile_failure(&sandbox, &errors))?;
+        let info = document.info_mut();
+        if info.title.is_none() {
+            info.title = request.title.as_deref().map(Into::into);
+        }
+        let options = typst_pdf::PdfOptions {
+            creator: Smart::Custom(Some(self.producer.clone())),
+            ..Default::default()
+        };
+        let pdf = typst_pdf::pdf(&document, &options)
+            .map_err(|errors| compile_failure(&sandbox, &errors))?;
+        let finished =
+            postprocess::finish(&pdf, &self.producer, request.preview).map_err(|err| {
+                RenderFailure::new(
+                    ErrorCode::Internal,
+                    format!("post-processing the PDF failed: {err}"),
+                )
+            })?;
+        if finished.pdf.len() > self.max_output_bytes {
+            return Err(RenderFailure::new(
+                ErrorCode::OutputTooLarge,
+                format!(
+                    "the PDF is {} bytes; the limit is {} bytes",
+                    finished.pdf.len(),
+                    self.max_output_bytes
+                ),
+            ));
+        }
+        Ok((finished.pdf, finished.page_count))
+    }
+}
+
+fn today() -> Datetime {
+    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    Datetime::from_ymd(now.year() as i32, now.month() as u8, now.day() as u8)
+        .unwrap_or_else(|| unreachable!("jiff dates are valid"))
+}
+
+/// Turn compiler diagnostics into a `TEMPLATE_COMPILE_ERROR` naming line and column.
+fn compile_failure(sandbox: &world::Sandbox, errors: &[SourceDiagnostic]) -> RenderFailure {
+    let messages: Vec<String> = errors
+        .iter()
+        .take(5)
+        .map(|d| describe(sandbox, d))
+        .collect();
+    let mut message = messages.join("; ");
+    if errors.len() > 5 {
+        message.push_str(&format!("; and {} more errors", errors.len() - 5));
+    }
+    RenderFailure::new(ErrorCode::TemplateCompileError, message)
+}
+
+fn describe(sandbox: &world::Sandbox, diagnostic: &SourceDiagnostic) -> String {
+    let mut text = String::new();
+    let location = diagnostic
+        .span
+        .id()
+        .zip(sandbox.range(diagnostic.span))
+        .and_then(|(id, range)| {
+            let source = sandbox.source(id).ok()?;
+            let (line, column) = source.lines().byte_to_line_column(range.start)?;
+            let file = id.get().vpath().get_without_slash().to_owned();
+            Some(format!("{file}:{}:{}", line + 1, column + 1))
+        });
+    if let Some(location) = location {
+        text.push_str(&location);
+        text.push_str(": ");
+    }
+    text.push_str("error: ");
+    text.push_str(&diagnostic.message);
+    for hint in diagnostic.hints.iter().take(2) {
+        text.push_str(" (hint: ");
+        text.push_str(&hint.v);
+        text.push(')');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(source: &str, data: &str) -> RenderRequest {
+        RenderRequest {
+            source: source.into(),
+            data: data.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn data_is_visible_as_data_json() {
+        let engine = Engine::new();
+        let out = engine
+            .render(&request(
+                "#let d = json(\"data.json\")\nHello #d.name",
+                r#"{"name":"Ada"}"#,
+            ))
+            .unwrap();
+        assert!(out.pdf.starts_with(b"%PDF-"));
+        assert_eq!(out.facts.page_count, 1);
+        assert_eq!(out.facts.total_bytes, out.pdf.len() as i64);
+        assert_eq!(out.facts.sha256.len(), 64);
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let engine = Engine::new();
+        let err = engine
+            .render(&request("= Title\n\n#let x = (1, 2", "{}"))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemplateCompileError);
+        assert!(err.message.starts_with("main.typ:3:"), "{}", err.message);
+    }
+
+    #[test]
+    fn the_file_system_is_out_of_reach() {
+        let engine = Engine::new();
+        let err = engine
+            .render(&request("#read(\"/etc/passwd\")", "{}"))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemplateCompileError);
+        assert!(err.message.contains("main.typ:1:"), "{}", err.message);
+        let err = engine
+            .render(&request("#import \"@preview/cetz:0.3.0\"", "{}"))
+            .unwrap_err();
+        assert!(
+            err.message.contains("packages are not available"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn declared_assets_are_readable() {
+        let engine = Engine::new();
+        let mut req = request("#read(\"notes.txt\")", "{}");
+        req.assets.push(Asset {
+            name: "notes.txt".into(),
+            bytes: b"from an asset".to_vec(),
+        });
+        assert!(engine.render(&req).is_ok());
+    }
+
+    #[test]
+    fn invalid_json_data_is_data_invalid() {
+        let err = Engine::new()
+            .render(&request("Hi", "{not json"))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::DataInvalid);
+    }
+
+    #[test]
+    fn outputs_over_the_limit_are_refused() {
+        let engine = Engine::new().with_max_output_bytes(100);
+        let err = engine.render(&request("Hi", "{}")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutputTooLarge);
+    }
+}

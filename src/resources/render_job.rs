@@ -1,0 +1,202 @@
+//! `RenderJob` (`rj`): one document to render, and what became of it.
+//!
+//! The fields mirror Kubernetes Jobs where they mean the same thing
+//! (`backoffLimit`, `activeDeadlineSeconds`, `ttlSecondsAfterFinished`) so that
+//! cluster users find what they know.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigMapKeyRef, SecretKeyRef, TemplateEngine, free_form_object};
+use crate::lifecycle::{ErrorCode, Phase};
+
+/// Largest `data` accepted inline; larger data goes through `dataFrom`.
+pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
+
+/// A request to render one document from a template and data.
+// kube's printcolumn(...) repeats the same keys per column, which clippy mistakes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "folio.dev",
+    version = "v1alpha1",
+    kind = "RenderJob",
+    namespaced,
+    shortname = "rj",
+    status = "RenderJobStatus",
+    doc = "A document render: a template and its data in, a PDF and its status out.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Pages", type_ = "integer", json_path = ".status.pageCount"),
+    printcolumn(name = "Credits", type_ = "integer", json_path = ".status.creditsUsed"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderJobSpec {
+    /// The RenderTemplate (same namespace) to render.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_ref: Option<TemplateRef>,
+    /// A template given inline instead of `templateRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<InlineTemplate>,
+    /// The data, visible to the template as `data.json` (at most 256 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub data: Option<serde_json::Value>,
+    /// Larger data from a ConfigMap key holding JSON, instead of `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_from: Option<ConfigMapKeyRef>,
+    /// Output format.
+    #[serde(default)]
+    pub output: OutputFormat,
+    /// A free, watermarked render with short retention.
+    #[serde(default)]
+    pub preview: bool,
+    /// The caller's own identifier; a second job with the same one is the same job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Document title written into the PDF metadata (default: the template's own
+    /// title, else the job's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Retries of a failed render attempt before the job fails (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: Option<i32>,
+    /// Seconds after the job started in which it must finish, or it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Seconds a finished job (and its PDF) is kept (default: the account's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+    /// Where status changes are posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+    /// Set to true to cancel the job.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+/// A reference to a RenderTemplate by name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRef {
+    /// Name of the RenderTemplate in the job's namespace.
+    pub name: String,
+}
+
+/// A template carried by the job itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineTemplate {
+    /// Template engine.
+    #[serde(default)]
+    pub engine: TemplateEngine,
+    /// The template text.
+    pub source: String,
+}
+
+/// The kind of document produced.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A PDF document.
+    #[default]
+    Pdf,
+}
+
+/// Where and how a job's status changes are delivered.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// The receiver's URL.
+    pub url: String,
+    /// The Secret key holding the HMAC signing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Which changes are posted.
+    #[serde(default)]
+    pub events: WebhookEvents,
+}
+
+/// Which status changes a webhook receives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WebhookEvents {
+    /// Only the final phase.
+    #[default]
+    Terminal,
+    /// Every phase change.
+    All,
+}
+
+/// What became of a RenderJob. Every field is written by folio, never by users.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderJobStatus {
+    /// Where the job is in its lifecycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Kubernetes-style conditions (`Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Failed attempts that were retried.
+    #[serde(default)]
+    pub retry_count: i32,
+    /// When the next attempt may start, while a retry waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// When rendering first started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the job reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Wall-clock duration of the successful render.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Pages in the PDF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_count: Option<i64>,
+    /// Size of the PDF in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<i64>,
+    /// SHA-256 of the PDF, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Where the PDF is stored (a key, never a URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_key: Option<String>,
+    /// `pageCount × creditsPerPage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_credits: Option<i64>,
+    /// Extra credits for size above the account's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_extra: Option<i64>,
+    /// `baseCredits + sizeExtra`, charged once on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits_used: Option<i64>,
+    /// The account's balance after this job (absent for unlimited accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits_remaining: Option<i64>,
+    /// Machine-readable reason of a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    /// Human-readable reason of a failure (line and column for template errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When the job and its output are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+}
