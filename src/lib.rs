@@ -8,12 +8,21 @@
 //! - [`prepare`]: what a job and its references turn into for the renderer.
 //! - [`manifest`]: reading manifest files.
 //! - [`run`]: `folio run`.
+//! - [`http`]: the REST facade, written once against the port both homes implement.
+//! - [`standalone`]: the embedded default home (`folio serve`).
+//! - [`storage`], [`signing`], [`api_keys`], [`metrics`]: shared plumbing.
 
 #![warn(missing_docs)]
 
+pub mod api_keys;
+pub mod http;
 pub mod lifecycle;
 pub mod manifest;
+pub mod metrics;
 pub mod prepare;
 pub mod render;
 pub mod resources;
 pub mod run;
+pub mod signing;
+pub mod standalone;
+pub mod storage;

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
 use folio::manifest::Manifests;
 use folio::render::pool::{PoolConfig, RenderPool, serve_worker};
 use folio::run::{RunOptions, reports_yaml, run};
+use folio::standalone::ServeOptions;
 
 /// Render documents from templates and JSON data, as Kubernetes resources or locally.
 #[derive(Parser)]
@@ -33,18 +35,42 @@ enum Command {
             default_value = "folio-out"
         )]
         out: PathBuf,
-        /// Renders at once (default: one per core).
-        #[arg(short = 'j', long, env = "FOLIO_JOBS")]
-        jobs: Option<usize>,
-        /// Time limit of one render attempt, in seconds.
-        #[arg(long, env = "FOLIO_RENDER_TIMEOUT", default_value_t = 60.0)]
-        render_timeout: f64,
-        /// Memory limit of one render, in MiB.
-        #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
-        render_memory_mib: u64,
+        #[command(flatten)]
+        limits: RenderLimits,
         /// Never show the progress bar.
         #[arg(long, env = "FOLIO_NO_PROGRESS")]
         no_progress: bool,
+    },
+    /// Serve the REST API on the embedded default: SQLite, in-process workers, a local folder.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FOLIO_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Folder of the database and the PDFs.
+        #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
+        data_dir: PathBuf,
+        /// RenderTemplate and RenderAccount manifests to apply at start (namespace = tenant).
+        #[arg(short = 'f', long = "file", env = "FOLIO_FILES", value_delimiter = ',')]
+        files: Vec<PathBuf>,
+        /// The URL clients reach this server at (default: http://LISTEN).
+        #[arg(long, env = "FOLIO_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        limits: RenderLimits,
+        /// Seconds between sweeps for expired jobs.
+        #[arg(long, env = "FOLIO_SWEEP_INTERVAL", default_value_t = 30.0)]
+        sweep_interval: f64,
+        /// Seconds that renders in flight may finish after SIGTERM.
+        #[arg(long, env = "FOLIO_SHUTDOWN_GRACE", default_value_t = 20.0)]
+        shutdown_grace: f64,
+        /// Log as JSON lines.
+        #[arg(long, env = "FOLIO_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Create, list and revoke API keys of the standalone server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Print the CustomResourceDefinitions generated from folio's types.
     Crd,
@@ -57,9 +83,174 @@ enum Command {
     },
 }
 
+/// How many renders run at once and what each may use; shared by `run` and `serve`.
+#[derive(Args)]
+struct RenderLimits {
+    /// Renders at once (default: one per core).
+    #[arg(short = 'j', long, env = "FOLIO_JOBS")]
+    jobs: Option<usize>,
+    /// Time limit of one render attempt, in seconds.
+    #[arg(long, env = "FOLIO_RENDER_TIMEOUT", default_value_t = 60.0)]
+    render_timeout: f64,
+    /// Memory limit of one render, in MiB.
+    #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
+    render_memory_mib: u64,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a tenant and print it (once: only its hash is stored).
+    Create {
+        /// The tenant (namespace) the key acts for.
+        #[arg(long)]
+        tenant: String,
+        /// Folder of the database.
+        #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
+        data_dir: PathBuf,
+    },
+    /// List keys (ids and prefixes, never the keys).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Folder of the database.
+        #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a key by id or prefix; it stops working at once.
+    Revoke {
+        /// The key's id (or prefix) from `folio keys list`.
+        id: String,
+        /// Folder of the database.
+        #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("{name} must be a positive number of seconds"))
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Create { tenant, data_dir } => {
+            match folio::standalone::create_key(&data_dir, &tenant) {
+                Ok((id, key)) => {
+                    eprintln!(
+                        "created {id} for tenant {tenant}; this is the only time the key is shown:"
+                    );
+                    println!("{key}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(&format!("{err:#}")),
+            }
+        }
+        KeysCommand::List { tenant, data_dir } => {
+            match folio::standalone::list_keys(&data_dir, tenant.as_deref()) {
+                Ok(keys) => {
+                    println!(
+                        "{:<40} {:<20} {:<14} {:<26} REVOKED",
+                        "ID", "TENANT", "PREFIX", "CREATED"
+                    );
+                    for key in keys {
+                        let revoked = key
+                            .revoked_at
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "{:<40} {:<20} {:<14} {:<26} {revoked}",
+                            key.id,
+                            key.tenant,
+                            key.prefix,
+                            key.created_at.to_string()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(&format!("{err:#}")),
+            }
+        }
+        KeysCommand::Revoke { id, data_dir } => match folio::standalone::revoke_key(&data_dir, &id)
+        {
+            Ok(true) => {
+                eprintln!("revoked {id}");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => fail(&format!("no live key {id:?}")),
+            Err(err) => fail(&format!("{err:#}")),
+        },
+    }
+}
+
+impl RenderLimits {
+    /// The pool configuration and the time limit of one render, or why they are unusable.
+    fn resolve(&self) -> Result<(PoolConfig, Duration), String> {
+        let timeout = seconds("--render-timeout", self.render_timeout)?;
+        let mut pool = PoolConfig::for_this_machine()
+            .map_err(|err| format!("could not find the folio executable: {err}"))?;
+        pool.memory_limit_mib = self.render_memory_mib;
+        if let Some(jobs) = self.jobs {
+            pool.workers = jobs;
+        }
+        Ok((pool, timeout))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keys { command } => keys(command),
+        Command::Serve {
+            listen,
+            data_dir,
+            files,
+            public_url,
+            limits,
+            sweep_interval,
+            shutdown_grace,
+            log_json,
+        } => {
+            init_logging(log_json);
+            let settings = (|| {
+                let (pool, render_timeout) = limits.resolve()?;
+                let sweep_interval = seconds("--sweep-interval", sweep_interval)?;
+                let shutdown_grace = seconds("--shutdown-grace", shutdown_grace)?;
+                Ok::<_, String>(ServeOptions {
+                    listen,
+                    data_dir,
+                    files,
+                    public_url,
+                    pool,
+                    render_timeout,
+                    sweep_interval,
+                    shutdown_grace,
+                })
+            })();
+            match settings {
+                Ok(options) => in_runtime(folio::standalone::serve(options))
+                    .map_or_else(|code| code, |()| ExitCode::SUCCESS),
+                Err(message) => unusable(&message),
+            }
+        }
         Command::Crd => match folio::resources::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -74,70 +265,64 @@ fn main() -> ExitCode {
         Command::Run {
             files,
             out,
-            jobs,
-            render_timeout,
-            render_memory_mib,
+            limits,
             no_progress,
-        } => {
-            let manifests = match Manifests::load(&files) {
-                Ok(manifests) => manifests,
-                Err(err) => {
-                    eprintln!("folio: {err}");
-                    return ExitCode::from(2);
-                }
-            };
-            if manifests.jobs.is_empty() {
-                eprintln!(
-                    "folio: no RenderJob in {}",
-                    files
-                        .iter()
-                        .map(|f| f.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                return ExitCode::from(2);
-            }
-            if !(render_timeout.is_finite() && render_timeout > 0.0) {
-                eprintln!("folio: --render-timeout must be a positive number of seconds");
-                return ExitCode::from(2);
-            }
-            let options = RunOptions {
-                out_dir: out,
-                render_timeout: Duration::from_secs_f64(render_timeout),
-                progress: !no_progress,
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(err) => return fail(&format!("could not start the runtime: {err}")),
-            };
-            runtime.block_on(async {
-                let mut config = match PoolConfig::for_this_machine() {
-                    Ok(config) => config,
-                    Err(err) => {
-                        return fail(&format!("could not find the folio executable: {err}"));
-                    }
-                };
-                config.memory_limit_mib = render_memory_mib;
-                if let Some(jobs) = jobs {
-                    config.workers = jobs;
-                }
-                let pool = Arc::new(RenderPool::new(config));
-                let reports = match run(manifests, pool, &options).await {
-                    Ok(reports) => reports,
-                    Err(err) => return fail(&format!("could not write the output: {err}")),
-                };
-                match reports_yaml(&reports) {
-                    Ok(yaml) => print!("{yaml}"),
-                    Err(err) => return fail(&format!("could not print the status: {err}")),
-                }
-                if reports.iter().all(|r| r.succeeded()) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            })
-        }
+        } => run_command(&files, out, &limits, no_progress),
     }
+}
+
+/// `folio run`: exit 0 when every job succeeded, 1 when any did not, 2 for unusable input.
+fn run_command(
+    files: &[PathBuf],
+    out: PathBuf,
+    limits: &RenderLimits,
+    no_progress: bool,
+) -> ExitCode {
+    let manifests = match Manifests::load(files) {
+        Ok(manifests) => manifests,
+        Err(err) => return unusable(&err.to_string()),
+    };
+    if manifests.jobs.is_empty() {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        return unusable(&format!("no RenderJob in {}", names.join(", ")));
+    }
+    let (pool, render_timeout) = match limits.resolve() {
+        Ok(resolved) => resolved,
+        Err(message) => return unusable(&message),
+    };
+    let options = RunOptions {
+        out_dir: out,
+        render_timeout,
+        progress: !no_progress,
+    };
+    let outcome = in_runtime(async move {
+        let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options)
+            .await
+            .context("writing the output")?;
+        print!("{}", reports_yaml(&reports)?);
+        Ok(reports.iter().all(|r| r.succeeded()))
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(code) => code,
+    }
+}
+
+/// Run a future on a new runtime; an error is printed and becomes exit code 1.
+fn in_runtime<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|err| fail(&format!("could not start the runtime: {err}")))?;
+    runtime
+        .block_on(future)
+        .map_err(|err| fail(&format!("{err:#}")))
+}
+
+fn unusable(message: &str) -> ExitCode {
+    eprintln!("folio: {message}");
+    ExitCode::from(2)
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::lifecycle::{self, AfterFailure, Charge, ErrorCode, Event, Phase};
@@ -300,10 +300,10 @@ fn settle(
                 Finish::Failed(failure) => (walk(&[Event::Start, Event::Fail]), Some(failure)),
             };
             if phase != Phase::Cancelled {
-                status.started_at = Some(Time(outcome.started_at));
+                status.started_at = Some(outcome.started_at);
             }
             status.phase = Some(phase);
-            status.completed_at = Some(Time(now));
+            status.completed_at = Some(now);
             if let Some(failure) = failure {
                 status.error_code = Some(failure.code);
                 status.error_message = Some(failure.message);
@@ -311,7 +311,7 @@ fn settle(
             return Ok(status);
         }
     };
-    status.started_at = Some(Time(outcome.started_at));
+    status.started_at = Some(outcome.started_at);
     status.page_count = Some(rendered.facts.page_count);
     status.total_bytes = Some(rendered.facts.total_bytes);
     status.sha256 = Some(rendered.facts.sha256.clone());
@@ -353,13 +353,13 @@ fn settle(
             status.credits_used = Some(price.credits_used);
             status.credits_remaining = credits_remaining;
             status.output_key = Some(format!("{namespace}/{name}.pdf"));
-            status.completed_at = Some(Time(now));
-            status.expires_at = Some(Time(lifecycle::expires_at(
+            status.completed_at = Some(now);
+            status.expires_at = Some(lifecycle::expires_at(
                 now,
                 job.spec.ttl_seconds_after_finished,
                 job.spec.preview,
                 &account.retention,
-            )));
+            ));
         }
     }
     Ok(status)

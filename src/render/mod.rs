@@ -213,6 +213,39 @@ impl Engine {
     }
 }
 
+/// Check that template source parses, so that a template with a syntax error is
+/// refused when it is stored rather than when a job renders it. Errors that depend on
+/// the data are only found by rendering.
+pub fn check_syntax(source: &str) -> Result<(), RenderFailure> {
+    let source = typst::syntax::Source::detached(source);
+    let (errors, _warnings) = source.root().errors_and_warnings();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<String> = errors
+        .iter()
+        .take(5)
+        .map(|error| {
+            let range = match error.span.get() {
+                typst::syntax::DiagSpanKind::Number { num, sub_range, .. } => {
+                    source.range(num, sub_range)
+                }
+                typst::syntax::DiagSpanKind::Range { range, .. } => Some(range),
+                typst::syntax::DiagSpanKind::Detached => None,
+            };
+            let position = range
+                .and_then(|range| source.lines().byte_to_line_column(range.start))
+                .map(|(line, column)| format!("{}:{}: ", line + 1, column + 1))
+                .unwrap_or_default();
+            format!("{position}error: {}", error.message)
+        })
+        .collect();
+    Err(RenderFailure::new(
+        ErrorCode::TemplateCompileError,
+        messages.join("; "),
+    ))
+}
+
 fn today() -> Datetime {
     let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
     Datetime::from_ymd(now.year() as i32, now.month() as u8, now.day() as u8)
@@ -323,6 +356,14 @@ mod tests {
             bytes: b"from an asset".to_vec(),
         });
         assert!(engine.render(&req).is_ok());
+    }
+
+    #[test]
+    fn syntax_check_finds_errors_without_rendering() {
+        assert!(check_syntax("= Title\n#let x = 1").is_ok());
+        let err = check_syntax("= Title\n\n#let x = (1, 2").unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemplateCompileError);
+        assert!(err.message.starts_with("3:"), "{}", err.message);
     }
 
     #[test]

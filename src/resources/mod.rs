@@ -34,6 +34,16 @@ pub(crate) fn free_form_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// Schema of an optional RFC 3339 timestamp (kept to the millisecond, unlike
+/// `metav1.Time`, so that durations and the render log's order are exact).
+pub(crate) fn optional_date_time(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "format": "date-time",
+        "nullable": true
+    })
+}
+
 /// A key in a ConfigMap of the same namespace, used for template sources, assets and
 /// large job data.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -4,12 +4,13 @@
 //! (`backoffLimit`, `activeDeadlineSeconds`, `ttlSecondsAfterFinished`) so that
 //! cluster users find what they know.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigMapKeyRef, SecretKeyRef, TemplateEngine, free_form_object};
+use super::{ConfigMapKeyRef, SecretKeyRef, TemplateEngine, free_form_object, optional_date_time};
 use crate::lifecycle::{ErrorCode, Phase};
 
 /// Largest `data` accepted inline; larger data goes through `dataFrom`.
@@ -156,13 +157,16 @@ pub struct RenderJobStatus {
     pub retry_count: i32,
     /// When the next attempt may start, while a retry waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<Time>,
+    #[schemars(schema_with = "optional_date_time")]
+    pub next_attempt_at: Option<Timestamp>,
     /// When rendering first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
+    #[schemars(schema_with = "optional_date_time")]
+    pub started_at: Option<Timestamp>,
     /// When the job reached a terminal phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
+    #[schemars(schema_with = "optional_date_time")]
+    pub completed_at: Option<Timestamp>,
     /// Wall-clock duration of the successful render.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
@@ -198,5 +202,6 @@ pub struct RenderJobStatus {
     pub error_message: Option<String>,
     /// When the job and its output are deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Time>,
+    #[schemars(schema_with = "optional_date_time")]
+    pub expires_at: Option<Timestamp>,
 }

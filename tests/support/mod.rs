@@ -81,3 +81,73 @@ pub fn pdftotext(pdf: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A `folio serve` process on a free port with its own data folder; killed on drop.
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its base URL.
+    pub url: String,
+    /// Its data folder.
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Server {
+    /// Start `folio serve` on `data_dir` with extra arguments, and wait until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = folio()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("FOLIO_ALLOW_PRIVATE_TARGETS", "true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("folio serve did not announce its address: {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// A new API key for `tenant`.
+    pub fn key(&self, tenant: &str) -> String {
+        let out = folio()
+            .args(["keys", "create", "--tenant", tenant, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Kill the process at once (SIGKILL), as a crash would.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,425 @@
+//! The JSON shapes of the REST API (camelCase), and how resources turn into them.
+//! Field names follow the render APIs users know (see the seeds): `status`,
+//! `pollUrl`, `downloadUrl`, `pageCount`, `creditsUsed`, ...
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::backend::{JobView, Share, TemplateView};
+use crate::lifecycle::Phase;
+use crate::resources::{RenderAccount, TemplateEngine, WebhookEvents};
+
+/// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRender {
+    /// The template to render, by id (its name).
+    pub template_id: Option<String>,
+    /// A template given inline instead of `templateId`.
+    pub template: Option<InlineTemplateBody>,
+    /// The data; the template reads it as `data.json` (at most 256 KiB).
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+    /// A free, watermarked render with short retention.
+    #[serde(default)]
+    pub preview: bool,
+    /// Output format: `pdf`.
+    pub output: Option<String>,
+    /// Your own id; a second request with it returns the same job.
+    pub external_id: Option<String>,
+    /// Where status changes are posted.
+    pub webhook: Option<WebhookBody>,
+    /// Seconds the finished job and its PDF are kept (capped by the account).
+    pub ttl_seconds: Option<i64>,
+    /// Title in the PDF metadata.
+    pub title: Option<String>,
+    /// Retries of transient failures (default 2).
+    pub backoff_limit: Option<i32>,
+    /// Seconds in which the job must finish, or it expires.
+    pub active_deadline_seconds: Option<i64>,
+}
+
+/// An inline template.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InlineTemplateBody {
+    /// `typst`.
+    #[serde(default)]
+    #[schema(value_type = String, example = "typst")]
+    pub engine: TemplateEngine,
+    /// The template text.
+    pub source: String,
+}
+
+/// A job's webhook.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookBody {
+    /// The receiver (https or http).
+    pub url: String,
+    /// The HMAC-SHA256 signing secret.
+    pub secret: Option<String>,
+    /// `terminal` (default) or `all` status changes.
+    #[serde(default)]
+    #[schema(value_type = String, example = "terminal")]
+    pub events: WebhookEvents,
+}
+
+/// A render job.
+#[derive(Serialize, ToSchema, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderResponse {
+    /// The job id.
+    pub id: String,
+    /// The tenant (namespace).
+    pub tenant: String,
+    /// The template's id, for jobs made from a stored template.
+    pub template_id: Option<String>,
+    /// `queued`, `rendering`, `blocked`, `succeeded`, `failed`, `cancelled`, `expired`.
+    pub status: String,
+    /// Output type: `pdf`.
+    #[serde(rename = "type")]
+    pub output_type: String,
+    /// This resource's URL.
+    pub poll_url: String,
+    /// Signed download URL (24 h), when succeeded.
+    pub download_url: Option<String>,
+    /// Same as `downloadUrl`, for clients that expect this name.
+    pub output_url: Option<String>,
+    /// Storage key of the PDF.
+    pub output_key: Option<String>,
+    /// Machine-readable failure reason.
+    pub error_code: Option<String>,
+    /// Human-readable failure reason.
+    pub error_message: Option<String>,
+    /// When accepted.
+    pub created_at: Timestamp,
+    /// When last changed.
+    pub updated_at: Timestamp,
+    /// When rendering started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal state.
+    pub completed_at: Option<Timestamp>,
+    /// When it and its PDF are deleted.
+    pub expires_at: Option<Timestamp>,
+    /// When a waiting retry starts.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Render wall-clock time.
+    pub duration_ms: Option<i64>,
+    /// Retried attempts.
+    pub retry_count: i32,
+    /// Watermarked, free preview.
+    pub is_preview: bool,
+    /// Pages.
+    pub page_count: Option<i64>,
+    /// Size in bytes.
+    pub total_bytes: Option<i64>,
+    /// SHA-256 of the PDF.
+    pub sha256: Option<String>,
+    /// Page credits.
+    pub base_credits: Option<i64>,
+    /// Size credits.
+    pub size_extra: i64,
+    /// Credits charged.
+    pub credits_used: Option<i64>,
+    /// Balance after this job.
+    pub credits_remaining: Option<i64>,
+    /// Your id.
+    pub external_id: Option<String>,
+    /// The webhook (without its secret).
+    pub webhook: Option<WebhookResponse>,
+}
+
+/// A job's webhook, as shown (never the secret).
+#[derive(Serialize, ToSchema, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookResponse {
+    /// The receiver.
+    pub url: String,
+    /// `terminal` or `all`.
+    pub events: String,
+}
+
+impl RenderResponse {
+    /// The API view of a job; `download_url` is minted by the caller when succeeded.
+    pub fn from_view(
+        view: &JobView,
+        public_url: &str,
+        download_url: Option<String>,
+    ) -> RenderResponse {
+        let job = &view.job;
+        let status = job.status.clone().unwrap_or_default();
+        let id = job.metadata.name.clone().unwrap_or_default();
+        RenderResponse {
+            poll_url: format!("{public_url}/v1/renders/{id}"),
+            id,
+            tenant: job.metadata.namespace.clone().unwrap_or_default(),
+            template_id: job.spec.template_ref.as_ref().map(|t| t.name.clone()),
+            status: status.phase.unwrap_or(Phase::Queued).api_name().to_owned(),
+            output_type: "pdf".to_owned(),
+            output_url: download_url.clone(),
+            download_url,
+            output_key: status.output_key,
+            error_code: status.error_code.map(|c| c.as_str().to_owned()),
+            error_message: status.error_message,
+            created_at: view.created_at,
+            updated_at: view.updated_at,
+            started_at: status.started_at,
+            completed_at: status.completed_at,
+            expires_at: status.expires_at,
+            next_attempt_at: status.next_attempt_at,
+            duration_ms: status.duration_ms,
+            retry_count: status.retry_count,
+            is_preview: job.spec.preview,
+            page_count: status.page_count,
+            total_bytes: status.total_bytes,
+            sha256: status.sha256,
+            base_credits: status.base_credits,
+            size_extra: status.size_extra.unwrap_or(0),
+            credits_used: status.credits_used,
+            credits_remaining: status.credits_remaining,
+            external_id: job.spec.external_id.clone(),
+            webhook: job.spec.webhook.as_ref().map(|w| WebhookResponse {
+                url: w.url.clone(),
+                events: match w.events {
+                    WebhookEvents::Terminal => "terminal".to_owned(),
+                    WebhookEvents::All => "all".to_owned(),
+                },
+            }),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Where this page is in the whole list.
+    pub pagination: Pagination,
+}
+
+impl<T> Page<T> {
+    /// A list returned whole, in one page.
+    pub fn whole(data: Vec<T>) -> Page<T> {
+        let total = data.len() as i64;
+        Page {
+            data,
+            pagination: Pagination {
+                total,
+                limit: total,
+                offset: 0,
+                next: None,
+            },
+        }
+    }
+}
+
+/// Position of a page.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    /// Items matching in all.
+    pub total: i64,
+    /// Page size.
+    pub limit: i64,
+    /// Items skipped.
+    pub offset: i64,
+    /// URL of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Query of `GET /v1/renders`.
+#[derive(Deserialize, ToSchema, Debug, Default, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct RenderLogQuery {
+    /// Only this status (`completed` and `processing` are understood too).
+    pub status: Option<String>,
+    /// Only this output type (`pdf`).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub output_type: Option<String>,
+    /// Only jobs of this template.
+    pub template_id: Option<String>,
+    /// Only this external id.
+    pub external_id: Option<String>,
+    /// Only previews (`true`) or only billed renders (`false`).
+    pub preview: Option<bool>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created before (RFC 3339).
+    pub created_to: Option<String>,
+    /// Page size (default 50, at most 100).
+    pub limit: Option<i64>,
+    /// Items to skip.
+    pub offset: Option<i64>,
+    /// Add signed download URLs.
+    pub signed: Option<bool>,
+}
+
+/// `POST /v1/templates` and `PUT /v1/templates/{slug}`.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateBody {
+    /// The slug (lowercase letters, digits, `-`); taken from the URL on PUT.
+    pub name: Option<String>,
+    /// `typst`.
+    #[serde(default)]
+    #[schema(value_type = String, example = "typst")]
+    pub engine: TemplateEngine,
+    /// The template text.
+    pub source: String,
+    /// JSON Schema the data must satisfy.
+    #[schema(value_type = Object)]
+    pub data_schema: Option<Value>,
+    /// Data merged under every job's data.
+    #[schema(value_type = Object)]
+    pub defaults: Option<Value>,
+}
+
+/// A template.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateResponse {
+    /// The template id (its slug).
+    pub id: String,
+    /// The slug.
+    pub name: String,
+    /// `typst`.
+    pub engine: String,
+    /// The template text.
+    pub source: Option<String>,
+    /// JSON Schema of the data.
+    #[schema(value_type = Object)]
+    pub data_schema: Option<Value>,
+    /// Default data.
+    #[schema(value_type = Object)]
+    pub defaults: Option<Value>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl From<&TemplateView> for TemplateResponse {
+    fn from(view: &TemplateView) -> Self {
+        let name = view.template.metadata.name.clone().unwrap_or_default();
+        TemplateResponse {
+            id: name.clone(),
+            name,
+            engine: "typst".to_owned(),
+            source: view.template.spec.source.clone(),
+            data_schema: view.template.spec.data_schema.clone(),
+            defaults: view.template.spec.defaults.clone(),
+            created_at: view.created_at,
+            updated_at: view.updated_at,
+        }
+    }
+}
+
+/// `POST /v1/renders/{id}/signed-url`.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedUrlRequest {
+    /// Lifetime in seconds: 60 to 7776000 (90 days), default 86400.
+    pub expires_in: Option<i64>,
+}
+
+/// A signed URL and a share link with the same lifetime.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedUrlResponse {
+    /// Downloads the PDF without an API key until `expiresAt`.
+    pub signed_url: String,
+    /// Revocable link through the API.
+    pub share_url: String,
+    /// When both stop working.
+    pub expires_at: Timestamp,
+}
+
+/// A share link.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareResponse {
+    /// The token.
+    pub token: String,
+    /// The job it serves.
+    pub render_id: String,
+    /// The link.
+    pub share_url: String,
+    /// Whether it works now.
+    pub active: bool,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ShareResponse {
+    /// The API view of a share link at `now`.
+    pub fn new(share: &Share, public_url: &str, now: Timestamp) -> ShareResponse {
+        ShareResponse {
+            share_url: format!("{public_url}/v1/share/{}", share.token),
+            token: share.token.clone(),
+            render_id: share.job_id.clone(),
+            active: share.revoked_at.is_none() && share.expires_at.is_none_or(|e| e > now),
+            created_at: share.created_at,
+            expires_at: share.expires_at,
+            revoked_at: share.revoked_at,
+        }
+    }
+}
+
+/// `GET /v1/account`.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountResponse {
+    /// The tenant.
+    pub tenant: String,
+    /// Credits granted; absent = unlimited.
+    pub credits_granted: Option<i64>,
+    /// Credits charged so far.
+    pub credits_used: i64,
+    /// Credits left; absent = unlimited.
+    pub credits_remaining: Option<i64>,
+    /// Jobs waiting for credits.
+    pub blocked_jobs: i64,
+    /// Credits per page.
+    pub credits_per_page: i64,
+    /// Outputs above this size cost extra.
+    pub size_threshold_bytes: i64,
+    /// Extra credits per started MiB above the threshold.
+    pub extra_credits_per_started_mib: i64,
+    /// Default retention of finished jobs, seconds.
+    pub default_ttl_seconds: i64,
+    /// Longest retention a job may ask for, seconds.
+    pub max_ttl_seconds: i64,
+    /// Retention of previews, seconds.
+    pub preview_ttl_seconds: i64,
+}
+
+impl From<&RenderAccount> for AccountResponse {
+    fn from(account: &RenderAccount) -> Self {
+        let status = account.status.clone().unwrap_or_default();
+        let spec = &account.spec;
+        AccountResponse {
+            tenant: account.metadata.namespace.clone().unwrap_or_default(),
+            credits_granted: spec.credits,
+            credits_used: status.credits_used,
+            credits_remaining: spec.credits.map(|c| c - status.credits_used),
+            blocked_jobs: status.blocked_jobs,
+            credits_per_page: spec.pricing.credits_per_page,
+            size_threshold_bytes: spec.pricing.size_threshold_bytes,
+            extra_credits_per_started_mib: spec.pricing.extra_credits_per_started_mib,
+            default_ttl_seconds: spec.retention.default_ttl_seconds,
+            max_ttl_seconds: spec.retention.max_ttl_seconds,
+            preview_ttl_seconds: spec.retention.preview_ttl_seconds,
+        }
+    }
+}

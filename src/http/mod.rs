@@ -1,0 +1,168 @@
+//! The REST facade: axum routes, API-key authentication, the error shape, OpenAPI.
+//! It is written once against the [`backend::Backend`] port, and serves both homes.
+
+pub mod backend;
+pub mod dto;
+pub mod error;
+pub mod extract;
+mod openapi;
+mod ops;
+mod renders;
+mod shares;
+mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::metrics::{HttpLabels, Metrics};
+use backend::Backend;
+use error::ApiError;
+
+/// Largest request body: inline data is capped at 256 KiB; templates and their
+/// schemas fit comfortably in the rest.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Longest time a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler can reach.
+pub struct AppState<B> {
+    /// The home behind the API.
+    pub backend: Arc<B>,
+    /// The URL clients reach this server at (for `pollUrl`, share links).
+    pub public_url: String,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl<B> Clone for AppState<B> {
+    fn clone(&self) -> Self {
+        AppState {
+            backend: self.backend.clone(),
+            public_url: self.public_url.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The tenant whose API key the request carries.
+pub struct Tenant(pub String);
+
+impl<B: Backend> FromRequestParts<AppState<B>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState<B>) -> Result<Self, ApiError> {
+        let unauthorized =
+            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        let key = extract::bearer_token(parts)
+            .ok_or_else(|| unauthorized("send your API key as Authorization: Bearer <key>"))?;
+        match state.backend.authenticate(key).await? {
+            Some(tenant) => Ok(Tenant(tenant)),
+            None => Err(unauthorized("the API key is not valid")),
+        }
+    }
+}
+
+/// Whether `name` can be a tenant: a Kubernetes namespace name (one DNS label).
+pub fn is_tenant_name(name: &str) -> bool {
+    templates::is_dns_label(name)
+}
+
+/// The whole API as a router.
+pub fn app<B: Backend>(state: AppState<B>) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/renders",
+            post(renders::create::<B>).get(renders::list::<B>),
+        )
+        .route(
+            "/v1/renders/{id}",
+            get(renders::get::<B>).delete(renders::delete::<B>),
+        )
+        .route("/v1/renders/{id}/cancel", post(renders::cancel::<B>))
+        .route("/v1/renders/{id}/resume", post(renders::resume::<B>))
+        .route("/v1/renders/{id}/signed-url", post(shares::signed_url::<B>))
+        .route("/v1/renders/{id}/download", get(renders::download::<B>))
+        .route(
+            "/v1/templates",
+            get(templates::list::<B>).post(templates::create::<B>),
+        )
+        .route(
+            "/v1/templates/{slug}",
+            get(templates::get::<B>)
+                .put(templates::replace::<B>)
+                .delete(templates::delete::<B>),
+        )
+        .route(
+            "/v1/templates/{slug}/render",
+            post(renders::create_from_template::<B>),
+        )
+        .route("/v1/share/{token}", get(shares::open::<B>))
+        .route("/v1/shares", get(shares::list::<B>))
+        .route(
+            "/v1/shares/{token}",
+            axum::routing::delete(shares::revoke::<B>),
+        )
+        .route(
+            "/v1/files/{tenant}/{file}",
+            get(shares::signed_download::<B>),
+        )
+        .route("/v1/account", get(templates::account::<B>))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz::<B>))
+        .route("/metrics", get(ops::metrics::<B>))
+        .route("/openapi.json", get(ops::openapi));
+    api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests::<B>,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(error::with_request_id))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_requests<B: Backend>(
+    State(state): State<AppState<B>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: status.as_u16(),
+        })
+        .inc();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    response
+}

@@ -1,0 +1,43 @@
+//! The OpenAPI document, generated from the handlers' and DTOs' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{dto, error, renders, shares, templates};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "folio", description = "Render jobs: templates and JSON data in, PDFs out."),
+    paths(
+        renders::create, renders::create_from_template, renders::get, renders::list, renders::cancel,
+        renders::resume, renders::delete, renders::download,
+        shares::signed_url, shares::open, shares::list, shares::revoke,
+        templates::list, templates::get, templates::create, templates::replace, templates::delete, templates::account,
+    ),
+    components(schemas(dto::CreateRender, dto::RenderResponse, dto::TemplateBody, dto::TemplateResponse,
+        dto::SignedUrlRequest, dto::SignedUrlResponse, dto::ShareResponse, dto::AccountResponse, error::ErrorBody)),
+    modifiers(&ApiKeyAuth)
+)]
+struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("folio API key"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

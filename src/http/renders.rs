@@ -1,0 +1,481 @@
+//! Render endpoints: enqueue, poll, list (the render log), cancel, resume, delete,
+//! download.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+
+use super::backend::{Backend, JobFilter, JobView, NewJob};
+use super::dto::{CreateRender, Page, Pagination, RenderLogQuery, RenderResponse};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use super::{AppState, Tenant};
+use crate::lifecycle::Phase;
+use crate::prepare;
+use crate::resources::{
+    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec,
+};
+
+/// Lifetime of the download URL in a job's response.
+pub const DEFAULT_URL_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
+const MAX_ID_LENGTH: usize = 255;
+
+/// `POST /v1/renders`: enqueue a render.
+#[utoipa::path(post, path = "/v1/renders", tag = "renders", request_body = CreateRender,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same job")),
+    responses((status = 202, body = RenderResponse, description = "Accepted; poll `pollUrl`"),
+        (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
+        (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)),
+    security(("apiKey" = [])))]
+pub async fn create<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateRender>,
+) -> Result<Response, ApiError> {
+    enqueue(&state, &tenant, &headers, body, None).await
+}
+
+/// `POST /v1/templates/{slug}/render`: enqueue a render of a stored template.
+#[utoipa::path(post, path = "/v1/templates/{slug}/render", tag = "renders", request_body = CreateRender,
+    params(("slug" = String, Path, description = "The template"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same job")),
+    responses((status = 202, body = RenderResponse), (status = 404, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)),
+    security(("apiKey" = [])))]
+pub async fn create_from_template<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateRender>,
+) -> Result<Response, ApiError> {
+    if body.template.is_some() || body.template_id.as_ref().is_some_and(|id| *id != slug) {
+        return Err(ApiError::bad_request(
+            "the template is named by the URL; leave out templateId and template",
+        ));
+    }
+    enqueue(&state, &tenant, &headers, body, Some(slug)).await
+}
+
+async fn enqueue<B: Backend>(
+    state: &AppState<B>,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: CreateRender,
+    slug: Option<String>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            check_length("Idempotency-Key", key)?;
+            Some(key.to_owned())
+        }
+        None => None,
+    };
+    let template_id = slug.or(body.template_id.clone());
+    let (spec, webhook_secret) = job_spec(state, tenant, body, template_id).await?;
+    let new = NewJob {
+        spec,
+        idempotency_key,
+        webhook_secret,
+    };
+    let (view, created) = state.backend.create_job(tenant, new).await?;
+    let response = RenderResponse::from_view(&view, &state.public_url, None);
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, Json(response)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "{}/v1/renders/{}",
+        state.public_url,
+        view_id(&view)
+    )) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if !created {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn view_id(view: &JobView) -> &str {
+    view.job.metadata.name.as_deref().unwrap_or_default()
+}
+
+fn check_length(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_ID_LENGTH {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {MAX_ID_LENGTH} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a render request and turn it into a RenderJob spec (and the webhook secret,
+/// which is kept apart from the spec so that it is never shown).
+async fn job_spec<B: Backend>(
+    state: &AppState<B>,
+    tenant: &str,
+    body: CreateRender,
+    template_id: Option<String>,
+) -> Result<(RenderJobSpec, Option<String>), ApiError> {
+    if let Some(output) = body.output.as_deref().filter(|o| *o != "pdf") {
+        return Err(ApiError::bad_request(format!(
+            "output: {output:?} is not supported; use \"pdf\""
+        )));
+    }
+    let data = body.data.unwrap_or_else(|| serde_json::json!({}));
+    let size = serde_json::to_vec(&data)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_INLINE_DATA_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "DATA_TOO_LARGE",
+            format!(
+                "data is {} KiB; the limit is {} KiB",
+                size.div_ceil(1024),
+                MAX_INLINE_DATA_BYTES / 1024
+            ),
+        ));
+    }
+    if let Some(external_id) = &body.external_id {
+        check_length("externalId", external_id)?;
+    }
+    if body.ttl_seconds.is_some_and(|t| t < 0) {
+        return Err(ApiError::bad_request("ttlSeconds must not be negative"));
+    }
+    if body.backoff_limit.is_some_and(|b| !(0..=10).contains(&b)) {
+        return Err(ApiError::bad_request(
+            "backoffLimit must be between 0 and 10",
+        ));
+    }
+    if body.active_deadline_seconds.is_some_and(|s| s < 1) {
+        return Err(ApiError::bad_request(
+            "activeDeadlineSeconds must be at least 1",
+        ));
+    }
+    let (template_ref, template) = match (template_id, body.template) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give templateId or template, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("give templateId or template")),
+        (Some(id), None) => {
+            let stored = state.backend.template(tenant, &id).await.map_err(|err| {
+                if err.status == StatusCode::NOT_FOUND {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "TEMPLATE_NOT_FOUND",
+                        format!("templateId: template {id:?} not found"),
+                    )
+                } else {
+                    err
+                }
+            })?;
+            let spec = &stored.template.spec;
+            if let Some(schema) = &spec.data_schema {
+                let merged = match &spec.defaults {
+                    Some(defaults) => prepare::merged(defaults.clone(), data.clone()),
+                    None => data.clone(),
+                };
+                prepare::validate(schema, &merged)
+                    .map_err(|f| ApiError::unprocessable("DATA_INVALID", f.message))?;
+            }
+            (Some(TemplateRef { name: id }), None)
+        }
+        (None, Some(inline)) => {
+            crate::render::check_syntax(&inline.source).map_err(|f| {
+                ApiError::unprocessable(
+                    "TEMPLATE_COMPILE_ERROR",
+                    format!("template.source: {}", f.message),
+                )
+            })?;
+            (
+                None,
+                Some(InlineTemplate {
+                    engine: inline.engine,
+                    source: inline.source,
+                }),
+            )
+        }
+    };
+    let (webhook, secret) = match body.webhook {
+        Some(hook) => {
+            let url = reqwest::Url::parse(&hook.url)
+                .map_err(|err| ApiError::bad_request(format!("webhook.url: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ApiError::bad_request(
+                    "webhook.url must be an http or https URL",
+                ));
+            }
+            (
+                Some(WebhookSpec {
+                    url: hook.url,
+                    secret_ref: None,
+                    events: hook.events,
+                }),
+                hook.secret,
+            )
+        }
+        None => (None, None),
+    };
+    let spec = RenderJobSpec {
+        template_ref,
+        template,
+        data: Some(data),
+        preview: body.preview,
+        external_id: body.external_id,
+        title: body.title,
+        backoff_limit: body.backoff_limit,
+        active_deadline_seconds: body.active_deadline_seconds,
+        ttl_seconds_after_finished: body.ttl_seconds,
+        webhook,
+        ..Default::default()
+    };
+    Ok((spec, secret))
+}
+
+/// The job's response, with a fresh download URL when it succeeded.
+async fn respond<B: Backend>(
+    state: &AppState<B>,
+    tenant: &str,
+    view: &JobView,
+) -> Result<RenderResponse, ApiError> {
+    let succeeded = view.job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
+    let url = if succeeded {
+        let expires = Timestamp::now()
+            .saturating_add(DEFAULT_URL_LIFETIME)
+            .map_err(ApiError::internal)?;
+        Some(
+            state
+                .backend
+                .signed_url(tenant, view_id(view), expires)
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(RenderResponse::from_view(view, &state.public_url, url))
+}
+
+/// `GET /v1/renders/{id}`: poll a render.
+#[utoipa::path(get, path = "/v1/renders/{id}", tag = "renders", params(("id" = String, Path)),
+    responses((status = 200, body = RenderResponse), (status = 404, body = super::error::ErrorBody)),
+    security(("apiKey" = [])))]
+pub async fn get<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<RenderResponse>, ApiError> {
+    let view = state.backend.job(&tenant, &id).await?;
+    Ok(Json(respond(&state, &tenant, &view).await?))
+}
+
+/// `GET /v1/renders`: the render log, newest first.
+#[utoipa::path(get, path = "/v1/renders", tag = "renders", params(RenderLogQuery),
+    responses((status = 200, body = Page<RenderResponse>), (status = 400, body = super::error::ErrorBody)),
+    security(("apiKey" = [])))]
+pub async fn list<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    ApiQuery(query): ApiQuery<RenderLogQuery>,
+) -> Result<Json<Page<RenderResponse>>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request("offset must not be negative"));
+    }
+    let filter = log_filter(&query)?;
+    let Some(filter) = filter else {
+        return Ok(Json(Page {
+            data: Vec::new(),
+            pagination: Pagination {
+                total: 0,
+                limit,
+                offset,
+                next: None,
+            },
+        }));
+    };
+    let (views, total) = state.backend.jobs(&tenant, filter, limit, offset).await?;
+    let mut data = Vec::with_capacity(views.len());
+    for view in &views {
+        data.push(if query.signed == Some(true) {
+            respond(&state, &tenant, view).await?
+        } else {
+            RenderResponse::from_view(view, &state.public_url, None)
+        });
+    }
+    let next = (offset + (data.len() as i64) < total)
+        .then(|| next_page_url(&state.public_url, &query, limit, offset));
+    Ok(Json(Page {
+        data,
+        pagination: Pagination {
+            total,
+            limit,
+            offset,
+            next,
+        },
+    }))
+}
+
+/// The filter a query asks for, or `None` when it asks for a type folio does not
+/// produce (an empty page, not an error).
+fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
+    let phase = match query.status.as_deref() {
+        None | Some("all") => None,
+        Some("completed") => Some(Phase::Succeeded),
+        Some("processing") => Some(Phase::Rendering),
+        Some(name) => Some(Phase::from_api_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status: unknown value {name:?}; use queued, rendering, blocked, succeeded, failed, cancelled or expired"
+            ))
+        })?),
+    };
+    match query.output_type.as_deref() {
+        None | Some("pdf") | Some("all") => {}
+        Some("png" | "screenshot" | "og") => return Ok(None),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "type: unknown value {other:?}; use pdf"
+            )));
+        }
+    }
+    let time = |field: &str, value: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                v.parse::<Timestamp>().map_err(|err| {
+                    ApiError::bad_request(format!("{field}: not an RFC 3339 time: {err}"))
+                })
+            })
+            .transpose()
+    };
+    Ok(Some(JobFilter {
+        phase,
+        template: query.template_id.clone(),
+        external_id: query.external_id.clone(),
+        preview: query.preview,
+        created_from: time("createdFrom", &query.created_from)?,
+        created_to: time("createdTo", &query.created_to)?,
+    }))
+}
+
+fn next_page_url(public_url: &str, query: &RenderLogQuery, limit: i64, offset: i64) -> String {
+    let mut url = format!(
+        "{public_url}/v1/renders?limit={limit}&offset={}",
+        offset + limit
+    );
+    let mut add = |name: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            url.push_str(&format!("&{name}={}", urlencode(value)));
+        }
+    };
+    add("status", &query.status);
+    add("type", &query.output_type);
+    add("templateId", &query.template_id);
+    add("externalId", &query.external_id);
+    add("createdFrom", &query.created_from);
+    add("createdTo", &query.created_to);
+    add("preview", &query.preview.map(|p| p.to_string()));
+    add("signed", &query.signed.map(|s| s.to_string()));
+    url
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `POST /v1/renders/{id}/cancel`.
+#[utoipa::path(post, path = "/v1/renders/{id}/cancel", tag = "renders", params(("id" = String, Path)),
+    responses((status = 200, body = RenderResponse), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "The job already finished")),
+    security(("apiKey" = [])))]
+pub async fn cancel<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<RenderResponse>, ApiError> {
+    let view = state.backend.cancel_job(&tenant, &id).await?;
+    Ok(Json(respond(&state, &tenant, &view).await?))
+}
+
+/// `POST /v1/renders/{id}/resume`.
+#[utoipa::path(post, path = "/v1/renders/{id}/resume", tag = "renders", params(("id" = String, Path)),
+    responses((status = 200, body = RenderResponse), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "Not blocked, or still not enough credits")),
+    security(("apiKey" = [])))]
+pub async fn resume<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<RenderResponse>, ApiError> {
+    let view = state.backend.resume_job(&tenant, &id).await?;
+    Ok(Json(respond(&state, &tenant, &view).await?))
+}
+
+/// `DELETE /v1/renders/{id}`: delete the job and its PDF.
+#[utoipa::path(delete, path = "/v1/renders/{id}", tag = "renders", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)), security(("apiKey" = [])))]
+pub async fn delete<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.backend.delete_job(&tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/renders/{id}/download`: the PDF.
+#[utoipa::path(get, path = "/v1/renders/{id}/download", tag = "renders", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf", description = "The PDF"),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    security(("apiKey" = [])))]
+pub async fn download<B: Backend>(
+    State(state): State<AppState<B>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let pdf = state.backend.output(&tenant, &id).await?;
+    Ok(pdf_response(&id, pdf))
+}
+
+/// A PDF as a response, shown inline by browsers.
+pub fn pdf_response(id: &str, pdf: Vec<u8>) -> Response {
+    let disposition = format!("inline; filename=\"{}.pdf\"", id.replace(['"', '\\'], ""));
+    let mut response = ([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}

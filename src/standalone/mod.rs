@@ -1,0 +1,801 @@
+//! The standalone home (the embedded default): the REST API over an embedded SQLite
+//! database, an in-process worker pool and a local output folder. No cluster, no
+//! object store; the same resources, rules and engine as the cluster home.
+//!
+//! - [`store`]: the database.
+//! - [`worker`]: claims queued jobs, renders them, settles charges.
+//! - this module: the [`Backend`] the REST facade calls, and `folio serve`.
+
+pub mod store;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use rand::RngCore;
+use tokio::sync::{Notify, watch};
+
+use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView};
+use crate::http::error::ApiError;
+use crate::http::{AppState, app};
+use crate::lifecycle::{self, Charge, Event, Phase};
+use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
+use crate::metrics::Metrics;
+use crate::render::pool::{PoolConfig, RenderPool};
+use crate::resources::{
+    RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate,
+};
+use crate::signing::{SignatureError, UrlSigner};
+use crate::storage::{LocalFolder, output_key};
+use store::{JobRecord, ShareRecord, Store, StoreError};
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store error");
+        ApiError::unavailable("the job store is unavailable; try again")
+    }
+}
+
+/// The standalone home's state, shared by the API, the workers and the sweeper.
+pub struct Standalone {
+    store: Arc<Store>,
+    outputs: LocalFolder,
+    signer: UrlSigner,
+    public_url: String,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+}
+
+const SIGNING_KEY_SETTING: &str = "url-signing-key";
+
+impl Standalone {
+    /// Open the data folder: the database `folio.db` and the outputs folder.
+    pub fn open(
+        data_dir: &Path,
+        public_url: String,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Standalone> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let store = Store::open(&data_dir.join("folio.db")).context("opening the database")?;
+        let outputs =
+            LocalFolder::new(data_dir.join("outputs")).context("opening the outputs folder")?;
+        let secret = store.write(|tx| {
+            store::setting_or_insert(tx, SIGNING_KEY_SETTING, || {
+                let mut key = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                key
+            })
+        })?;
+        Ok(Standalone {
+            store: Arc::new(store),
+            outputs,
+            signer: UrlSigner::new(secret),
+            public_url,
+            wake: Notify::new(),
+            metrics,
+        })
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Apply RenderTemplates and RenderAccounts (namespace = tenant). An account keeps
+    /// what it has spent; jobs it blocked are settled if the new grant covers them.
+    pub fn apply(&self, manifests: &Manifests) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        self.store.write(|tx| {
+            for template in &manifests.templates {
+                store::save_template(tx, template, now)?;
+            }
+            for account in &manifests.accounts {
+                let tenant = account
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(DEFAULT_NAMESPACE);
+                let spent = store::load_account(tx, tenant)?
+                    .and_then(|a| a.status)
+                    .map_or(0, |s| s.credits_used);
+                let mut account = account.clone();
+                account.metadata.namespace = Some(tenant.to_owned());
+                account.status = Some(RenderAccountStatus {
+                    credits_used: spent,
+                    ..Default::default()
+                });
+                store::save_account(tx, &account)?;
+            }
+            Ok(())
+        })?;
+        if !manifests.jobs.is_empty() {
+            tracing::warn!(
+                count = manifests.jobs.len(),
+                "serve -f applies RenderTemplates and RenderAccounts; RenderJobs are submitted with POST /v1/renders (or rendered with folio run)"
+            );
+        }
+        for account in &manifests.accounts {
+            self.settle_blocked(
+                account
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(DEFAULT_NAMESPACE),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Settle `tenant`'s blocked jobs, oldest first, while the balance covers them.
+    pub fn settle_blocked(&self, tenant: &str) -> Result<usize, StoreError> {
+        let blocked = self
+            .store
+            .read(|c| store::jobs_in_phase(c, Some(tenant), &[Phase::Blocked]))?;
+        let mut settled = 0;
+        for record in blocked {
+            let phase = self.store.write(|tx| {
+                let Some(mut record) = store::load_job(tx, Some(tenant), record.id())? else {
+                    return Ok(None);
+                };
+                if record.phase() != Phase::Blocked {
+                    return Ok(None);
+                }
+                let phase = settle(tx, &mut record, Timestamp::now())?;
+                store::save_job(tx, &record)?;
+                Ok(Some(phase))
+            })?;
+            if let Some(Phase::Succeeded) = phase {
+                settled += 1;
+                self.metrics.job_finished(Phase::Succeeded);
+            }
+        }
+        Ok(settled)
+    }
+
+    fn job_view(record: JobRecord) -> JobView {
+        JobView {
+            job: record.job,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+
+    fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, ApiError> {
+        self.store
+            .read(|c| store::load_job(c, Some(tenant), id))?
+            .ok_or_else(|| ApiError::not_found(&format!("render {id:?}")))
+    }
+
+    fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
+        let record = self.load(tenant, id)?;
+        let status = record.job.status.clone().unwrap_or_default();
+        match (record.phase(), status.output_key) {
+            (Phase::Succeeded, Some(key)) => Ok(key),
+            (phase, _) => Err(ApiError::conflict(
+                "NOT_READY",
+                format!(
+                    "render {id:?} is {}; its PDF is available once it has succeeded",
+                    phase.api_name()
+                ),
+            )),
+        }
+    }
+
+    fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
+        self.outputs
+            .get(key)
+            .map_err(|err| {
+                tracing::error!(error = %err, key, "reading an output");
+                ApiError::unavailable("the output storage is unavailable")
+            })?
+            .ok_or_else(|| ApiError::not_found("output"))
+    }
+
+    /// Delete the stored output of `record`, logging (not failing) on errors: the row
+    /// is gone already and the sweeper cannot find the file again.
+    fn forget_output(&self, record: &JobRecord) {
+        let key = output_key(record.tenant(), record.id());
+        if let Err(err) = self.outputs.delete(&key) {
+            tracing::warn!(error = %err, key, "could not delete an output");
+        }
+    }
+}
+
+/// Charge a rendered job against its tenant's account: `Succeeded` when the balance
+/// covers it, `Blocked` otherwise. Runs inside the transaction that saves the job, so
+/// the charge and the phase change happen together or not at all.
+fn settle(
+    tx: &rusqlite::Connection,
+    record: &mut JobRecord,
+    now: Timestamp,
+) -> Result<Phase, StoreError> {
+    let tenant = record.tenant().to_owned();
+    let stored_account = store::load_account(tx, &tenant)?;
+    let account = stored_account
+        .clone()
+        .unwrap_or_else(|| default_account(&tenant));
+    let used = account.status.as_ref().map_or(0, |s| s.credits_used);
+    let preview = record.job.spec.preview;
+    let ttl = record.job.spec.ttl_seconds_after_finished;
+    let phase = record.phase();
+    let status = record.job.status.get_or_insert_with(Default::default);
+    let price = lifecycle::price(
+        status.page_count.unwrap_or(0),
+        status.total_bytes.unwrap_or(0),
+        preview,
+        &account.spec.pricing,
+    );
+    status.base_credits = Some(price.base_credits);
+    status.size_extra = Some(price.size_extra);
+    match lifecycle::charge(account.spec.credits, used, price) {
+        Charge::Charged { credits_remaining } => {
+            if let Some(mut account) = stored_account {
+                account
+                    .status
+                    .get_or_insert_with(Default::default)
+                    .credits_used = used + price.credits_used;
+                store::save_account(tx, &account)?;
+            }
+            status.phase =
+                Some(lifecycle::next_phase(phase, Event::Succeed).unwrap_or(Phase::Succeeded));
+            status.credits_used = Some(price.credits_used);
+            status.credits_remaining = credits_remaining;
+            status.error_code = None;
+            status.error_message = None;
+            status.completed_at = Some(now);
+            status.expires_at = Some(lifecycle::expires_at(
+                now,
+                ttl,
+                preview,
+                &account.spec.retention,
+            ));
+        }
+        Charge::Insufficient { credits_remaining } => {
+            if phase != Phase::Blocked {
+                status.phase = Some(
+                    lifecycle::next_phase(phase, Event::InsufficientCredits)
+                        .unwrap_or(Phase::Blocked),
+                );
+            }
+            status.credits_remaining = Some(credits_remaining);
+            status.error_message = Some(format!(
+                "the render costs {} credits and the account has {credits_remaining} left; it continues when credits are added",
+                price.credits_used
+            ));
+        }
+    }
+    record.updated_at = now;
+    record.claimed_by = None;
+    Ok(record.phase())
+}
+
+/// End a job by `event` (fail, cancel, deadline) and save it, inside the caller's
+/// transaction. Returns the phase it ends in (unchanged if the rules refuse the event).
+fn end_job(
+    tx: &rusqlite::Connection,
+    record: &mut JobRecord,
+    event: Event,
+    error: Option<(crate::lifecycle::ErrorCode, String)>,
+    now: Timestamp,
+) -> Result<Phase, StoreError> {
+    let Ok(next) = lifecycle::next_phase(record.phase(), event) else {
+        return Ok(record.phase());
+    };
+    let tenant = record.tenant().to_owned();
+    let retention = store::load_account(tx, &tenant)?
+        .unwrap_or_else(|| default_account(&tenant))
+        .spec
+        .retention;
+    let preview = record.job.spec.preview;
+    let ttl = record.job.spec.ttl_seconds_after_finished;
+    let status = record.job.status.get_or_insert_with(Default::default);
+    status.phase = Some(next);
+    status.completed_at = Some(now);
+    status.next_attempt_at = None;
+    status.expires_at = Some(lifecycle::expires_at(now, ttl, preview, &retention));
+    if let Some((code, message)) = error {
+        status.error_code = Some(code);
+        status.error_message = Some(message);
+    }
+    record.updated_at = now;
+    record.claimed_by = None;
+    store::save_job(tx, record)?;
+    Ok(next)
+}
+
+/// The account of a tenant that has none applied: unlimited, default pricing.
+fn default_account(tenant: &str) -> RenderAccount {
+    RenderAccount {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            namespace: Some(tenant.to_owned()),
+            ..Default::default()
+        },
+        spec: Default::default(),
+        status: Some(RenderAccountStatus::default()),
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Backend for Standalone {
+    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
+        let hash = crate::api_keys::hash(api_key);
+        Ok(self.store.read(|c| store::tenant_of_key(c, &hash))?)
+    }
+
+    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
+        // Stored to the millisecond; answer with what is stored.
+        let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())
+            .unwrap_or_else(|_| Timestamp::now());
+        let (record, created) = self.store.write(|tx| {
+            let external_id = new.spec.external_id.as_deref();
+            if let Some(existing) =
+                store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)?
+            {
+                return Ok((existing, false));
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            let job = RenderJob {
+                metadata: ObjectMeta {
+                    name: Some(id.clone()),
+                    namespace: Some(tenant.to_owned()),
+                    uid: Some(id),
+                    generation: Some(1),
+                    creation_timestamp: Some(Time(now)),
+                    ..Default::default()
+                },
+                spec: new.spec.clone(),
+                status: Some(RenderJobStatus {
+                    phase: Some(Phase::Queued),
+                    ..Default::default()
+                }),
+            };
+            let record = JobRecord {
+                job,
+                created_at: now,
+                updated_at: now,
+                claimed_by: None,
+                idempotency_key: new.idempotency_key.clone(),
+                webhook_secret: new.webhook_secret.clone(),
+            };
+            store::save_job(tx, &record)?;
+            Ok((record, true))
+        })?;
+        if created {
+            self.wake.notify_one();
+        }
+        Ok((Standalone::job_view(record), created))
+    }
+
+    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        self.load(tenant, id).map(Standalone::job_view)
+    }
+
+    async fn jobs(
+        &self,
+        tenant: &str,
+        filter: JobFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<JobView>, i64), ApiError> {
+        let (records, total) = self
+            .store
+            .read(|c| store::list_jobs(c, tenant, &filter, limit, offset))?;
+        Ok((
+            records.into_iter().map(Standalone::job_view).collect(),
+            total,
+        ))
+    }
+
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        let now = Timestamp::now();
+        let record = self.store.write(|tx| {
+            let Some(mut record) = store::load_job(tx, Some(tenant), id)? else {
+                return Ok(Err(ApiError::not_found(&format!("render {id:?}"))));
+            };
+            let phase = record.phase();
+            if phase.is_terminal() {
+                return Ok(Err(ApiError::conflict(
+                    "ALREADY_FINISHED",
+                    format!("render {id:?} already {}", phase.api_name()),
+                )));
+            }
+            end_job(tx, &mut record, Event::Cancel, None, now)?;
+            Ok(Ok((record, phase)))
+        })??;
+        let (record, previous) = record;
+        if previous == Phase::Blocked {
+            self.forget_output(&record);
+        }
+        self.metrics.job_finished(Phase::Cancelled);
+        Ok(Standalone::job_view(record))
+    }
+
+    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        let record = self.load(tenant, id)?;
+        if record.phase() != Phase::Blocked {
+            return Err(ApiError::conflict(
+                "NOT_BLOCKED",
+                format!(
+                    "render {id:?} is {}; only blocked renders resume",
+                    record.phase().api_name()
+                ),
+            ));
+        }
+        self.settle_blocked(tenant)?;
+        let record = self.load(tenant, id)?;
+        if record.phase() == Phase::Blocked {
+            let message = record
+                .job
+                .status
+                .and_then(|s| s.error_message)
+                .unwrap_or_default();
+            return Err(ApiError::conflict("INSUFFICIENT_CREDITS", message));
+        }
+        Ok(Standalone::job_view(record))
+    }
+
+    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), ApiError> {
+        let record = self.store.write(|tx| {
+            let record = store::load_job(tx, Some(tenant), id)?;
+            if record.is_some() {
+                store::delete_job(tx, id)?;
+            }
+            Ok(record)
+        })?;
+        let record = record.ok_or_else(|| ApiError::not_found(&format!("render {id:?}")))?;
+        self.forget_output(&record);
+        Ok(())
+    }
+
+    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, ApiError> {
+        let key = self.succeeded_output_key(tenant, id)?;
+        self.read_output(&key)
+    }
+
+    async fn signed_url(
+        &self,
+        tenant: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<String, ApiError> {
+        self.succeeded_output_key(tenant, id)?;
+        let expires = expires_at.as_second();
+        let signature = self.signer.sign(tenant, id, expires);
+        Ok(format!(
+            "{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}",
+            self.public_url
+        ))
+    }
+
+    async fn signed_output(
+        &self,
+        tenant: &str,
+        id: &str,
+        expires: i64,
+        signature: &str,
+    ) -> Result<Vec<u8>, ApiError> {
+        self.signer
+            .verify(tenant, id, expires, signature, Timestamp::now())
+            .map_err(|err| match err {
+                SignatureError::Invalid => ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "SIGNATURE_INVALID",
+                    err.to_string(),
+                ),
+                SignatureError::Expired => ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "URL_EXPIRED",
+                    err.to_string(),
+                ),
+            })?;
+        let key = self.succeeded_output_key(tenant, id)?;
+        self.read_output(&key)
+    }
+
+    async fn create_share(
+        &self,
+        tenant: &str,
+        id: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<Share, ApiError> {
+        self.succeeded_output_key(tenant, id)?;
+        let share = ShareRecord {
+            token: random_token(),
+            tenant: tenant.to_owned(),
+            job_id: id.to_owned(),
+            created_at: Timestamp::now(),
+            expires_at,
+            revoked_at: None,
+        };
+        self.store.write(|tx| store::insert_share(tx, &share))?;
+        Ok(share_of(share))
+    }
+
+    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
+        let gone = || ApiError::not_found("share link");
+        let share = self
+            .store
+            .read(|c| store::load_share(c, token))?
+            .ok_or_else(gone)?;
+        if share.revoked_at.is_some() || share.expires_at.is_some_and(|e| e <= Timestamp::now()) {
+            return Err(gone());
+        }
+        let key = self
+            .succeeded_output_key(&share.tenant, &share.job_id)
+            .map_err(|_| gone())?;
+        self.read_output(&key)
+    }
+
+    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
+        Ok(self
+            .store
+            .read(|c| store::list_shares(c, tenant))?
+            .into_iter()
+            .map(share_of)
+            .collect())
+    }
+
+    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
+        if self
+            .store
+            .write(|tx| store::revoke_share(tx, tenant, token, Timestamp::now()))?
+        {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("share link"))
+        }
+    }
+
+    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, ApiError> {
+        Ok(self
+            .store
+            .read(|c| store::list_templates(c, tenant))?
+            .into_iter()
+            .map(template_view)
+            .collect())
+    }
+
+    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
+        self.store
+            .read(|c| store::load_template(c, tenant, name))?
+            .map(template_view)
+            .ok_or_else(|| ApiError::not_found(&format!("template {name:?}")))
+    }
+
+    async fn put_template(
+        &self,
+        tenant: &str,
+        template: RenderTemplate,
+    ) -> Result<(TemplateView, bool), ApiError> {
+        let name = template.metadata.name.clone().unwrap_or_default();
+        let created = self
+            .store
+            .write(|tx| store::save_template(tx, &template, Timestamp::now()))?;
+        Ok((self.template(tenant, &name).await?, created))
+    }
+
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+        if self
+            .store
+            .write(|tx| store::delete_template(tx, tenant, name))?
+        {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(&format!("template {name:?}")))
+        }
+    }
+
+    async fn account(&self, tenant: &str) -> Result<RenderAccount, ApiError> {
+        let (account, blocked) = self.store.read(|c| {
+            let account = store::load_account(c, tenant)?;
+            let filter = JobFilter {
+                phase: Some(Phase::Blocked),
+                ..Default::default()
+            };
+            let (_, blocked) = store::list_jobs(c, tenant, &filter, 0, 0)?;
+            Ok((account, blocked))
+        })?;
+        let mut account = account.unwrap_or_else(|| default_account(tenant));
+        let status = account.status.get_or_insert_with(Default::default);
+        status.blocked_jobs = blocked;
+        status.credits_remaining = account.spec.credits.map(|c| c - status.credits_used);
+        Ok(account)
+    }
+
+    async fn not_ready(&self) -> Option<String> {
+        if !self.store.is_healthy() {
+            return Some("the job store does not answer".to_owned());
+        }
+        if !self.outputs.is_writable() {
+            return Some("the output folder is not writable".to_owned());
+        }
+        None
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, ApiError> {
+        let counts = self.store.read(store::count_by_phase)?;
+        Ok(counts
+            .into_iter()
+            .filter_map(|(name, n)| Phase::from_api_name(&name).map(|p| (p, n)))
+            .collect())
+    }
+}
+
+fn share_of(share: ShareRecord) -> Share {
+    Share {
+        token: share.token,
+        job_id: share.job_id,
+        created_at: share.created_at,
+        expires_at: share.expires_at,
+        revoked_at: share.revoked_at,
+    }
+}
+
+fn template_view(
+    (template, created_at, updated_at): (RenderTemplate, Timestamp, Timestamp),
+) -> TemplateView {
+    TemplateView {
+        template,
+        created_at,
+        updated_at,
+    }
+}
+
+/// How `folio serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the database and outputs.
+    pub data_dir: PathBuf,
+    /// Manifests applied at start.
+    pub files: Vec<PathBuf>,
+    /// The URL clients use to reach the server (default: `http://<listen>`).
+    pub public_url: Option<String>,
+    /// The render worker pool.
+    pub pool: PoolConfig,
+    /// Time limit of one render attempt.
+    pub render_timeout: Duration,
+    /// How often expired jobs are swept.
+    pub sweep_interval: Duration,
+    /// How long in-flight renders may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Run `folio serve` until SIGTERM or Ctrl-C.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let manifests = Manifests::load(&options.files)?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let metrics = Arc::new(Metrics::new());
+    let home = Arc::new(Standalone::open(
+        &options.data_dir,
+        public_url.clone(),
+        metrics.clone(),
+    )?);
+    let recovered = home.store.write(|tx| store::release_all_claims(tx))?;
+    if recovered > 0 {
+        tracing::info!(
+            jobs = recovered,
+            "jobs that were rendering when folio stopped go back to the queue"
+        );
+    }
+    home.apply(&manifests)?;
+
+    let pool = Arc::new(RenderPool::new(options.pool.clone()));
+    pool.warm_up().await.context("starting render workers")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..pool.size() {
+        tasks.push(tokio::spawn(worker::run(
+            home.clone(),
+            pool.clone(),
+            options.render_timeout,
+            stop_rx.clone(),
+        )));
+    }
+    let sweeper = tokio::spawn(worker::sweep(
+        home.clone(),
+        options.sweep_interval,
+        stop_rx.clone(),
+    ));
+
+    let state = AppState {
+        backend: home.clone(),
+        public_url: public_url.clone(),
+        metrics,
+    };
+    // The address line is what scripts and tests wait for.
+    println!(
+        "folio serving on {public_url} (data in {})",
+        options.data_dir.display()
+    );
+    tracing::info!(%address, "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    tracing::info!("shutting down: finishing renders in flight");
+    let _ = stop_tx.send(true);
+    home.wake.notify_waiters();
+    let joined = tokio::time::timeout(options.shutdown_grace, futures_join(tasks)).await;
+    if joined.is_err() {
+        tracing::warn!("renders still in flight after the grace period go back to the queue");
+    }
+    sweeper.abort();
+    home.store.write(|tx| store::release_all_claims(tx))?;
+    Ok(())
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// `folio keys create`: a new key for `tenant`, printed once.
+pub fn create_key(data_dir: &Path, tenant: &str) -> anyhow::Result<(String, String)> {
+    if !crate::http::is_tenant_name(tenant) {
+        anyhow::bail!(
+            "--tenant {tenant:?} must be 1 to 63 lowercase letters, digits or '-' (a Kubernetes namespace name)"
+        );
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let store = Store::open(&data_dir.join("folio.db"))?;
+    let key = crate::api_keys::generate();
+    let id = format!("key_{}", uuid::Uuid::now_v7().simple());
+    store
+        .write(|tx| store::insert_key(tx, &id, tenant, &key.hash, &key.prefix, Timestamp::now()))?;
+    Ok((id, key.plaintext))
+}
+
+/// `folio keys list`.
+pub fn list_keys(data_dir: &Path, tenant: Option<&str>) -> anyhow::Result<Vec<store::KeyRecord>> {
+    let store = Store::open(&data_dir.join("folio.db"))?;
+    Ok(store.read(|c| store::list_keys(c, tenant))?)
+}
+
+/// `folio keys revoke`: returns whether a live key was revoked.
+pub fn revoke_key(data_dir: &Path, id: &str) -> anyhow::Result<bool> {
+    let store = Store::open(&data_dir.join("folio.db"))?;
+    Ok(store.write(|tx| store::revoke_key(tx, id, Timestamp::now()))?)
+}

@@ -1,0 +1,111 @@
+//! Where rendered PDFs are kept, by key (`<tenant>/<job id>.pdf`). Status records the
+//! key, never a URL; URLs are minted on demand.
+//!
+//! The standalone home keeps outputs in a local folder ([`LocalFolder`]); the cluster
+//! home keeps them in an S3 bucket.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// The storage key of a job's PDF.
+pub fn output_key(tenant: &str, job_id: &str) -> String {
+    format!("{tenant}/{job_id}.pdf")
+}
+
+/// Outputs in a folder on this machine.
+#[derive(Clone, Debug)]
+pub struct LocalFolder {
+    root: PathBuf,
+}
+
+impl LocalFolder {
+    /// Keep outputs under `root` (created when missing).
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<LocalFolder> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(LocalFolder { root })
+    }
+
+    /// The file behind `key`; keys with `..` or absolute parts are refused.
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        let relative = Path::new(key);
+        if key.is_empty()
+            || relative
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid storage key {key:?}"),
+            ));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// Store `bytes` under `key`, atomically: a reader sees the old file or the new one.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path(key)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let partial = path.with_extension("partial");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&partial)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&partial, &path)
+    }
+
+    /// The bytes under `key`, or `None` when there are none.
+    pub fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(key)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Delete `key`; deleting what is not there is not an error.
+    pub fn delete(&self, key: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.path(key)?) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the folder can be written (readiness).
+    pub fn is_writable(&self) -> bool {
+        let probe = self.root.join(".ready");
+        std::fs::write(&probe, b"ok")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_delete_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::new(dir.path()).unwrap();
+        let key = output_key("acme", "0193");
+        folder.put(&key, b"%PDF-1.7").unwrap();
+        assert_eq!(folder.get(&key).unwrap().as_deref(), Some(&b"%PDF-1.7"[..]));
+        folder.delete(&key).unwrap();
+        assert_eq!(folder.get(&key).unwrap(), None);
+        folder.delete(&key).unwrap();
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::new(dir.path()).unwrap();
+        for key in ["../etc/passwd", "/etc/passwd", "a/../../b", ""] {
+            assert!(folder.get(key).is_err(), "{key}");
+        }
+    }
+}
