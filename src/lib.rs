@@ -26,3 +26,4 @@ pub mod run;
 pub mod signing;
 pub mod standalone;
 pub mod storage;
+pub mod webhooks;

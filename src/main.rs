@@ -66,6 +66,8 @@ enum Command {
         /// Log as JSON lines.
         #[arg(long, env = "FOLIO_LOG_JSON")]
         log_json: bool,
+        #[command(flatten)]
+        webhooks: WebhookOptions,
     },
     /// Create, list and revoke API keys of the standalone server.
     Keys {
@@ -95,6 +97,23 @@ struct RenderLimits {
     /// Memory limit of one render, in MiB.
     #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
     render_memory_mib: u64,
+}
+
+/// How webhooks are delivered.
+#[derive(Args)]
+struct WebhookOptions {
+    /// Allow webhook targets on loopback, private and link-local addresses.
+    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
+    /// Time limit of one webhook attempt, in seconds.
+    #[arg(long, env = "FOLIO_WEBHOOK_TIMEOUT", default_value_t = 10.0)]
+    webhook_timeout: f64,
+    /// Delay before the first retry of a failed delivery, in seconds (doubling after).
+    #[arg(long, env = "FOLIO_WEBHOOK_RETRY_BASE", default_value_t = 5.0)]
+    webhook_retry_base: f64,
+    /// Seconds after which a failing delivery is given up.
+    #[arg(long, env = "FOLIO_WEBHOOK_MAX_AGE", default_value_t = 86400.0)]
+    webhook_max_age: f64,
 }
 
 #[derive(Subcommand)]
@@ -228,12 +247,16 @@ fn main() -> ExitCode {
             sweep_interval,
             shutdown_grace,
             log_json,
+            webhooks,
         } => {
             init_logging(log_json);
             let settings = (|| {
                 let (pool, render_timeout) = limits.resolve()?;
-                let sweep_interval = seconds("--sweep-interval", sweep_interval)?;
-                let shutdown_grace = seconds("--shutdown-grace", shutdown_grace)?;
+                let webhook_retry = folio::webhooks::RetryPolicy {
+                    base: seconds("--webhook-retry-base", webhooks.webhook_retry_base)?,
+                    max_age: seconds("--webhook-max-age", webhooks.webhook_max_age)?,
+                    ..Default::default()
+                };
                 Ok::<_, String>(ServeOptions {
                     listen,
                     data_dir,
@@ -241,8 +264,11 @@ fn main() -> ExitCode {
                     public_url,
                     pool,
                     render_timeout,
-                    sweep_interval,
-                    shutdown_grace,
+                    sweep_interval: seconds("--sweep-interval", sweep_interval)?,
+                    shutdown_grace: seconds("--shutdown-grace", shutdown_grace)?,
+                    allow_private_targets: webhooks.allow_private_targets,
+                    webhook_timeout: seconds("--webhook-timeout", webhooks.webhook_timeout)?,
+                    webhook_retry,
                 })
             })();
             match settings {

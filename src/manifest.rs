@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +25,8 @@ pub struct Manifests {
     pub accounts: Vec<RenderAccount>,
     /// ConfigMaps (template sources, assets, large data).
     pub config_maps: Vec<ConfigMap>,
+    /// Secrets (webhook signing secrets).
+    pub secrets: Vec<Secret>,
 }
 
 /// Why a manifest file cannot be used.
@@ -101,13 +103,14 @@ impl Manifests {
             (API_VERSION, "RenderJob") => self.jobs.push(typed(document, &at)?),
             (API_VERSION, "RenderAccount") => self.accounts.push(typed(document, &at)?),
             ("v1", "ConfigMap") => self.config_maps.push(typed(document, &at)?),
+            ("v1", "Secret") => self.secrets.push(typed(document, &at)?),
             (_, "") => return Err(at(1, 1, "the document has no kind".into())),
             (_, kind) => {
                 return Err(at(
                     1,
                     1,
                     format!(
-                        "unknown kind {kind:?} with apiVersion {api_version:?}: folio reads RenderTemplate, RenderJob and RenderAccount ({API_VERSION}) and ConfigMap (v1)"
+                        "unknown kind {kind:?} with apiVersion {api_version:?}: folio reads RenderTemplate, RenderJob and RenderAccount ({API_VERSION}), ConfigMap and Secret (v1)"
                     ),
                 ));
             }

@@ -27,6 +27,13 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// The outcome of a webhook attempt as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: String,
+}
+
 /// Every metric folio exports.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +47,8 @@ pub struct Metrics {
     pub render_duration: Histogram,
     /// Jobs waiting for a worker (set when scraped).
     pub queue_depth: Gauge,
+    /// Webhook delivery attempts, by outcome.
+    pub webhook_attempts: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +87,12 @@ impl Metrics {
             "Render jobs waiting for a worker",
             queue_depth.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by outcome",
+            webhook_attempts.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -85,6 +100,7 @@ impl Metrics {
             jobs_finished,
             render_duration,
             queue_depth,
+            webhook_attempts,
         }
     }
 
@@ -93,6 +109,15 @@ impl Metrics {
         self.jobs_finished
             .get_or_create(&PhaseLabels {
                 phase: phase.api_name().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a webhook attempt with `outcome`.
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

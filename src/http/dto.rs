@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 use super::backend::{JobView, Share, TemplateView};
 use crate::lifecycle::Phase;
-use crate::resources::{RenderAccount, TemplateEngine, WebhookEvents};
+use crate::resources::{
+    RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec,
+};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
 #[derive(Deserialize, ToSchema, Debug, Default)]
@@ -132,14 +134,30 @@ pub struct RenderResponse {
     pub webhook: Option<WebhookResponse>,
 }
 
-/// A job's webhook, as shown (never the secret).
+/// A job's webhook, as shown (never the secret), with its delivery state.
 #[derive(Serialize, ToSchema, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookResponse {
-    /// The receiver.
-    pub url: String,
+    /// The receiver (absent when the account's default webhook is used).
+    pub url: Option<String>,
     /// `terminal` or `all`.
-    pub events: String,
+    pub events: Option<String>,
+    /// Events delivered.
+    pub delivered: i64,
+    /// Events still to deliver.
+    pub pending: i64,
+    /// Events given up.
+    pub failed: i64,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Status code of the receiver's last answer.
+    pub last_response_code: Option<i32>,
+    /// What went wrong with the last failed attempt.
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<Timestamp>,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 impl RenderResponse {
@@ -181,15 +199,34 @@ impl RenderResponse {
             credits_used: status.credits_used,
             credits_remaining: status.credits_remaining,
             external_id: job.spec.external_id.clone(),
-            webhook: job.spec.webhook.as_ref().map(|w| WebhookResponse {
-                url: w.url.clone(),
-                events: match w.events {
-                    WebhookEvents::Terminal => "terminal".to_owned(),
-                    WebhookEvents::All => "all".to_owned(),
-                },
-            }),
+            webhook: webhook_response(job.spec.webhook.as_ref(), status.webhook.as_ref()),
         }
     }
+}
+
+fn webhook_response(
+    spec: Option<&WebhookSpec>,
+    delivery: Option<&WebhookDeliveryStatus>,
+) -> Option<WebhookResponse> {
+    if spec.is_none() && delivery.is_none() {
+        return None;
+    }
+    let delivery = delivery.cloned().unwrap_or_default();
+    Some(WebhookResponse {
+        url: spec.map(|w| w.url.clone()),
+        events: spec.map(|w| match w.events {
+            WebhookEvents::Terminal => "terminal".to_owned(),
+            WebhookEvents::All => "all".to_owned(),
+        }),
+        delivered: delivery.delivered,
+        pending: delivery.pending,
+        failed: delivery.failed,
+        attempts: delivery.attempts,
+        last_response_code: delivery.last_response_code,
+        last_error: delivery.last_error,
+        last_attempt_at: delivery.last_attempt_at,
+        next_attempt_at: delivery.next_attempt_at,
+    })
 }
 
 /// A page of a list.

@@ -8,6 +8,7 @@ pub mod extract;
 mod openapi;
 mod ops;
 mod renders;
+pub use renders::DEFAULT_URL_LIFETIME;
 mod shares;
 mod templates;
 

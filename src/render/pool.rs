@@ -265,6 +265,7 @@ fn checked_len(len: [u8; 4]) -> io::Result<usize> {
 /// The worker's side: limit this process's memory, load the engine, and answer
 /// requests from stdin until it closes.
 pub fn serve_worker(memory_limit_mib: u64) -> io::Result<()> {
+    die_with_parent()?;
     limit_address_space(memory_limit_mib)?;
     let engine = Engine::new();
     let mut input = io::stdin().lock();
@@ -316,6 +317,26 @@ fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
 fn write_sync_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
     out.write_all(&frame_len(body.len())?)?;
     out.write_all(body)
+}
+
+/// A worker must not outlive the process that started it: if that process is killed
+/// (even with SIGKILL, which gives it no chance to stop its workers), a worker stuck in
+/// a hostile template would otherwise go on burning a core. (The signal follows the
+/// parent's spawning thread; the pool spawns from runtime worker threads, which live
+/// as long as the process.)
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal for this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
+    // The parent may have died before the call above took effect.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        return Err(io::Error::other(
+            "the process that started this worker is gone",
+        ));
+    }
+    Ok(())
 }
 
 fn limit_address_space(mib: u64) -> io::Result<()> {

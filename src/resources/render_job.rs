@@ -204,4 +204,35 @@ pub struct RenderJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub expires_at: Option<Timestamp>,
+    /// How the job's webhook deliveries are going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookDeliveryStatus>,
+}
+
+/// The state of a job's webhook deliveries (at-least-once, in order).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryStatus {
+    /// Events delivered (answered 2xx).
+    pub delivered: i64,
+    /// Events still to deliver.
+    pub pending: i64,
+    /// Events given up (target refused, or retries ran out).
+    pub failed: i64,
+    /// Attempts made, over all events.
+    pub attempts: i64,
+    /// Status code of the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response_code: Option<i32>,
+    /// What went wrong with the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub last_attempt_at: Option<Timestamp>,
+    /// When the next attempt is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub next_attempt_at: Option<Timestamp>,
 }

@@ -7,6 +7,7 @@
 //! - this module: the [`Backend`] the REST facade calls, and `folio serve`.
 
 pub mod store;
+mod webhooks;
 mod worker;
 
 use std::net::SocketAddr;
@@ -95,6 +96,22 @@ impl Standalone {
             for template in &manifests.templates {
                 store::save_template(tx, template, now)?;
             }
+            for secret in &manifests.secrets {
+                let tenant = secret
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(DEFAULT_NAMESPACE);
+                let mut values = std::collections::BTreeMap::new();
+                for (key, bytes) in secret.data.iter().flatten() {
+                    values.insert(key.clone(), String::from_utf8_lossy(&bytes.0).into_owned());
+                }
+                for (key, text) in secret.string_data.iter().flatten() {
+                    values.insert(key.clone(), text.clone());
+                }
+                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                store::save_secret(tx, tenant, name, &values)?;
+            }
             for account in &manifests.accounts {
                 let tenant = account
                     .metadata
@@ -146,9 +163,7 @@ impl Standalone {
                 if record.phase() != Phase::Blocked {
                     return Ok(None);
                 }
-                let phase = settle(tx, &mut record, Timestamp::now())?;
-                store::save_job(tx, &record)?;
-                Ok(Some(phase))
+                Ok(Some(settle(tx, &mut record, Timestamp::now())?))
             })?;
             if let Some(Phase::Succeeded) = phase {
                 settled += 1;
@@ -158,12 +173,29 @@ impl Standalone {
         Ok(settled)
     }
 
-    fn job_view(record: JobRecord) -> JobView {
-        JobView {
-            job: record.job,
+    /// The API view of a stored job, with its webhook delivery state.
+    fn job_view(&self, record: JobRecord) -> Result<JobView, StoreError> {
+        let mut job = record.job;
+        let id = job.metadata.name.clone().unwrap_or_default();
+        let delivery = self.store.read(|c| store::delivery_status(c, &id))?;
+        if let Some(status) = job.status.as_mut() {
+            status.webhook = delivery;
+        }
+        Ok(JobView {
+            job,
             created_at: record.created_at,
             updated_at: record.updated_at,
-        }
+        })
+    }
+
+    /// A download URL for a job's PDF that works without an API key until `expires_at`.
+    pub fn signed_download_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> String {
+        let expires = expires_at.as_second();
+        let signature = self.signer.sign(tenant, id, expires);
+        format!(
+            "{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}",
+            self.public_url
+        )
     }
 
     fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, ApiError> {
@@ -224,6 +256,7 @@ fn settle(
     let preview = record.job.spec.preview;
     let ttl = record.job.spec.ttl_seconds_after_finished;
     let phase = record.phase();
+    let before = phase;
     let status = record.job.status.get_or_insert_with(Default::default);
     let price = lifecycle::price(
         status.page_count.unwrap_or(0),
@@ -272,6 +305,7 @@ fn settle(
     }
     record.updated_at = now;
     record.claimed_by = None;
+    webhooks::save_transition(tx, record, before, now)?;
     Ok(record.phase())
 }
 
@@ -284,8 +318,9 @@ fn end_job(
     error: Option<(crate::lifecycle::ErrorCode, String)>,
     now: Timestamp,
 ) -> Result<Phase, StoreError> {
-    let Ok(next) = lifecycle::next_phase(record.phase(), event) else {
-        return Ok(record.phase());
+    let before = record.phase();
+    let Ok(next) = lifecycle::next_phase(before, event) else {
+        return Ok(before);
     };
     let tenant = record.tenant().to_owned();
     let retention = store::load_account(tx, &tenant)?
@@ -305,7 +340,7 @@ fn end_job(
     }
     record.updated_at = now;
     record.claimed_by = None;
-    store::save_job(tx, record)?;
+    webhooks::save_transition(tx, record, before, now)?;
     Ok(next)
 }
 
@@ -375,11 +410,11 @@ impl Backend for Standalone {
         if created {
             self.wake.notify_one();
         }
-        Ok((Standalone::job_view(record), created))
+        Ok((self.job_view(record)?, created))
     }
 
     async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
-        self.load(tenant, id).map(Standalone::job_view)
+        Ok(self.job_view(self.load(tenant, id)?)?)
     }
 
     async fn jobs(
@@ -392,10 +427,11 @@ impl Backend for Standalone {
         let (records, total) = self
             .store
             .read(|c| store::list_jobs(c, tenant, &filter, limit, offset))?;
-        Ok((
-            records.into_iter().map(Standalone::job_view).collect(),
-            total,
-        ))
+        let views = records
+            .into_iter()
+            .map(|r| self.job_view(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((views, total))
     }
 
     async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
@@ -419,7 +455,7 @@ impl Backend for Standalone {
             self.forget_output(&record);
         }
         self.metrics.job_finished(Phase::Cancelled);
-        Ok(Standalone::job_view(record))
+        Ok(self.job_view(record)?)
     }
 
     async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
@@ -443,7 +479,7 @@ impl Backend for Standalone {
                 .unwrap_or_default();
             return Err(ApiError::conflict("INSUFFICIENT_CREDITS", message));
         }
-        Ok(Standalone::job_view(record))
+        Ok(self.job_view(record)?)
     }
 
     async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), ApiError> {
@@ -471,12 +507,7 @@ impl Backend for Standalone {
         expires_at: Timestamp,
     ) -> Result<String, ApiError> {
         self.succeeded_output_key(tenant, id)?;
-        let expires = expires_at.as_second();
-        let signature = self.signer.sign(tenant, id, expires);
-        Ok(format!(
-            "{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}",
-            self.public_url
-        ))
+        Ok(self.signed_download_url(tenant, id, expires_at))
     }
 
     async fn signed_output(
@@ -672,6 +703,12 @@ pub struct ServeOptions {
     pub sweep_interval: Duration,
     /// How long in-flight renders may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Allow webhook targets on loopback and private addresses.
+    pub allow_private_targets: bool,
+    /// Time limit of one webhook attempt.
+    pub webhook_timeout: Duration,
+    /// How webhook deliveries are retried.
+    pub webhook_retry: crate::webhooks::RetryPolicy,
 }
 
 /// Run `folio serve` until SIGTERM or Ctrl-C.
@@ -720,6 +757,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.sweep_interval,
         stop_rx.clone(),
     ));
+    let policy = crate::webhooks::TargetPolicy::new(options.allow_private_targets);
+    let sender = crate::webhooks::Sender::new(policy, options.webhook_timeout)
+        .context("building the webhook client")?;
+    let deliveries = tokio::spawn(webhooks::deliver(
+        home.clone(),
+        sender,
+        options.webhook_retry,
+        stop_rx.clone(),
+    ));
 
     let state = AppState {
         backend: home.clone(),
@@ -744,6 +790,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("renders still in flight after the grace period go back to the queue");
     }
     sweeper.abort();
+    deliveries.abort();
     home.store.write(|tx| store::release_all_claims(tx))?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use crate::http::backend::JobFilter;
 use crate::lifecycle::Phase;
-use crate::resources::{RenderAccount, RenderJob, RenderTemplate};
+use crate::resources::{RenderAccount, RenderJob, RenderTemplate, WebhookDeliveryStatus};
 
 /// A database error.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,31 @@ CREATE TABLE IF NOT EXISTS shares (
     revoked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS shares_job ON shares (job_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    job_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    last_attempt_at INTEGER,
+    delivered_at INTEGER,
+    given_up_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (job_id, seq) WHERE delivered_at IS NULL AND given_up_at IS NULL;
+CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id);
+CREATE TABLE IF NOT EXISTS secrets (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -614,6 +639,189 @@ pub fn revoke_share(
         "UPDATE shares SET revoked_at = COALESCE(revoked_at, ?3) WHERE token = ?1 AND tenant = ?2",
         params![token, tenant, millis(now)],
     )? > 0)
+}
+
+// ---- webhook deliveries ----
+
+/// A webhook delivery waiting or done.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The delivery id (`X-Folio-Delivery-Id`), the same for every attempt.
+    pub id: String,
+    /// The job it reports on.
+    pub job_id: String,
+    /// The job's tenant.
+    pub tenant: String,
+    /// The receiver.
+    pub url: String,
+    /// The signing secret.
+    pub secret: Option<String>,
+    /// The event, as JSON (without `downloadUrl` and `timestamp`, set when sent).
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the event happened.
+    pub created_at: Timestamp,
+}
+
+/// Queue a delivery.
+pub fn insert_delivery(tx: &Connection, delivery: &Delivery, now: Timestamp) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (id, job_id, tenant, url, secret, body, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![delivery.id, delivery.job_id, delivery.tenant, delivery.url, delivery.secret, delivery.body, millis(now)])?;
+    Ok(())
+}
+
+const PENDING: &str = "delivered_at IS NULL AND given_up_at IS NULL";
+
+/// Deliveries due at `now` that are the oldest pending one of their job (a job's
+/// events go out in order).
+pub fn due_deliveries(conn: &Connection, now: Timestamp, limit: i64) -> StoreResult<Vec<Delivery>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT id, job_id, tenant, url, secret, body, attempts, created_at FROM deliveries d
+         WHERE {PENDING} AND next_attempt_at <= ?1
+           AND seq = (SELECT MIN(seq) FROM deliveries e WHERE e.job_id = d.job_id AND e.delivered_at IS NULL AND e.given_up_at IS NULL)
+         ORDER BY next_attempt_at LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![millis(now), limit], |r| {
+        Ok(Delivery {
+            id: r.get(0)?,
+            job_id: r.get(1)?,
+            tenant: r.get(2)?,
+            url: r.get(3)?,
+            secret: r.get(4)?,
+            body: r.get(5)?,
+            attempts: r.get(6)?,
+            created_at: from_millis(r.get(7)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// When the next pending delivery is due, if any.
+pub fn next_delivery_due(conn: &Connection) -> StoreResult<Option<Timestamp>> {
+    let due: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE {PENDING}"
+        ))?
+        .query_row([], |r| r.get(0))?;
+    Ok(due.map(from_millis))
+}
+
+/// How an attempt ended, for the record.
+pub enum AttemptRecord<'a> {
+    /// Answered 2xx.
+    Delivered(u16),
+    /// Failed; try again at the given time.
+    Retry(Option<u16>, &'a str, Timestamp),
+    /// Failed for good.
+    GiveUp(Option<u16>, &'a str),
+}
+
+/// Record an attempt of delivery `id` made at `now`.
+pub fn record_attempt(
+    tx: &Connection,
+    id: &str,
+    outcome: AttemptRecord,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let now_ms = millis(now);
+    match outcome {
+        AttemptRecord::Delivered(status) => tx.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, last_error = NULL, last_attempt_at = ?3, delivered_at = ?3 WHERE id = ?1",
+            params![id, status, now_ms],
+        )?,
+        AttemptRecord::Retry(status, error, next) => tx.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3, last_attempt_at = ?4, next_attempt_at = ?5 WHERE id = ?1",
+            params![id, status, error, now_ms, millis(next)],
+        )?,
+        AttemptRecord::GiveUp(status, error) => tx.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3, last_attempt_at = ?4, given_up_at = ?4 WHERE id = ?1",
+            params![id, status, error, now_ms],
+        )?,
+    };
+    Ok(())
+}
+
+/// The delivery state of a job's webhook, if it has deliveries.
+pub fn delivery_status(
+    conn: &Connection,
+    job_id: &str,
+) -> StoreResult<Option<WebhookDeliveryStatus>> {
+    let counts: (i64, i64, i64, i64) = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(delivered_at), SUM(CASE WHEN {PENDING} THEN 1 ELSE 0 END), COUNT(given_up_at), COALESCE(SUM(attempts), 0)
+             FROM deliveries WHERE job_id = ?1"
+        ))?
+        .query_row(params![job_id], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?, r.get(3)?)))?;
+    let (delivered, pending, failed, attempts) = counts;
+    if delivered + pending + failed == 0 {
+        return Ok(None);
+    }
+    let last: Option<(Option<i32>, Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT last_status, last_error, last_attempt_at FROM deliveries WHERE job_id = ?1 AND last_attempt_at IS NOT NULL ORDER BY last_attempt_at DESC LIMIT 1")?
+        .query_row(params![job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let next: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE job_id = ?1 AND {PENDING}"
+        ))?
+        .query_row(params![job_id], |r| r.get(0))?;
+    let (last_response_code, last_error, last_attempt_at) = last.unwrap_or((None, None, None));
+    Ok(Some(WebhookDeliveryStatus {
+        delivered,
+        pending,
+        failed,
+        attempts,
+        last_response_code,
+        last_error,
+        last_attempt_at: last_attempt_at.map(from_millis),
+        next_attempt_at: next.map(from_millis),
+    }))
+}
+
+/// Forget deliveries that finished before `before`.
+pub fn prune_deliveries(tx: &Connection, before: Timestamp) -> StoreResult<usize> {
+    Ok(tx.execute(
+        "DELETE FROM deliveries WHERE COALESCE(delivered_at, given_up_at) < ?1",
+        params![millis(before)],
+    )?)
+}
+
+// ---- secrets ----
+
+/// Store a Secret's values (for account webhooks' `secretRef`).
+pub fn save_secret(
+    tx: &Connection,
+    tenant: &str,
+    name: &str,
+    data: &std::collections::BTreeMap<String, String>,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO secrets (tenant, name, data) VALUES (?1, ?2, ?3) ON CONFLICT (tenant, name) DO UPDATE SET data = ?3",
+        params![tenant, name, serde_json::to_string(data)?],
+    )?;
+    Ok(())
+}
+
+/// One value of a stored Secret.
+pub fn secret_value(
+    conn: &Connection,
+    tenant: &str,
+    name: &str,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    let data: Option<String> = conn
+        .query_row(
+            "SELECT data FROM secrets WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(data) = data else { return Ok(None) };
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&data)?;
+    Ok(map.get(key).cloned())
 }
 
 // ---- settings ----

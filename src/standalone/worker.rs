@@ -96,7 +96,7 @@ fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreE
         status.next_attempt_at = None;
         record.claimed_by = Some(token.clone());
         record.updated_at = now;
-        store::save_job(tx, &record)?;
+        super::webhooks::save_transition(tx, &record, phase, now)?;
         Ok(Some((record, token)))
     })
 }
@@ -222,9 +222,7 @@ async fn store_and_settle(
         status.sha256 = Some(facts.sha256.clone());
         status.duration_ms = Some(facts.duration_ms);
         status.output_key = Some(key.clone());
-        let phase = settle(tx, &mut record, Timestamp::now())?;
-        store::save_job(tx, &record)?;
-        Ok(Some(phase))
+        Ok(Some(settle(tx, &mut record, Timestamp::now())?))
     })?;
     if phase.is_none() {
         // Cancelled or deleted while rendering: the PDF belongs to nobody.

@@ -93,15 +93,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start `folio serve` on `data_dir` with extra arguments, and wait until it listens.
+    /// Start `folio serve` on `data_dir` with extra arguments, and wait until it
+    /// listens. Webhook targets on loopback are allowed (the tests' receivers are there).
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Server::spawn(data_dir, args, true)
+    }
+
+    /// Start `folio serve`, allowing private webhook targets or not.
+    pub fn spawn(data_dir: &Path, args: &[&str], allow_private_targets: bool) -> Server {
         use std::io::BufRead;
         let mut child = folio()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "warn")
-            .env("FOLIO_ALLOW_PRIVATE_TARGETS", "true")
+            .env(
+                "FOLIO_ALLOW_PRIVATE_TARGETS",
+                allow_private_targets.to_string(),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
