@@ -112,7 +112,7 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    report("in-process render, the example invoice", samples);
+    report("in-process render, example invoice (same data)", samples);
 
     // 2. Through the worker pool.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -874,3 +874,57 @@ fn operations_endpoints_answer() {
         openapi["components"]["schemas"]["RenderResponse"]["properties"]["pollUrl"].is_object()
     );
 }
+
+/// SIGTERM stops the server cleanly: it exits 0 within the grace period, and every
+/// accepted job is either finished or back in the queue for the next start.
+#[test]
+fn sigterm_shuts_down_cleanly_and_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--shutdown-grace", "10"]);
+    let api = Api::new(&server, "acme");
+    let key = api.key.clone();
+    let template = "#let d = json(\"data.json\")\n#for i in range(d.pages) [Page #(i + 1) #pagebreak(weak: true)]";
+    let ids: Vec<String> = (0..30)
+        .map(|n| {
+            let job: Value = api
+                .post(
+                    "/v1/renders",
+                    json!({"template": {"source": template}, "data": {"pages": 20 + n}}),
+                )
+                .json()
+                .unwrap();
+            job["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    drop(api);
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let server = Server::start(dir.path(), &[]);
+    let api = Api {
+        server: &server,
+        key,
+        http: client(),
+    };
+    for id in &ids {
+        assert_eq!(
+            api.wait(id)["status"],
+            "succeeded",
+            "job {id} after the restart"
+        );
+    }
+}
