@@ -61,35 +61,26 @@ fn report(label: &str, mut samples: Vec<Duration>) {
 
 fn main() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let example =
-        Manifests::load(&[format!("{root}/examples/invoice.yaml")]).expect("example manifests");
+    let example = Manifests::load(&[format!("{root}/examples/invoice.yaml")]).expect("example manifests");
     let template = example.templates[0].spec.clone();
     let lookup = Example(template.clone());
     let requests: Vec<RenderRequest> = (0..INVOICES)
         .map(|n| {
             let spec = RenderJobSpec {
-                template_ref: Some(TemplateRef {
-                    name: "invoice".into(),
-                }),
+                template_ref: Some(TemplateRef { name: "invoice".into() }),
                 data: Some(invoice_data(n)),
                 ..Default::default()
             };
             prepare(&format!("invoice-{n}"), &spec, &lookup).expect("prepared")
         })
         .collect();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("folio render benchmarks: {INVOICES} different invoices, {cores} cores");
 
     // 1. In-process engine.
     let load = Instant::now();
     let engine = Engine::new();
-    println!(
-        "{:<44} {:>7.1} ms",
-        "engine start (fonts, library)",
-        load.elapsed().as_secs_f64() * 1e3
-    );
+    println!("{:<44} {:>7.1} ms", "engine start (fonts, library)", load.elapsed().as_secs_f64() * 1e3);
     for request in requests.iter().take(5) {
         engine.render(request).expect("warm-up render");
     }
@@ -103,8 +94,7 @@ fn main() {
         .collect();
     report("in-process render, one at a time", samples);
     let example_job = &example.jobs[0];
-    let example_request =
-        prepare("invoice-2026-0001", &example_job.spec, &lookup).expect("example");
+    let example_request = prepare("invoice-2026-0001", &example_job.spec, &lookup).expect("example");
     let samples: Vec<Duration> = (0..100)
         .map(|_| {
             let t = Instant::now();
@@ -144,15 +134,8 @@ fn main() {
             samples.push(task.await.expect("task"));
         }
         let wall = t.elapsed();
-        report(
-            &format!("worker pool, {INVOICES} at once (latency)"),
-            samples,
-        );
-        println!(
-            "{:<44} {:>7.1} renders/s",
-            "worker pool throughput",
-            INVOICES as f64 / wall.as_secs_f64()
-        );
+        report(&format!("worker pool, {INVOICES} at once (latency)"), samples);
+        println!("{:<44} {:>7.1} renders/s", "worker pool throughput", INVOICES as f64 / wall.as_secs_f64());
     });
 
     // 3. `folio run` on 200 invoices, and 4. the typst CLI on the same invoices.
@@ -196,9 +179,7 @@ fn main() {
                 parallel.as_secs_f64() / folio_wall.as_secs_f64()
             );
         }
-        None => println!(
-            "typst CLI not on PATH: install it with `cargo install typst-cli --locked` to compare"
-        ),
+        None => println!("typst CLI not on PATH: install it with `cargo install typst-cli --locked` to compare"),
     }
 }
 
@@ -222,11 +203,7 @@ fn typst_cli_loop(
     template: &RenderTemplateSpec,
     requests: &[RenderRequest],
 ) -> Option<(Duration, Duration)> {
-    Command::new("typst")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
+    Command::new("typst").arg("--version").output().ok().filter(|o| o.status.success())?;
     let source = template.source.clone()?;
     let defaults = template.defaults.clone().unwrap_or(Value::Null);
     let mut folders = Vec::new();
@@ -235,11 +212,7 @@ fn typst_cli_loop(
         std::fs::create_dir_all(&folder).ok()?;
         std::fs::write(folder.join("main.typ"), &source).ok()?;
         let data: Value = serde_json::from_str(&request.data).ok()?;
-        std::fs::write(
-            folder.join("data.json"),
-            merged(defaults.clone(), data).to_string(),
-        )
-        .ok()?;
+        std::fs::write(folder.join("data.json"), merged(defaults.clone(), data).to_string()).ok()?;
         folders.push(folder);
     }
     let compile = |folder: &Path| {
@@ -253,16 +226,10 @@ fn typst_cli_loop(
     };
     let t = Instant::now();
     for folder in &folders {
-        assert!(
-            compile(folder),
-            "typst compile failed in {}",
-            folder.display()
-        );
+        assert!(compile(folder), "typst compile failed in {}", folder.display());
     }
     let sequential = t.elapsed();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let t = Instant::now();
     std::thread::scope(|scope| {
         for chunk in folders.chunks(folders.len().div_ceil(cores)) {

@@ -35,23 +35,14 @@ fn start(data_dir: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .args([
-            "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/invoice.yaml"),
-        ])
+        .args(["-f", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/invoice.yaml")])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()
         .expect("folio serve");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("address line");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_owned();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("address").to_owned();
     Server { child, url }
 }
 
@@ -61,18 +52,12 @@ fn key(data_dir: &std::path::Path) -> String {
         .arg(data_dir)
         .output()
         .expect("folio keys");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
 fn example_data() -> Value {
-    let manifests = folio::manifest::Manifests::load(&[concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/invoice.yaml"
-    )])
-    .expect("example");
+    let manifests = folio::manifest::Manifests::load(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples/invoice.yaml")])
+        .expect("example");
     manifests.jobs[0].spec.data.clone().expect("data")
 }
 
@@ -117,15 +102,7 @@ async fn submit_and_wait(http: &reqwest::Client, url: &str, key: &str, data: &Va
         .expect("json");
     let poll = job["pollUrl"].as_str().expect("pollUrl").to_owned();
     loop {
-        let job: Value = http
-            .get(&poll)
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("poll")
-            .json()
-            .await
-            .expect("json");
+        let job: Value = http.get(&poll).bearer_auth(key).send().await.expect("poll").json().await.expect("json");
         match job["status"].as_str() {
             Some("succeeded") => return started.elapsed(),
             Some("failed" | "blocked" | "expired" | "cancelled") => panic!("render ended as {job}"),
@@ -136,9 +113,7 @@ async fn submit_and_wait(http: &reqwest::Client, url: &str, key: &str, data: &Va
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
     let key = Arc::new(key(dir.path()));
@@ -172,10 +147,7 @@ async fn main() {
     for task in tasks {
         samples.extend(task.await.expect("client"));
     }
-    print_latency(
-        &format!("submit -> succeeded, concurrency {cores}"),
-        samples,
-    );
+    print_latency(&format!("submit -> succeeded, concurrency {cores}"), samples);
 
     // Sustained throughput: a deep queue, then wait for the last job.
     let jobs = 300;
@@ -204,9 +176,7 @@ async fn main() {
             .json()
             .await
             .expect("json");
-        if page["pagination"]["total"].as_i64().unwrap_or(0)
-            >= (jobs + 10 + 100 + cores * per_client) as i64
-        {
+        if page["pagination"]["total"].as_i64().unwrap_or(0) >= (jobs + 10 + 100 + cores * per_client) as i64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -230,9 +200,7 @@ async fn main() {
             .await
             .expect("json");
         for job in page["data"].as_array().expect("data") {
-            durations.push(Duration::from_millis(
-                job["durationMs"].as_u64().unwrap_or(0),
-            ));
+            durations.push(Duration::from_millis(job["durationMs"].as_u64().unwrap_or(0)));
         }
     }
     let render = print_latency("render time inside the server (durationMs)", durations);
@@ -252,14 +220,8 @@ async fn main() {
     match wrk {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let rps = text
-                .lines()
-                .find(|l| l.starts_with("Requests/sec"))
-                .unwrap_or("Requests/sec: ?");
-            let p99 = text
-                .lines()
-                .find(|l| l.trim_start().starts_with("99%"))
-                .unwrap_or("99% ?");
+            let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?");
+            let p99 = text.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("99% ?");
             println!(
                 "{:<48} {} (wrk, 32 connections; p99 {})",
                 "GET /v1/renders/{id}",

@@ -23,11 +23,7 @@ pub fn generate() -> NewKey {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let plaintext = format!("{KEY_PREFIX}{}", hex::encode(bytes));
-    NewKey {
-        hash: hash(&plaintext),
-        prefix: plaintext[..KEY_PREFIX.len() + 6].to_owned(),
-        plaintext,
-    }
+    NewKey { hash: hash(&plaintext), prefix: plaintext[..KEY_PREFIX.len() + 6].to_owned(), plaintext }
 }
 
 /// The stored form of a key. Keys carry 256 random bits, so a fast hash is enough:

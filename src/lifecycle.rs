@@ -47,10 +47,7 @@ impl Phase {
 
     /// A terminal phase never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired
-        )
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired)
     }
 
     /// The lowercase name the REST API uses (`queued`, `succeeded`, ...).
@@ -104,10 +101,7 @@ impl ErrorCode {
     /// Whether another attempt could succeed. Errors in the template, the data or the
     /// job's limits would only repeat themselves.
     pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::StorageUnavailable | ErrorCode::RendererCrashed | ErrorCode::Internal
-        )
+        matches!(self, ErrorCode::StorageUnavailable | ErrorCode::RendererCrashed | ErrorCode::Internal)
     }
 
     /// The code as written in status and API responses.
@@ -205,39 +199,25 @@ pub enum AfterFailure {
 
 /// Decide between retrying and failing, like a Kubernetes Job's `backoffLimit`:
 /// `retries_so_far` failed attempts were already retried.
-pub fn after_failure(
-    code: ErrorCode,
-    retries_so_far: i32,
-    backoff_limit: Option<i32>,
-) -> AfterFailure {
+pub fn after_failure(code: ErrorCode, retries_so_far: i32, backoff_limit: Option<i32>) -> AfterFailure {
     let limit = backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT).max(0);
     if !code.is_retryable() || retries_so_far >= limit {
         return AfterFailure::Fail;
     }
-    AfterFailure::Retry {
-        delay: retry_delay(retries_so_far),
-        retry_count: retries_so_far + 1,
-    }
+    AfterFailure::Retry { delay: retry_delay(retries_so_far), retry_count: retries_so_far + 1 }
 }
 
 /// Exponential backoff: 1 s, 2 s, 4 s, ... capped at five minutes.
 pub fn retry_delay(retries_so_far: i32) -> Duration {
     let exponent = retries_so_far.clamp(0, 16) as u32;
-    RETRY_BASE_DELAY
-        .saturating_mul(1 << exponent)
-        .min(RETRY_MAX_DELAY)
+    RETRY_BASE_DELAY.saturating_mul(1 << exponent).min(RETRY_MAX_DELAY)
 }
 
 /// When a job with `active_deadline_seconds` must be finished, counted from when it
 /// started (or, before that, from when it was created).
-pub fn deadline(
-    started_or_created: Timestamp,
-    active_deadline_seconds: Option<i64>,
-) -> Option<Timestamp> {
+pub fn deadline(started_or_created: Timestamp, active_deadline_seconds: Option<i64>) -> Option<Timestamp> {
     let seconds = active_deadline_seconds?;
-    started_or_created
-        .checked_add(SignedDuration::from_secs(seconds.max(0)))
-        .ok()
+    started_or_created.checked_add(SignedDuration::from_secs(seconds.max(0))).ok()
 }
 
 /// Whether the deadline has passed at `now`.
@@ -248,20 +228,12 @@ pub fn deadline_passed(deadline: Option<Timestamp>, now: Timestamp) -> bool {
 /// The time a render attempt may take: the default limit, shortened to what is left
 /// before the job's deadline. Returns whether the deadline is what binds, so a render
 /// that runs out of time can be told apart from a job that expired.
-pub fn render_time_limit(
-    default_limit: Duration,
-    deadline: Option<Timestamp>,
-    now: Timestamp,
-) -> (Duration, bool) {
+pub fn render_time_limit(default_limit: Duration, deadline: Option<Timestamp>, now: Timestamp) -> (Duration, bool) {
     match deadline {
         Some(d) => {
             let left = now.duration_until(d);
             let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            if left < default_limit {
-                (left, true)
-            } else {
-                (default_limit, false)
-            }
+            if left < default_limit { (left, true) } else { (default_limit, false) }
         }
         None => (default_limit, false),
     }
@@ -270,14 +242,8 @@ pub fn render_time_limit(
 /// How long a finished job is kept: the job's own TTL capped by the account maximum,
 /// or the account default; previews are kept no longer than the preview TTL.
 pub fn retention_seconds(requested_ttl: Option<i64>, preview: bool, retention: &Retention) -> i64 {
-    let ttl = requested_ttl
-        .unwrap_or(retention.default_ttl_seconds)
-        .clamp(0, retention.max_ttl_seconds.max(0));
-    if preview {
-        ttl.min(retention.preview_ttl_seconds.max(0))
-    } else {
-        ttl
-    }
+    let ttl = requested_ttl.unwrap_or(retention.default_ttl_seconds).clamp(0, retention.max_ttl_seconds.max(0));
+    if preview { ttl.min(retention.preview_ttl_seconds.max(0)) } else { ttl }
 }
 
 /// When a job that finished at `completed_at` is deleted.
@@ -288,9 +254,7 @@ pub fn expires_at(
     retention: &Retention,
 ) -> Timestamp {
     let seconds = retention_seconds(requested_ttl, preview, retention);
-    completed_at
-        .checked_add(SignedDuration::from_secs(seconds))
-        .unwrap_or(Timestamp::MAX)
+    completed_at.checked_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MAX)
 }
 
 /// What a render costs.
@@ -311,21 +275,11 @@ pub fn price(page_count: i64, total_bytes: i64, preview: bool, pricing: &Pricing
     if preview {
         return Price::default();
     }
-    let base_credits = page_count
-        .max(0)
-        .saturating_mul(pricing.credits_per_page.max(0));
+    let base_credits = page_count.max(0).saturating_mul(pricing.credits_per_page.max(0));
     let above = total_bytes.saturating_sub(pricing.size_threshold_bytes.max(0));
-    let started_mib = if above > 0 {
-        (above + MIB - 1) / MIB
-    } else {
-        0
-    };
+    let started_mib = if above > 0 { (above + MIB - 1) / MIB } else { 0 };
     let size_extra = started_mib.saturating_mul(pricing.extra_credits_per_started_mib.max(0));
-    Price {
-        base_credits,
-        size_extra,
-        credits_used: base_credits.saturating_add(size_extra),
-    }
+    Price { base_credits, size_extra, credits_used: base_credits.saturating_add(size_extra) }
 }
 
 /// The result of charging an account for a render.
@@ -347,19 +301,13 @@ pub enum Charge {
 /// which `used` are spent.
 pub fn charge(granted: Option<i64>, used: i64, price: Price) -> Charge {
     match granted {
-        None => Charge::Charged {
-            credits_remaining: None,
-        },
+        None => Charge::Charged { credits_remaining: None },
         Some(granted) => {
             let remaining = granted - used;
             if price.credits_used > remaining {
-                Charge::Insufficient {
-                    credits_remaining: remaining,
-                }
+                Charge::Insufficient { credits_remaining: remaining }
             } else {
-                Charge::Charged {
-                    credits_remaining: Some(remaining - price.credits_used),
-                }
+                Charge::Charged { credits_remaining: Some(remaining - price.credits_used) }
             }
         }
     }
@@ -384,24 +332,15 @@ mod tests {
     fn terminal_phases_never_change_again() {
         for phase in Phase::ALL.into_iter().filter(|p| p.is_terminal()) {
             for event in EVENTS {
-                assert_eq!(
-                    next_phase(phase, event),
-                    Err(TransitionRefused { from: phase, event })
-                );
+                assert_eq!(next_phase(phase, event), Err(TransitionRefused { from: phase, event }));
             }
         }
     }
 
     #[test]
     fn the_happy_path_is_queued_rendering_succeeded() {
-        assert_eq!(
-            next_phase(Phase::Queued, Event::Start),
-            Ok(Phase::Rendering)
-        );
-        assert_eq!(
-            next_phase(Phase::Rendering, Event::Succeed),
-            Ok(Phase::Succeeded)
-        );
+        assert_eq!(next_phase(Phase::Queued, Event::Start), Ok(Phase::Rendering));
+        assert_eq!(next_phase(Phase::Rendering, Event::Succeed), Ok(Phase::Succeeded));
     }
 
     #[test]
@@ -412,19 +351,10 @@ mod tests {
 
     #[test]
     fn blocked_jobs_resume_into_the_queue_or_settle_when_credits_arrive() {
-        assert_eq!(
-            next_phase(Phase::Rendering, Event::InsufficientCredits),
-            Ok(Phase::Blocked)
-        );
-        assert_eq!(
-            next_phase(Phase::Queued, Event::InsufficientCredits),
-            Ok(Phase::Blocked)
-        );
+        assert_eq!(next_phase(Phase::Rendering, Event::InsufficientCredits), Ok(Phase::Blocked));
+        assert_eq!(next_phase(Phase::Queued, Event::InsufficientCredits), Ok(Phase::Blocked));
         assert_eq!(next_phase(Phase::Blocked, Event::Resume), Ok(Phase::Queued));
-        assert_eq!(
-            next_phase(Phase::Blocked, Event::Succeed),
-            Ok(Phase::Succeeded)
-        );
+        assert_eq!(next_phase(Phase::Blocked, Event::Succeed), Ok(Phase::Succeeded));
     }
 
     #[test]
@@ -447,10 +377,7 @@ mod tests {
             (Phase::Blocked, Event::InsufficientCredits),
         ];
         for (phase, event) in refused {
-            assert!(
-                next_phase(phase, event).is_err(),
-                "{phase:?} + {event:?} must be refused"
-            );
+            assert!(next_phase(phase, event).is_err(), "{phase:?} + {event:?} must be refused");
         }
     }
 
@@ -478,38 +405,20 @@ mod tests {
     fn retryable_failures_retry_until_the_backoff_limit() {
         assert_eq!(
             after_failure(ErrorCode::RendererCrashed, 0, Some(2)),
-            AfterFailure::Retry {
-                delay: Duration::from_secs(1),
-                retry_count: 1
-            }
+            AfterFailure::Retry { delay: Duration::from_secs(1), retry_count: 1 }
         );
         assert_eq!(
             after_failure(ErrorCode::StorageUnavailable, 1, Some(2)),
-            AfterFailure::Retry {
-                delay: Duration::from_secs(2),
-                retry_count: 2
-            }
+            AfterFailure::Retry { delay: Duration::from_secs(2), retry_count: 2 }
         );
-        assert_eq!(
-            after_failure(ErrorCode::StorageUnavailable, 2, Some(2)),
-            AfterFailure::Fail
-        );
-        assert_eq!(
-            after_failure(ErrorCode::Internal, 0, Some(0)),
-            AfterFailure::Fail
-        );
+        assert_eq!(after_failure(ErrorCode::StorageUnavailable, 2, Some(2)), AfterFailure::Fail);
+        assert_eq!(after_failure(ErrorCode::Internal, 0, Some(0)), AfterFailure::Fail);
     }
 
     #[test]
     fn default_backoff_limit_allows_two_retries() {
-        assert!(matches!(
-            after_failure(ErrorCode::Internal, 1, None),
-            AfterFailure::Retry { .. }
-        ));
-        assert_eq!(
-            after_failure(ErrorCode::Internal, 2, None),
-            AfterFailure::Fail
-        );
+        assert!(matches!(after_failure(ErrorCode::Internal, 1, None), AfterFailure::Retry { .. }));
+        assert_eq!(after_failure(ErrorCode::Internal, 2, None), AfterFailure::Fail);
     }
 
     #[test]
@@ -524,11 +433,7 @@ mod tests {
             ErrorCode::ResourceExhausted,
             ErrorCode::Cancelled,
         ] {
-            assert_eq!(
-                after_failure(code, 0, Some(10)),
-                AfterFailure::Fail,
-                "{code}"
-            );
+            assert_eq!(after_failure(code, 0, Some(10)), AfterFailure::Fail, "{code}");
         }
     }
 
@@ -560,27 +465,14 @@ mod tests {
         let now = ts("2026-01-01T00:00:00Z");
         let limit = Duration::from_secs(60);
         assert_eq!(render_time_limit(limit, None, now), (limit, false));
-        assert_eq!(
-            render_time_limit(limit, Some(ts("2026-01-01T00:00:10Z")), now),
-            (Duration::from_secs(10), true)
-        );
-        assert_eq!(
-            render_time_limit(limit, Some(ts("2026-01-01T01:00:00Z")), now),
-            (limit, false)
-        );
-        assert_eq!(
-            render_time_limit(limit, Some(ts("2025-12-31T00:00:00Z")), now),
-            (Duration::ZERO, true)
-        );
+        assert_eq!(render_time_limit(limit, Some(ts("2026-01-01T00:00:10Z")), now), (Duration::from_secs(10), true));
+        assert_eq!(render_time_limit(limit, Some(ts("2026-01-01T01:00:00Z")), now), (limit, false));
+        assert_eq!(render_time_limit(limit, Some(ts("2025-12-31T00:00:00Z")), now), (Duration::ZERO, true));
     }
 
     #[test]
     fn retention_uses_the_account_default_and_caps_requests() {
-        let r = Retention {
-            default_ttl_seconds: 100,
-            max_ttl_seconds: 1000,
-            preview_ttl_seconds: 10,
-        };
+        let r = Retention { default_ttl_seconds: 100, max_ttl_seconds: 1000, preview_ttl_seconds: 10 };
         assert_eq!(retention_seconds(None, false, &r), 100);
         assert_eq!(retention_seconds(Some(500), false, &r), 500);
         assert_eq!(retention_seconds(Some(5000), false, &r), 1000);
@@ -588,91 +480,34 @@ mod tests {
         assert_eq!(retention_seconds(None, true, &r), 10);
         assert_eq!(retention_seconds(Some(5), true, &r), 5);
         let done = ts("2026-01-01T00:00:00Z");
-        assert_eq!(
-            expires_at(done, None, false, &r),
-            ts("2026-01-01T00:01:40Z")
-        );
+        assert_eq!(expires_at(done, None, false, &r), ts("2026-01-01T00:01:40Z"));
     }
 
     #[test]
     fn price_is_pages_plus_started_mib_above_threshold() {
-        let pricing = Pricing {
-            credits_per_page: 1,
-            size_threshold_bytes: MIB,
-            extra_credits_per_started_mib: 2,
-        };
-        assert_eq!(
-            price(3, 68_699, false, &pricing),
-            Price {
-                base_credits: 3,
-                size_extra: 0,
-                credits_used: 3
-            }
-        );
+        let pricing = Pricing { credits_per_page: 1, size_threshold_bytes: MIB, extra_credits_per_started_mib: 2 };
+        assert_eq!(price(3, 68_699, false, &pricing), Price { base_credits: 3, size_extra: 0, credits_used: 3 });
         assert_eq!(price(3, MIB, false, &pricing).size_extra, 0);
         assert_eq!(price(3, MIB + 1, false, &pricing).size_extra, 2);
         assert_eq!(price(3, 2 * MIB, false, &pricing).size_extra, 2);
-        assert_eq!(
-            price(3, 2 * MIB + 1, false, &pricing),
-            Price {
-                base_credits: 3,
-                size_extra: 4,
-                credits_used: 7
-            }
-        );
-        let per_page = Pricing {
-            credits_per_page: 5,
-            ..pricing
-        };
+        assert_eq!(price(3, 2 * MIB + 1, false, &pricing), Price { base_credits: 3, size_extra: 4, credits_used: 7 });
+        let per_page = Pricing { credits_per_page: 5, ..pricing };
         assert_eq!(price(4, 10, false, &per_page).credits_used, 20);
     }
 
     #[test]
     fn previews_are_free() {
-        let pricing = Pricing {
-            credits_per_page: 3,
-            size_threshold_bytes: 0,
-            extra_credits_per_started_mib: 9,
-        };
+        let pricing = Pricing { credits_per_page: 3, size_threshold_bytes: 0, extra_credits_per_started_mib: 9 };
         assert_eq!(price(10, 50 * MIB, true, &pricing), Price::default());
     }
 
     #[test]
     fn charges_within_the_balance_and_blocks_beyond_it() {
-        let three = Price {
-            base_credits: 3,
-            size_extra: 0,
-            credits_used: 3,
-        };
-        assert_eq!(
-            charge(Some(10), 5, three),
-            Charge::Charged {
-                credits_remaining: Some(2)
-            }
-        );
-        assert_eq!(
-            charge(Some(10), 7, three),
-            Charge::Charged {
-                credits_remaining: Some(0)
-            }
-        );
-        assert_eq!(
-            charge(Some(10), 8, three),
-            Charge::Insufficient {
-                credits_remaining: 2
-            }
-        );
-        assert_eq!(
-            charge(None, 1_000_000, three),
-            Charge::Charged {
-                credits_remaining: None
-            }
-        );
-        assert_eq!(
-            charge(Some(0), 0, Price::default()),
-            Charge::Charged {
-                credits_remaining: Some(0)
-            }
-        );
+        let three = Price { base_credits: 3, size_extra: 0, credits_used: 3 };
+        assert_eq!(charge(Some(10), 5, three), Charge::Charged { credits_remaining: Some(2) });
+        assert_eq!(charge(Some(10), 7, three), Charge::Charged { credits_remaining: Some(0) });
+        assert_eq!(charge(Some(10), 8, three), Charge::Insufficient { credits_remaining: 2 });
+        assert_eq!(charge(None, 1_000_000, three), Charge::Charged { credits_remaining: None });
+        assert_eq!(charge(Some(0), 0, Price::default()), Charge::Charged { credits_remaining: Some(0) });
     }
 }

@@ -28,12 +28,7 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Output folder; PDFs go to DIR/<namespace>/<name>.pdf.
-        #[arg(
-            short = 'o',
-            long = "out",
-            env = "FOLIO_OUT",
-            default_value = "folio-out"
-        )]
+        #[arg(short = 'o', long = "out", env = "FOLIO_OUT", default_value = "folio-out")]
         out: PathBuf,
         #[command(flatten)]
         limits: RenderLimits,
@@ -66,6 +61,9 @@ enum Command {
         /// Log as JSON lines.
         #[arg(long, env = "FOLIO_LOG_JSON")]
         log_json: bool,
+        /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
+        #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
+        rate_limit: u32,
         #[command(flatten)]
         webhooks: WebhookOptions,
     },
@@ -158,10 +156,7 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -171,45 +166,32 @@ fn init_logging(json: bool) {
 
 fn keys(command: KeysCommand) -> ExitCode {
     match command {
-        KeysCommand::Create { tenant, data_dir } => {
-            match folio::standalone::create_key(&data_dir, &tenant) {
-                Ok((id, key)) => {
-                    eprintln!(
-                        "created {id} for tenant {tenant}; this is the only time the key is shown:"
-                    );
-                    println!("{key}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => fail(&format!("{err:#}")),
+        KeysCommand::Create { tenant, data_dir } => match folio::standalone::create_key(&data_dir, &tenant) {
+            Ok((id, key)) => {
+                eprintln!("created {id} for tenant {tenant}; this is the only time the key is shown:");
+                println!("{key}");
+                ExitCode::SUCCESS
             }
-        }
-        KeysCommand::List { tenant, data_dir } => {
-            match folio::standalone::list_keys(&data_dir, tenant.as_deref()) {
-                Ok(keys) => {
+            Err(err) => fail(&format!("{err:#}")),
+        },
+        KeysCommand::List { tenant, data_dir } => match folio::standalone::list_keys(&data_dir, tenant.as_deref()) {
+            Ok(keys) => {
+                println!("{:<40} {:<20} {:<14} {:<26} REVOKED", "ID", "TENANT", "PREFIX", "CREATED");
+                for key in keys {
+                    let revoked = key.revoked_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
                     println!(
-                        "{:<40} {:<20} {:<14} {:<26} REVOKED",
-                        "ID", "TENANT", "PREFIX", "CREATED"
+                        "{:<40} {:<20} {:<14} {:<26} {revoked}",
+                        key.id,
+                        key.tenant,
+                        key.prefix,
+                        key.created_at.to_string()
                     );
-                    for key in keys {
-                        let revoked = key
-                            .revoked_at
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|| "-".into());
-                        println!(
-                            "{:<40} {:<20} {:<14} {:<26} {revoked}",
-                            key.id,
-                            key.tenant,
-                            key.prefix,
-                            key.created_at.to_string()
-                        );
-                    }
-                    ExitCode::SUCCESS
                 }
-                Err(err) => fail(&format!("{err:#}")),
+                ExitCode::SUCCESS
             }
-        }
-        KeysCommand::Revoke { id, data_dir } => match folio::standalone::revoke_key(&data_dir, &id)
-        {
+            Err(err) => fail(&format!("{err:#}")),
+        },
+        KeysCommand::Revoke { id, data_dir } => match folio::standalone::revoke_key(&data_dir, &id) {
             Ok(true) => {
                 eprintln!("revoked {id}");
                 ExitCode::SUCCESS
@@ -224,8 +206,8 @@ impl RenderLimits {
     /// The pool configuration and the time limit of one render, or why they are unusable.
     fn resolve(&self) -> Result<(PoolConfig, Duration), String> {
         let timeout = seconds("--render-timeout", self.render_timeout)?;
-        let mut pool = PoolConfig::for_this_machine()
-            .map_err(|err| format!("could not find the folio executable: {err}"))?;
+        let mut pool =
+            PoolConfig::for_this_machine().map_err(|err| format!("could not find the folio executable: {err}"))?;
         pool.memory_limit_mib = self.render_memory_mib;
         if let Some(jobs) = self.jobs {
             pool.workers = jobs;
@@ -247,6 +229,7 @@ fn main() -> ExitCode {
             sweep_interval,
             shutdown_grace,
             log_json,
+            rate_limit,
             webhooks,
         } => {
             init_logging(log_json);
@@ -269,11 +252,13 @@ fn main() -> ExitCode {
                     allow_private_targets: webhooks.allow_private_targets,
                     webhook_timeout: seconds("--webhook-timeout", webhooks.webhook_timeout)?,
                     webhook_retry,
+                    rate_limit: std::num::NonZeroU32::new(rate_limit),
                 })
             })();
             match settings {
-                Ok(options) => in_runtime(folio::standalone::serve(options))
-                    .map_or_else(|code| code, |()| ExitCode::SUCCESS),
+                Ok(options) => {
+                    in_runtime(folio::standalone::serve(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)
+                }
                 Err(message) => unusable(&message),
             }
         }
@@ -288,22 +273,12 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(&format!("render worker: {err}")),
         },
-        Command::Run {
-            files,
-            out,
-            limits,
-            no_progress,
-        } => run_command(&files, out, &limits, no_progress),
+        Command::Run { files, out, limits, no_progress } => run_command(&files, out, &limits, no_progress),
     }
 }
 
 /// `folio run`: exit 0 when every job succeeded, 1 when any did not, 2 for unusable input.
-fn run_command(
-    files: &[PathBuf],
-    out: PathBuf,
-    limits: &RenderLimits,
-    no_progress: bool,
-) -> ExitCode {
+fn run_command(files: &[PathBuf], out: PathBuf, limits: &RenderLimits, no_progress: bool) -> ExitCode {
     let manifests = match Manifests::load(files) {
         Ok(manifests) => manifests,
         Err(err) => return unusable(&err.to_string()),
@@ -316,15 +291,9 @@ fn run_command(
         Ok(resolved) => resolved,
         Err(message) => return unusable(&message),
     };
-    let options = RunOptions {
-        out_dir: out,
-        render_timeout,
-        progress: !no_progress,
-    };
+    let options = RunOptions { out_dir: out, render_timeout, progress: !no_progress };
     let outcome = in_runtime(async move {
-        let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options)
-            .await
-            .context("writing the output")?;
+        let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options).await.context("writing the output")?;
         print!("{}", reports_yaml(&reports)?);
         Ok(reports.iter().all(|r| r.succeeded()))
     });
@@ -336,14 +305,9 @@ fn run_command(
 }
 
 /// Run a future on a new runtime; an error is printed and becomes exit code 1.
-fn in_runtime<T>(
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> Result<T, ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|err| fail(&format!("could not start the runtime: {err}")))?;
-    runtime
-        .block_on(future)
-        .map_err(|err| fail(&format!("{err:#}")))
+fn in_runtime<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|err| fail(&format!("could not start the runtime: {err}")))?;
+    runtime.block_on(future).map_err(|err| fail(&format!("{err:#}")))
 }
 
 fn unusable(message: &str) -> ExitCode {

@@ -61,10 +61,8 @@ impl Manifests {
         for path in paths {
             let path = path.as_ref();
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-                file: file.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ManifestError::Read { file: file.clone(), source })?;
             all.parse(&file, &text)?;
         }
         Ok(all)
@@ -85,18 +83,11 @@ impl Manifests {
             column,
             message,
         };
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(&document.text).map_err(|err| yaml_error(&err, &at))?;
+        let value: serde_yaml::Value = serde_yaml::from_str(&document.text).map_err(|err| yaml_error(&err, &at))?;
         if value.is_null() {
             return Ok(());
         }
-        let field = |name: &str| {
-            value
-                .get(name)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned()
-        };
+        let field = |name: &str| value.get(name).and_then(|v| v.as_str()).unwrap_or("").to_owned();
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         match (api_version.as_str(), kind.as_str()) {
             (API_VERSION, "RenderTemplate") => self.templates.push(typed(document, &at)?),
@@ -119,10 +110,7 @@ impl Manifests {
     }
 }
 
-fn typed<K>(
-    document: &Document,
-    at: &impl Fn(usize, usize, String) -> ManifestError,
-) -> Result<K, ManifestError>
+fn typed<K>(document: &Document, at: &impl Fn(usize, usize, String) -> ManifestError) -> Result<K, ManifestError>
 where
     K: DeserializeOwned + Resource,
     K::DynamicType: Default,
@@ -130,11 +118,7 @@ where
     let mut object: K = serde_yaml::from_str(&document.text).map_err(|err| yaml_error(&err, at))?;
     let meta = object.meta_mut();
     if meta.name.as_deref().unwrap_or("").is_empty() {
-        return Err(at(
-            1,
-            1,
-            format!("{} has no metadata.name", K::kind(&Default::default())),
-        ));
+        return Err(at(1, 1, format!("{} has no metadata.name", K::kind(&Default::default()))));
     }
     if meta.namespace.is_none() {
         meta.namespace = Some(DEFAULT_NAMESPACE.to_owned());
@@ -142,10 +126,7 @@ where
     Ok(object)
 }
 
-fn yaml_error(
-    err: &serde_yaml::Error,
-    at: &impl Fn(usize, usize, String) -> ManifestError,
-) -> ManifestError {
+fn yaml_error(err: &serde_yaml::Error, at: &impl Fn(usize, usize, String) -> ManifestError) -> ManifestError {
     let text = err.to_string();
     // serde_yaml appends its (document-relative) position; ours replaces it.
     let message = text.split(" at line ").next().unwrap_or(&text).to_owned();
@@ -163,19 +144,10 @@ struct Document {
 /// Split YAML text on `---` separator lines, remembering where each document starts.
 fn split_documents(text: &str) -> Vec<Document> {
     let mut documents = Vec::new();
-    let mut current = Document {
-        text: String::new(),
-        first_line: 1,
-    };
+    let mut current = Document { text: String::new(), first_line: 1 };
     for (index, line) in text.lines().enumerate() {
         if line == "---" || line.starts_with("--- ") || line.starts_with("---\t") {
-            documents.push(std::mem::replace(
-                &mut current,
-                Document {
-                    text: String::new(),
-                    first_line: index + 2,
-                },
-            ));
+            documents.push(std::mem::replace(&mut current, Document { text: String::new(), first_line: index + 2 }));
             let rest = line[3..].trim();
             if !rest.is_empty() {
                 // `--- {inline: document}` starts the document on the separator line.
@@ -191,10 +163,7 @@ fn split_documents(text: &str) -> Vec<Document> {
         }
     }
     documents.push(current);
-    documents
-        .into_iter()
-        .filter(|d| !d.text.trim().is_empty())
-        .collect()
+    documents.into_iter().filter(|d| !d.text.trim().is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -230,26 +199,16 @@ spec:
 
     #[test]
     fn malformed_yaml_names_file_and_line() {
-        let text = format!(
-            "{BUNDLE}---\napiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: x\n"
-        );
-        let err = Manifests::default()
-            .parse("bad.yaml", &text)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("bad.yaml:18:") || err.starts_with("bad.yaml:19:"),
-            "{err}"
-        );
+        let text = format!("{BUNDLE}---\napiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: x\n");
+        let err = Manifests::default().parse("bad.yaml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("bad.yaml:18:") || err.starts_with("bad.yaml:19:"), "{err}");
     }
 
     #[test]
     fn wrong_field_types_name_the_line_of_the_field() {
-        let text = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: x}\nspec:\n  backoffLimit: many\n";
-        let err = Manifests::default()
-            .parse("job.yaml", text)
-            .unwrap_err()
-            .to_string();
+        let text =
+            "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: x}\nspec:\n  backoffLimit: many\n";
+        let err = Manifests::default().parse("job.yaml", text).unwrap_err().to_string();
         assert!(err.starts_with("job.yaml:5:"), "{err}");
         assert!(err.contains("backoffLimit"), "{err}");
     }
@@ -257,20 +216,14 @@ spec:
     #[test]
     fn unknown_kinds_are_named() {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n";
-        let err = Manifests::default()
-            .parse("d.yaml", text)
-            .unwrap_err()
-            .to_string();
+        let err = Manifests::default().parse("d.yaml", text).unwrap_err().to_string();
         assert!(err.contains("unknown kind \"Deployment\""), "{err}");
     }
 
     #[test]
     fn documents_without_a_name_are_refused() {
         let text = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {}\nspec: {}\n";
-        let err = Manifests::default()
-            .parse("n.yaml", text)
-            .unwrap_err()
-            .to_string();
+        let err = Manifests::default().parse("n.yaml", text).unwrap_err().to_string();
         assert!(err.contains("has no metadata.name"), "{err}");
     }
 }

@@ -62,64 +62,28 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("folio");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests served",
-            http_requests.clone(),
-        );
+        registry.register("http_requests", "HTTP requests served", http_requests.clone());
         let jobs = Family::<PhaseLabels, Gauge>::default();
         registry.register("jobs", "Render jobs stored, by phase", jobs.clone());
         let jobs_finished = Family::<PhaseLabels, Counter>::default();
-        registry.register(
-            "jobs_finished",
-            "Render jobs that ended (or blocked), by phase",
-            jobs_finished.clone(),
-        );
+        registry.register("jobs_finished", "Render jobs that ended (or blocked), by phase", jobs_finished.clone());
         let render_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register(
-            "render_duration_seconds",
-            "Duration of render attempts",
-            render_duration.clone(),
-        );
+        registry.register("render_duration_seconds", "Duration of render attempts", render_duration.clone());
         let queue_depth = Gauge::default();
-        registry.register(
-            "queue_depth",
-            "Render jobs waiting for a worker",
-            queue_depth.clone(),
-        );
+        registry.register("queue_depth", "Render jobs waiting for a worker", queue_depth.clone());
         let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "webhook_attempts",
-            "Webhook delivery attempts, by outcome",
-            webhook_attempts.clone(),
-        );
-        Metrics {
-            registry,
-            http_requests,
-            jobs,
-            jobs_finished,
-            render_duration,
-            queue_depth,
-            webhook_attempts,
-        }
+        registry.register("webhook_attempts", "Webhook delivery attempts, by outcome", webhook_attempts.clone());
+        Metrics { registry, http_requests, jobs, jobs_finished, render_duration, queue_depth, webhook_attempts }
     }
 
     /// Count a job that reached `phase`.
     pub fn job_finished(&self, phase: crate::lifecycle::Phase) {
-        self.jobs_finished
-            .get_or_create(&PhaseLabels {
-                phase: phase.api_name().to_owned(),
-            })
-            .inc();
+        self.jobs_finished.get_or_create(&PhaseLabels { phase: phase.api_name().to_owned() }).inc();
     }
 
     /// Count a webhook attempt with `outcome`.
     pub fn webhook_attempt(&self, outcome: &str) {
-        self.webhook_attempts
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        self.webhook_attempts.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
     }
 
     /// The metrics in Prometheus' text format.

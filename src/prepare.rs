@@ -23,11 +23,7 @@ pub trait Lookup {
 }
 
 /// Build the render request for job `job_name`, or say why it cannot be rendered.
-pub fn prepare(
-    job_name: &str,
-    spec: &RenderJobSpec,
-    lookup: &dyn Lookup,
-) -> Result<RenderRequest, RenderFailure> {
+pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderRequest, RenderFailure> {
     let template = resolve_template(spec, lookup)?;
     let source = match (&template.source, &template.source_from) {
         (Some(source), _) => source.clone(),
@@ -41,10 +37,7 @@ pub fn prepare(
     };
     let job_data = match (&spec.data, &spec.data_from) {
         (Some(_), Some(_)) => {
-            return Err(RenderFailure::new(
-                ErrorCode::SpecInvalid,
-                "set spec.data or spec.dataFrom, not both",
-            ));
+            return Err(RenderFailure::new(ErrorCode::SpecInvalid, "set spec.data or spec.dataFrom, not both"));
         }
         (Some(data), None) => {
             check_inline_size(data)?;
@@ -55,10 +48,7 @@ pub fn prepare(
             serde_json::from_str(&text).map_err(|err| {
                 RenderFailure::new(
                     ErrorCode::DataInvalid,
-                    format!(
-                        "spec.dataFrom ({}/{}) is not JSON: {err}",
-                        key.name, key.key
-                    ),
+                    format!("spec.dataFrom ({}/{}) is not JSON: {err}", key.name, key.key),
                 )
             })?
         }
@@ -76,31 +66,21 @@ pub fn prepare(
         .iter()
         .map(|asset| {
             let bytes = match (&asset.base64, &asset.config_map_key_ref) {
-                (Some(text), _) => base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .map_err(|err| {
-                        RenderFailure::new(
-                            ErrorCode::SpecInvalid,
-                            format!("asset {:?}: base64 is not valid: {err}", asset.name),
-                        )
-                    })?,
-                (None, Some(key)) => {
-                    config_map_bytes(lookup, key, &format!("asset {:?}", asset.name))?
-                }
+                (Some(text), _) => base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|err| {
+                    RenderFailure::new(
+                        ErrorCode::SpecInvalid,
+                        format!("asset {:?}: base64 is not valid: {err}", asset.name),
+                    )
+                })?,
+                (None, Some(key)) => config_map_bytes(lookup, key, &format!("asset {:?}", asset.name))?,
                 (None, None) => {
                     return Err(RenderFailure::new(
                         ErrorCode::SpecInvalid,
-                        format!(
-                            "asset {:?} has neither base64 nor configMapKeyRef",
-                            asset.name
-                        ),
+                        format!("asset {:?} has neither base64 nor configMapKeyRef", asset.name),
                     ));
                 }
             };
-            Ok(Asset {
-                name: asset.name.clone(),
-                bytes,
-            })
+            Ok(Asset { name: asset.name.clone(), bytes })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RenderRequest {
@@ -112,29 +92,20 @@ pub fn prepare(
     })
 }
 
-fn resolve_template(
-    spec: &RenderJobSpec,
-    lookup: &dyn Lookup,
-) -> Result<RenderTemplateSpec, RenderFailure> {
+fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderTemplateSpec, RenderFailure> {
     match (&spec.template_ref, &spec.template) {
-        (Some(_), Some(_)) => Err(RenderFailure::new(
-            ErrorCode::SpecInvalid,
-            "set spec.templateRef or spec.template, not both",
-        )),
+        (Some(_), Some(_)) => {
+            Err(RenderFailure::new(ErrorCode::SpecInvalid, "set spec.templateRef or spec.template, not both"))
+        }
         (Some(reference), None) => lookup.template(&reference.name).ok_or_else(|| {
             RenderFailure::new(
                 ErrorCode::TemplateNotFound,
-                format!(
-                    "RenderTemplate {:?} does not exist in the job's namespace",
-                    reference.name
-                ),
+                format!("RenderTemplate {:?} does not exist in the job's namespace", reference.name),
             )
         }),
-        (None, Some(inline)) => Ok(RenderTemplateSpec {
-            engine: inline.engine,
-            source: Some(inline.source.clone()),
-            ..Default::default()
-        }),
+        (None, Some(inline)) => {
+            Ok(RenderTemplateSpec { engine: inline.engine, source: Some(inline.source.clone()), ..Default::default() })
+        }
         (None, None) => Err(RenderFailure::new(
             ErrorCode::SpecInvalid,
             "the job names no template: set spec.templateRef or spec.template",
@@ -144,9 +115,7 @@ fn resolve_template(
 
 /// Refuse inline data over [`MAX_INLINE_DATA_BYTES`] (serialized as JSON).
 pub fn check_inline_size(data: &Value) -> Result<(), RenderFailure> {
-    let size = serde_json::to_vec(data)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_INLINE_DATA_BYTES {
         return Err(RenderFailure::new(
             ErrorCode::DataInvalid,
@@ -190,14 +159,7 @@ pub fn validate(schema: &Value, data: &Value) -> Result<(), RenderFailure> {
         .take(5)
         .map(|err| {
             let path = err.instance_path().to_string();
-            format!(
-                "at {}: {err}",
-                if path.is_empty() {
-                    "/".to_owned()
-                } else {
-                    path
-                }
-            )
+            format!("at {}: {err}", if path.is_empty() { "/".to_owned() } else { path })
         })
         .collect();
     if problems.is_empty() {
@@ -205,36 +167,22 @@ pub fn validate(schema: &Value, data: &Value) -> Result<(), RenderFailure> {
     } else {
         Err(RenderFailure::new(
             ErrorCode::DataInvalid,
-            format!(
-                "data does not match the template's schema: {}",
-                problems.join("; ")
-            ),
+            format!("data does not match the template's schema: {}", problems.join("; ")),
         ))
     }
 }
 
-fn config_map_text(
-    lookup: &dyn Lookup,
-    key: &ConfigMapKeyRef,
-    field: &str,
-) -> Result<String, RenderFailure> {
+fn config_map_text(lookup: &dyn Lookup, key: &ConfigMapKeyRef, field: &str) -> Result<String, RenderFailure> {
     let bytes = config_map_bytes(lookup, key, field)?;
     String::from_utf8(bytes).map_err(|_| {
         RenderFailure::new(
             ErrorCode::DataInvalid,
-            format!(
-                "{field}: ConfigMap {}/{} is not UTF-8 text",
-                key.name, key.key
-            ),
+            format!("{field}: ConfigMap {}/{} is not UTF-8 text", key.name, key.key),
         )
     })
 }
 
-fn config_map_bytes(
-    lookup: &dyn Lookup,
-    key: &ConfigMapKeyRef,
-    field: &str,
-) -> Result<Vec<u8>, RenderFailure> {
+fn config_map_bytes(lookup: &dyn Lookup, key: &ConfigMapKeyRef, field: &str) -> Result<Vec<u8>, RenderFailure> {
     let missing = || {
         RenderFailure::new(
             ErrorCode::TemplateNotFound,
@@ -242,19 +190,12 @@ fn config_map_bytes(
         )
     };
     let map = lookup.config_map(&key.name).ok_or_else(|| {
-        RenderFailure::new(
-            ErrorCode::TemplateNotFound,
-            format!("{field}: ConfigMap {:?} does not exist", key.name),
-        )
+        RenderFailure::new(ErrorCode::TemplateNotFound, format!("{field}: ConfigMap {:?} does not exist", key.name))
     })?;
     if let Some(text) = map.data.as_ref().and_then(|d| d.get(&key.key)) {
         return Ok(text.clone().into_bytes());
     }
-    map.binary_data
-        .as_ref()
-        .and_then(|d| d.get(&key.key))
-        .map(|b| b.0.clone())
-        .ok_or_else(missing)
+    map.binary_data.as_ref().and_then(|d| d.get(&key.key)).map(|b| b.0.clone()).ok_or_else(missing)
 }
 
 #[cfg(test)]
@@ -284,10 +225,7 @@ mod tests {
     #[test]
     fn inline_data_is_capped_at_256_kib() {
         let big = json!({"text": "x".repeat(MAX_INLINE_DATA_BYTES)});
-        assert_eq!(
-            check_inline_size(&big).unwrap_err().code,
-            ErrorCode::DataInvalid
-        );
+        assert_eq!(check_inline_size(&big).unwrap_err().code, ErrorCode::DataInvalid);
         assert!(check_inline_size(&json!({"text": "small"})).is_ok());
     }
 }

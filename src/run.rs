@@ -22,9 +22,7 @@ use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::prepare::{Lookup, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
-use crate::resources::{
-    API_VERSION, RenderAccountSpec, RenderJob, RenderJobStatus, RenderTemplateSpec,
-};
+use crate::resources::{API_VERSION, RenderAccountSpec, RenderJob, RenderJobStatus, RenderTemplateSpec};
 
 /// How `folio run` renders.
 pub struct RunOptions {
@@ -79,26 +77,15 @@ struct NamespaceLookup<'a> {
 
 impl Lookup for NamespaceLookup<'_> {
     fn template(&self, name: &str) -> Option<RenderTemplateSpec> {
-        self.catalog
-            .templates
-            .get(&(self.namespace.to_owned(), name.to_owned()))
-            .cloned()
+        self.catalog.templates.get(&(self.namespace.to_owned(), name.to_owned())).cloned()
     }
     fn config_map(&self, name: &str) -> Option<ConfigMap> {
-        self.catalog
-            .config_maps
-            .get(&(self.namespace.to_owned(), name.to_owned()))
-            .cloned()
+        self.catalog.config_maps.get(&(self.namespace.to_owned(), name.to_owned())).cloned()
     }
 }
 
 fn key_of(meta: &ObjectMeta) -> (String, String) {
-    (
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
-        meta.name.clone().unwrap_or_default(),
-    )
+    (meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()), meta.name.clone().unwrap_or_default())
 }
 
 /// An account's balance while the run settles charges.
@@ -108,35 +95,17 @@ struct Ledger {
 }
 
 /// Render every job in `manifests` and write the PDFs of those that succeed.
-pub async fn run(
-    manifests: Manifests,
-    pool: Arc<RenderPool>,
-    options: &RunOptions,
-) -> std::io::Result<Vec<JobReport>> {
+pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptions) -> std::io::Result<Vec<JobReport>> {
     let catalog = Arc::new(Catalog {
-        templates: manifests
-            .templates
-            .iter()
-            .map(|t| (key_of(&t.metadata), t.spec.clone()))
-            .collect(),
-        config_maps: manifests
-            .config_maps
-            .iter()
-            .map(|c| (key_of(&c.metadata), c.clone()))
-            .collect(),
+        templates: manifests.templates.iter().map(|t| (key_of(&t.metadata), t.spec.clone())).collect(),
+        config_maps: manifests.config_maps.iter().map(|c| (key_of(&c.metadata), c.clone())).collect(),
     });
     let mut ledgers: HashMap<String, Ledger> = manifests
         .accounts
         .iter()
         .map(|a| {
             let used = a.status.as_ref().map_or(0, |s| s.credits_used);
-            (
-                key_of(&a.metadata).0,
-                Ledger {
-                    spec: a.spec.clone(),
-                    used,
-                },
-            )
+            (key_of(&a.metadata).0, Ledger { spec: a.spec.clone(), used })
         })
         .collect();
     let progress = progress_bar(options.progress, manifests.jobs.len());
@@ -179,9 +148,9 @@ fn progress_bar(wanted: bool, jobs: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(jobs as u64);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} rendering {pos}/{len} jobs [{bar:30}] {elapsed} (eta {eta})",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} rendering {pos}/{len} jobs [{bar:30}] {elapsed} (eta {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -202,26 +171,14 @@ struct Outcome {
 }
 
 /// Prepare and render one job, retrying per `backoffLimit`.
-async fn attempt(
-    job: &RenderJob,
-    catalog: &Catalog,
-    pool: &RenderPool,
-    default_limit: Duration,
-) -> Outcome {
+async fn attempt(job: &RenderJob, catalog: &Catalog, pool: &RenderPool, default_limit: Duration) -> Outcome {
     let started_at = Timestamp::now();
-    let mut outcome = Outcome {
-        started_at,
-        retry_count: 0,
-        result: Err(Finish::Cancelled),
-    };
+    let mut outcome = Outcome { started_at, retry_count: 0, result: Err(Finish::Cancelled) };
     if job.spec.cancel {
         return outcome;
     }
     let (namespace, name) = key_of(&job.metadata);
-    let lookup = NamespaceLookup {
-        catalog,
-        namespace: &namespace,
-    };
+    let lookup = NamespaceLookup { catalog, namespace: &namespace };
     let request = match prepare(&name, &job.spec, &lookup) {
         Ok(request) => request,
         Err(failure) => {
@@ -231,8 +188,7 @@ async fn attempt(
     };
     let deadline = lifecycle::deadline(started_at, job.spec.active_deadline_seconds);
     loop {
-        let (limit, deadline_binds) =
-            lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
+        let (limit, deadline_binds) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
         let failure = match pool.render(&request, limit).await {
             Ok(rendered) => {
                 outcome.result = Ok(rendered);
@@ -243,10 +199,7 @@ async fn attempt(
                     "the job did not finish within activeDeadlineSeconds ({} s)",
                     job.spec.active_deadline_seconds.unwrap_or_default()
                 );
-                outcome.result = Err(Finish::Expired(RenderFailure::new(
-                    ErrorCode::DeadlineExceeded,
-                    message,
-                )));
+                outcome.result = Err(Finish::Expired(RenderFailure::new(ErrorCode::DeadlineExceeded, message)));
                 return outcome;
             }
             Err(failure) => failure,
@@ -267,12 +220,7 @@ async fn attempt(
 /// Walk the job through the lifecycle's transitions; the rules refuse nothing on this
 /// path, so a refusal is a bug worth reporting as an internal error.
 fn walk(events: &[Event]) -> Phase {
-    events
-        .iter()
-        .try_fold(Phase::Queued, |phase, event| {
-            lifecycle::next_phase(phase, *event)
-        })
-        .unwrap_or(Phase::Failed)
+    events.iter().try_fold(Phase::Queued, |phase, event| lifecycle::next_phase(phase, *event)).unwrap_or(Phase::Failed)
 }
 
 /// Charge, store and describe one finished job.
@@ -294,9 +242,7 @@ fn settle(
         Err(finish) => {
             let (phase, failure) = match finish {
                 Finish::Cancelled => (walk(&[Event::Cancel]), None),
-                Finish::Expired(failure) => {
-                    (walk(&[Event::Start, Event::DeadlinePassed]), Some(failure))
-                }
+                Finish::Expired(failure) => (walk(&[Event::Start, Event::DeadlinePassed]), Some(failure)),
                 Finish::Failed(failure) => (walk(&[Event::Start, Event::Fail]), Some(failure)),
             };
             if phase != Phase::Cancelled {
@@ -317,12 +263,8 @@ fn settle(
     status.sha256 = Some(rendered.facts.sha256.clone());
     status.duration_ms = Some(rendered.facts.duration_ms);
     let account = ledger.as_ref().map(|l| l.spec.clone()).unwrap_or_default();
-    let price = lifecycle::price(
-        rendered.facts.page_count,
-        rendered.facts.total_bytes,
-        job.spec.preview,
-        &account.pricing,
-    );
+    let price =
+        lifecycle::price(rendered.facts.page_count, rendered.facts.total_bytes, job.spec.preview, &account.pricing);
     status.base_credits = Some(price.base_credits);
     status.size_extra = Some(price.size_extra);
     let charge = match ledger {
@@ -333,9 +275,7 @@ fn settle(
             }
             charge
         }
-        None => Charge::Charged {
-            credits_remaining: None,
-        },
+        None => Charge::Charged { credits_remaining: None },
     };
     match charge {
         Charge::Insufficient { credits_remaining } => {

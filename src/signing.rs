@@ -53,9 +53,7 @@ impl UrlSigner {
         now: Timestamp,
     ) -> Result<(), SignatureError> {
         let bytes = hex::decode(signature).map_err(|_| SignatureError::Invalid)?;
-        self.mac(tenant, job_id, expires)
-            .verify_slice(&bytes)
-            .map_err(|_| SignatureError::Invalid)?;
+        self.mac(tenant, job_id, expires).verify_slice(&bytes).map_err(|_| SignatureError::Invalid)?;
         if now.as_second() >= expires {
             return Err(SignatureError::Expired);
         }
@@ -74,10 +72,7 @@ mod tests {
         let before: Timestamp = Timestamp::from_second(999).unwrap();
         let after: Timestamp = Timestamp::from_second(1_000).unwrap();
         assert_eq!(signer.verify("acme", "j1", 1_000, &sig, before), Ok(()));
-        assert_eq!(
-            signer.verify("acme", "j1", 1_000, &sig, after),
-            Err(SignatureError::Expired)
-        );
+        assert_eq!(signer.verify("acme", "j1", 1_000, &sig, after), Err(SignatureError::Expired));
     }
 
     #[test]
@@ -85,26 +80,11 @@ mod tests {
         let signer = UrlSigner::new(vec![7; 32]);
         let sig = signer.sign("acme", "j1", 1_000);
         let now = Timestamp::from_second(10).unwrap();
-        assert_eq!(
-            signer.verify("acme", "j2", 1_000, &sig, now),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            signer.verify("other", "j1", 1_000, &sig, now),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            signer.verify("acme", "j1", 2_000, &sig, now),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            signer.verify("acme", "j1", 1_000, "zz", now),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(signer.verify("acme", "j2", 1_000, &sig, now), Err(SignatureError::Invalid));
+        assert_eq!(signer.verify("other", "j1", 1_000, &sig, now), Err(SignatureError::Invalid));
+        assert_eq!(signer.verify("acme", "j1", 2_000, &sig, now), Err(SignatureError::Invalid));
+        assert_eq!(signer.verify("acme", "j1", 1_000, "zz", now), Err(SignatureError::Invalid));
         let other = UrlSigner::new(vec![8; 32]);
-        assert_eq!(
-            other.verify("acme", "j1", 1_000, &sig, now),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(other.verify("acme", "j1", 1_000, &sig, now), Err(SignatureError::Invalid));
     }
 }

@@ -29,15 +29,8 @@ impl LocalFolder {
     /// The file behind `key`; keys with `..` or absolute parts are refused.
     fn path(&self, key: &str) -> io::Result<PathBuf> {
         let relative = Path::new(key);
-        if key.is_empty()
-            || relative
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid storage key {key:?}"),
-            ));
+        if key.is_empty() || relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid storage key {key:?}")));
         }
         Ok(self.root.join(relative))
     }
@@ -78,9 +71,7 @@ impl LocalFolder {
     /// Whether the folder can be written (readiness).
     pub fn is_writable(&self) -> bool {
         let probe = self.root.join(".ready");
-        std::fs::write(&probe, b"ok")
-            .and_then(|_| std::fs::remove_file(&probe))
-            .is_ok()
+        std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)).is_ok()
     }
 }
 

@@ -7,8 +7,7 @@ mod support;
 fn crds_folder_matches_folio_crd_output() {
     let printed = support::folio().arg("crd").output().unwrap();
     assert!(printed.status.success());
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/folio.yaml")).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/folio.yaml")).unwrap();
     assert!(
         String::from_utf8_lossy(&printed.stdout) == committed,
         "crds/folio.yaml is out of date: run `cargo run -- crd > crds/folio.yaml`"
@@ -45,40 +44,22 @@ fn check_structural(node: &serde_json::Value, path: &str) {
 #[test]
 fn render_job_crd_has_status_columns_and_short_name() {
     let crds = folio::resources::crds();
-    let job = crds
-        .iter()
-        .find(|c| c.spec.names.kind == "RenderJob")
-        .unwrap();
+    let job = crds.iter().find(|c| c.spec.names.kind == "RenderJob").unwrap();
     assert_eq!(job.spec.group, "folio.dev");
     assert_eq!(job.spec.scope, "Namespaced");
-    assert_eq!(
-        job.spec.names.short_names.as_deref(),
-        Some(&["rj".to_string()][..])
-    );
+    assert_eq!(job.spec.names.short_names.as_deref(), Some(&["rj".to_string()][..]));
     let version = &job.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(
-        version
-            .subresources
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .is_some()
-    );
-    let columns: Vec<&str> = version
-        .additional_printer_columns
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    let columns: Vec<&str> =
+        version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
     assert_eq!(columns, ["Phase", "Pages", "Credits", "Age"]);
-    let data = serde_json::to_value(&version.schema).unwrap()["openAPIV3Schema"]["properties"]["spec"]["properties"]["data"].clone();
+    let data =
+        serde_json::to_value(&version.schema).unwrap()["openAPIV3Schema"]["properties"]["spec"]["properties"]["data"]
+            .clone();
     assert_eq!(data["x-kubernetes-preserve-unknown-fields"], true);
     for (kind, short) in [("RenderTemplate", "rt"), ("RenderAccount", "ra")] {
         let crd = crds.iter().find(|c| c.spec.names.kind == kind).unwrap();
-        assert_eq!(
-            crd.spec.names.short_names.as_deref(),
-            Some(&[short.to_string()][..])
-        );
+        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_string()][..]));
     }
 }

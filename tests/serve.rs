@@ -12,10 +12,7 @@ use support::Server;
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/invoice.yaml");
 
 fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 struct Api<'a> {
@@ -26,44 +23,22 @@ struct Api<'a> {
 
 impl<'a> Api<'a> {
     fn new(server: &'a Server, tenant: &str) -> Api<'a> {
-        Api {
-            key: server.key(tenant),
-            server,
-            http: client(),
-        }
+        Api { key: server.key(tenant), server, http: client() }
     }
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url)
     }
     fn get(&self, path: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(&self.key)
-            .send()
-            .unwrap()
+        self.http.get(self.url(path)).bearer_auth(&self.key).send().unwrap()
     }
     fn post(&self, path: &str, body: Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .unwrap()
+        self.http.post(self.url(path)).bearer_auth(&self.key).json(&body).send().unwrap()
     }
     fn put(&self, path: &str, body: Value) -> Response {
-        self.http
-            .put(self.url(path))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .unwrap()
+        self.http.put(self.url(path)).bearer_auth(&self.key).json(&body).send().unwrap()
     }
     fn delete(&self, path: &str) -> Response {
-        self.http
-            .delete(self.url(path))
-            .bearer_auth(&self.key)
-            .send()
-            .unwrap()
+        self.http.delete(self.url(path)).bearer_auth(&self.key).send().unwrap()
     }
     /// Poll like the Craftkit seed: 200 ms, growing to 1 s, capped at 30 s.
     fn wait(&self, id: &str) -> Value {
@@ -75,10 +50,7 @@ impl<'a> Api<'a> {
             if ["succeeded", "failed", "cancelled", "expired", "blocked"].contains(&status) {
                 return job;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "render {id} stuck in {status}"
-            );
+            assert!(started.elapsed() < Duration::from_secs(30), "render {id} stuck in {status}");
             std::thread::sleep(delay);
             delay = (delay * 3 / 2).min(Duration::from_secs(1));
         }
@@ -86,33 +58,18 @@ impl<'a> Api<'a> {
 }
 
 fn invoice(number: &str, items: usize) -> Value {
-    let items: Vec<Value> = (0..items)
-        .map(|i| json!({"name": format!("Item {i}"), "qty": 1 + i % 3, "price": 9.5}))
-        .collect();
+    let items: Vec<Value> =
+        (0..items).map(|i| json!({"name": format!("Item {i}"), "qty": 1 + i % 3, "price": 9.5})).collect();
     json!({"number": number, "date": "2026-11-23", "customer": {"name": "ACME GmbH"}, "items": items})
 }
 
 fn error_code(response: Response) -> (u16, String, Value) {
     let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
     let body: Value = response.json().unwrap();
-    assert_eq!(
-        body["error"]["requestId"],
-        request_id.as_str(),
-        "the body names the X-Request-Id"
-    );
+    assert_eq!(body["error"]["requestId"], request_id.as_str(), "the body names the X-Request-Id");
     assert!(!body["error"]["message"].as_str().unwrap().is_empty());
-    (
-        status,
-        body["error"]["code"].as_str().unwrap().to_owned(),
-        body,
-    )
+    (status, body["error"]["code"].as_str().unwrap().to_owned(), body)
 }
 
 fn pdf_pages(bytes: &[u8]) -> i64 {
@@ -138,18 +95,9 @@ fn craftkit_journey_template_render_poll_download() {
         json!({"name": "receipt", "source": "#let d = json(\"data.json\")\n= Receipt #d.number\n#for i in range(d.pages) [Page #(i + 1) #pagebreak(weak: true)]"}),
     );
     assert_eq!(created.status(), 201);
-    let accepted = api.post(
-        "/v1/templates/receipt/render",
-        json!({"data": {"number": "R-1", "pages": 3}}),
-    );
+    let accepted = api.post("/v1/templates/receipt/render", json!({"data": {"number": "R-1", "pages": 3}}));
     assert_eq!(accepted.status(), 202);
-    let location = accepted
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = accepted.headers().get("location").unwrap().to_str().unwrap().to_owned();
     let job: Value = accepted.json().unwrap();
     assert_eq!(job["status"], "queued");
     assert_eq!(job["pollUrl"].as_str().unwrap(), location);
@@ -157,10 +105,7 @@ fn craftkit_journey_template_render_poll_download() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done["durationMs"].as_i64().is_some() && done["completedAt"].is_string());
     // downloadUrl works without an API key.
-    let pdf = client()
-        .get(done["downloadUrl"].as_str().unwrap())
-        .send()
-        .unwrap();
+    let pdf = client().get(done["downloadUrl"].as_str().unwrap()).send().unwrap();
     assert_eq!(pdf.status(), 200);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
     let bytes = pdf.bytes().unwrap();
@@ -169,13 +114,7 @@ fn craftkit_journey_template_render_poll_download() {
     assert_eq!(done["totalBytes"].as_i64(), Some(bytes.len() as i64));
     assert!(pdf_text(&bytes).contains("Receipt R-1"));
     // The authenticated stream serves the same bytes.
-    let streamed = api
-        .get(&format!(
-            "/v1/renders/{}/download",
-            done["id"].as_str().unwrap()
-        ))
-        .bytes()
-        .unwrap();
+    let streamed = api.get(&format!("/v1/renders/{}/download", done["id"].as_str().unwrap())).bytes().unwrap();
     assert_eq!(streamed, bytes);
 }
 
@@ -185,13 +124,8 @@ fn hookpdf_journey_credits_and_previews() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["-f", EXAMPLE]);
     let api = Api::new(&server, "acme");
-    let job: Value = api
-        .post(
-            "/v1/renders",
-            json!({"templateId": "invoice", "data": invoice("H-1", 60)}),
-        )
-        .json()
-        .unwrap();
+    let job: Value =
+        api.post("/v1/renders", json!({"templateId": "invoice", "data": invoice("H-1", 60)})).json().unwrap();
     let done = api.wait(job["id"].as_str().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
     let pages = done["pageCount"].as_i64().unwrap();
@@ -202,36 +136,19 @@ fn hookpdf_journey_credits_and_previews() {
     assert_eq!(done["creditsRemaining"].as_i64(), Some(15500 - pages));
     assert_eq!(done["isPreview"], false);
     assert_eq!(done["retryCount"], 0);
-    for field in [
-        "id",
-        "tenant",
-        "templateId",
-        "createdAt",
-        "updatedAt",
-        "completedAt",
-        "expiresAt",
-        "outputUrl",
-        "downloadUrl",
-    ] {
+    for field in
+        ["id", "tenant", "templateId", "createdAt", "updatedAt", "completedAt", "expiresAt", "outputUrl", "downloadUrl"]
+    {
         assert!(!done[field].is_null(), "{field} missing: {done}");
     }
     let preview: Value = api
-        .post(
-            "/v1/renders",
-            json!({"templateId": "invoice", "preview": true, "data": invoice("H-2", 3)}),
-        )
+        .post("/v1/renders", json!({"templateId": "invoice", "preview": true, "data": invoice("H-2", 3)}))
         .json()
         .unwrap();
     let preview = api.wait(preview["id"].as_str().unwrap());
     assert_eq!(preview["creditsUsed"].as_i64(), Some(0));
     assert_eq!(preview["isPreview"], true);
-    let bytes = api
-        .get(&format!(
-            "/v1/renders/{}/download",
-            preview["id"].as_str().unwrap()
-        ))
-        .bytes()
-        .unwrap();
+    let bytes = api.get(&format!("/v1/renders/{}/download", preview["id"].as_str().unwrap())).bytes().unwrap();
     assert!(pdf_text(&bytes).contains("PREVIEW"));
     let account: Value = api.get("/v1/account").json().unwrap();
     assert_eq!(account["creditsUsed"].as_i64(), Some(pages));
@@ -247,21 +164,12 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
     let mut ids = Vec::new();
     for n in 0..5 {
         let job: Value = api
-            .post(
-                "/v1/renders",
-                json!({"templateId": "invoice", "data": invoice(&format!("P-{n}"), 2)}),
-            )
+            .post("/v1/renders", json!({"templateId": "invoice", "data": invoice(&format!("P-{n}"), 2)}))
             .json()
             .unwrap();
         ids.push(job["id"].as_str().unwrap().to_owned());
     }
-    let broken: Value = api
-        .post(
-            "/v1/renders",
-            json!({"template": {"source": "#panic(\"no\")"}}),
-        )
-        .json()
-        .unwrap();
+    let broken: Value = api.post("/v1/renders", json!({"template": {"source": "#panic(\"no\")"}})).json().unwrap();
     for id in &ids {
         assert_eq!(api.wait(id)["status"], "succeeded");
     }
@@ -274,16 +182,11 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
     assert!(page["data"][0]["downloadUrl"].is_null());
     let next = page["pagination"]["next"].as_str().unwrap();
     assert!(next.contains("offset=2"));
-    let succeeded: Value = api
-        .get("/v1/renders?status=succeeded&type=pdf&limit=10&offset=1&signed=true")
-        .json()
-        .unwrap();
+    let succeeded: Value =
+        api.get("/v1/renders?status=succeeded&type=pdf&limit=10&offset=1&signed=true").json().unwrap();
     assert_eq!(succeeded["pagination"]["total"], 5);
     assert_eq!(succeeded["data"].as_array().unwrap().len(), 4);
-    assert!(
-        succeeded["data"][0]["downloadUrl"].is_string(),
-        "signed=true adds URLs"
-    );
+    assert!(succeeded["data"][0]["downloadUrl"].is_string(), "signed=true adds URLs");
     let failed: Value = api.get("/v1/renders?status=failed").json().unwrap();
     assert_eq!(failed["data"][0]["errorCode"], "TEMPLATE_COMPILE_ERROR");
     let screenshots: Value = api.get("/v1/renders?type=screenshot").json().unwrap();
@@ -291,38 +194,23 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
     assert_eq!(error_code(api.get("/v1/renders?limit=101")).0, 400);
     assert_eq!(error_code(api.get("/v1/renders?status=done")).0, 400);
 
-    let signed: Value = api
-        .post(
-            &format!("/v1/renders/{}/signed-url", ids[0]),
-            json!({"expiresIn": 3600}),
-        )
-        .json()
-        .unwrap();
+    let signed: Value =
+        api.post(&format!("/v1/renders/{}/signed-url", ids[0]), json!({"expiresIn": 3600})).json().unwrap();
     let signed_url = signed["signedUrl"].as_str().unwrap();
     let share_url = signed["shareUrl"].as_str().unwrap();
     assert!(signed["expiresAt"].is_string());
     let anonymous = client();
     assert_eq!(anonymous.get(signed_url).send().unwrap().status(), 200);
     let tampered = signed_url.replace("expires=", "expires=9");
-    assert_eq!(
-        error_code(anonymous.get(tampered).send().unwrap()).1,
-        "SIGNATURE_INVALID"
-    );
+    assert_eq!(error_code(anonymous.get(tampered).send().unwrap()).1, "SIGNATURE_INVALID");
     assert_eq!(anonymous.get(share_url).send().unwrap().status(), 200);
     let token = share_url.rsplit('/').next().unwrap();
     let shares: Value = api.get("/v1/shares").json().unwrap();
     assert_eq!(shares["data"][0]["token"], token);
     assert_eq!(api.delete(&format!("/v1/shares/{token}")).status(), 204);
-    assert_eq!(
-        anonymous.get(share_url).send().unwrap().status(),
-        404,
-        "revocation takes effect at once"
-    );
+    assert_eq!(anonymous.get(share_url).send().unwrap().status(), 404, "revocation takes effect at once");
     for bad in [59, 7_776_001] {
-        let response = api.post(
-            &format!("/v1/renders/{}/signed-url", ids[0]),
-            json!({"expiresIn": bad}),
-        );
+        let response = api.post(&format!("/v1/renders/{}/signed-url", ids[0]), json!({"expiresIn": bad}));
         assert_eq!(error_code(response).0, 400);
     }
     let default: Value = api
@@ -333,10 +221,7 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
         .unwrap()
         .json()
         .unwrap();
-    assert!(
-        default["signedUrl"].is_string(),
-        "the body is optional: {default}"
-    );
+    assert!(default["signedUrl"].is_string(), "the body is optional: {default}");
 }
 
 /// Plangrep: externalId, blocked on credits, resume, cancel, expiry.
@@ -356,42 +241,25 @@ fn plangrep_journey_blocked_resume_cancel_expire() {
     let mut server = Server::start(dir.path(), &["-f", account.to_str().unwrap()]);
     let api = Api::new(&server, "plan");
     let key = api.key.clone();
-    let first: Value = api.post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": 2}, "externalId": "order-1"})).json().unwrap();
-    assert_eq!(
-        api.wait(first["id"].as_str().unwrap())["status"],
-        "succeeded"
-    );
-    let again = api.post(
-        "/v1/renders",
-        json!({"template": {"source": template}, "data": {"pages": 2}, "externalId": "order-1"}),
-    );
-    assert_eq!(again.status(), 200);
-    assert_eq!(
-        again.json::<Value>().unwrap()["id"],
-        first["id"],
-        "same externalId, same job"
-    );
-
-    let second: Value = api
-        .post(
-            "/v1/renders",
-            json!({"template": {"source": template}, "data": {"pages": 2}}),
-        )
+    let first: Value = api
+        .post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": 2}, "externalId": "order-1"}))
         .json()
         .unwrap();
+    assert_eq!(api.wait(first["id"].as_str().unwrap())["status"], "succeeded");
+    let again = api
+        .post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": 2}, "externalId": "order-1"}));
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().unwrap()["id"], first["id"], "same externalId, same job");
+
+    let second: Value =
+        api.post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": 2}})).json().unwrap();
     let id = second["id"].as_str().unwrap().to_owned();
     let blocked = api.wait(&id);
     assert_eq!(blocked["status"], "blocked");
     assert_eq!(blocked["creditsRemaining"].as_i64(), Some(1));
     assert!(blocked["downloadUrl"].is_null());
-    assert_eq!(
-        error_code(api.get(&format!("/v1/renders/{id}/download"))).1,
-        "NOT_READY"
-    );
-    assert_eq!(
-        error_code(api.post(&format!("/v1/renders/{id}/resume"), json!({}))).1,
-        "INSUFFICIENT_CREDITS"
-    );
+    assert_eq!(error_code(api.get(&format!("/v1/renders/{id}/download"))).1, "NOT_READY");
+    assert_eq!(error_code(api.post(&format!("/v1/renders/{id}/resume"), json!({}))).1, "INSUFFICIENT_CREDITS");
     let account_view: Value = api.get("/v1/account").json().unwrap();
     assert_eq!(account_view["blockedJobs"], 1);
 
@@ -400,53 +268,27 @@ fn plangrep_journey_blocked_resume_cancel_expire() {
     server.kill_hard();
     write_account(10);
     let server = Server::start(dir.path(), &["-f", account.to_str().unwrap()]);
-    let api = Api {
-        server: &server,
-        key,
-        http: client(),
-    };
+    let api = Api { server: &server, key, http: client() };
     let resumed: Value = api.get(&format!("/v1/renders/{id}")).json().unwrap();
     assert_eq!(resumed["status"], "succeeded", "{resumed}");
     assert_eq!(resumed["creditsRemaining"].as_i64(), Some(6));
     let account_view: Value = api.get("/v1/account").json().unwrap();
     assert_eq!(account_view["creditsUsed"], 4);
-    assert_eq!(
-        error_code(api.post(&format!("/v1/renders/{id}/resume"), json!({}))).1,
-        "NOT_BLOCKED"
-    );
+    assert_eq!(error_code(api.post(&format!("/v1/renders/{id}/resume"), json!({}))).1, "NOT_BLOCKED");
 
     // Cancel a job that is still waiting (its deadline keeps it from ever starting late).
     let slow = "#let n = 0\n#for i in range(100000) { for j in range(100000) { n += 1 } }";
-    let stuck: Value = api
-        .post(
-            "/v1/renders",
-            json!({"template": {"source": slow}, "activeDeadlineSeconds": 2}),
-        )
-        .json()
-        .unwrap();
+    let stuck: Value =
+        api.post("/v1/renders", json!({"template": {"source": slow}, "activeDeadlineSeconds": 2})).json().unwrap();
     let expired = api.wait(stuck["id"].as_str().unwrap());
     assert_eq!(expired["status"], "expired");
     assert_eq!(expired["errorCode"], "DEADLINE_EXCEEDED");
-    let victim: Value = api
-        .post("/v1/renders", json!({"template": {"source": slow}}))
-        .json()
-        .unwrap();
+    let victim: Value = api.post("/v1/renders", json!({"template": {"source": slow}})).json().unwrap();
     let victim_id = victim["id"].as_str().unwrap();
-    let cancelled: Value = api
-        .post(&format!("/v1/renders/{victim_id}/cancel"), json!({}))
-        .json()
-        .unwrap();
+    let cancelled: Value = api.post(&format!("/v1/renders/{victim_id}/cancel"), json!({})).json().unwrap();
     assert_eq!(cancelled["status"], "cancelled");
-    assert_eq!(
-        error_code(api.post(&format!("/v1/renders/{victim_id}/cancel"), json!({}))).1,
-        "ALREADY_FINISHED"
-    );
-    assert_eq!(
-        api.get(&format!("/v1/renders/{victim_id}"))
-            .json::<Value>()
-            .unwrap()["status"],
-        "cancelled"
-    );
+    assert_eq!(error_code(api.post(&format!("/v1/renders/{victim_id}/cancel"), json!({}))).1, "ALREADY_FINISHED");
+    assert_eq!(api.get(&format!("/v1/renders/{victim_id}")).json::<Value>().unwrap()["status"], "cancelled");
 }
 
 #[test]
@@ -456,34 +298,15 @@ fn tenants_never_see_each_others_anything() {
     let alice = Api::new(&server, "alice");
     let bob = Api::new(&server, "bob");
     assert_eq!(
-        alice
-            .post(
-                "/v1/templates",
-                json!({"name": "letter", "source": "Dear #json(\"data.json\").name"})
-            )
-            .status(),
+        alice.post("/v1/templates", json!({"name": "letter", "source": "Dear #json(\"data.json\").name"})).status(),
         201
     );
-    let job: Value = alice
-        .post(
-            "/v1/renders",
-            json!({"templateId": "letter", "data": {"name": "Ann"}}),
-        )
-        .json()
-        .unwrap();
+    let job: Value =
+        alice.post("/v1/renders", json!({"templateId": "letter", "data": {"name": "Ann"}})).json().unwrap();
     let id = job["id"].as_str().unwrap();
     assert_eq!(alice.wait(id)["status"], "succeeded");
-    let signed: Value = alice
-        .post(&format!("/v1/renders/{id}/signed-url"), json!({}))
-        .json()
-        .unwrap();
-    let token = signed["shareUrl"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let signed: Value = alice.post(&format!("/v1/renders/{id}/signed-url"), json!({})).json().unwrap();
+    let token = signed["shareUrl"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
 
     for (method, path) in [
         ("GET", format!("/v1/renders/{id}")),
@@ -502,46 +325,16 @@ fn tenants_never_see_each_others_anything() {
             "DELETE" => bob.delete(&path),
             _ => bob.post(&path, json!({})),
         };
-        assert_eq!(
-            error_code(response).0,
-            404,
-            "{method} {path} must be 404 for another tenant"
-        );
+        assert_eq!(error_code(response).0, 404, "{method} {path} must be 404 for another tenant");
     }
     let log: Value = bob.get("/v1/renders").json().unwrap();
     assert_eq!(log["pagination"]["total"], 0);
-    assert_eq!(
-        bob.get("/v1/templates").json::<Value>().unwrap()["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
-    assert_eq!(
-        bob.get("/v1/shares").json::<Value>().unwrap()["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(bob.get("/v1/templates").json::<Value>().unwrap()["data"].as_array().unwrap().len(), 0);
+    assert_eq!(bob.get("/v1/shares").json::<Value>().unwrap()["data"].as_array().unwrap().len(), 0);
     // Bob's own template of the same name is his, not Alice's.
-    assert_eq!(
-        bob.post(
-            "/v1/templates",
-            json!({"name": "letter", "source": "Bob's"})
-        )
-        .status(),
-        201
-    );
-    assert_eq!(
-        alice.get("/v1/templates/letter").json::<Value>().unwrap()["source"],
-        "Dear #json(\"data.json\").name"
-    );
-    assert_eq!(
-        alice.get(&format!("/v1/renders/{id}")).status(),
-        200,
-        "nothing of Alice's was touched"
-    );
+    assert_eq!(bob.post("/v1/templates", json!({"name": "letter", "source": "Bob's"})).status(), 201);
+    assert_eq!(alice.get("/v1/templates/letter").json::<Value>().unwrap()["source"], "Dear #json(\"data.json\").name");
+    assert_eq!(alice.get(&format!("/v1/renders/{id}")).status(), 200, "nothing of Alice's was touched");
 }
 
 #[test]
@@ -552,12 +345,7 @@ fn bad_requests_get_clear_errors_in_one_shape() {
     let http = client();
     let (status, code, _) = error_code(http.get(api.url("/v1/renders")).send().unwrap());
     assert_eq!((status, code.as_str()), (401, "UNAUTHORIZED"));
-    let (status, _, _) = error_code(
-        http.get(api.url("/v1/renders"))
-            .bearer_auth("folio_wrong")
-            .send()
-            .unwrap(),
-    );
+    let (status, _, _) = error_code(http.get(api.url("/v1/renders")).bearer_auth("folio_wrong").send().unwrap());
     assert_eq!(status, 401);
 
     let raw = http
@@ -568,91 +356,40 @@ fn bad_requests_get_clear_errors_in_one_shape() {
         .send()
         .unwrap();
     assert_eq!(error_code(raw).0, 400);
-    let (status, _, body) = error_code(api.post(
-        "/v1/renders",
-        json!({"templateId": "invoice", "preview": "yes"}),
-    ));
+    let (status, _, body) = error_code(api.post("/v1/renders", json!({"templateId": "invoice", "preview": "yes"})));
     assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("preview"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("preview"), "{body}");
     let (status, _, body) = error_code(api.post("/v1/renders", json!({"templateID": "invoice"})));
     assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("templateID"),
-        "{body}"
-    );
-    assert_eq!(
-        error_code(api.post("/v1/renders", json!({"data": {}}))).0,
-        400
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("templateID"), "{body}");
+    assert_eq!(error_code(api.post("/v1/renders", json!({"data": {}}))).0, 400);
     let (status, code, _) = error_code(api.post("/v1/renders", json!({"templateId": "nope"})));
     assert_eq!((status, code.as_str()), (404, "TEMPLATE_NOT_FOUND"));
-    let (status, code, body) = error_code(api.post(
-        "/v1/renders",
-        json!({"templateId": "invoice", "data": {"number": 7}}),
-    ));
+    let (status, code, body) =
+        error_code(api.post("/v1/renders", json!({"templateId": "invoice", "data": {"number": 7}})));
     assert_eq!((status, code.as_str()), (422, "DATA_INVALID"));
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/number"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("/number"), "{body}");
     let big = "x".repeat(300 * 1024);
-    let (status, _, _) = error_code(api.post(
-        "/v1/renders",
-        json!({"template": {"source": "x"}, "data": {"blob": big}}),
-    ));
+    let (status, _, _) =
+        error_code(api.post("/v1/renders", json!({"template": {"source": "x"}, "data": {"blob": big}})));
     assert_eq!(status, 413);
     let huge = "x".repeat(3 * 1024 * 1024);
     // The server answers 413 as soon as the declared length exceeds the limit and does
     // not read the rest, so the client may see the reset before it sees the answer.
-    let oversized = api
-        .http
-        .post(api.url("/v1/renders"))
-        .bearer_auth(&api.key)
-        .json(&json!({"template": {"source": huge}}))
-        .send();
+    let oversized =
+        api.http.post(api.url("/v1/renders")).bearer_auth(&api.key).json(&json!({"template": {"source": huge}})).send();
     match oversized {
         Ok(response) => assert_eq!(error_code(response).0, 413),
         Err(err) => assert!(err.is_request() || err.is_body(), "unexpected error: {err}"),
     }
-    let (status, code, body) = error_code(api.post(
-        "/v1/templates",
-        json!({"name": "bad", "source": "#let x = (1, 2"}),
-    ));
+    let (status, code, body) =
+        error_code(api.post("/v1/templates", json!({"name": "bad", "source": "#let x = (1, 2"})));
     assert_eq!((status, code.as_str()), (422, "TEMPLATE_COMPILE_ERROR"));
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("1:"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("1:"), "{body}");
+    assert_eq!(error_code(api.post("/v1/templates", json!({"name": "Not A Slug", "source": "x"}))).0, 400);
+    assert_eq!(error_code(api.post("/v1/templates", json!({"name": "invoice", "source": "x"}))).1, "TEMPLATE_EXISTS");
     assert_eq!(
-        error_code(api.post(
-            "/v1/templates",
-            json!({"name": "Not A Slug", "source": "x"})
-        ))
-        .0,
-        400
-    );
-    assert_eq!(
-        error_code(api.post("/v1/templates", json!({"name": "invoice", "source": "x"}))).1,
-        "TEMPLATE_EXISTS"
-    );
-    assert_eq!(
-        error_code(api.post(
-            "/v1/renders",
-            json!({"template": {"source": "x"}, "webhook": {"url": "ftp://x"}})
-        ))
-        .0,
+        error_code(api.post("/v1/renders", json!({"template": {"source": "x"}, "webhook": {"url": "ftp://x"}}))).0,
         400
     );
     assert_eq!(error_code(api.get("/v1/nothing")).0, 404);
@@ -684,10 +421,7 @@ fn idempotency_key_returns_the_same_job() {
     assert_eq!(replay.json::<Value>().unwrap()["id"], first["id"]);
     let other: Value = send("k-2").json().unwrap();
     assert_ne!(other["id"], first["id"]);
-    assert_eq!(
-        api.get("/v1/renders").json::<Value>().unwrap()["pagination"]["total"],
-        2
-    );
+    assert_eq!(api.get("/v1/renders").json::<Value>().unwrap()["pagination"]["total"], 2);
 }
 
 #[test]
@@ -695,50 +429,25 @@ fn retention_deletes_expired_jobs_and_their_pdfs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--sweep-interval", "0.3"]);
     let api = Api::new(&server, "acme");
-    let short: Value = api
-        .post(
-            "/v1/renders",
-            json!({"template": {"source": "Short-lived"}, "ttlSeconds": 1}),
-        )
-        .json()
-        .unwrap();
-    let kept: Value = api
-        .post("/v1/renders", json!({"template": {"source": "Kept"}}))
-        .json()
-        .unwrap();
+    let short: Value =
+        api.post("/v1/renders", json!({"template": {"source": "Short-lived"}, "ttlSeconds": 1})).json().unwrap();
+    let kept: Value = api.post("/v1/renders", json!({"template": {"source": "Kept"}})).json().unwrap();
     let short_id = short["id"].as_str().unwrap();
     let done = api.wait(short_id);
     assert_eq!(done["status"], "succeeded");
-    let file = dir
-        .path()
-        .join("outputs")
-        .join(done["outputKey"].as_str().unwrap());
+    let file = dir.path().join("outputs").join(done["outputKey"].as_str().unwrap());
     assert!(file.exists());
     let started = Instant::now();
     while api.get(&format!("/v1/renders/{short_id}")).status() != 404 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the expired job was not swept"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "the expired job was not swept");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!file.exists(), "the PDF is deleted with its job");
-    assert_eq!(
-        api.wait(kept["id"].as_str().unwrap())["status"],
-        "succeeded"
-    );
-    assert_eq!(
-        api.get(&format!("/v1/renders/{}", kept["id"].as_str().unwrap()))
-            .status(),
-        200
-    );
+    assert_eq!(api.wait(kept["id"].as_str().unwrap())["status"], "succeeded");
+    assert_eq!(api.get(&format!("/v1/renders/{}", kept["id"].as_str().unwrap())).status(), 200);
     let deleted = api.delete(&format!("/v1/renders/{}", kept["id"].as_str().unwrap()));
     assert_eq!(deleted.status(), 204);
-    assert_eq!(
-        api.get(&format!("/v1/renders/{}", kept["id"].as_str().unwrap()))
-            .status(),
-        404
-    );
+    assert_eq!(api.get(&format!("/v1/renders/{}", kept["id"].as_str().unwrap())).status(), 404);
 }
 
 /// Accepted jobs survive `kill -9`; after a restart every one finishes and the
@@ -751,63 +460,33 @@ fn accepted_jobs_survive_kill_9_and_are_charged_once() {
     let mut server = Server::start(dir.path(), &["-f", account.to_str().unwrap()]);
     let api = Api::new(&server, "acme");
     let key = api.key.clone();
-    let template = "#let d = json(\"data.json\")\n#for i in range(d.pages) [Page #(i + 1) of job #d.n #pagebreak(weak: true)]";
+    let template =
+        "#let d = json(\"data.json\")\n#for i in range(d.pages) [Page #(i + 1) of job #d.n #pagebreak(weak: true)]";
     let mut expected_pages = 0;
     let mut ids = Vec::new();
     for n in 0..40 {
         let pages = 20 + n % 3;
         expected_pages += pages;
-        let response = api.post(
-            "/v1/renders",
-            json!({"template": {"source": template}, "data": {"pages": pages, "n": n}}),
-        );
+        let response =
+            api.post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": pages, "n": n}}));
         assert_eq!(response.status(), 202);
-        ids.push(
-            response.json::<Value>().unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(response.json::<Value>().unwrap()["id"].as_str().unwrap().to_owned());
     }
-    let finished: Value = api
-        .get("/v1/renders?status=succeeded&limit=1")
-        .json()
-        .unwrap();
+    let finished: Value = api.get("/v1/renders?status=succeeded&limit=1").json().unwrap();
     let finished = finished["pagination"]["total"].as_i64().unwrap();
-    assert!(
-        finished < 40,
-        "the crash must come while jobs are still waiting ({finished} done)"
-    );
+    assert!(finished < 40, "the crash must come while jobs are still waiting ({finished} done)");
     drop(api);
     server.kill_hard();
     let server = Server::start(dir.path(), &["-f", account.to_str().unwrap()]);
-    let api = Api {
-        server: &server,
-        key,
-        http: client(),
-    };
+    let api = Api { server: &server, key, http: client() };
     for id in &ids {
-        assert_eq!(
-            api.wait(id)["status"],
-            "succeeded",
-            "job {id} after the restart"
-        );
+        assert_eq!(api.wait(id)["status"], "succeeded", "job {id} after the restart");
     }
     let account: Value = api.get("/v1/account").json().unwrap();
-    assert_eq!(
-        account["creditsUsed"].as_i64(),
-        Some(expected_pages as i64),
-        "every job charged exactly once"
-    );
+    assert_eq!(account["creditsUsed"].as_i64(), Some(expected_pages as i64), "every job charged exactly once");
     let total: i64 = ids
         .iter()
-        .map(|id| {
-            api.get(&format!("/v1/renders/{id}"))
-                .json::<Value>()
-                .unwrap()["creditsUsed"]
-                .as_i64()
-                .unwrap()
-        })
+        .map(|id| api.get(&format!("/v1/renders/{id}")).json::<Value>().unwrap()["creditsUsed"].as_i64().unwrap())
         .sum();
     assert_eq!(total, expected_pages as i64);
 }
@@ -817,62 +496,20 @@ fn operations_endpoints_answer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let http = client();
-    assert_eq!(
-        http.get(format!("{}/healthz", server.url))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http.get(format!("{}/readyz", server.url))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(format!("{}/healthz", server.url)).send().unwrap().status(), 200);
+    assert_eq!(http.get(format!("{}/readyz", server.url)).send().unwrap().status(), 200);
     let api = Api::new(&server, "acme");
-    let job: Value = api
-        .post("/v1/renders", json!({"template": {"source": "Hi"}}))
-        .json()
-        .unwrap();
+    let job: Value = api.post("/v1/renders", json!({"template": {"source": "Hi"}})).json().unwrap();
     api.wait(job["id"].as_str().unwrap());
-    let metrics = http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        metrics.contains("folio_jobs{phase=\"succeeded\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("folio_render_duration_seconds_count 1"),
-        "{metrics}"
-    );
+    let metrics = http.get(format!("{}/metrics", server.url)).send().unwrap().text().unwrap();
+    assert!(metrics.contains("folio_jobs{phase=\"succeeded\"} 1"), "{metrics}");
+    assert!(metrics.contains("folio_render_duration_seconds_count 1"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/renders/{id}\""), "{metrics}");
-    let openapi: Value = http
-        .get(format!("{}/openapi.json", server.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    for path in [
-        "/v1/renders",
-        "/v1/renders/{id}",
-        "/v1/templates/{slug}/render",
-        "/v1/share/{token}",
-        "/v1/account",
-    ] {
-        assert!(
-            openapi["paths"][path].is_object(),
-            "{path} missing from openapi.json"
-        );
+    let openapi: Value = http.get(format!("{}/openapi.json", server.url)).send().unwrap().json().unwrap();
+    for path in ["/v1/renders", "/v1/renders/{id}", "/v1/templates/{slug}/render", "/v1/share/{token}", "/v1/account"] {
+        assert!(openapi["paths"][path].is_object(), "{path} missing from openapi.json");
     }
-    assert!(
-        openapi["components"]["schemas"]["RenderResponse"]["properties"]["pollUrl"].is_object()
-    );
+    assert!(openapi["components"]["schemas"]["RenderResponse"]["properties"]["pollUrl"].is_object());
 }
 
 /// SIGTERM stops the server cleanly: it exits 0 within the grace period, and every
@@ -887,10 +524,7 @@ fn sigterm_shuts_down_cleanly_and_loses_no_job() {
     let ids: Vec<String> = (0..30)
         .map(|n| {
             let job: Value = api
-                .post(
-                    "/v1/renders",
-                    json!({"template": {"source": template}, "data": {"pages": 20 + n}}),
-                )
+                .post("/v1/renders", json!({"template": {"source": template}, "data": {"pages": 20 + n}}))
                 .json()
                 .unwrap();
             job["id"].as_str().unwrap().to_owned()
@@ -898,33 +532,35 @@ fn sigterm_shuts_down_cleanly_and_loses_no_job() {
         .collect();
     drop(api);
     // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the server did not stop after SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "the server did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status:?}");
     let server = Server::start(dir.path(), &[]);
-    let api = Api {
-        server: &server,
-        key,
-        http: client(),
-    };
+    let api = Api { server: &server, key, http: client() };
     for id in &ids {
-        assert_eq!(
-            api.wait(id)["status"],
-            "succeeded",
-            "job {id} after the restart"
-        );
+        assert_eq!(api.wait(id)["status"], "succeeded", "job {id} after the restart");
     }
+}
+
+#[test]
+fn a_tenant_over_its_rate_limit_gets_429_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--rate-limit", "5"]);
+    let busy = Api::new(&server, "busy");
+    let quiet = Api::new(&server, "quiet");
+    let statuses: Vec<u16> = (0..40).map(|_| busy.get("/v1/account").status().as_u16()).collect();
+    assert!(statuses.iter().any(|s| *s == 200) && statuses.iter().any(|s| *s == 429), "{statuses:?}");
+    let limited = busy.get("/v1/account");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(error_code(limited).1, "RATE_LIMITED");
+    assert_eq!(quiet.get("/v1/account").status(), 200, "the limit is per tenant");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(busy.get("/v1/account").status(), 200, "the bucket refills");
 }

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use support::Server;
 
 const SECRET: &str = "whsec_test_secret";
-const PAGES: &str =
-    "#let d = json(\"data.json\")\n#for i in range(d.pages) [Page #(i + 1) #pagebreak(weak: true)]";
+const PAGES: &str = "#let d = json(\"data.json\")\n#for i in range(d.pages) [Page #(i + 1) #pagebreak(weak: true)]";
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -44,25 +43,13 @@ struct Receiver {
 impl Receiver {
     /// A receiver on a free loopback port (or on `port`).
     fn start(port: u16) -> Receiver {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let behaviour = Arc::new(Behaviour::default());
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))).unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(receive))
-            .with_state(behaviour.clone());
+        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(behaviour.clone());
         runtime.spawn(async move { axum::serve(listener, app).await });
-        Receiver {
-            url,
-            behaviour,
-            _runtime: runtime,
-        }
+        Receiver { url, behaviour, _runtime: runtime }
     }
 
     fn received(&self) -> Vec<Received> {
@@ -71,31 +58,19 @@ impl Receiver {
 
     /// The events answered 2xx, in the order they arrived.
     fn accepted_events(&self) -> Vec<Value> {
-        self.received()
-            .iter()
-            .filter(|r| r.answered == 200)
-            .map(|r| serde_json::from_slice(&r.body).unwrap())
-            .collect()
+        self.received().iter().filter(|r| r.answered == 200).map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
     }
 
     fn wait_for(&self, accepted: usize) {
         let started = Instant::now();
         while self.accepted_events().len() < accepted {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "only {:?} arrived",
-                self.accepted_events()
-            );
+            assert!(started.elapsed() < Duration::from_secs(30), "only {:?} arrived", self.accepted_events());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-async fn receive(
-    State(behaviour): State<Arc<Behaviour>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(behaviour): State<Arc<Behaviour>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let delay = behaviour.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -107,11 +82,7 @@ async fn receive(
     } else {
         StatusCode::OK
     };
-    behaviour.received.lock().unwrap().push(Received {
-        headers,
-        body: body.to_vec(),
-        answered: status.as_u16(),
-    });
+    behaviour.received.lock().unwrap().push(Received { headers, body: body.to_vec(), answered: status.as_u16() });
     status
 }
 
@@ -123,44 +94,20 @@ fn verify(received: &Received) {
         "the signature is HMAC-SHA256 of the raw body"
     );
     let body: Value = serde_json::from_slice(&received.body).unwrap();
-    assert_eq!(
-        received.headers["x-folio-event"],
-        body["event"].as_str().unwrap()
-    );
-    assert_eq!(
-        received.headers["x-folio-timestamp"].to_str().unwrap(),
-        body["timestamp"].to_string()
-    );
-    assert!(
-        received.headers["x-folio-delivery-id"]
-            .to_str()
-            .unwrap()
-            .starts_with("dlv_")
-    );
+    assert_eq!(received.headers["x-folio-event"], body["event"].as_str().unwrap());
+    assert_eq!(received.headers["x-folio-timestamp"].to_str().unwrap(), body["timestamp"].to_string());
+    assert!(received.headers["x-folio-delivery-id"].to_str().unwrap().starts_with("dlv_"));
 }
 
 fn submit(server: &Server, key: &str, body: Value) -> String {
-    let response = Client::new()
-        .post(format!("{}/v1/renders", server.url))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .unwrap();
+    let response =
+        Client::new().post(format!("{}/v1/renders", server.url)).bearer_auth(key).json(&body).send().unwrap();
     assert_eq!(response.status(), 202);
-    response.json::<Value>().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    response.json::<Value>().unwrap()["id"].as_str().unwrap().to_owned()
 }
 
 fn job(server: &Server, key: &str, id: &str) -> Value {
-    Client::new()
-        .get(format!("{}/v1/renders/{id}", server.url))
-        .bearer_auth(key)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    Client::new().get(format!("{}/v1/renders/{id}", server.url)).bearer_auth(key).send().unwrap().json().unwrap()
 }
 
 #[test]
@@ -177,34 +124,17 @@ fn a_receiver_that_fails_twice_gets_every_event_signed_and_in_order() {
     );
     receiver.wait_for(2);
     let received = receiver.received();
-    assert_eq!(
-        received.len(),
-        4,
-        "two failures, then one delivery per event: {received:?}"
-    );
+    assert_eq!(received.len(), 4, "two failures, then one delivery per event: {received:?}");
     received.iter().for_each(verify);
-    let events: Vec<String> = receiver
-        .accepted_events()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        events,
-        ["render.rendering", "render.succeeded"],
-        "in order, each once"
-    );
+    let events: Vec<String> =
+        receiver.accepted_events().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(events, ["render.rendering", "render.succeeded"], "in order, each once");
     // The first two attempts carried the same delivery id as the one that succeeded.
-    assert_eq!(
-        received[0].headers["x-folio-delivery-id"],
-        received[2].headers["x-folio-delivery-id"]
-    );
+    assert_eq!(received[0].headers["x-folio-delivery-id"], received[2].headers["x-folio-delivery-id"]);
     let succeeded = &receiver.accepted_events()[1];
     assert_eq!(succeeded["renderId"], id.as_str());
     assert_eq!(succeeded["status"], "succeeded");
-    let pdf = Client::new()
-        .get(succeeded["downloadUrl"].as_str().unwrap())
-        .send()
-        .unwrap();
+    let pdf = Client::new().get(succeeded["downloadUrl"].as_str().unwrap()).send().unwrap();
     assert_eq!(pdf.status(), 200, "downloadUrl works without an API key");
     let started = Instant::now();
     let delivery = loop {
@@ -219,10 +149,7 @@ fn a_receiver_that_fails_twice_gets_every_event_signed_and_in_order() {
     assert_eq!(delivery["lastResponseCode"], 200);
     assert_eq!(delivery["pending"], 0);
     let body = serde_json::to_string(&job(&server, &key, &id)).unwrap();
-    assert!(
-        !body.contains(SECRET),
-        "the secret never appears in responses"
-    );
+    assert!(!body.contains(SECRET), "the secret never appears in responses");
 }
 
 #[test]
@@ -250,31 +177,17 @@ fn terminal_subscriptions_get_only_the_final_event() {
 fn a_pending_delivery_survives_a_crash_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     // A port with nobody listening yet: every attempt fails to connect.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/hooks");
     let mut server = Server::start(dir.path(), &["--webhook-retry-base", "0.2"]);
     let key = server.key("acme");
-    let id = submit(
-        &server,
-        &key,
-        json!({"template": {"source": "Hello"}, "webhook": {"url": url, "secret": SECRET}}),
-    );
+    let id = submit(&server, &key, json!({"template": {"source": "Hello"}, "webhook": {"url": url, "secret": SECRET}}));
     let started = Instant::now();
     loop {
         let job = job(&server, &key, &id);
         if job["webhook"]["attempts"].as_i64().unwrap_or(0) >= 1 {
             assert_eq!(job["webhook"]["pending"], 1);
-            assert!(
-                job["webhook"]["lastError"]
-                    .as_str()
-                    .unwrap()
-                    .contains("connect"),
-                "{job}"
-            );
+            assert!(job["webhook"]["lastError"].as_str().unwrap().contains("connect"), "{job}");
             assert!(job["webhook"]["nextAttemptAt"].is_string());
             break;
         }
@@ -305,11 +218,7 @@ fn a_private_target_is_refused_without_the_flag_and_the_job_says_why() {
             &key,
             json!({"template": {"source": "Hi"}, "webhook": {"url": receiver.url, "secret": SECRET}}),
         ),
-        submit(
-            &server,
-            &key,
-            json!({"template": {"source": "Hi"}, "webhook": {"url": localhost, "secret": SECRET}}),
-        ),
+        submit(&server, &key, json!({"template": {"source": "Hi"}, "webhook": {"url": localhost, "secret": SECRET}})),
     ];
     for id in ids {
         let started = Instant::now();
@@ -321,17 +230,11 @@ fn a_private_target_is_refused_without_the_flag_and_the_job_says_why() {
             assert!(started.elapsed() < Duration::from_secs(10), "{job}");
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert_eq!(
-            job["status"], "succeeded",
-            "the render itself is unaffected"
-        );
+        assert_eq!(job["status"], "succeeded", "the render itself is unaffected");
         let error = job["webhook"]["lastError"].as_str().unwrap();
         assert!(error.contains("--allow-private-targets"), "{error}");
     }
-    assert!(
-        receiver.received().is_empty(),
-        "nothing reached the private receiver"
-    );
+    assert!(receiver.received().is_empty(), "nothing reached the private receiver");
 }
 
 #[test]

@@ -80,21 +80,13 @@ pub struct Share {
 /// tenant's request for another tenant's object gets `404`.
 pub trait Backend: Send + Sync + 'static {
     /// The tenant an API key belongs to, or `None` for an unknown or revoked key.
-    fn authenticate(
-        &self,
-        api_key: &str,
-    ) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    fn authenticate(&self, api_key: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
 
     /// Accept a job. A job with the same idempotency key or external id is returned
     /// instead of a new one (`false`: not created).
-    fn create_job(
-        &self,
-        tenant: &str,
-        job: NewJob,
-    ) -> impl Future<Output = Result<(JobView, bool), ApiError>> + Send;
+    fn create_job(&self, tenant: &str, job: NewJob) -> impl Future<Output = Result<(JobView, bool), ApiError>> + Send;
     /// One job.
-    fn job(&self, tenant: &str, id: &str)
-    -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
     /// A page of the render log, newest first, and the number of all matches.
     fn jobs(
         &self,
@@ -104,29 +96,13 @@ pub trait Backend: Send + Sync + 'static {
         offset: i64,
     ) -> impl Future<Output = Result<(Vec<JobView>, i64), ApiError>> + Send;
     /// Cancel a job that has not finished.
-    fn cancel_job(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn cancel_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
     /// Resume a blocked job.
-    fn resume_job(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn resume_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
     /// Delete a job and its output.
-    fn delete_job(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn delete_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// The PDF of a succeeded job.
-    fn output(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
+    fn output(&self, tenant: &str, id: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
     /// A URL that downloads the PDF without an API key until `expires_at`.
     fn signed_url(
         &self,
@@ -156,23 +132,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The tenant's share links.
     fn shares(&self, tenant: &str) -> impl Future<Output = Result<Vec<Share>, ApiError>> + Send;
     /// Revoke a share link at once.
-    fn revoke_share(
-        &self,
-        tenant: &str,
-        token: &str,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn revoke_share(&self, tenant: &str, token: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// The tenant's templates.
-    fn templates(
-        &self,
-        tenant: &str,
-    ) -> impl Future<Output = Result<Vec<TemplateView>, ApiError>> + Send;
+    fn templates(&self, tenant: &str) -> impl Future<Output = Result<Vec<TemplateView>, ApiError>> + Send;
     /// One template.
-    fn template(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<TemplateView, ApiError>> + Send;
+    fn template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<TemplateView, ApiError>> + Send;
     /// Create or replace a template (`true`: created).
     fn put_template(
         &self,
@@ -180,15 +145,10 @@ pub trait Backend: Send + Sync + 'static {
         template: RenderTemplate,
     ) -> impl Future<Output = Result<(TemplateView, bool), ApiError>> + Send;
     /// Delete a template.
-    fn delete_template(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn delete_template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// The tenant's account (defaults when none was applied), with its balance.
-    fn account(&self, tenant: &str)
-    -> impl Future<Output = Result<RenderAccount, ApiError>> + Send;
+    fn account(&self, tenant: &str) -> impl Future<Output = Result<RenderAccount, ApiError>> + Send;
 
     /// Why the home cannot serve now, if it cannot (readiness).
     fn not_ready(&self) -> impl Future<Output = Option<String>> + Send;

@@ -9,9 +9,7 @@ use utoipa::ToSchema;
 
 use super::backend::{JobView, Share, TemplateView};
 use crate::lifecycle::Phase;
-use crate::resources::{
-    RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec,
-};
+use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
 #[derive(Deserialize, ToSchema, Debug, Default)]
@@ -162,11 +160,7 @@ pub struct WebhookResponse {
 
 impl RenderResponse {
     /// The API view of a job; `download_url` is minted by the caller when succeeded.
-    pub fn from_view(
-        view: &JobView,
-        public_url: &str,
-        download_url: Option<String>,
-    ) -> RenderResponse {
+    pub fn from_view(view: &JobView, public_url: &str, download_url: Option<String>) -> RenderResponse {
         let job = &view.job;
         let status = job.status.clone().unwrap_or_default();
         let id = job.metadata.name.clone().unwrap_or_default();
@@ -204,10 +198,7 @@ impl RenderResponse {
     }
 }
 
-fn webhook_response(
-    spec: Option<&WebhookSpec>,
-    delivery: Option<&WebhookDeliveryStatus>,
-) -> Option<WebhookResponse> {
+fn webhook_response(spec: Option<&WebhookSpec>, delivery: Option<&WebhookDeliveryStatus>) -> Option<WebhookResponse> {
     if spec.is_none() && delivery.is_none() {
         return None;
     }
@@ -242,15 +233,7 @@ impl<T> Page<T> {
     /// A list returned whole, in one page.
     pub fn whole(data: Vec<T>) -> Page<T> {
         let total = data.len() as i64;
-        Page {
-            data,
-            pagination: Pagination {
-                total,
-                limit: total,
-                offset: 0,
-                next: None,
-            },
-        }
+        Page { data, pagination: Pagination { total, limit: total, offset: 0, next: None } }
     }
 }
 

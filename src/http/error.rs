@@ -27,11 +27,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
     /// 400: a field or the JSON is wrong.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -39,11 +35,7 @@ impl ApiError {
     }
     /// 404: unknown, or another tenant's (never reveal which).
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
     }
     /// 409: the request conflicts with the resource's state.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -60,23 +52,13 @@ impl ApiError {
     /// 500: a fault of folio's; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "internal error; see the server log",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; see the server log")
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
@@ -122,24 +104,14 @@ pub async fn with_request_id(request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()));
     let mut response = next.run(request).await;
-    let error = response
-        .extensions_mut()
-        .remove::<ApiError>()
-        .or_else(|| framework_error(&response));
+    let error = response.extensions_mut().remove::<ApiError>().or_else(|| framework_error(&response));
     if let Some(error) = error {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: error.code.to_owned(),
-                message: error.message,
-                request_id: request_id.clone(),
-            },
+            error: ErrorDetail { code: error.code.to_owned(), message: error.message, request_id: request_id.clone() },
         };
         let headers = std::mem::take(response.headers_mut());
         response = (error.status, Json(body)).into_response();
-        for (name, value) in headers
-            .iter()
-            .filter(|(n, _)| *n != "content-type" && *n != "content-length")
-        {
+        for (name, value) in headers.iter().filter(|(n, _)| *n != "content-type" && *n != "content-length") {
             response.headers_mut().insert(name, value.clone());
         }
     }
@@ -165,16 +137,12 @@ fn framework_error(response: &Response) -> Option<ApiError> {
     }
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("NOT_FOUND", "no such endpoint"),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "METHOD_NOT_ALLOWED",
-            "this endpoint does not take that method",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "this endpoint does not take that method"),
         StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the request body is too large"),
         StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took too long"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "UNSUPPORTED_MEDIA_TYPE",
-            "send JSON with Content-Type: application/json",
-        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("UNSUPPORTED_MEDIA_TYPE", "send JSON with Content-Type: application/json")
+        }
         s if s.is_server_error() => ("INTERNAL", "internal error; see the server log"),
         _ => ("INVALID_REQUEST", "the request is not valid"),
     };

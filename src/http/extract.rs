@@ -31,18 +31,12 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             "send the body as JSON with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "the request body is too large",
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
         }
         JsonRejection::JsonDataError(err) => {
             // axum's text is "Failed to deserialize the JSON body into the target type: <path>: <reason>".
             let text = err.body_text();
-            let detail = text
-                .split_once("target type: ")
-                .map_or(text.as_str(), |(_, d)| d);
+            let detail = text.split_once("target type: ").map_or(text.as_str(), |(_, d)| d);
             ApiError::bad_request(format!("invalid body: {detail}"))
         }
         JsonRejection::JsonSyntaxError(err) => {
@@ -70,22 +64,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn query_error(rejection: QueryRejection) -> ApiError {
     let text = rejection.body_text();
-    let detail = text
-        .split_once("query string: ")
-        .map_or(text.as_str(), |(_, d)| d);
+    let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
     ApiError::bad_request(format!("invalid query parameter: {detail}"))
 }
 
 /// The bearer token of the request, if it has one.
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }

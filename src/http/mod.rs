@@ -44,6 +44,17 @@ pub struct AppState<B> {
     pub public_url: String,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Requests per second each tenant may make, if limited.
+    pub rate_limit: Option<Arc<TenantRateLimiter>>,
+}
+
+/// A token bucket per tenant.
+pub type TenantRateLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// A limiter allowing `per_second` requests per tenant, in bursts of twice that.
+pub fn tenant_rate_limiter(per_second: std::num::NonZeroU32) -> Arc<TenantRateLimiter> {
+    let burst = per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+    Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst)))
 }
 
 impl<B> Clone for AppState<B> {
@@ -52,6 +63,7 @@ impl<B> Clone for AppState<B> {
             backend: self.backend.clone(),
             public_url: self.public_url.clone(),
             metrics: self.metrics.clone(),
+            rate_limit: self.rate_limit.clone(),
         }
     }
 }
@@ -63,14 +75,20 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<B>) -> Result<Self, ApiError> {
-        let unauthorized =
-            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
         let key = extract::bearer_token(parts)
             .ok_or_else(|| unauthorized("send your API key as Authorization: Bearer <key>"))?;
-        match state.backend.authenticate(key).await? {
-            Some(tenant) => Ok(Tenant(tenant)),
-            None => Err(unauthorized("the API key is not valid")),
+        let tenant = state.backend.authenticate(key).await?.ok_or_else(|| unauthorized("the API key is not valid"))?;
+        if let Some(limiter) = &state.rate_limit
+            && limiter.check_key(&tenant).is_err()
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests for this tenant; retry after a second",
+            ));
         }
+        Ok(Tenant(tenant))
     }
 }
 
@@ -82,88 +100,47 @@ pub fn is_tenant_name(name: &str) -> bool {
 /// The whole API as a router.
 pub fn app<B: Backend>(state: AppState<B>) -> Router {
     let api = Router::new()
-        .route(
-            "/v1/renders",
-            post(renders::create::<B>).get(renders::list::<B>),
-        )
-        .route(
-            "/v1/renders/{id}",
-            get(renders::get::<B>).delete(renders::delete::<B>),
-        )
+        .route("/v1/renders", post(renders::create::<B>).get(renders::list::<B>))
+        .route("/v1/renders/{id}", get(renders::get::<B>).delete(renders::delete::<B>))
         .route("/v1/renders/{id}/cancel", post(renders::cancel::<B>))
         .route("/v1/renders/{id}/resume", post(renders::resume::<B>))
         .route("/v1/renders/{id}/signed-url", post(shares::signed_url::<B>))
         .route("/v1/renders/{id}/download", get(renders::download::<B>))
-        .route(
-            "/v1/templates",
-            get(templates::list::<B>).post(templates::create::<B>),
-        )
+        .route("/v1/templates", get(templates::list::<B>).post(templates::create::<B>))
         .route(
             "/v1/templates/{slug}",
-            get(templates::get::<B>)
-                .put(templates::replace::<B>)
-                .delete(templates::delete::<B>),
+            get(templates::get::<B>).put(templates::replace::<B>).delete(templates::delete::<B>),
         )
-        .route(
-            "/v1/templates/{slug}/render",
-            post(renders::create_from_template::<B>),
-        )
+        .route("/v1/templates/{slug}/render", post(renders::create_from_template::<B>))
         .route("/v1/share/{token}", get(shares::open::<B>))
         .route("/v1/shares", get(shares::list::<B>))
-        .route(
-            "/v1/shares/{token}",
-            axum::routing::delete(shares::revoke::<B>),
-        )
-        .route(
-            "/v1/files/{tenant}/{file}",
-            get(shares::signed_download::<B>),
-        )
+        .route("/v1/shares/{token}", axum::routing::delete(shares::revoke::<B>))
+        .route("/v1/files/{tenant}/{file}", get(shares::signed_download::<B>))
         .route("/v1/account", get(templates::account::<B>))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz::<B>))
         .route("/metrics", get(ops::metrics::<B>))
         .route("/openapi.json", get(ops::openapi));
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests::<B>,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests::<B>))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(error::with_request_id))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn count_requests<B: Backend>(
-    State(state): State<AppState<B>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn count_requests<B: Backend>(State(state): State<AppState<B>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let mut response = next.run(request).await;
     let status = response.status();
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method,
-            route,
-            status: status.as_u16(),
-        })
-        .inc();
+    state.metrics.http_requests.get_or_create(&HttpLabels { method, route, status: status.as_u16() }).inc();
     if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
     }
     response
 }

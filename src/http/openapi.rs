@@ -28,10 +28,7 @@ impl Modify for ApiKeyAuth {
         components.add_security_scheme(
             "apiKey",
             SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("folio API key"))
-                    .build(),
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("folio API key")).build(),
             ),
         );
     }

@@ -17,9 +17,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: the store and storage answer.
-pub async fn readyz<B: Backend>(
-    State(state): State<AppState<B>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn readyz<B: Backend>(State(state): State<AppState<B>>) -> Result<Json<serde_json::Value>, ApiError> {
     match state.backend.not_ready().await {
         None => Ok(Json(serde_json::json!({"status": "ready"}))),
         Some(reason) => Err(ApiError::unavailable(reason)),
@@ -30,30 +28,14 @@ pub async fn readyz<B: Backend>(
 pub async fn metrics<B: Backend>(State(state): State<AppState<B>>) -> Result<Response, ApiError> {
     let counts = state.backend.job_counts().await?;
     for phase in Phase::ALL {
-        let count = counts
-            .iter()
-            .find(|(p, _)| *p == phase)
-            .map_or(0, |(_, n)| *n);
-        state
-            .metrics
-            .jobs
-            .get_or_create(&PhaseLabels {
-                phase: phase.api_name().to_owned(),
-            })
-            .set(count);
+        let count = counts.iter().find(|(p, _)| *p == phase).map_or(0, |(_, n)| *n);
+        state.metrics.jobs.get_or_create(&PhaseLabels { phase: phase.api_name().to_owned() }).set(count);
     }
-    let waiting: i64 = counts
-        .iter()
-        .filter(|(p, _)| *p == Phase::Queued)
-        .map(|(_, n)| n)
-        .sum();
+    let waiting: i64 = counts.iter().filter(|(p, _)| *p == Phase::Queued).map(|(_, n)| n).sum();
     state.metrics.queue_depth.set(waiting);
     Ok((
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.encode(),
     )
         .into_response())

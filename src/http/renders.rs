@@ -14,9 +14,7 @@ use super::extract::{ApiJson, ApiQuery};
 use super::{AppState, Tenant};
 use crate::lifecycle::Phase;
 use crate::prepare;
-use crate::resources::{
-    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec,
-};
+use crate::resources::{InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec};
 
 /// Lifetime of the download URL in a job's response.
 pub const DEFAULT_URL_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
@@ -55,9 +53,7 @@ pub async fn create_from_template<B: Backend>(
     ApiJson(body): ApiJson<CreateRender>,
 ) -> Result<Response, ApiError> {
     if body.template.is_some() || body.template_id.as_ref().is_some_and(|id| *id != slug) {
-        return Err(ApiError::bad_request(
-            "the template is named by the URL; leave out templateId and template",
-        ));
+        return Err(ApiError::bad_request("the template is named by the URL; leave out templateId and template"));
     }
     enqueue(&state, &tenant, &headers, body, Some(slug)).await
 }
@@ -71,9 +67,7 @@ async fn enqueue<B: Backend>(
 ) -> Result<Response, ApiError> {
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            let key = value.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
             check_length("Idempotency-Key", key)?;
             Some(key.to_owned())
         }
@@ -81,30 +75,16 @@ async fn enqueue<B: Backend>(
     };
     let template_id = slug.or(body.template_id.clone());
     let (spec, webhook_secret) = job_spec(state, tenant, body, template_id).await?;
-    let new = NewJob {
-        spec,
-        idempotency_key,
-        webhook_secret,
-    };
+    let new = NewJob { spec, idempotency_key, webhook_secret };
     let (view, created) = state.backend.create_job(tenant, new).await?;
     let response = RenderResponse::from_view(&view, &state.public_url, None);
-    let status = if created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let mut response = (status, Json(response)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!(
-        "{}/v1/renders/{}",
-        state.public_url,
-        view_id(&view)
-    )) {
+    if let Ok(location) = HeaderValue::from_str(&format!("{}/v1/renders/{}", state.public_url, view_id(&view))) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if !created {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -115,9 +95,7 @@ fn view_id(view: &JobView) -> &str {
 
 fn check_length(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > MAX_ID_LENGTH {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be 1 to {MAX_ID_LENGTH} characters"
-        )));
+        return Err(ApiError::bad_request(format!("{field} must be 1 to {MAX_ID_LENGTH} characters")));
     }
     Ok(())
 }
@@ -131,23 +109,15 @@ async fn job_spec<B: Backend>(
     template_id: Option<String>,
 ) -> Result<(RenderJobSpec, Option<String>), ApiError> {
     if let Some(output) = body.output.as_deref().filter(|o| *o != "pdf") {
-        return Err(ApiError::bad_request(format!(
-            "output: {output:?} is not supported; use \"pdf\""
-        )));
+        return Err(ApiError::bad_request(format!("output: {output:?} is not supported; use \"pdf\"")));
     }
     let data = body.data.unwrap_or_else(|| serde_json::json!({}));
-    let size = serde_json::to_vec(&data)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_INLINE_DATA_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "DATA_TOO_LARGE",
-            format!(
-                "data is {} KiB; the limit is {} KiB",
-                size.div_ceil(1024),
-                MAX_INLINE_DATA_BYTES / 1024
-            ),
+            format!("data is {} KiB; the limit is {} KiB", size.div_ceil(1024), MAX_INLINE_DATA_BYTES / 1024),
         ));
     }
     if let Some(external_id) = &body.external_id {
@@ -157,20 +127,14 @@ async fn job_spec<B: Backend>(
         return Err(ApiError::bad_request("ttlSeconds must not be negative"));
     }
     if body.backoff_limit.is_some_and(|b| !(0..=10).contains(&b)) {
-        return Err(ApiError::bad_request(
-            "backoffLimit must be between 0 and 10",
-        ));
+        return Err(ApiError::bad_request("backoffLimit must be between 0 and 10"));
     }
     if body.active_deadline_seconds.is_some_and(|s| s < 1) {
-        return Err(ApiError::bad_request(
-            "activeDeadlineSeconds must be at least 1",
-        ));
+        return Err(ApiError::bad_request("activeDeadlineSeconds must be at least 1"));
     }
     let (template_ref, template) = match (template_id, body.template) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give templateId or template, not both",
-            ));
+            return Err(ApiError::bad_request("give templateId or template, not both"));
         }
         (None, None) => return Err(ApiError::bad_request("give templateId or template")),
         (Some(id), None) => {
@@ -191,44 +155,25 @@ async fn job_spec<B: Backend>(
                     Some(defaults) => prepare::merged(defaults.clone(), data.clone()),
                     None => data.clone(),
                 };
-                prepare::validate(schema, &merged)
-                    .map_err(|f| ApiError::unprocessable("DATA_INVALID", f.message))?;
+                prepare::validate(schema, &merged).map_err(|f| ApiError::unprocessable("DATA_INVALID", f.message))?;
             }
             (Some(TemplateRef { name: id }), None)
         }
         (None, Some(inline)) => {
             crate::render::check_syntax(&inline.source).map_err(|f| {
-                ApiError::unprocessable(
-                    "TEMPLATE_COMPILE_ERROR",
-                    format!("template.source: {}", f.message),
-                )
+                ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("template.source: {}", f.message))
             })?;
-            (
-                None,
-                Some(InlineTemplate {
-                    engine: inline.engine,
-                    source: inline.source,
-                }),
-            )
+            (None, Some(InlineTemplate { engine: inline.engine, source: inline.source }))
         }
     };
     let (webhook, secret) = match body.webhook {
         Some(hook) => {
-            let url = reqwest::Url::parse(&hook.url)
-                .map_err(|err| ApiError::bad_request(format!("webhook.url: {err}")))?;
+            let url =
+                reqwest::Url::parse(&hook.url).map_err(|err| ApiError::bad_request(format!("webhook.url: {err}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(ApiError::bad_request(
-                    "webhook.url must be an http or https URL",
-                ));
+                return Err(ApiError::bad_request("webhook.url must be an http or https URL"));
             }
-            (
-                Some(WebhookSpec {
-                    url: hook.url,
-                    secret_ref: None,
-                    events: hook.events,
-                }),
-                hook.secret,
-            )
+            (Some(WebhookSpec { url: hook.url, secret_ref: None, events: hook.events }), hook.secret)
         }
         None => (None, None),
     };
@@ -249,22 +194,11 @@ async fn job_spec<B: Backend>(
 }
 
 /// The job's response, with a fresh download URL when it succeeded.
-async fn respond<B: Backend>(
-    state: &AppState<B>,
-    tenant: &str,
-    view: &JobView,
-) -> Result<RenderResponse, ApiError> {
+async fn respond<B: Backend>(state: &AppState<B>, tenant: &str, view: &JobView) -> Result<RenderResponse, ApiError> {
     let succeeded = view.job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
     let url = if succeeded {
-        let expires = Timestamp::now()
-            .saturating_add(DEFAULT_URL_LIFETIME)
-            .map_err(ApiError::internal)?;
-        Some(
-            state
-                .backend
-                .signed_url(tenant, view_id(view), expires)
-                .await?,
-        )
+        let expires = Timestamp::now().saturating_add(DEFAULT_URL_LIFETIME).map_err(ApiError::internal)?;
+        Some(state.backend.signed_url(tenant, view_id(view), expires).await?)
     } else {
         None
     };
@@ -303,15 +237,7 @@ pub async fn list<B: Backend>(
     }
     let filter = log_filter(&query)?;
     let Some(filter) = filter else {
-        return Ok(Json(Page {
-            data: Vec::new(),
-            pagination: Pagination {
-                total: 0,
-                limit,
-                offset,
-                next: None,
-            },
-        }));
+        return Ok(Json(Page { data: Vec::new(), pagination: Pagination { total: 0, limit, offset, next: None } }));
     };
     let (views, total) = state.backend.jobs(&tenant, filter, limit, offset).await?;
     let mut data = Vec::with_capacity(views.len());
@@ -322,17 +248,8 @@ pub async fn list<B: Backend>(
             RenderResponse::from_view(view, &state.public_url, None)
         });
     }
-    let next = (offset + (data.len() as i64) < total)
-        .then(|| next_page_url(&state.public_url, &query, limit, offset));
-    Ok(Json(Page {
-        data,
-        pagination: Pagination {
-            total,
-            limit,
-            offset,
-            next,
-        },
-    }))
+    let next = (offset + (data.len() as i64) < total).then(|| next_page_url(&state.public_url, &query, limit, offset));
+    Ok(Json(Page { data, pagination: Pagination { total, limit, offset, next } }))
 }
 
 /// The filter a query asks for, or `None` when it asks for a type folio does not
@@ -352,18 +269,15 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
         None | Some("pdf") | Some("all") => {}
         Some("png" | "screenshot" | "og") => return Ok(None),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "type: unknown value {other:?}; use pdf"
-            )));
+            return Err(ApiError::bad_request(format!("type: unknown value {other:?}; use pdf")));
         }
     }
     let time = |field: &str, value: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
         value
             .as_deref()
             .map(|v| {
-                v.parse::<Timestamp>().map_err(|err| {
-                    ApiError::bad_request(format!("{field}: not an RFC 3339 time: {err}"))
-                })
+                v.parse::<Timestamp>()
+                    .map_err(|err| ApiError::bad_request(format!("{field}: not an RFC 3339 time: {err}")))
             })
             .transpose()
     };
@@ -378,10 +292,7 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
 }
 
 fn next_page_url(public_url: &str, query: &RenderLogQuery, limit: i64, offset: i64) -> String {
-    let mut url = format!(
-        "{public_url}/v1/renders?limit={limit}&offset={}",
-        offset + limit
-    );
+    let mut url = format!("{public_url}/v1/renders?limit={limit}&offset={}", offset + limit);
     let mut add = |name: &str, value: &Option<String>| {
         if let Some(value) = value {
             url.push_str(&format!("&{name}={}", urlencode(value)));
@@ -402,9 +313,7 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -469,13 +378,8 @@ pub fn pdf_response(id: &str, pdf: Vec<u8>) -> Response {
     let disposition = format!("inline; filename=\"{}.pdf\"", id.replace(['"', '\\'], ""));
     let mut response = ([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response();
     if let Ok(value) = HeaderValue::from_str(&disposition) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     response
 }

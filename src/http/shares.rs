@@ -34,8 +34,7 @@ pub async fn signed_url<B: Backend>(
     let request: SignedUrlRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SignedUrlRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|err| ApiError::bad_request(format!("invalid body: {err}")))?
+        serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid body: {err}")))?
     };
     let seconds = request.expires_in.unwrap_or(DEFAULT_LIFETIME_SECONDS);
     if !(MIN_LIFETIME_SECONDS..=MAX_LIFETIME_SECONDS).contains(&seconds) {
@@ -43,14 +42,9 @@ pub async fn signed_url<B: Backend>(
             "expiresIn must be between {MIN_LIFETIME_SECONDS} and {MAX_LIFETIME_SECONDS} seconds"
         )));
     }
-    let expires_at = Timestamp::now()
-        .saturating_add(SignedDuration::from_secs(seconds))
-        .map_err(ApiError::internal)?;
+    let expires_at = Timestamp::now().saturating_add(SignedDuration::from_secs(seconds)).map_err(ApiError::internal)?;
     let signed_url = state.backend.signed_url(&tenant, &id, expires_at).await?;
-    let share = state
-        .backend
-        .create_share(&tenant, &id, Some(expires_at))
-        .await?;
+    let share = state.backend.create_share(&tenant, &id, Some(expires_at)).await?;
     Ok(Json(SignedUrlResponse {
         signed_url,
         share_url: format!("{}/v1/share/{}", state.public_url, share.token),
@@ -78,13 +72,8 @@ pub async fn list<B: Backend>(
     Tenant(tenant): Tenant,
 ) -> Result<Json<Page<ShareResponse>>, ApiError> {
     let now = Timestamp::now();
-    let data: Vec<ShareResponse> = state
-        .backend
-        .shares(&tenant)
-        .await?
-        .iter()
-        .map(|s| ShareResponse::new(s, &state.public_url, now))
-        .collect();
+    let data: Vec<ShareResponse> =
+        state.backend.shares(&tenant).await?.iter().map(|s| ShareResponse::new(s, &state.public_url, now)).collect();
     Ok(Json(Page::whole(data)))
 }
 
@@ -114,9 +103,6 @@ pub async fn signed_download<B: Backend>(
     ApiQuery(signature): ApiQuery<Signature>,
 ) -> Result<Response, ApiError> {
     let id = file.strip_suffix(".pdf").unwrap_or(&file);
-    let pdf = state
-        .backend
-        .signed_output(&tenant, id, signature.expires, &signature.signature)
-        .await?;
+    let pdf = state.backend.signed_output(&tenant, id, signature.expires, &signature.signature).await?;
     Ok(pdf_response(id, pdf))
 }

@@ -20,13 +20,8 @@ pub async fn list<B: Backend>(
     State(state): State<AppState<B>>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<Page<TemplateResponse>>, ApiError> {
-    let data: Vec<TemplateResponse> = state
-        .backend
-        .templates(&tenant)
-        .await?
-        .iter()
-        .map(TemplateResponse::from)
-        .collect();
+    let data: Vec<TemplateResponse> =
+        state.backend.templates(&tenant).await?.iter().map(TemplateResponse::from).collect();
     Ok(Json(Page::whole(data)))
 }
 
@@ -39,9 +34,7 @@ pub async fn get<B: Backend>(
     Tenant(tenant): Tenant,
     Path(slug): Path<String>,
 ) -> Result<Json<TemplateResponse>, ApiError> {
-    Ok(Json(TemplateResponse::from(
-        &state.backend.template(&tenant, &slug).await?,
-    )))
+    Ok(Json(TemplateResponse::from(&state.backend.template(&tenant, &slug).await?)))
 }
 
 /// `POST /v1/templates`: create a template (409 when the name is taken).
@@ -54,10 +47,7 @@ pub async fn create<B: Backend>(
     Tenant(tenant): Tenant,
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
-    let name = body
-        .name
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
     if state.backend.template(&tenant, &name).await.is_ok() {
         return Err(ApiError::conflict(
             "TEMPLATE_EXISTS",
@@ -81,17 +71,11 @@ pub async fn replace<B: Backend>(
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
     if body.name.as_ref().is_some_and(|n| *n != slug) {
-        return Err(ApiError::bad_request(
-            "name must match the URL (renaming is not supported)",
-        ));
+        return Err(ApiError::bad_request("name must match the URL (renaming is not supported)"));
     }
     let template = checked_template(&tenant, slug, body)?;
     let (view, created) = state.backend.put_template(&tenant, template).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(TemplateResponse::from(&view))).into_response())
 }
 
@@ -109,36 +93,24 @@ pub async fn delete<B: Backend>(
 
 /// Validate a template body: a name Kubernetes accepts, source that parses, a data
 /// schema that is a JSON Schema.
-fn checked_template(
-    tenant: &str,
-    name: String,
-    body: TemplateBody,
-) -> Result<RenderTemplate, ApiError> {
+fn checked_template(tenant: &str, name: String, body: TemplateBody) -> Result<RenderTemplate, ApiError> {
     if !is_dns_label(&name) {
         return Err(ApiError::bad_request(format!(
             "name: {name:?} must be 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit"
         )));
     }
-    crate::render::check_syntax(&body.source).map_err(|f| {
-        ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("source: {}", f.message))
-    })?;
+    crate::render::check_syntax(&body.source)
+        .map_err(|f| ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("source: {}", f.message)))?;
     if let Some(schema) = &body.data_schema {
         jsonschema::validator_for(schema).map_err(|err| {
-            ApiError::unprocessable(
-                "SCHEMA_INVALID",
-                format!("dataSchema is not a valid JSON Schema: {err}"),
-            )
+            ApiError::unprocessable("SCHEMA_INVALID", format!("dataSchema is not a valid JSON Schema: {err}"))
         })?;
     }
     if body.defaults.as_ref().is_some_and(|d| !d.is_object()) {
         return Err(ApiError::bad_request("defaults must be a JSON object"));
     }
     Ok(RenderTemplate {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(tenant.to_owned()),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(name), namespace: Some(tenant.to_owned()), ..Default::default() },
         spec: RenderTemplateSpec {
             engine: body.engine,
             source: Some(body.source),
@@ -154,9 +126,7 @@ pub fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -168,7 +138,5 @@ pub async fn account<B: Backend>(
     State(state): State<AppState<B>>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<AccountResponse>, ApiError> {
-    Ok(Json(AccountResponse::from(
-        &state.backend.account(&tenant).await?,
-    )))
+    Ok(Json(AccountResponse::from(&state.backend.account(&tenant).await?)))
 }

@@ -109,10 +109,7 @@ pub struct RenderFailure {
 impl RenderFailure {
     /// A failure with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        RenderFailure {
-            code,
-            message: message.into(),
-        }
+        RenderFailure { code, message: message.into() }
     }
 }
 
@@ -162,51 +159,26 @@ impl Engine {
 
     fn render_inner(&self, request: &RenderRequest) -> Result<(Vec<u8>, usize), RenderFailure> {
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&request.data) {
-            return Err(RenderFailure::new(
-                ErrorCode::DataInvalid,
-                format!("data is not valid JSON: {err}"),
-            ));
+            return Err(RenderFailure::new(ErrorCode::DataInvalid, format!("data is not valid JSON: {err}")));
         }
-        let assets: Vec<(String, Vec<u8>)> = request
-            .assets
-            .iter()
-            .map(|a| (a.name.clone(), a.bytes.clone()))
-            .collect();
-        let sandbox = world::Sandbox::new(
-            &self.shared,
-            &request.source,
-            request.data.clone().into_bytes(),
-            &assets,
-            today(),
-        );
-        let mut document = typst::compile::<PagedDocument>(&sandbox)
-            .output
-            .map_err(|errors| compile_failure(&sandbox, &errors))?;
+        let assets: Vec<(String, Vec<u8>)> = request.assets.iter().map(|a| (a.name.clone(), a.bytes.clone())).collect();
+        let sandbox =
+            world::Sandbox::new(&self.shared, &request.source, request.data.clone().into_bytes(), &assets, today());
+        let mut document =
+            typst::compile::<PagedDocument>(&sandbox).output.map_err(|errors| compile_failure(&sandbox, &errors))?;
         let info = document.info_mut();
         if info.title.is_none() {
             info.title = request.title.as_deref().map(Into::into);
         }
-        let options = typst_pdf::PdfOptions {
-            creator: Smart::Custom(Some(self.producer.clone())),
-            ..Default::default()
-        };
-        let pdf = typst_pdf::pdf(&document, &options)
-            .map_err(|errors| compile_failure(&sandbox, &errors))?;
-        let finished =
-            postprocess::finish(&pdf, &self.producer, request.preview).map_err(|err| {
-                RenderFailure::new(
-                    ErrorCode::Internal,
-                    format!("post-processing the PDF failed: {err}"),
-                )
-            })?;
+        let options =
+            typst_pdf::PdfOptions { creator: Smart::Custom(Some(self.producer.clone())), ..Default::default() };
+        let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| compile_failure(&sandbox, &errors))?;
+        let finished = postprocess::finish(&pdf, &self.producer, request.preview)
+            .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("post-processing the PDF failed: {err}")))?;
         if finished.pdf.len() > self.max_output_bytes {
             return Err(RenderFailure::new(
                 ErrorCode::OutputTooLarge,
-                format!(
-                    "the PDF is {} bytes; the limit is {} bytes",
-                    finished.pdf.len(),
-                    self.max_output_bytes
-                ),
+                format!("the PDF is {} bytes; the limit is {} bytes", finished.pdf.len(), self.max_output_bytes),
             ));
         }
         Ok((finished.pdf, finished.page_count))
@@ -227,9 +199,7 @@ pub fn check_syntax(source: &str) -> Result<(), RenderFailure> {
         .take(5)
         .map(|error| {
             let range = match error.span.get() {
-                typst::syntax::DiagSpanKind::Number { num, sub_range, .. } => {
-                    source.range(num, sub_range)
-                }
+                typst::syntax::DiagSpanKind::Number { num, sub_range, .. } => source.range(num, sub_range),
                 typst::syntax::DiagSpanKind::Range { range, .. } => Some(range),
                 typst::syntax::DiagSpanKind::Detached => None,
             };
@@ -240,10 +210,7 @@ pub fn check_syntax(source: &str) -> Result<(), RenderFailure> {
             format!("{position}error: {}", error.message)
         })
         .collect();
-    Err(RenderFailure::new(
-        ErrorCode::TemplateCompileError,
-        messages.join("; "),
-    ))
+    Err(RenderFailure::new(ErrorCode::TemplateCompileError, messages.join("; ")))
 }
 
 fn today() -> Datetime {
@@ -254,11 +221,7 @@ fn today() -> Datetime {
 
 /// Turn compiler diagnostics into a `TEMPLATE_COMPILE_ERROR` naming line and column.
 fn compile_failure(sandbox: &world::Sandbox, errors: &[SourceDiagnostic]) -> RenderFailure {
-    let messages: Vec<String> = errors
-        .iter()
-        .take(5)
-        .map(|d| describe(sandbox, d))
-        .collect();
+    let messages: Vec<String> = errors.iter().take(5).map(|d| describe(sandbox, d)).collect();
     let mut message = messages.join("; ");
     if errors.len() > 5 {
         message.push_str(&format!("; and {} more errors", errors.len() - 5));
@@ -268,16 +231,12 @@ fn compile_failure(sandbox: &world::Sandbox, errors: &[SourceDiagnostic]) -> Ren
 
 fn describe(sandbox: &world::Sandbox, diagnostic: &SourceDiagnostic) -> String {
     let mut text = String::new();
-    let location = diagnostic
-        .span
-        .id()
-        .zip(sandbox.range(diagnostic.span))
-        .and_then(|(id, range)| {
-            let source = sandbox.source(id).ok()?;
-            let (line, column) = source.lines().byte_to_line_column(range.start)?;
-            let file = id.get().vpath().get_without_slash().to_owned();
-            Some(format!("{file}:{}:{}", line + 1, column + 1))
-        });
+    let location = diagnostic.span.id().zip(sandbox.range(diagnostic.span)).and_then(|(id, range)| {
+        let source = sandbox.source(id).ok()?;
+        let (line, column) = source.lines().byte_to_line_column(range.start)?;
+        let file = id.get().vpath().get_without_slash().to_owned();
+        Some(format!("{file}:{}:{}", line + 1, column + 1))
+    });
     if let Some(location) = location {
         text.push_str(&location);
         text.push_str(": ");
@@ -297,22 +256,13 @@ mod tests {
     use super::*;
 
     fn request(source: &str, data: &str) -> RenderRequest {
-        RenderRequest {
-            source: source.into(),
-            data: data.into(),
-            ..Default::default()
-        }
+        RenderRequest { source: source.into(), data: data.into(), ..Default::default() }
     }
 
     #[test]
     fn data_is_visible_as_data_json() {
         let engine = Engine::new();
-        let out = engine
-            .render(&request(
-                "#let d = json(\"data.json\")\nHello #d.name",
-                r#"{"name":"Ada"}"#,
-            ))
-            .unwrap();
+        let out = engine.render(&request("#let d = json(\"data.json\")\nHello #d.name", r#"{"name":"Ada"}"#)).unwrap();
         assert!(out.pdf.starts_with(b"%PDF-"));
         assert_eq!(out.facts.page_count, 1);
         assert_eq!(out.facts.total_bytes, out.pdf.len() as i64);
@@ -322,9 +272,7 @@ mod tests {
     #[test]
     fn syntax_errors_name_line_and_column() {
         let engine = Engine::new();
-        let err = engine
-            .render(&request("= Title\n\n#let x = (1, 2", "{}"))
-            .unwrap_err();
+        let err = engine.render(&request("= Title\n\n#let x = (1, 2", "{}")).unwrap_err();
         assert_eq!(err.code, ErrorCode::TemplateCompileError);
         assert!(err.message.starts_with("main.typ:3:"), "{}", err.message);
     }
@@ -332,29 +280,18 @@ mod tests {
     #[test]
     fn the_file_system_is_out_of_reach() {
         let engine = Engine::new();
-        let err = engine
-            .render(&request("#read(\"/etc/passwd\")", "{}"))
-            .unwrap_err();
+        let err = engine.render(&request("#read(\"/etc/passwd\")", "{}")).unwrap_err();
         assert_eq!(err.code, ErrorCode::TemplateCompileError);
         assert!(err.message.contains("main.typ:1:"), "{}", err.message);
-        let err = engine
-            .render(&request("#import \"@preview/cetz:0.3.0\"", "{}"))
-            .unwrap_err();
-        assert!(
-            err.message.contains("packages are not available"),
-            "{}",
-            err.message
-        );
+        let err = engine.render(&request("#import \"@preview/cetz:0.3.0\"", "{}")).unwrap_err();
+        assert!(err.message.contains("packages are not available"), "{}", err.message);
     }
 
     #[test]
     fn declared_assets_are_readable() {
         let engine = Engine::new();
         let mut req = request("#read(\"notes.txt\")", "{}");
-        req.assets.push(Asset {
-            name: "notes.txt".into(),
-            bytes: b"from an asset".to_vec(),
-        });
+        req.assets.push(Asset { name: "notes.txt".into(), bytes: b"from an asset".to_vec() });
         assert!(engine.render(&req).is_ok());
     }
 
@@ -368,9 +305,7 @@ mod tests {
 
     #[test]
     fn invalid_json_data_is_data_invalid() {
-        let err = Engine::new()
-            .render(&request("Hi", "{not json"))
-            .unwrap_err();
+        let err = Engine::new().render(&request("Hi", "{not json")).unwrap_err();
         assert_eq!(err.code, ErrorCode::DataInvalid);
     }
 

@@ -46,9 +46,7 @@ impl PoolConfig {
     /// One worker per core, running this executable, 4 GiB each.
     pub fn for_this_machine() -> io::Result<PoolConfig> {
         Ok(PoolConfig {
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             executable: std::env::current_exe()?,
             memory_limit_mib: 4096,
         })
@@ -88,10 +86,7 @@ impl RenderPool {
     /// Start every worker now, so that the first renders do not pay for loading fonts.
     pub async fn warm_up(&self) -> io::Result<()> {
         let mut started = Vec::new();
-        let missing = self
-            .config
-            .workers
-            .saturating_sub(self.idle_workers().len());
+        let missing = self.config.workers.saturating_sub(self.idle_workers().len());
         for _ in 0..missing {
             started.push(self.spawn()?);
         }
@@ -105,29 +100,21 @@ impl RenderPool {
     fn idle_workers(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
         // A poisoned lock only means another caller panicked while holding the idle
         // list; the list itself is still a valid list of workers.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Render `request`, giving up with `DEADLINE_EXCEEDED` after `limit`.
-    pub async fn render(
-        &self,
-        request: &RenderRequest,
-        limit: Duration,
-    ) -> Result<Rendered, RenderFailure> {
-        let _slot =
-            self.slots.acquire().await.map_err(|_| {
-                RenderFailure::new(ErrorCode::Internal, "the render pool is shut down")
-            })?;
+    pub async fn render(&self, request: &RenderRequest, limit: Duration) -> Result<Rendered, RenderFailure> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| RenderFailure::new(ErrorCode::Internal, "the render pool is shut down"))?;
         let popped = self.idle_workers().pop();
         let mut worker = match popped {
             Some(worker) => worker,
             None => self.spawn().map_err(|err| {
-                RenderFailure::new(
-                    ErrorCode::RendererCrashed,
-                    format!("could not start a render worker: {err}"),
-                )
+                RenderFailure::new(ErrorCode::RendererCrashed, format!("could not start a render worker: {err}"))
             })?,
         };
         match tokio::time::timeout(limit, worker.exchange(request)).await {
@@ -144,10 +131,7 @@ impl RenderPool {
                 tokio::spawn(async move { worker.child.wait().await });
                 Err(RenderFailure::new(
                     ErrorCode::DeadlineExceeded,
-                    format!(
-                        "the render did not finish within {:.1} s",
-                        limit.as_secs_f64()
-                    ),
+                    format!("the render did not finish within {:.1} s", limit.as_secs_f64()),
                 ))
             }
         }
@@ -160,16 +144,10 @@ impl RenderPool {
         if status.is_some_and(aborted) {
             RenderFailure::new(
                 ErrorCode::ResourceExhausted,
-                format!(
-                    "the render exceeded the memory limit of {} MiB",
-                    self.config.memory_limit_mib
-                ),
+                format!("the render exceeded the memory limit of {} MiB", self.config.memory_limit_mib),
             )
         } else {
-            RenderFailure::new(
-                ErrorCode::RendererCrashed,
-                format!("the render worker stopped: {io_error}"),
-            )
+            RenderFailure::new(ErrorCode::RendererCrashed, format!("the render worker stopped: {io_error}"))
         }
     }
 
@@ -183,20 +161,9 @@ impl RenderPool {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("worker has no stdin"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("worker has no stdout"))?;
-        Ok(Worker {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout),
-            renders: 0,
-        })
+        let stdin = child.stdin.take().ok_or_else(|| io::Error::other("worker has no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("worker has no stdout"))?;
+        Ok(Worker { child, stdin, stdout: BufReader::new(stdout), renders: 0 })
     }
 }
 
@@ -207,10 +174,7 @@ fn aborted(status: ExitStatus) -> bool {
 }
 
 impl Worker {
-    async fn exchange(
-        &mut self,
-        request: &RenderRequest,
-    ) -> io::Result<Result<Rendered, RenderFailure>> {
+    async fn exchange(&mut self, request: &RenderRequest) -> io::Result<Result<Rendered, RenderFailure>> {
         let body = serde_json::to_vec(request)?;
         write_frame(&mut self.stdin, &body).await?;
         let header = read_frame(&mut self.stdout).await?;
@@ -243,10 +207,7 @@ async fn read_frame(input: &mut BufReader<ChildStdout>) -> io::Result<Vec<u8>> {
 
 fn frame_len(len: usize) -> io::Result<[u8; 4]> {
     if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is too large"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is too large")));
     }
     Ok((len as u32).to_be_bytes())
 }
@@ -254,10 +215,7 @@ fn frame_len(len: usize) -> io::Result<[u8; 4]> {
 fn checked_len(len: [u8; 4]) -> io::Result<usize> {
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is too large"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is too large")));
     }
     Ok(len)
 }
@@ -291,19 +249,9 @@ pub fn serve_worker(memory_limit_mib: u64) -> io::Result<()> {
 
 fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let outcome = match serde_json::from_slice::<RenderRequest>(body) {
-        Ok(request) => {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.render(&request)))
-                .unwrap_or_else(|_| {
-                    Err(RenderFailure::new(
-                        ErrorCode::Internal,
-                        "the renderer panicked",
-                    ))
-                })
-        }
-        Err(err) => Err(RenderFailure::new(
-            ErrorCode::Internal,
-            format!("unreadable render request: {err}"),
-        )),
+        Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.render(&request)))
+            .unwrap_or_else(|_| Err(RenderFailure::new(ErrorCode::Internal, "the renderer panicked"))),
+        Err(err) => Err(RenderFailure::new(ErrorCode::Internal, format!("unreadable render request: {err}"))),
     };
     let (header, pdf) = match outcome {
         Ok(rendered) => (Ok(rendered.facts), rendered.pdf),
@@ -332,19 +280,14 @@ fn die_with_parent() -> io::Result<()> {
     // The parent may have died before the call above took effect.
     // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } == 1 {
-        return Err(io::Error::other(
-            "the process that started this worker is gone",
-        ));
+        return Err(io::Error::other("the process that started this worker is gone"));
     }
     Ok(())
 }
 
 fn limit_address_space(mib: u64) -> io::Result<()> {
     let bytes = mib.saturating_mul(1024 * 1024) as libc::rlim_t;
-    let limit = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: bytes,
-    };
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
     // SAFETY: setrlimit reads the struct we pass and changes only this process.
     if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
         return Err(io::Error::last_os_error());

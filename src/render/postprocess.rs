@@ -40,10 +40,7 @@ pub fn finish(pdf: &[u8], producer: &str, watermark: bool) -> Result<Finished, l
     }
     let mut out = Vec::with_capacity(pdf.len() + 2048);
     doc.save_to(&mut out)?;
-    Ok(Finished {
-        pdf: out,
-        page_count: pages.len(),
-    })
+    Ok(Finished { pdf: out, page_count: pages.len() })
 }
 
 fn set_producer(doc: &mut Document, producer: &str) -> Result<(), lopdf::Error> {
@@ -56,10 +53,7 @@ fn set_producer(doc: &mut Document, producer: &str) -> Result<(), lopdf::Error> 
         }
     };
     let info = doc.get_object_mut(info_id)?.as_dict_mut()?;
-    info.set(
-        "Producer",
-        Object::String(producer.as_bytes().to_vec(), StringFormat::Literal),
-    );
+    info.set("Producer", Object::String(producer.as_bytes().to_vec(), StringFormat::Literal));
     Ok(())
 }
 
@@ -80,20 +74,12 @@ fn translucent() -> Dictionary {
     gs
 }
 
-fn stamp_page(
-    doc: &mut Document,
-    page: ObjectId,
-    font: ObjectId,
-    gstate: ObjectId,
-) -> Result<(), lopdf::Error> {
+fn stamp_page(doc: &mut Document, page: ObjectId, font: ObjectId, gstate: ObjectId) -> Result<(), lopdf::Error> {
     let (width, height) = page_size(doc, page)?;
     let resources = effective_resources(doc, page, font, gstate)?;
     let original = content_refs(doc, page)?;
     let before = doc.add_object(Stream::new(Dictionary::new(), b"q\n".to_vec()));
-    let after = doc.add_object(Stream::new(
-        Dictionary::new(),
-        watermark_content(width, height).into_bytes(),
-    ));
+    let after = doc.add_object(Stream::new(Dictionary::new(), watermark_content(width, height).into_bytes()));
     let mut contents = vec![Object::Reference(before)];
     contents.extend(original);
     contents.push(Object::Reference(after));
@@ -133,11 +119,7 @@ fn page_size(doc: &Document, page: ObjectId) -> Result<(f32, f32), lopdf::Error>
         .map(|o| resolve(doc, o))
         .transpose()?
         .and_then(|o| o.as_array().ok().cloned());
-    let numbers: Vec<f32> = media_box
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| n.as_float().ok())
-        .collect();
+    let numbers: Vec<f32> = media_box.unwrap_or_default().iter().filter_map(|n| n.as_float().ok()).collect();
     match numbers.as_slice() {
         [x0, y0, x1, y1] => Ok(((x1 - x0).abs(), (y1 - y0).abs())),
         _ => Ok((595.0, 842.0)), // A4, the PDF reader's own fallback
@@ -191,11 +173,7 @@ fn content_refs(doc: &Document, page: ObjectId) -> Result<Vec<Object>, lopdf::Er
 }
 
 /// A page attribute, looked up through the `/Parent` chain as PDF inheritance says.
-fn inherited<'a>(
-    doc: &'a Document,
-    page: ObjectId,
-    key: &[u8],
-) -> Result<Option<&'a Object>, lopdf::Error> {
+fn inherited<'a>(doc: &'a Document, page: ObjectId, key: &[u8]) -> Result<Option<&'a Object>, lopdf::Error> {
     let mut node = doc.get_dictionary(page)?;
     for _ in 0..64 {
         if let Ok(value) = node.get(key) {

@@ -35,11 +35,7 @@ impl Shared {
     pub fn load() -> Shared {
         let fonts: Vec<Font> = typst_kit::fonts::embedded().map(|(font, _)| font).collect();
         let book = FontBook::from_fonts(&fonts);
-        Shared {
-            library: LazyHash::new(Library::default()),
-            book: LazyHash::new(book),
-            fonts,
-        }
+        Shared { library: LazyHash::new(Library::default()), book: LazyHash::new(book), fonts }
     }
 }
 
@@ -68,13 +64,7 @@ pub struct Sandbox<'a> {
 
 impl<'a> Sandbox<'a> {
     /// A sandbox holding `source`, `data` (JSON bytes) and named assets.
-    pub fn new(
-        shared: &'a Shared,
-        source: &str,
-        data: Vec<u8>,
-        assets: &[(String, Vec<u8>)],
-        today: Datetime,
-    ) -> Self {
+    pub fn new(shared: &'a Shared, source: &str, data: Vec<u8>, assets: &[(String, Vec<u8>)], today: Datetime) -> Self {
         let assets = assets
             .iter()
             .filter_map(|(name, bytes)| {
@@ -83,13 +73,7 @@ impl<'a> Sandbox<'a> {
                 Some((id, Bytes::new(bytes.clone())))
             })
             .collect();
-        Sandbox {
-            shared,
-            main: Source::new(main_id(), source.to_owned()),
-            data: Bytes::new(data),
-            assets,
-            today,
-        }
+        Sandbox { shared, main: Source::new(main_id(), source.to_owned()), data: Bytes::new(data), assets, today }
     }
 
     fn not_in_sandbox(id: FileId) -> FileError {
@@ -130,10 +114,7 @@ impl World for Sandbox<'_> {
         } else if id == *DATA_ID {
             Ok(self.data.clone())
         } else {
-            self.assets
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| Self::not_in_sandbox(id))
+            self.assets.get(&id).cloned().ok_or_else(|| Self::not_in_sandbox(id))
         }
     }
 

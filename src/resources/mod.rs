@@ -75,14 +75,8 @@ pub enum TemplateEngine {
 }
 
 /// The CRDs of all folio kinds, in the order `folio crd` prints them.
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    vec![
-        RenderTemplate::crd(),
-        RenderJob::crd(),
-        RenderAccount::crd(),
-    ]
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    vec![RenderTemplate::crd(), RenderJob::crd(), RenderAccount::crd()]
 }
 
 /// The CRDs as one multi-document YAML text: the content of `crds/folio.yaml`.

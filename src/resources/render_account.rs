@@ -21,16 +21,8 @@ use super::render_job::WebhookSpec;
     doc = "Credits, pricing, retention and the default webhook of a namespace's render jobs.",
     printcolumn(name = "Credits", type_ = "integer", json_path = ".spec.credits"),
     printcolumn(name = "Used", type_ = "integer", json_path = ".status.creditsUsed"),
-    printcolumn(
-        name = "Remaining",
-        type_ = "integer",
-        json_path = ".status.creditsRemaining"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Remaining", type_ = "integer", json_path = ".status.creditsRemaining"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderAccountSpec {

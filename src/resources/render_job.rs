@@ -32,11 +32,7 @@ pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Pages", type_ = "integer", json_path = ".status.pageCount"),
     printcolumn(name = "Credits", type_ = "integer", json_path = ".status.creditsUsed"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderJobSpec {

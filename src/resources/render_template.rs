@@ -19,11 +19,7 @@ use super::{ConfigMapKeyRef, TemplateEngine, free_form_object};
     shortname = "rt",
     doc = "A document template (Typst) that RenderJobs render with their data.",
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderTemplateSpec {

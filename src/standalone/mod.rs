@@ -28,9 +28,7 @@ use crate::lifecycle::{self, Charge, Event, Phase};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
 use crate::render::pool::{PoolConfig, RenderPool};
-use crate::resources::{
-    RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate,
-};
+use crate::resources::{RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate};
 use crate::signing::{SignatureError, UrlSigner};
 use crate::storage::{LocalFolder, output_key};
 use store::{JobRecord, ShareRecord, Store, StoreError};
@@ -56,16 +54,10 @@ const SIGNING_KEY_SETTING: &str = "url-signing-key";
 
 impl Standalone {
     /// Open the data folder: the database `folio.db` and the outputs folder.
-    pub fn open(
-        data_dir: &Path,
-        public_url: String,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Standalone> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+    pub fn open(data_dir: &Path, public_url: String, metrics: Arc<Metrics>) -> anyhow::Result<Standalone> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Store::open(&data_dir.join("folio.db")).context("opening the database")?;
-        let outputs =
-            LocalFolder::new(data_dir.join("outputs")).context("opening the outputs folder")?;
+        let outputs = LocalFolder::new(data_dir.join("outputs")).context("opening the outputs folder")?;
         let secret = store.write(|tx| {
             store::setting_or_insert(tx, SIGNING_KEY_SETTING, || {
                 let mut key = vec![0u8; 32];
@@ -97,11 +89,7 @@ impl Standalone {
                 store::save_template(tx, template, now)?;
             }
             for secret in &manifests.secrets {
-                let tenant = secret
-                    .metadata
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(DEFAULT_NAMESPACE);
+                let tenant = secret.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
                 let mut values = std::collections::BTreeMap::new();
                 for (key, bytes) in secret.data.iter().flatten() {
                     values.insert(key.clone(), String::from_utf8_lossy(&bytes.0).into_owned());
@@ -113,20 +101,11 @@ impl Standalone {
                 store::save_secret(tx, tenant, name, &values)?;
             }
             for account in &manifests.accounts {
-                let tenant = account
-                    .metadata
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(DEFAULT_NAMESPACE);
-                let spent = store::load_account(tx, tenant)?
-                    .and_then(|a| a.status)
-                    .map_or(0, |s| s.credits_used);
+                let tenant = account.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+                let spent = store::load_account(tx, tenant)?.and_then(|a| a.status).map_or(0, |s| s.credits_used);
                 let mut account = account.clone();
                 account.metadata.namespace = Some(tenant.to_owned());
-                account.status = Some(RenderAccountStatus {
-                    credits_used: spent,
-                    ..Default::default()
-                });
+                account.status = Some(RenderAccountStatus { credits_used: spent, ..Default::default() });
                 store::save_account(tx, &account)?;
             }
             Ok(())
@@ -138,22 +117,14 @@ impl Standalone {
             );
         }
         for account in &manifests.accounts {
-            self.settle_blocked(
-                account
-                    .metadata
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(DEFAULT_NAMESPACE),
-            )?;
+            self.settle_blocked(account.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE))?;
         }
         Ok(())
     }
 
     /// Settle `tenant`'s blocked jobs, oldest first, while the balance covers them.
     pub fn settle_blocked(&self, tenant: &str) -> Result<usize, StoreError> {
-        let blocked = self
-            .store
-            .read(|c| store::jobs_in_phase(c, Some(tenant), &[Phase::Blocked]))?;
+        let blocked = self.store.read(|c| store::jobs_in_phase(c, Some(tenant), &[Phase::Blocked]))?;
         let mut settled = 0;
         for record in blocked {
             let phase = self.store.write(|tx| {
@@ -181,21 +152,14 @@ impl Standalone {
         if let Some(status) = job.status.as_mut() {
             status.webhook = delivery;
         }
-        Ok(JobView {
-            job,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        })
+        Ok(JobView { job, created_at: record.created_at, updated_at: record.updated_at })
     }
 
     /// A download URL for a job's PDF that works without an API key until `expires_at`.
     pub fn signed_download_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> String {
         let expires = expires_at.as_second();
         let signature = self.signer.sign(tenant, id, expires);
-        format!(
-            "{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}",
-            self.public_url
-        )
+        format!("{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}", self.public_url)
     }
 
     fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, ApiError> {
@@ -211,10 +175,7 @@ impl Standalone {
             (Phase::Succeeded, Some(key)) => Ok(key),
             (phase, _) => Err(ApiError::conflict(
                 "NOT_READY",
-                format!(
-                    "render {id:?} is {}; its PDF is available once it has succeeded",
-                    phase.api_name()
-                ),
+                format!("render {id:?} is {}; its PDF is available once it has succeeded", phase.api_name()),
             )),
         }
     }
@@ -242,16 +203,10 @@ impl Standalone {
 /// Charge a rendered job against its tenant's account: `Succeeded` when the balance
 /// covers it, `Blocked` otherwise. Runs inside the transaction that saves the job, so
 /// the charge and the phase change happen together or not at all.
-fn settle(
-    tx: &rusqlite::Connection,
-    record: &mut JobRecord,
-    now: Timestamp,
-) -> Result<Phase, StoreError> {
+fn settle(tx: &rusqlite::Connection, record: &mut JobRecord, now: Timestamp) -> Result<Phase, StoreError> {
     let tenant = record.tenant().to_owned();
     let stored_account = store::load_account(tx, &tenant)?;
-    let account = stored_account
-        .clone()
-        .unwrap_or_else(|| default_account(&tenant));
+    let account = stored_account.clone().unwrap_or_else(|| default_account(&tenant));
     let used = account.status.as_ref().map_or(0, |s| s.credits_used);
     let preview = record.job.spec.preview;
     let ttl = record.job.spec.ttl_seconds_after_finished;
@@ -269,32 +224,20 @@ fn settle(
     match lifecycle::charge(account.spec.credits, used, price) {
         Charge::Charged { credits_remaining } => {
             if let Some(mut account) = stored_account {
-                account
-                    .status
-                    .get_or_insert_with(Default::default)
-                    .credits_used = used + price.credits_used;
+                account.status.get_or_insert_with(Default::default).credits_used = used + price.credits_used;
                 store::save_account(tx, &account)?;
             }
-            status.phase =
-                Some(lifecycle::next_phase(phase, Event::Succeed).unwrap_or(Phase::Succeeded));
+            status.phase = Some(lifecycle::next_phase(phase, Event::Succeed).unwrap_or(Phase::Succeeded));
             status.credits_used = Some(price.credits_used);
             status.credits_remaining = credits_remaining;
             status.error_code = None;
             status.error_message = None;
             status.completed_at = Some(now);
-            status.expires_at = Some(lifecycle::expires_at(
-                now,
-                ttl,
-                preview,
-                &account.spec.retention,
-            ));
+            status.expires_at = Some(lifecycle::expires_at(now, ttl, preview, &account.spec.retention));
         }
         Charge::Insufficient { credits_remaining } => {
             if phase != Phase::Blocked {
-                status.phase = Some(
-                    lifecycle::next_phase(phase, Event::InsufficientCredits)
-                        .unwrap_or(Phase::Blocked),
-                );
+                status.phase = Some(lifecycle::next_phase(phase, Event::InsufficientCredits).unwrap_or(Phase::Blocked));
             }
             status.credits_remaining = Some(credits_remaining);
             status.error_message = Some(format!(
@@ -323,10 +266,7 @@ fn end_job(
         return Ok(before);
     };
     let tenant = record.tenant().to_owned();
-    let retention = store::load_account(tx, &tenant)?
-        .unwrap_or_else(|| default_account(&tenant))
-        .spec
-        .retention;
+    let retention = store::load_account(tx, &tenant)?.unwrap_or_else(|| default_account(&tenant)).spec.retention;
     let preview = record.job.spec.preview;
     let ttl = record.job.spec.ttl_seconds_after_finished;
     let status = record.job.status.get_or_insert_with(Default::default);
@@ -347,11 +287,7 @@ fn end_job(
 /// The account of a tenant that has none applied: unlimited, default pricing.
 fn default_account(tenant: &str) -> RenderAccount {
     RenderAccount {
-        metadata: ObjectMeta {
-            name: Some("default".into()),
-            namespace: Some(tenant.to_owned()),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some("default".into()), namespace: Some(tenant.to_owned()), ..Default::default() },
         spec: Default::default(),
         status: Some(RenderAccountStatus::default()),
     }
@@ -371,13 +307,10 @@ impl Backend for Standalone {
 
     async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
         // Stored to the millisecond; answer with what is stored.
-        let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())
-            .unwrap_or_else(|_| Timestamp::now());
+        let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap_or_else(|_| Timestamp::now());
         let (record, created) = self.store.write(|tx| {
             let external_id = new.spec.external_id.as_deref();
-            if let Some(existing) =
-                store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)?
-            {
+            if let Some(existing) = store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)? {
                 return Ok((existing, false));
             }
             let id = uuid::Uuid::now_v7().to_string();
@@ -391,10 +324,7 @@ impl Backend for Standalone {
                     ..Default::default()
                 },
                 spec: new.spec.clone(),
-                status: Some(RenderJobStatus {
-                    phase: Some(Phase::Queued),
-                    ..Default::default()
-                }),
+                status: Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() }),
             };
             let record = JobRecord {
                 job,
@@ -424,13 +354,8 @@ impl Backend for Standalone {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<JobView>, i64), ApiError> {
-        let (records, total) = self
-            .store
-            .read(|c| store::list_jobs(c, tenant, &filter, limit, offset))?;
-        let views = records
-            .into_iter()
-            .map(|r| self.job_view(r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (records, total) = self.store.read(|c| store::list_jobs(c, tenant, &filter, limit, offset))?;
+        let views = records.into_iter().map(|r| self.job_view(r)).collect::<Result<Vec<_>, _>>()?;
         Ok((views, total))
     }
 
@@ -463,20 +388,13 @@ impl Backend for Standalone {
         if record.phase() != Phase::Blocked {
             return Err(ApiError::conflict(
                 "NOT_BLOCKED",
-                format!(
-                    "render {id:?} is {}; only blocked renders resume",
-                    record.phase().api_name()
-                ),
+                format!("render {id:?} is {}; only blocked renders resume", record.phase().api_name()),
             ));
         }
         self.settle_blocked(tenant)?;
         let record = self.load(tenant, id)?;
         if record.phase() == Phase::Blocked {
-            let message = record
-                .job
-                .status
-                .and_then(|s| s.error_message)
-                .unwrap_or_default();
+            let message = record.job.status.and_then(|s| s.error_message).unwrap_or_default();
             return Err(ApiError::conflict("INSUFFICIENT_CREDITS", message));
         }
         Ok(self.job_view(record)?)
@@ -500,47 +418,23 @@ impl Backend for Standalone {
         self.read_output(&key)
     }
 
-    async fn signed_url(
-        &self,
-        tenant: &str,
-        id: &str,
-        expires_at: Timestamp,
-    ) -> Result<String, ApiError> {
+    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, ApiError> {
         self.succeeded_output_key(tenant, id)?;
         Ok(self.signed_download_url(tenant, id, expires_at))
     }
 
-    async fn signed_output(
-        &self,
-        tenant: &str,
-        id: &str,
-        expires: i64,
-        signature: &str,
-    ) -> Result<Vec<u8>, ApiError> {
-        self.signer
-            .verify(tenant, id, expires, signature, Timestamp::now())
-            .map_err(|err| match err {
-                SignatureError::Invalid => ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "SIGNATURE_INVALID",
-                    err.to_string(),
-                ),
-                SignatureError::Expired => ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "URL_EXPIRED",
-                    err.to_string(),
-                ),
-            })?;
+    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, ApiError> {
+        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(|err| match err {
+            SignatureError::Invalid => {
+                ApiError::new(axum::http::StatusCode::FORBIDDEN, "SIGNATURE_INVALID", err.to_string())
+            }
+            SignatureError::Expired => ApiError::new(axum::http::StatusCode::FORBIDDEN, "URL_EXPIRED", err.to_string()),
+        })?;
         let key = self.succeeded_output_key(tenant, id)?;
         self.read_output(&key)
     }
 
-    async fn create_share(
-        &self,
-        tenant: &str,
-        id: &str,
-        expires_at: Option<Timestamp>,
-    ) -> Result<Share, ApiError> {
+    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
         self.succeeded_output_key(tenant, id)?;
         let share = ShareRecord {
             token: random_token(),
@@ -556,33 +450,20 @@ impl Backend for Standalone {
 
     async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
         let gone = || ApiError::not_found("share link");
-        let share = self
-            .store
-            .read(|c| store::load_share(c, token))?
-            .ok_or_else(gone)?;
+        let share = self.store.read(|c| store::load_share(c, token))?.ok_or_else(gone)?;
         if share.revoked_at.is_some() || share.expires_at.is_some_and(|e| e <= Timestamp::now()) {
             return Err(gone());
         }
-        let key = self
-            .succeeded_output_key(&share.tenant, &share.job_id)
-            .map_err(|_| gone())?;
+        let key = self.succeeded_output_key(&share.tenant, &share.job_id).map_err(|_| gone())?;
         self.read_output(&key)
     }
 
     async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
-        Ok(self
-            .store
-            .read(|c| store::list_shares(c, tenant))?
-            .into_iter()
-            .map(share_of)
-            .collect())
+        Ok(self.store.read(|c| store::list_shares(c, tenant))?.into_iter().map(share_of).collect())
     }
 
     async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
-        if self
-            .store
-            .write(|tx| store::revoke_share(tx, tenant, token, Timestamp::now()))?
-        {
+        if self.store.write(|tx| store::revoke_share(tx, tenant, token, Timestamp::now()))? {
             Ok(())
         } else {
             Err(ApiError::not_found("share link"))
@@ -590,12 +471,7 @@ impl Backend for Standalone {
     }
 
     async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, ApiError> {
-        Ok(self
-            .store
-            .read(|c| store::list_templates(c, tenant))?
-            .into_iter()
-            .map(template_view)
-            .collect())
+        Ok(self.store.read(|c| store::list_templates(c, tenant))?.into_iter().map(template_view).collect())
     }
 
     async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
@@ -605,23 +481,14 @@ impl Backend for Standalone {
             .ok_or_else(|| ApiError::not_found(&format!("template {name:?}")))
     }
 
-    async fn put_template(
-        &self,
-        tenant: &str,
-        template: RenderTemplate,
-    ) -> Result<(TemplateView, bool), ApiError> {
+    async fn put_template(&self, tenant: &str, template: RenderTemplate) -> Result<(TemplateView, bool), ApiError> {
         let name = template.metadata.name.clone().unwrap_or_default();
-        let created = self
-            .store
-            .write(|tx| store::save_template(tx, &template, Timestamp::now()))?;
+        let created = self.store.write(|tx| store::save_template(tx, &template, Timestamp::now()))?;
         Ok((self.template(tenant, &name).await?, created))
     }
 
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
-        if self
-            .store
-            .write(|tx| store::delete_template(tx, tenant, name))?
-        {
+        if self.store.write(|tx| store::delete_template(tx, tenant, name))? {
             Ok(())
         } else {
             Err(ApiError::not_found(&format!("template {name:?}")))
@@ -631,10 +498,7 @@ impl Backend for Standalone {
     async fn account(&self, tenant: &str) -> Result<RenderAccount, ApiError> {
         let (account, blocked) = self.store.read(|c| {
             let account = store::load_account(c, tenant)?;
-            let filter = JobFilter {
-                phase: Some(Phase::Blocked),
-                ..Default::default()
-            };
+            let filter = JobFilter { phase: Some(Phase::Blocked), ..Default::default() };
             let (_, blocked) = store::list_jobs(c, tenant, &filter, 0, 0)?;
             Ok((account, blocked))
         })?;
@@ -657,10 +521,7 @@ impl Backend for Standalone {
 
     async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, ApiError> {
         let counts = self.store.read(store::count_by_phase)?;
-        Ok(counts
-            .into_iter()
-            .filter_map(|(name, n)| Phase::from_api_name(&name).map(|p| (p, n)))
-            .collect())
+        Ok(counts.into_iter().filter_map(|(name, n)| Phase::from_api_name(&name).map(|p| (p, n))).collect())
     }
 }
 
@@ -674,14 +535,8 @@ fn share_of(share: ShareRecord) -> Share {
     }
 }
 
-fn template_view(
-    (template, created_at, updated_at): (RenderTemplate, Timestamp, Timestamp),
-) -> TemplateView {
-    TemplateView {
-        template,
-        created_at,
-        updated_at,
-    }
+fn template_view((template, created_at, updated_at): (RenderTemplate, Timestamp, Timestamp)) -> TemplateView {
+    TemplateView { template, created_at, updated_at }
 }
 
 /// How `folio serve` runs.
@@ -709,6 +564,8 @@ pub struct ServeOptions {
     pub webhook_timeout: Duration,
     /// How webhook deliveries are retried.
     pub webhook_retry: crate::webhooks::RetryPolicy,
+    /// Requests per second per tenant (none: unlimited).
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
 
 /// Run `folio serve` until SIGTERM or Ctrl-C.
@@ -718,24 +575,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{address}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let public_url =
+        options.public_url.clone().unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
     let metrics = Arc::new(Metrics::new());
-    let home = Arc::new(Standalone::open(
-        &options.data_dir,
-        public_url.clone(),
-        metrics.clone(),
-    )?);
+    let home = Arc::new(Standalone::open(&options.data_dir, public_url.clone(), metrics.clone())?);
     let recovered = home.store.write(|tx| store::release_all_claims(tx))?;
     if recovered > 0 {
-        tracing::info!(
-            jobs = recovered,
-            "jobs that were rendering when folio stopped go back to the queue"
-        );
+        tracing::info!(jobs = recovered, "jobs that were rendering when folio stopped go back to the queue");
     }
     home.apply(&manifests)?;
 
@@ -745,42 +591,24 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for _ in 0..pool.size() {
-        tasks.push(tokio::spawn(worker::run(
-            home.clone(),
-            pool.clone(),
-            options.render_timeout,
-            stop_rx.clone(),
-        )));
+        tasks.push(tokio::spawn(worker::run(home.clone(), pool.clone(), options.render_timeout, stop_rx.clone())));
     }
-    let sweeper = tokio::spawn(worker::sweep(
-        home.clone(),
-        options.sweep_interval,
-        stop_rx.clone(),
-    ));
+    let sweeper = tokio::spawn(worker::sweep(home.clone(), options.sweep_interval, stop_rx.clone()));
     let policy = crate::webhooks::TargetPolicy::new(options.allow_private_targets);
-    let sender = crate::webhooks::Sender::new(policy, options.webhook_timeout)
-        .context("building the webhook client")?;
-    let deliveries = tokio::spawn(webhooks::deliver(
-        home.clone(),
-        sender,
-        options.webhook_retry,
-        stop_rx.clone(),
-    ));
+    let sender =
+        crate::webhooks::Sender::new(policy, options.webhook_timeout).context("building the webhook client")?;
+    let deliveries = tokio::spawn(webhooks::deliver(home.clone(), sender, options.webhook_retry, stop_rx.clone()));
 
     let state = AppState {
         backend: home.clone(),
         public_url: public_url.clone(),
         metrics,
+        rate_limit: options.rate_limit.map(crate::http::tenant_rate_limiter),
     };
     // The address line is what scripts and tests wait for.
-    println!(
-        "folio serving on {public_url} (data in {})",
-        options.data_dir.display()
-    );
+    println!("folio serving on {public_url} (data in {})", options.data_dir.display());
     tracing::info!(%address, "serving");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
 
     tracing::info!("shutting down: finishing renders in flight");
     let _ = stop_tx.send(true);
@@ -830,8 +658,7 @@ pub fn create_key(data_dir: &Path, tenant: &str) -> anyhow::Result<(String, Stri
     let store = Store::open(&data_dir.join("folio.db"))?;
     let key = crate::api_keys::generate();
     let id = format!("key_{}", uuid::Uuid::now_v7().simple());
-    store
-        .write(|tx| store::insert_key(tx, &id, tenant, &key.hash, &key.prefix, Timestamp::now()))?;
+    store.write(|tx| store::insert_key(tx, &id, tenant, &key.hash, &key.prefix, Timestamp::now()))?;
     Ok((id, key.plaintext))
 }
 

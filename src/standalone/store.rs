@@ -143,11 +143,7 @@ impl JobRecord {
     }
     /// The phase (a job without one is queued).
     pub fn phase(&self) -> Phase {
-        self.job
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or(Phase::Queued)
+        self.job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued)
     }
 }
 
@@ -219,14 +215,8 @@ impl Store {
     pub fn open(path: &Path) -> StoreResult<Store> {
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
-        let readers = (0..4)
-            .map(|_| open_connection(path).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Store {
-            writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
-        })
+        let readers = (0..4).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// Run `f` on a reader connection.
@@ -246,35 +236,19 @@ impl Store {
 
     /// Whether the database answers (readiness).
     pub fn is_healthy(&self) -> bool {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-            .is_ok()
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).is_ok()
     }
 }
 
 // ---- jobs ----
 
 /// A job row as read: object, created, updated, claim, idempotency key, webhook secret.
-type RawJob = (
-    String,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+type RawJob = (String, i64, i64, Option<String>, Option<String>, Option<String>);
 
-const JOB_COLUMNS: &str =
-    "object, created_at, updated_at, claimed_by, idempotency_key, webhook_secret";
+const JOB_COLUMNS: &str = "object, created_at, updated_at, claimed_by, idempotency_key, webhook_secret";
 
 fn job_from_row(row: &rusqlite::Row) -> rusqlite::Result<RawJob> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
 fn record_of(raw: RawJob) -> StoreResult<JobRecord> {
@@ -290,15 +264,9 @@ fn record_of(raw: RawJob) -> StoreResult<JobRecord> {
 }
 
 /// The job `id` of `tenant` (any tenant when `None`).
-pub fn load_job(
-    conn: &Connection,
-    tenant: Option<&str>,
-    id: &str,
-) -> StoreResult<Option<JobRecord>> {
+pub fn load_job(conn: &Connection, tenant: Option<&str>, id: &str) -> StoreResult<Option<JobRecord>> {
     let raw = conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
-        ))?
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"))?
         .query_row(params![id, tenant], job_from_row)
         .optional()?;
     raw.map(record_of).transpose()
@@ -351,10 +319,8 @@ pub fn save_job(tx: &Connection, record: &JobRecord) -> StoreResult<()> {
 
 /// Delete a job's row.
 pub fn delete_job(tx: &Connection, id: &str) -> StoreResult<()> {
-    tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-        .execute(params![id])?;
-    tx.prepare_cached("DELETE FROM shares WHERE job_id = ?1")?
-        .execute(params![id])?;
+    tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute(params![id])?;
+    tx.prepare_cached("DELETE FROM shares WHERE job_id = ?1")?.execute(params![id])?;
     Ok(())
 }
 
@@ -377,9 +343,8 @@ pub fn list_jobs(
         filter.created_from.map(millis),
         filter.created_to.map(millis),
     ];
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM jobs WHERE {condition}"))?
-        .query_row(args, |r| r.get(0))?;
+    let total: i64 =
+        conn.prepare_cached(&format!("SELECT COUNT(*) FROM jobs WHERE {condition}"))?.query_row(args, |r| r.get(0))?;
     let mut page = Vec::new();
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
@@ -407,7 +372,9 @@ pub fn next_claimable(conn: &Connection, now: Timestamp) -> StoreResult<Option<J
 /// When the next waiting retry is due, if any.
 pub fn next_retry_due(conn: &Connection) -> StoreResult<Option<Timestamp>> {
     let due: Option<i64> = conn
-        .prepare_cached("SELECT MIN(next_attempt_at) FROM jobs WHERE claimed_by IS NULL AND phase IN ('queued', 'rendering')")?
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE claimed_by IS NULL AND phase IN ('queued', 'rendering')",
+        )?
         .query_row([], |r| r.get(0))?;
     Ok(due.map(from_millis))
 }
@@ -415,24 +382,13 @@ pub fn next_retry_due(conn: &Connection) -> StoreResult<Option<Timestamp>> {
 /// Release every claim: after a restart no worker holds anything, and the jobs they
 /// held go back to the queue.
 pub fn release_all_claims(tx: &Connection) -> StoreResult<usize> {
-    Ok(tx.execute(
-        "UPDATE jobs SET claimed_by = NULL WHERE claimed_by IS NOT NULL",
-        [],
-    )?)
+    Ok(tx.execute("UPDATE jobs SET claimed_by = NULL WHERE claimed_by IS NOT NULL", [])?)
 }
 
 /// Jobs of `phases` (all tenants when `tenant` is `None`), oldest first.
-pub fn jobs_in_phase(
-    conn: &Connection,
-    tenant: Option<&str>,
-    phases: &[Phase],
-) -> StoreResult<Vec<JobRecord>> {
+pub fn jobs_in_phase(conn: &Connection, tenant: Option<&str>, phases: &[Phase]) -> StoreResult<Vec<JobRecord>> {
     let names: Vec<&str> = phases.iter().map(|p| p.api_name()).collect();
-    let list = names
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",");
     let mut statement = conn.prepare(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE phase IN ({list}) AND (?1 IS NULL OR tenant = ?1) ORDER BY created_at, id"
     ))?;
@@ -465,23 +421,14 @@ pub fn load_template(
     name: &str,
 ) -> StoreResult<Option<(RenderTemplate, Timestamp, Timestamp)>> {
     let raw: Option<(String, i64, i64)> = conn
-        .prepare_cached(
-            "SELECT object, created_at, updated_at FROM templates WHERE tenant = ?1 AND name = ?2",
-        )?
-        .query_row(params![tenant, name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .prepare_cached("SELECT object, created_at, updated_at FROM templates WHERE tenant = ?1 AND name = ?2")?
+        .query_row(params![tenant, name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    raw.map(|(o, c, u)| Ok((serde_json::from_str(&o)?, from_millis(c), from_millis(u))))
-        .transpose()
+    raw.map(|(o, c, u)| Ok((serde_json::from_str(&o)?, from_millis(c), from_millis(u)))).transpose()
 }
 
 /// Insert or replace a template; returns whether it is new.
-pub fn save_template(
-    tx: &Connection,
-    template: &RenderTemplate,
-    now: Timestamp,
-) -> StoreResult<bool> {
+pub fn save_template(tx: &Connection, template: &RenderTemplate, now: Timestamp) -> StoreResult<bool> {
     let tenant = template.metadata.namespace.as_deref().unwrap_or_default();
     let name = template.metadata.name.as_deref().unwrap_or_default();
     let existed = load_template(tx, tenant, name)?.is_some();
@@ -494,16 +441,10 @@ pub fn save_template(
 }
 
 /// All templates of `tenant`, by name.
-pub fn list_templates(
-    conn: &Connection,
-    tenant: &str,
-) -> StoreResult<Vec<(RenderTemplate, Timestamp, Timestamp)>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT object, created_at, updated_at FROM templates WHERE tenant = ?1 ORDER BY name",
-    )?;
-    let rows = statement.query_map(params![tenant], |r| {
-        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
-    })?;
+pub fn list_templates(conn: &Connection, tenant: &str) -> StoreResult<Vec<(RenderTemplate, Timestamp, Timestamp)>> {
+    let mut statement =
+        conn.prepare_cached("SELECT object, created_at, updated_at FROM templates WHERE tenant = ?1 ORDER BY name")?;
+    let rows = statement.query_map(params![tenant], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?;
     rows.map(|raw| {
         let (o, c, u) = raw?;
         Ok((serde_json::from_str(&o)?, from_millis(c), from_millis(u)))
@@ -513,10 +454,7 @@ pub fn list_templates(
 
 /// Delete a template; returns whether it existed.
 pub fn delete_template(tx: &Connection, tenant: &str, name: &str) -> StoreResult<bool> {
-    Ok(tx.execute(
-        "DELETE FROM templates WHERE tenant = ?1 AND name = ?2",
-        params![tenant, name],
-    )? > 0)
+    Ok(tx.execute("DELETE FROM templates WHERE tenant = ?1 AND name = ?2", params![tenant, name])? > 0)
 }
 
 // ---- accounts ----
@@ -533,8 +471,10 @@ pub fn load_account(conn: &Connection, tenant: &str) -> StoreResult<Option<Rende
 /// Insert or replace the account of its namespace.
 pub fn save_account(tx: &Connection, account: &RenderAccount) -> StoreResult<()> {
     let tenant = account.metadata.namespace.as_deref().unwrap_or_default();
-    tx.prepare_cached("INSERT INTO accounts (tenant, object) VALUES (?1, ?2) ON CONFLICT (tenant) DO UPDATE SET object = ?2")?
-        .execute(params![tenant, serde_json::to_string(account)?])?;
+    tx.prepare_cached(
+        "INSERT INTO accounts (tenant, object) VALUES (?1, ?2) ON CONFLICT (tenant) DO UPDATE SET object = ?2",
+    )?
+    .execute(params![tenant, serde_json::to_string(account)?])?;
     Ok(())
 }
 
@@ -614,7 +554,9 @@ fn share_from_row(r: &rusqlite::Row) -> rusqlite::Result<ShareRecord> {
 /// The share link with `token`.
 pub fn load_share(conn: &Connection, token: &str) -> StoreResult<Option<ShareRecord>> {
     Ok(conn
-        .prepare_cached("SELECT token, tenant, job_id, created_at, expires_at, revoked_at FROM shares WHERE token = ?1")?
+        .prepare_cached(
+            "SELECT token, tenant, job_id, created_at, expires_at, revoked_at FROM shares WHERE token = ?1",
+        )?
         .query_row(params![token], share_from_row)
         .optional()?)
 }
@@ -629,12 +571,7 @@ pub fn list_shares(conn: &Connection, tenant: &str) -> StoreResult<Vec<ShareReco
 }
 
 /// Revoke `tenant`'s share link; returns whether it existed.
-pub fn revoke_share(
-    tx: &Connection,
-    tenant: &str,
-    token: &str,
-    now: Timestamp,
-) -> StoreResult<bool> {
+pub fn revoke_share(tx: &Connection, tenant: &str, token: &str, now: Timestamp) -> StoreResult<bool> {
     Ok(tx.execute(
         "UPDATE shares SET revoked_at = COALESCE(revoked_at, ?3) WHERE token = ?1 AND tenant = ?2",
         params![token, tenant, millis(now)],
@@ -702,9 +639,7 @@ pub fn due_deliveries(conn: &Connection, now: Timestamp, limit: i64) -> StoreRes
 /// When the next pending delivery is due, if any.
 pub fn next_delivery_due(conn: &Connection) -> StoreResult<Option<Timestamp>> {
     let due: Option<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE {PENDING}"
-        ))?
+        .prepare_cached(&format!("SELECT MIN(next_attempt_at) FROM deliveries WHERE {PENDING}"))?
         .query_row([], |r| r.get(0))?;
     Ok(due.map(from_millis))
 }
@@ -720,12 +655,7 @@ pub enum AttemptRecord<'a> {
 }
 
 /// Record an attempt of delivery `id` made at `now`.
-pub fn record_attempt(
-    tx: &Connection,
-    id: &str,
-    outcome: AttemptRecord,
-    now: Timestamp,
-) -> StoreResult<()> {
+pub fn record_attempt(tx: &Connection, id: &str, outcome: AttemptRecord, now: Timestamp) -> StoreResult<()> {
     let now_ms = millis(now);
     match outcome {
         AttemptRecord::Delivered(status) => tx.execute(
@@ -745,10 +675,7 @@ pub fn record_attempt(
 }
 
 /// The delivery state of a job's webhook, if it has deliveries.
-pub fn delivery_status(
-    conn: &Connection,
-    job_id: &str,
-) -> StoreResult<Option<WebhookDeliveryStatus>> {
+pub fn delivery_status(conn: &Connection, job_id: &str) -> StoreResult<Option<WebhookDeliveryStatus>> {
     let counts: (i64, i64, i64, i64) = conn
         .prepare_cached(&format!(
             "SELECT COUNT(delivered_at), SUM(CASE WHEN {PENDING} THEN 1 ELSE 0 END), COUNT(given_up_at), COALESCE(SUM(attempts), 0)
@@ -764,9 +691,7 @@ pub fn delivery_status(
         .query_row(params![job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let next: Option<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE job_id = ?1 AND {PENDING}"
-        ))?
+        .prepare_cached(&format!("SELECT MIN(next_attempt_at) FROM deliveries WHERE job_id = ?1 AND {PENDING}"))?
         .query_row(params![job_id], |r| r.get(0))?;
     let (last_response_code, last_error, last_attempt_at) = last.unwrap_or((None, None, None));
     Ok(Some(WebhookDeliveryStatus {
@@ -783,10 +708,7 @@ pub fn delivery_status(
 
 /// Forget deliveries that finished before `before`.
 pub fn prune_deliveries(tx: &Connection, before: Timestamp) -> StoreResult<usize> {
-    Ok(tx.execute(
-        "DELETE FROM deliveries WHERE COALESCE(delivered_at, given_up_at) < ?1",
-        params![millis(before)],
-    )?)
+    Ok(tx.execute("DELETE FROM deliveries WHERE COALESCE(delivered_at, given_up_at) < ?1", params![millis(before)])?)
 }
 
 // ---- secrets ----
@@ -806,18 +728,9 @@ pub fn save_secret(
 }
 
 /// One value of a stored Secret.
-pub fn secret_value(
-    conn: &Connection,
-    tenant: &str,
-    name: &str,
-    key: &str,
-) -> StoreResult<Option<String>> {
+pub fn secret_value(conn: &Connection, tenant: &str, name: &str, key: &str) -> StoreResult<Option<String>> {
     let data: Option<String> = conn
-        .query_row(
-            "SELECT data FROM secrets WHERE tenant = ?1 AND name = ?2",
-            params![tenant, name],
-            |r| r.get(0),
-        )
+        .query_row("SELECT data FROM secrets WHERE tenant = ?1 AND name = ?2", params![tenant, name], |r| r.get(0))
         .optional()?;
     let Some(data) = data else { return Ok(None) };
     let map: std::collections::BTreeMap<String, String> = serde_json::from_str(&data)?;
@@ -827,26 +740,14 @@ pub fn secret_value(
 // ---- settings ----
 
 /// The setting `key`, created with `make` the first time.
-pub fn setting_or_insert(
-    tx: &Connection,
-    key: &str,
-    make: impl FnOnce() -> Vec<u8>,
-) -> StoreResult<Vec<u8>> {
-    let existing: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT value FROM settings WHERE key = ?1",
-            params![key],
-            |r| r.get(0),
-        )
-        .optional()?;
+pub fn setting_or_insert(tx: &Connection, key: &str, make: impl FnOnce() -> Vec<u8>) -> StoreResult<Vec<u8>> {
+    let existing: Option<Vec<u8>> =
+        tx.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
     match existing {
         Some(value) => Ok(value),
         None => {
             let value = make();
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )?;
+            tx.execute("INSERT INTO settings (key, value) VALUES (?1, ?2)", params![key, value])?;
             Ok(value)
         }
     }

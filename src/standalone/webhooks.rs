@@ -75,12 +75,7 @@ fn account_webhook(
 }
 
 /// Save `record` and, when its phase changed from `before`, queue the event.
-pub fn save_transition(
-    tx: &Connection,
-    record: &JobRecord,
-    before: Phase,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+pub fn save_transition(tx: &Connection, record: &JobRecord, before: Phase, now: Timestamp) -> Result<(), StoreError> {
     store::save_job(tx, record)?;
     if record.phase() != before {
         enqueue(tx, record, now)?;
@@ -89,12 +84,7 @@ pub fn save_transition(
 }
 
 /// Send due deliveries until `stop` turns true.
-pub async fn deliver(
-    home: Arc<Standalone>,
-    sender: Sender,
-    retry: RetryPolicy,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn deliver(home: Arc<Standalone>, sender: Sender, retry: RetryPolicy, mut stop: watch::Receiver<bool>) {
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
     let mut last_prune = Timestamp::UNIX_EPOCH;
@@ -103,18 +93,14 @@ pub async fn deliver(
         match home.store.read(|c| store::due_deliveries(c, now, 64)) {
             Ok(due) => {
                 for delivery in due {
-                    let claimed = in_flight
-                        .lock()
-                        .map(|mut set| set.insert(delivery.job_id.clone()))
-                        .unwrap_or(false);
+                    let claimed = in_flight.lock().map(|mut set| set.insert(delivery.job_id.clone())).unwrap_or(false);
                     if !claimed {
                         continue;
                     }
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         return;
                     };
-                    let (home, sender, in_flight) =
-                        (home.clone(), sender.clone(), in_flight.clone());
+                    let (home, sender, in_flight) = (home.clone(), sender.clone(), in_flight.clone());
                     tokio::spawn(async move {
                         attempt(&home, &sender, retry, &delivery).await;
                         if let Ok(mut set) = in_flight.lock() {
@@ -128,9 +114,7 @@ pub async fn deliver(
         }
         if now.duration_since(last_prune) > SignedDuration::from_mins(10) {
             last_prune = now;
-            let before = now
-                .checked_sub(KEEP_FINISHED)
-                .unwrap_or(Timestamp::UNIX_EPOCH);
+            let before = now.checked_sub(KEEP_FINISHED).unwrap_or(Timestamp::UNIX_EPOCH);
             if let Err(err) = home.store.write(|tx| store::prune_deliveries(tx, before)) {
                 tracing::warn!(error = %err, "pruning finished deliveries failed");
             }
@@ -155,31 +139,16 @@ async fn attempt(home: &Standalone, sender: &Sender, retry: RetryPolicy, deliver
         Err(err) => {
             let error = format!("the stored event is unreadable: {err}");
             let _ = home.store.write(|tx| {
-                store::record_attempt(
-                    tx,
-                    &delivery.id,
-                    AttemptRecord::GiveUp(None, &error),
-                    Timestamp::now(),
-                )
+                store::record_attempt(tx, &delivery.id, AttemptRecord::GiveUp(None, &error), Timestamp::now())
             });
             return;
         }
     };
     if body.status == Phase::Succeeded.api_name() {
-        let expires = Timestamp::now()
-            .saturating_add(crate::http::DEFAULT_URL_LIFETIME)
-            .unwrap_or(Timestamp::MAX);
-        body.download_url =
-            Some(home.signed_download_url(&delivery.tenant, &delivery.job_id, expires));
+        let expires = Timestamp::now().saturating_add(crate::http::DEFAULT_URL_LIFETIME).unwrap_or(Timestamp::MAX);
+        body.download_url = Some(home.signed_download_url(&delivery.tenant, &delivery.job_id, expires));
     }
-    let outcome = sender
-        .send(
-            &delivery.url,
-            delivery.secret.as_deref(),
-            &delivery.id,
-            &body,
-        )
-        .await;
+    let outcome = sender.send(&delivery.url, delivery.secret.as_deref(), &delivery.id, &body).await;
     let now = Timestamp::now();
     let attempts = (delivery.attempts + 1) as u32;
     let record = match &outcome {
@@ -202,10 +171,7 @@ async fn attempt(home: &Standalone, sender: &Sender, retry: RetryPolicy, deliver
         AttemptRecord::GiveUp(..) => "failed",
     };
     home.metrics.webhook_attempt(label);
-    if let Err(err) = home
-        .store
-        .write(|tx| store::record_attempt(tx, &delivery.id, record, now))
-    {
+    if let Err(err) = home.store.write(|tx| store::record_attempt(tx, &delivery.id, record, now)) {
         tracing::error!(error = %err, delivery = %delivery.id, "recording a webhook attempt failed; it will be sent again");
     }
     if let Outcome::Refused { error } | Outcome::Failed { error, .. } = &outcome {

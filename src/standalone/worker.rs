@@ -33,10 +33,7 @@ struct StoreLookup<'a> {
 
 impl Lookup for StoreLookup<'_> {
     fn template(&self, name: &str) -> Option<RenderTemplateSpec> {
-        let found = self
-            .home
-            .store
-            .read(|c| store::load_template(c, self.tenant, name));
+        let found = self.home.store.read(|c| store::load_template(c, self.tenant, name));
         found.ok().flatten().map(|(t, _, _)| t.spec)
     }
     fn config_map(&self, _name: &str) -> Option<ConfigMap> {
@@ -53,9 +50,7 @@ pub async fn run(
 ) {
     while !*stop.borrow() {
         match claim(&home) {
-            Ok(Some((record, token))) => {
-                process(&home, &pool, render_timeout, record, &token).await
-            }
+            Ok(Some((record, token))) => process(&home, &pool, render_timeout, record, &token).await,
             Ok(None) => {
                 let wait = home
                     .store
@@ -89,8 +84,7 @@ fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreE
         let phase = record.phase();
         let status = record.job.status.get_or_insert_with(Default::default);
         if phase == Phase::Queued {
-            status.phase =
-                Some(lifecycle::next_phase(phase, Event::Start).unwrap_or(Phase::Rendering));
+            status.phase = Some(lifecycle::next_phase(phase, Event::Start).unwrap_or(Phase::Rendering));
         }
         status.started_at = status.started_at.or(Some(now));
         status.next_attempt_at = None;
@@ -108,44 +102,25 @@ enum Attempt {
     Expired(RenderFailure),
 }
 
-async fn process(
-    home: &Standalone,
-    pool: &RenderPool,
-    render_timeout: Duration,
-    record: JobRecord,
-    token: &str,
-) {
+async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration, record: JobRecord, token: &str) {
     let tenant = record.tenant().to_owned();
     let id = record.id().to_owned();
-    let started = record
-        .job
-        .status
-        .as_ref()
-        .and_then(|s| s.started_at)
-        .unwrap_or(record.created_at);
+    let started = record.job.status.as_ref().and_then(|s| s.started_at).unwrap_or(record.created_at);
     let deadline = lifecycle::deadline(started, record.job.spec.active_deadline_seconds);
     let attempt = if lifecycle::deadline_passed(deadline, Timestamp::now()) {
         Attempt::Expired(deadline_failure(&record))
     } else {
-        let lookup = StoreLookup {
-            home,
-            tenant: &tenant,
-        };
+        let lookup = StoreLookup { home, tenant: &tenant };
         match prepare(&id, &record.job.spec, &lookup) {
             Err(failure) => Attempt::Failed(failure),
             Ok(request) => {
-                let (limit, deadline_binds) =
-                    lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
+                let (limit, deadline_binds) = lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
                 let started_render = std::time::Instant::now();
                 let result = pool.render(&request, limit).await;
-                home.metrics
-                    .render_duration
-                    .observe(started_render.elapsed().as_secs_f64());
+                home.metrics.render_duration.observe(started_render.elapsed().as_secs_f64());
                 match result {
                     Ok(rendered) => Attempt::Rendered(rendered),
-                    Err(failure)
-                        if failure.code == ErrorCode::DeadlineExceeded && deadline_binds =>
-                    {
+                    Err(failure) if failure.code == ErrorCode::DeadlineExceeded && deadline_binds => {
                         Attempt::Expired(deadline_failure(&record))
                     }
                     Err(failure) => Attempt::Failed(failure),
@@ -205,10 +180,7 @@ async fn store_and_settle(
     let written = tokio::task::spawn_blocking(move || outputs.put(&write_key, &pdf)).await;
     if let Err(err) = written.map_err(std::io::Error::other).and_then(|r| r) {
         tracing::error!(error = %err, key, "storing a PDF failed");
-        let failure = RenderFailure::new(
-            ErrorCode::StorageUnavailable,
-            format!("the PDF could not be stored: {err}"),
-        );
+        let failure = RenderFailure::new(ErrorCode::StorageUnavailable, format!("the PDF could not be stored: {err}"));
         return record_failure(home, tenant, id, token, failure);
     }
     let facts = rendered.facts;
@@ -244,10 +216,8 @@ fn record_failure(
         .read(|c| store::load_job(c, Some(tenant), id))?
         .and_then(|r| r.job.status)
         .map_or(0, |s| s.retry_count);
-    let backoff_limit = home
-        .store
-        .read(|c| store::load_job(c, Some(tenant), id))?
-        .and_then(|r| r.job.spec.backoff_limit);
+    let backoff_limit =
+        home.store.read(|c| store::load_job(c, Some(tenant), id))?.and_then(|r| r.job.spec.backoff_limit);
     match lifecycle::after_failure(failure.code, retries, backoff_limit) {
         AfterFailure::Fail => end(home, tenant, id, token, Phase::Failed, failure),
         AfterFailure::Retry { delay, retry_count } => home.store.write(|tx| {
@@ -257,14 +227,9 @@ fn record_failure(
             let now = Timestamp::now();
             let status = record.job.status.get_or_insert_with(Default::default);
             status.retry_count = retry_count;
-            status.next_attempt_at = now
-                .checked_add(SignedDuration::try_from(delay).unwrap_or_default())
-                .ok();
+            status.next_attempt_at = now.checked_add(SignedDuration::try_from(delay).unwrap_or_default()).ok();
             status.error_code = Some(failure.code);
-            status.error_message = Some(format!(
-                "attempt {retry_count} failed, retrying: {}",
-                failure.message
-            ));
+            status.error_message = Some(format!("attempt {retry_count} failed, retrying: {}", failure.message));
             record.claimed_by = None;
             record.updated_at = now;
             store::save_job(tx, &record)?;
@@ -282,23 +247,13 @@ fn end(
     phase: Phase,
     failure: RenderFailure,
 ) -> Result<Option<Phase>, store::StoreError> {
-    let event = if phase == Phase::Expired {
-        Event::DeadlinePassed
-    } else {
-        Event::Fail
-    };
+    let event = if phase == Phase::Expired { Event::DeadlinePassed } else { Event::Fail };
     home.store.write(|tx| {
         let Some(mut record) = still_ours(tx, tenant, id, token)? else {
             return Ok(None);
         };
         let error = Some((failure.code, failure.message.clone()));
-        Ok(Some(end_job(
-            tx,
-            &mut record,
-            event,
-            error,
-            Timestamp::now(),
-        )?))
+        Ok(Some(end_job(tx, &mut record, event, error, Timestamp::now())?))
     })
 }
 
@@ -333,23 +288,12 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
         }
     }
     let mut expired = 0;
-    let waiting = home.store.read(|c| {
-        store::jobs_in_phase(c, None, &[Phase::Queued, Phase::Rendering, Phase::Blocked])
-    })?;
-    for record in waiting
-        .into_iter()
-        .filter(|r| r.claimed_by.is_none() && r.job.spec.active_deadline_seconds.is_some())
+    let waiting =
+        home.store.read(|c| store::jobs_in_phase(c, None, &[Phase::Queued, Phase::Rendering, Phase::Blocked]))?;
+    for record in waiting.into_iter().filter(|r| r.claimed_by.is_none() && r.job.spec.active_deadline_seconds.is_some())
     {
-        let started = record
-            .job
-            .status
-            .as_ref()
-            .and_then(|s| s.started_at)
-            .unwrap_or(record.created_at);
-        if !lifecycle::deadline_passed(
-            lifecycle::deadline(started, record.job.spec.active_deadline_seconds),
-            now,
-        ) {
+        let started = record.job.status.as_ref().and_then(|s| s.started_at).unwrap_or(record.created_at);
+        if !lifecycle::deadline_passed(lifecycle::deadline(started, record.job.spec.active_deadline_seconds), now) {
             continue;
         }
         let failure = deadline_failure(&record);

@@ -85,8 +85,7 @@ pub fn event_for(job: &RenderJob, created_at: Timestamp) -> EventBody {
 /// HMAC-SHA256 of `body` under `secret`, lowercase hex.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     // HMAC takes keys of any length.
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -116,10 +115,7 @@ impl RetryPolicy {
     /// The delay after `attempts` failed attempts: exponential, with ±25 % jitter so
     /// that many failing deliveries do not all come back at once.
     pub fn delay(&self, attempts: u32) -> Duration {
-        let exponential = self
-            .base
-            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
-            .min(self.max_delay);
+        let exponential = self.base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(self.max_delay);
         let jitter = rand::rng().random_range(0.75..1.25);
         exponential.mul_f64(jitter)
     }
@@ -186,34 +182,22 @@ impl Sender {
     }
 
     /// Post `body` to `url`, signed with `secret`.
-    pub async fn send(
-        &self,
-        url: &str,
-        secret: Option<&str>,
-        delivery_id: &str,
-        body: &EventBody,
-    ) -> Outcome {
+    pub async fn send(&self, url: &str, secret: Option<&str>, delivery_id: &str, body: &EventBody) -> Outcome {
         let parsed = match reqwest::Url::parse(url) {
             Ok(parsed) => parsed,
             Err(err) => {
-                return Outcome::Refused {
-                    error: format!("the webhook URL is not valid: {err}"),
-                };
+                return Outcome::Refused { error: format!("the webhook URL is not valid: {err}") };
             }
         };
         if let Err(refused) = self.policy.check_url(&parsed) {
-            return Outcome::Refused {
-                error: refused.to_string(),
-            };
+            return Outcome::Refused { error: refused.to_string() };
         }
         let mut body = body.clone();
         body.timestamp = Timestamp::now().as_second();
         let raw = match serde_json::to_vec(&body) {
             Ok(raw) => raw,
             Err(err) => {
-                return Outcome::Refused {
-                    error: format!("the event could not be encoded: {err}"),
-                };
+                return Outcome::Refused { error: format!("the event could not be encoded: {err}") };
             }
         };
         let mut request = self
@@ -240,20 +224,14 @@ impl Sender {
                 if (200..300).contains(&status) {
                     Outcome::Delivered { status }
                 } else {
-                    Outcome::Failed {
-                        status: Some(status),
-                        error: format!("the receiver answered {status}"),
-                    }
+                    Outcome::Failed { status: Some(status), error: format!("the receiver answered {status}") }
                 }
             }
             Err(err) => {
                 if let Some(refused) = target::refusal_in(&err) {
                     Outcome::Refused { error: refused }
                 } else {
-                    Outcome::Failed {
-                        status: None,
-                        error: describe(&err),
-                    }
+                    Outcome::Failed { status: None, error: describe(&err) }
                 }
             }
         }
@@ -314,15 +292,9 @@ mod tests {
         };
         for _ in 0..50 {
             let first = policy.delay(1);
-            assert!(
-                first >= Duration::from_millis(7_500) && first <= Duration::from_millis(12_500),
-                "{first:?}"
-            );
+            assert!(first >= Duration::from_millis(7_500) && first <= Duration::from_millis(12_500), "{first:?}");
             let second = policy.delay(2);
-            assert!(
-                second >= Duration::from_secs(15) && second <= Duration::from_secs(25),
-                "{second:?}"
-            );
+            assert!(second >= Duration::from_secs(15) && second <= Duration::from_secs(25), "{second:?}");
             assert!(policy.delay(30) <= Duration::from_secs(75));
         }
         let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();

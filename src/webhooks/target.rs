@@ -45,10 +45,7 @@ impl TargetPolicy {
         if self.allow_private || is_public(address) {
             Ok(())
         } else {
-            Err(TargetRefused {
-                target: target.to_owned(),
-                address,
-            })
+            Err(TargetRefused { target: target.to_owned(), address })
         }
     }
 
@@ -107,20 +104,13 @@ impl Resolve for PolicyResolver {
         let policy = self.policy;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.check(&host, a.ip()).is_ok())
-                .collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                found.iter().copied().filter(|a| policy.check(&host, a.ip()).is_ok()).collect();
             match (allowed.is_empty(), found.first()) {
-                (true, Some(first)) => Err(Box::new(
-                    policy
-                        .check(&host, first.ip())
-                        .err()
-                        .unwrap_or_else(|| unreachable!()),
-                ) as _),
+                (true, Some(first)) => {
+                    Err(Box::new(policy.check(&host, first.ip()).err().unwrap_or_else(|| unreachable!())) as _)
+                }
                 _ => Ok(Box::new(allowed.into_iter()) as Addrs),
             }
         })
@@ -171,16 +161,11 @@ mod tests {
     #[test]
     fn ip_literal_urls_are_checked_unless_allowed() {
         let url = reqwest::Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
-        let refused = TargetPolicy::new(false)
-            .check_url(&url)
-            .unwrap_err()
-            .to_string();
+        let refused = TargetPolicy::new(false).check_url(&url).unwrap_err().to_string();
         assert!(refused.contains("--allow-private-targets"), "{refused}");
         assert!(TargetPolicy::new(true).check_url(&url).is_ok());
         assert!(
-            TargetPolicy::new(false)
-                .check_url(&reqwest::Url::parse("https://hooks.example.com/x").unwrap())
-                .is_ok()
+            TargetPolicy::new(false).check_url(&reqwest::Url::parse("https://hooks.example.com/x").unwrap()).is_ok()
         );
     }
 }

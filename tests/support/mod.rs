@@ -28,9 +28,7 @@ pub fn run_manifest(dir: &Path, manifest: &str, extra_args: &[&str]) -> Output {
 /// The YAML documents `folio run` printed.
 pub fn reports(output: &Output) -> Vec<serde_yaml::Value> {
     let text = String::from_utf8_lossy(&output.stdout);
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
-        .collect()
+    serde_yaml::Deserializer::from_str(&text).map(|doc| serde::Deserialize::deserialize(doc).unwrap()).collect()
 }
 
 /// The report of the job called `name`.
@@ -54,31 +52,16 @@ pub fn pdfinfo_pages(pdf: &Path) -> i64 {
 
 /// Everything `pdfinfo` prints about a PDF (it must read it without error).
 pub fn pdfinfo(pdf: &Path) -> String {
-    let out = Command::new("pdfinfo")
-        .arg(pdf)
-        .output()
-        .expect("pdfinfo (poppler-utils) must be installed");
-    assert!(
-        out.status.success(),
-        "pdfinfo failed on {}: {}",
-        pdf.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("pdfinfo").arg(pdf).output().expect("pdfinfo (poppler-utils) must be installed");
+    assert!(out.status.success(), "pdfinfo failed on {}: {}", pdf.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The text of a PDF, as poppler's `pdftotext` extracts it.
 pub fn pdftotext(pdf: &Path) -> String {
-    let out = Command::new("pdftotext")
-        .arg(pdf)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed");
-    assert!(
-        out.status.success(),
-        "pdftotext failed on {}",
-        pdf.display()
-    );
+    let out =
+        Command::new("pdftotext").arg(pdf).arg("-").output().expect("pdftotext (poppler-utils) must be installed");
+    assert!(out.status.success(), "pdftotext failed on {}", pdf.display());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -107,43 +90,27 @@ impl Server {
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "warn")
-            .env(
-                "FOLIO_ALLOW_PRIVATE_TARGETS",
-                allow_private_targets.to_string(),
-            )
+            .env("FOLIO_ALLOW_PRIVATE_TARGETS", allow_private_targets.to_string())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .unwrap_or_else(|| panic!("folio serve did not announce its address: {line:?}"))
             .to_owned();
-        Server {
-            child,
-            url,
-            data_dir: data_dir.to_owned(),
-        }
+        Server { child, url, data_dir: data_dir.to_owned() }
     }
 
     /// A new API key for `tenant`.
     pub fn key(&self, tenant: &str) -> String {
-        let out = folio()
-            .args(["keys", "create", "--tenant", tenant, "--data-dir"])
-            .arg(&self.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out =
+            folio().args(["keys", "create", "--tenant", tenant, "--data-dir"]).arg(&self.data_dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
