@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio::manifest::Manifests;
-use folio::prepare::{Lookup, merged, prepare};
+use folio::prepare::{Lookup, LookupError, merged, prepare};
 use folio::render::pool::{PoolConfig, RenderPool};
 use folio::render::{Engine, RenderRequest};
 use folio::resources::{RenderJobSpec, RenderTemplateSpec, TemplateRef};
@@ -26,11 +26,11 @@ const INVOICES: usize = 200;
 struct Example(RenderTemplateSpec);
 
 impl Lookup for Example {
-    fn template(&self, _: &str) -> Option<RenderTemplateSpec> {
-        Some(self.0.clone())
+    fn template(&self, _: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
+        Ok(Some(self.0.clone()))
     }
-    fn config_map(&self, _: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
-        None
+    fn config_map(&self, _: &str) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, LookupError> {
+        Ok(None)
     }
 }
 

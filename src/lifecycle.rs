@@ -213,8 +213,8 @@ pub fn retry_delay(retries_so_far: i32) -> Duration {
     RETRY_BASE_DELAY.saturating_mul(1 << exponent).min(RETRY_MAX_DELAY)
 }
 
-/// When a job with `active_deadline_seconds` must be finished, counted from when it
-/// started (or, before that, from when it was created).
+/// When a job with `active_deadline_seconds` must be finished, counted from when it was
+/// accepted (time spent waiting in the queue counts, as for a Kubernetes Job).
 pub fn deadline(started_or_created: Timestamp, active_deadline_seconds: Option<i64>) -> Option<Timestamp> {
     let seconds = active_deadline_seconds?;
     started_or_created.checked_add(SignedDuration::from_secs(seconds.max(0))).ok()
@@ -304,7 +304,8 @@ pub fn charge(granted: Option<i64>, used: i64, price: Price) -> Charge {
         None => Charge::Charged { credits_remaining: None },
         Some(granted) => {
             let remaining = granted - used;
-            if price.credits_used > remaining {
+            // A free render (a preview) goes through even on an overdrawn account.
+            if price.credits_used > 0 && price.credits_used > remaining {
                 Charge::Insufficient { credits_remaining: remaining }
             } else {
                 Charge::Charged { credits_remaining: Some(remaining - price.credits_used) }
@@ -509,5 +510,7 @@ mod tests {
         assert_eq!(charge(Some(10), 8, three), Charge::Insufficient { credits_remaining: 2 });
         assert_eq!(charge(None, 1_000_000, three), Charge::Charged { credits_remaining: None });
         assert_eq!(charge(Some(0), 0, Price::default()), Charge::Charged { credits_remaining: Some(0) });
+        // An account granted less than it already spent still renders free previews.
+        assert_eq!(charge(Some(5), 8, Price::default()), Charge::Charged { credits_remaining: Some(-3) });
     }
 }

@@ -15,11 +15,24 @@ use crate::render::{Asset, RenderFailure, RenderRequest};
 use crate::resources::{ConfigMapKeyRef, MAX_INLINE_DATA_BYTES, RenderJobSpec, RenderTemplateSpec};
 
 /// Where a job's references are found, within the job's namespace.
+/// A failed lookup (the store cannot be read) is transient: the job is retried, not
+/// failed for a template that may well exist.
 pub trait Lookup {
     /// The RenderTemplate called `name`.
-    fn template(&self, name: &str) -> Option<RenderTemplateSpec>;
+    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError>;
     /// The ConfigMap called `name`.
-    fn config_map(&self, name: &str) -> Option<ConfigMap>;
+    fn config_map(&self, name: &str) -> Result<Option<ConfigMap>, LookupError>;
+}
+
+/// Why a reference could not be looked up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("looking up a reference failed: {0}")]
+pub struct LookupError(pub String);
+
+impl From<LookupError> for RenderFailure {
+    fn from(err: LookupError) -> Self {
+        RenderFailure::new(ErrorCode::StorageUnavailable, err.to_string())
+    }
 }
 
 /// Build the render request for job `job_name`, or say why it cannot be rendered.
@@ -97,7 +110,7 @@ fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderT
         (Some(_), Some(_)) => {
             Err(RenderFailure::new(ErrorCode::SpecInvalid, "set spec.templateRef or spec.template, not both"))
         }
-        (Some(reference), None) => lookup.template(&reference.name).ok_or_else(|| {
+        (Some(reference), None) => lookup.template(&reference.name)?.ok_or_else(|| {
             RenderFailure::new(
                 ErrorCode::TemplateNotFound,
                 format!("RenderTemplate {:?} does not exist in the job's namespace", reference.name),
@@ -189,7 +202,7 @@ fn config_map_bytes(lookup: &dyn Lookup, key: &ConfigMapKeyRef, field: &str) -> 
             format!("{field}: ConfigMap {:?} has no key {:?}", key.name, key.key),
         )
     };
-    let map = lookup.config_map(&key.name).ok_or_else(|| {
+    let map = lookup.config_map(&key.name)?.ok_or_else(|| {
         RenderFailure::new(ErrorCode::TemplateNotFound, format!("{field}: ConfigMap {:?} does not exist", key.name))
     })?;
     if let Some(text) = map.data.as_ref().and_then(|d| d.get(&key.key)) {

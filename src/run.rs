@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::lifecycle::{self, AfterFailure, Charge, ErrorCode, Event, Phase};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
-use crate::prepare::{Lookup, prepare};
+use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
 use crate::resources::{API_VERSION, RenderAccountSpec, RenderJob, RenderJobStatus, RenderTemplateSpec};
@@ -76,11 +76,11 @@ struct NamespaceLookup<'a> {
 }
 
 impl Lookup for NamespaceLookup<'_> {
-    fn template(&self, name: &str) -> Option<RenderTemplateSpec> {
-        self.catalog.templates.get(&(self.namespace.to_owned(), name.to_owned())).cloned()
+    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
+        Ok(self.catalog.templates.get(&(self.namespace.to_owned(), name.to_owned())).cloned())
     }
-    fn config_map(&self, name: &str) -> Option<ConfigMap> {
-        self.catalog.config_maps.get(&(self.namespace.to_owned(), name.to_owned())).cloned()
+    fn config_map(&self, name: &str) -> Result<Option<ConfigMap>, LookupError> {
+        Ok(self.catalog.config_maps.get(&(self.namespace.to_owned(), name.to_owned())).cloned())
     }
 }
 

@@ -48,7 +48,12 @@ impl LocalFolder {
             file.write_all(bytes)?;
             file.sync_all()?;
         }
-        std::fs::rename(&partial, &path)
+        std::fs::rename(&partial, &path)?;
+        // The rename is durable only once the folder itself is synced.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// The bytes under `key`, or `None` when there are none.

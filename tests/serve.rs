@@ -564,3 +564,26 @@ fn a_tenant_over_its_rate_limit_gets_429_and_others_are_unaffected() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(busy.get("/v1/account").status(), 200, "the bucket refills");
 }
+
+/// Cancelling a job stops its render at once, so the worker is free for the next job
+/// instead of finishing a render nobody wants.
+#[test]
+fn cancelling_a_render_frees_its_worker_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["-j", "1", "--render-timeout", "120"]);
+    let api = Api::new(&server, "acme");
+    let endless = "#let n = 0\n#for i in range(100000) { for j in range(100000) { n += 1 } }";
+    let stuck: Value = api.post("/v1/renders", json!({"template": {"source": endless}})).json().unwrap();
+    let stuck_id = stuck["id"].as_str().unwrap();
+    let started = Instant::now();
+    while api.get(&format!("/v1/renders/{stuck_id}")).json::<Value>().unwrap()["status"] != "rendering" {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(api.post(&format!("/v1/renders/{stuck_id}/cancel"), json!({})).status(), 200);
+    let next: Value = api.post("/v1/renders", json!({"template": {"source": "Next"}})).json().unwrap();
+    let started = Instant::now();
+    assert_eq!(api.wait(next["id"].as_str().unwrap())["status"], "succeeded");
+    assert!(started.elapsed() < Duration::from_secs(10), "the only worker was still busy: {:?}", started.elapsed());
+    assert_eq!(api.get(&format!("/v1/renders/{stuck_id}")).json::<Value>().unwrap()["status"], "cancelled");
+}

@@ -139,10 +139,13 @@ pub trait Backend: Send + Sync + 'static {
     /// One template.
     fn template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<TemplateView, ApiError>> + Send;
     /// Create or replace a template (`true`: created).
+    /// Create a template, or replace it when `replace` (`true` in the answer: created).
+    /// Without `replace`, an existing template is a `409`.
     fn put_template(
         &self,
         tenant: &str,
         template: RenderTemplate,
+        replace: bool,
     ) -> impl Future<Output = Result<(TemplateView, bool), ApiError>> + Send;
     /// Delete a template.
     fn delete_template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<(), ApiError>> + Send;

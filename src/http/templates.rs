@@ -48,14 +48,8 @@ pub async fn create<B: Backend>(
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Response, ApiError> {
     let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
-    if state.backend.template(&tenant, &name).await.is_ok() {
-        return Err(ApiError::conflict(
-            "TEMPLATE_EXISTS",
-            format!("template {name:?} exists; PUT /v1/templates/{name} replaces it"),
-        ));
-    }
     let template = checked_template(&tenant, name, body)?;
-    let (view, _) = state.backend.put_template(&tenant, template).await?;
+    let (view, _) = state.backend.put_template(&tenant, template, false).await?;
     Ok((StatusCode::CREATED, Json(TemplateResponse::from(&view))).into_response())
 }
 
@@ -74,7 +68,7 @@ pub async fn replace<B: Backend>(
         return Err(ApiError::bad_request("name must match the URL (renaming is not supported)"));
     }
     let template = checked_template(&tenant, slug, body)?;
-    let (view, created) = state.backend.put_template(&tenant, template).await?;
+    let (view, created) = state.backend.put_template(&tenant, template, true).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(TemplateResponse::from(&view))).into_response())
 }

@@ -127,21 +127,26 @@ impl Standalone {
         let blocked = self.store.read(|c| store::jobs_in_phase(c, Some(tenant), &[Phase::Blocked]))?;
         let mut settled = 0;
         for record in blocked {
-            let phase = self.store.write(|tx| {
-                let Some(mut record) = store::load_job(tx, Some(tenant), record.id())? else {
-                    return Ok(None);
-                };
-                if record.phase() != Phase::Blocked {
-                    return Ok(None);
-                }
-                Ok(Some(settle(tx, &mut record, Timestamp::now())?))
-            })?;
-            if let Some(Phase::Succeeded) = phase {
+            if self.settle_one(tenant, record.id())? == Some(Phase::Succeeded) {
                 settled += 1;
-                self.metrics.job_finished(Phase::Succeeded);
             }
         }
         Ok(settled)
+    }
+
+    /// Settle one blocked job if the balance covers it; returns its phase afterwards.
+    fn settle_one(&self, tenant: &str, id: &str) -> Result<Option<Phase>, StoreError> {
+        let phase = self.store.write(|tx| {
+            let Some(mut record) = store::load_job(tx, Some(tenant), id)? else { return Ok(None) };
+            if record.phase() != Phase::Blocked {
+                return Ok(None);
+            }
+            Ok(Some(settle(tx, &mut record, Timestamp::now())?))
+        })?;
+        if phase == Some(Phase::Succeeded) {
+            self.metrics.job_finished(Phase::Succeeded);
+        }
+        Ok(phase)
     }
 
     /// The API view of a stored job, with its webhook delivery state.
@@ -180,9 +185,12 @@ impl Standalone {
         }
     }
 
-    fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
-        self.outputs
-            .get(key)
+    /// Read a PDF off the async threads (it may be large).
+    async fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
+        let (outputs, owned_key) = (self.outputs.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || outputs.get(&owned_key))
+            .await
+            .map_err(ApiError::internal)?
             .map_err(|err| {
                 tracing::error!(error = %err, key, "reading an output");
                 ApiError::unavailable("the output storage is unavailable")
@@ -391,7 +399,7 @@ impl Backend for Standalone {
                 format!("render {id:?} is {}; only blocked renders resume", record.phase().api_name()),
             ));
         }
-        self.settle_blocked(tenant)?;
+        self.settle_one(tenant, id)?;
         let record = self.load(tenant, id)?;
         if record.phase() == Phase::Blocked {
             let message = record.job.status.and_then(|s| s.error_message).unwrap_or_default();
@@ -415,7 +423,7 @@ impl Backend for Standalone {
 
     async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, ApiError> {
         let key = self.succeeded_output_key(tenant, id)?;
-        self.read_output(&key)
+        self.read_output(&key).await
     }
 
     async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, ApiError> {
@@ -431,7 +439,7 @@ impl Backend for Standalone {
             SignatureError::Expired => ApiError::new(axum::http::StatusCode::FORBIDDEN, "URL_EXPIRED", err.to_string()),
         })?;
         let key = self.succeeded_output_key(tenant, id)?;
-        self.read_output(&key)
+        self.read_output(&key).await
     }
 
     async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
@@ -455,7 +463,7 @@ impl Backend for Standalone {
             return Err(gone());
         }
         let key = self.succeeded_output_key(&share.tenant, &share.job_id).map_err(|_| gone())?;
-        self.read_output(&key)
+        self.read_output(&key).await
     }
 
     async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
@@ -481,9 +489,24 @@ impl Backend for Standalone {
             .ok_or_else(|| ApiError::not_found(&format!("template {name:?}")))
     }
 
-    async fn put_template(&self, tenant: &str, template: RenderTemplate) -> Result<(TemplateView, bool), ApiError> {
+    async fn put_template(
+        &self,
+        tenant: &str,
+        template: RenderTemplate,
+        replace: bool,
+    ) -> Result<(TemplateView, bool), ApiError> {
         let name = template.metadata.name.clone().unwrap_or_default();
-        let created = self.store.write(|tx| store::save_template(tx, &template, Timestamp::now()))?;
+        let now = Timestamp::now();
+        let created = if replace {
+            self.store.write(|tx| store::save_template(tx, &template, now))?
+        } else if self.store.write(|tx| store::create_template(tx, &template, now))? {
+            true
+        } else {
+            return Err(ApiError::conflict(
+                "TEMPLATE_EXISTS",
+                format!("template {name:?} exists; PUT /v1/templates/{name} replaces it"),
+            ));
+        };
         Ok((self.template(tenant, &name).await?, created))
     }
 

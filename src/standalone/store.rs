@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     next_attempt_at INTEGER,
     expires_at INTEGER,
     claimed_by TEXT,
+    deadline_at INTEGER,
     webhook_secret TEXT,
     object TEXT NOT NULL
 );
@@ -55,6 +56,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant, idempotency_
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_external ON jobs (tenant, external_id) WHERE external_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (phase, created_at) WHERE claimed_by IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_deadline ON jobs (deadline_at) WHERE deadline_at IS NOT NULL AND claimed_by IS NULL;
 CREATE TABLE IF NOT EXISTS templates (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -293,10 +295,16 @@ pub fn find_duplicate(
 pub fn save_job(tx: &Connection, record: &JobRecord) -> StoreResult<()> {
     let job = &record.job;
     let status = job.status.clone().unwrap_or_default();
+    // Only a job that can still change has a deadline to watch.
+    let deadline_at = if record.phase().is_terminal() {
+        None
+    } else {
+        crate::lifecycle::deadline(record.created_at, job.spec.active_deadline_seconds)
+    };
     tx.prepare_cached(
-        "INSERT INTO jobs (id, tenant, phase, template, external_id, idempotency_key, preview, created_at, updated_at, next_attempt_at, expires_at, claimed_by, webhook_secret, object)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (id) DO UPDATE SET phase = ?3, updated_at = ?9, next_attempt_at = ?10, expires_at = ?11, claimed_by = ?12, object = ?14",
+        "INSERT INTO jobs (id, tenant, phase, template, external_id, idempotency_key, preview, created_at, updated_at, next_attempt_at, expires_at, claimed_by, webhook_secret, object, deadline_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (id) DO UPDATE SET phase = ?3, updated_at = ?9, next_attempt_at = ?10, expires_at = ?11, claimed_by = ?12, object = ?14, deadline_at = ?15",
     )?
     .execute(params![
         record.id(),
@@ -313,6 +321,7 @@ pub fn save_job(tx: &Connection, record: &JobRecord) -> StoreResult<()> {
         record.claimed_by,
         record.webhook_secret,
         serde_json::to_string(job)?,
+        deadline_at.map(millis),
     ])?;
     Ok(())
 }
@@ -396,7 +405,16 @@ pub fn jobs_in_phase(conn: &Connection, tenant: Option<&str>, phases: &[Phase]) 
     rows.map(|raw| record_of(raw?)).collect()
 }
 
-/// Ids and tenants of jobs whose retention ended at `now`.
+/// Jobs nobody is rendering whose `activeDeadlineSeconds` ran out by `now`.
+pub fn overdue_jobs(conn: &Connection, now: Timestamp, limit: i64) -> StoreResult<Vec<JobRecord>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE deadline_at <= ?1 AND claimed_by IS NULL ORDER BY deadline_at LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![millis(now), limit], job_from_row)?;
+    rows.map(|raw| record_of(raw?)).collect()
+}
+
+/// Jobs whose retention ended at `now`.
 pub fn expired_jobs(conn: &Connection, now: Timestamp, limit: i64) -> StoreResult<Vec<JobRecord>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
@@ -438,6 +456,19 @@ pub fn save_template(tx: &Connection, template: &RenderTemplate, now: Timestamp)
     )?
     .execute(params![tenant, name, millis(now), serde_json::to_string(template)?])?;
     Ok(!existed)
+}
+
+/// Insert a template unless one of that name exists; returns whether it was inserted.
+pub fn create_template(tx: &Connection, template: &RenderTemplate, now: Timestamp) -> StoreResult<bool> {
+    let tenant = template.metadata.namespace.as_deref().unwrap_or_default();
+    let name = template.metadata.name.as_deref().unwrap_or_default();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO templates (tenant, name, created_at, updated_at, object) VALUES (?1, ?2, ?3, ?3, ?4)
+             ON CONFLICT (tenant, name) DO NOTHING",
+        )?
+        .execute(params![tenant, name, millis(now), serde_json::to_string(template)?])?;
+    Ok(inserted == 1)
 }
 
 /// All templates of `tenant`, by name.
@@ -634,6 +665,15 @@ pub fn due_deliveries(conn: &Connection, now: Timestamp, limit: i64) -> StoreRes
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether delivery `id` is still pending and due at `now`.
+pub fn delivery_due(conn: &Connection, id: &str, now: Timestamp) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT 1 FROM deliveries WHERE id = ?1 AND {PENDING} AND next_attempt_at <= ?2"))?
+        .query_row(params![id, millis(now)], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// When the next pending delivery is due, if any.

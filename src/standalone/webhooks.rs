@@ -134,6 +134,16 @@ pub async fn deliver(home: Arc<Standalone>, sender: Sender, retry: RetryPolicy, 
 }
 
 async fn attempt(home: &Standalone, sender: &Sender, retry: RetryPolicy, delivery: &Delivery) {
+    // The batch may be stale: an earlier attempt of this job may have finished (and
+    // rescheduled this delivery) while the loop waited for a slot.
+    match home.store.read(|c| store::delivery_due(c, &delivery.id, Timestamp::now())) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, delivery = %delivery.id, "checking a delivery failed");
+            return;
+        }
+    }
     let mut body: EventBody = match serde_json::from_str(&delivery.body) {
         Ok(body) => body,
         Err(err) => {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::store::{self, JobRecord};
 use super::{Standalone, end_job, settle};
 use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
-use crate::prepare::{Lookup, prepare};
+use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
 use crate::resources::RenderTemplateSpec;
@@ -32,12 +32,13 @@ struct StoreLookup<'a> {
 }
 
 impl Lookup for StoreLookup<'_> {
-    fn template(&self, name: &str) -> Option<RenderTemplateSpec> {
+    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
         let found = self.home.store.read(|c| store::load_template(c, self.tenant, name));
-        found.ok().flatten().map(|(t, _, _)| t.spec)
+        Ok(found.map_err(|err| LookupError(err.to_string()))?.map(|(t, _, _)| t.spec))
     }
-    fn config_map(&self, _name: &str) -> Option<ConfigMap> {
-        None
+    /// The standalone home has no ConfigMaps: templates and data come inline.
+    fn config_map(&self, _name: &str) -> Result<Option<ConfigMap>, LookupError> {
+        Ok(None)
     }
 }
 
@@ -105,8 +106,7 @@ enum Attempt {
 async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration, record: JobRecord, token: &str) {
     let tenant = record.tenant().to_owned();
     let id = record.id().to_owned();
-    let started = record.job.status.as_ref().and_then(|s| s.started_at).unwrap_or(record.created_at);
-    let deadline = lifecycle::deadline(started, record.job.spec.active_deadline_seconds);
+    let deadline = lifecycle::deadline(record.created_at, record.job.spec.active_deadline_seconds);
     let attempt = if lifecycle::deadline_passed(deadline, Timestamp::now()) {
         Attempt::Expired(deadline_failure(&record))
     } else {
@@ -116,7 +116,12 @@ async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration,
             Ok(request) => {
                 let (limit, deadline_binds) = lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
                 let started_render = std::time::Instant::now();
-                let result = pool.render(&request, limit).await;
+                // A job cancelled or deleted mid-render stops its render at once: dropping
+                // the render drops (and kills) the worker process running it.
+                let result = tokio::select! {
+                    result = pool.render(&request, limit) => result,
+                    () = taken_away(home, &tenant, &id, token) => return,
+                };
                 home.metrics.render_duration.observe(started_render.elapsed().as_secs_f64());
                 match result {
                     Ok(rendered) => Attempt::Rendered(rendered),
@@ -138,6 +143,18 @@ async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration,
         Ok(_) => {}
         Err(err) => {
             tracing::error!(error = %err, job = %id, "recording a render's outcome failed; the job will be retried")
+        }
+    }
+}
+
+/// Resolves when the job is no longer this worker's to render (cancelled, deleted).
+async fn taken_away(home: &Standalone, tenant: &str, id: &str, token: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match home.store.read(|c| still_ours(c, tenant, id, token)) {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(err) => tracing::warn!(error = %err, job = %id, "checking for cancellation failed"),
         }
     }
 }
@@ -288,14 +305,8 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
         }
     }
     let mut expired = 0;
-    let waiting =
-        home.store.read(|c| store::jobs_in_phase(c, None, &[Phase::Queued, Phase::Rendering, Phase::Blocked]))?;
-    for record in waiting.into_iter().filter(|r| r.claimed_by.is_none() && r.job.spec.active_deadline_seconds.is_some())
-    {
-        let started = record.job.status.as_ref().and_then(|s| s.started_at).unwrap_or(record.created_at);
-        if !lifecycle::deadline_passed(lifecycle::deadline(started, record.job.spec.active_deadline_seconds), now) {
-            continue;
-        }
+    let overdue = home.store.read(|c| store::overdue_jobs(c, now, 500))?;
+    for record in overdue {
         let failure = deadline_failure(&record);
         let ended = home.store.write(|tx| {
             let Some(mut current) = store::load_job(tx, None, record.id())? else {

@@ -17,12 +17,15 @@ pub struct TargetPolicy {
 
 /// A target that the policy refuses.
 #[derive(Debug, Clone, thiserror::Error)]
+// The address itself is left out: tenants read this message, and it would tell them
+// what internal names resolve to.
 #[error(
-    "the webhook target {target} is on a loopback, private or link-local address ({address}); such targets are refused unless folio runs with --allow-private-targets (FOLIO_ALLOW_PRIVATE_TARGETS=true)"
+    "the webhook target {target} is on a loopback, private or link-local address; such targets are refused unless folio runs with --allow-private-targets (FOLIO_ALLOW_PRIVATE_TARGETS=true)"
 )]
 pub struct TargetRefused {
     target: String,
-    address: IpAddr,
+    /// The refused address, for the server's log.
+    pub address: IpAddr,
 }
 
 impl TargetPolicy {
