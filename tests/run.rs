@@ -258,3 +258,25 @@ fn a_missing_file_is_unusable_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/jobs.yaml"));
 }
+
+#[test]
+fn templates_sources_assets_and_data_come_from_config_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1×1 PNG, as an asset the template shows.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: letter-files}}\ndata:\n  main.typ: |\n    #let d = json(\"data.json\")\n    #image(\"logo.png\", width: 1cm)\n    Dear #d.name, #read(\"greeting.txt\")\n  greeting.txt: welcome aboard\n  big.json: '{{\"name\": \"Grace\"}}'\n---\n\
+         apiVersion: folio.dev/v1alpha1\nkind: RenderTemplate\nmetadata: {{name: letter}}\nspec:\n  sourceFrom: {{name: letter-files, key: main.typ}}\n  assets:\n  - {{name: logo.png, base64: \"{png}\"}}\n  - name: greeting.txt\n    configMapKeyRef: {{name: letter-files, key: greeting.txt}}\n---\n\
+         apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: letter-1}}\nspec:\n  templateRef: {{name: letter}}\n  dataFrom: {{name: letter-files, key: big.json}}\n---\n\
+         apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: letter-2}}\nspec:\n  templateRef: {{name: letter}}\n  dataFrom: {{name: nowhere, key: big.json}}\n"
+    );
+    let out = run_manifest(dir.path(), &manifest, &[]);
+    let reports = reports(&out);
+    let status = &report(&reports, "letter-1")["status"];
+    assert_eq!(status["phase"], "Succeeded", "{status:?}");
+    let text = pdftotext(&dir.path().join("out/default/letter-1.pdf"));
+    assert!(text.contains("Dear Grace, welcome aboard"), "{text}");
+    let missing = &report(&reports, "letter-2")["status"];
+    assert_eq!(missing["errorCode"], "TEMPLATE_NOT_FOUND");
+    assert!(missing["errorMessage"].as_str().unwrap().contains("nowhere"));
+}
