@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod api_keys;
+pub mod cluster;
 pub mod http;
 pub mod lifecycle;
 pub mod manifest;
