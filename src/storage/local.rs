@@ -1,16 +1,7 @@
-//! Where rendered PDFs are kept, by key (`<tenant>/<job id>.pdf`). Status records the
-//! key, never a URL; URLs are minted on demand.
-//!
-//! The standalone home keeps outputs in a local folder ([`LocalFolder`]); the cluster
-//! home keeps them in an S3 bucket.
+//! Outputs in a folder on this machine: the standalone home's storage.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
-
-/// The storage key of a job's PDF.
-pub fn output_key(tenant: &str, job_id: &str) -> String {
-    format!("{tenant}/{job_id}.pdf")
-}
 
 /// Outputs in a folder on this machine.
 #[derive(Clone, Debug)]
@@ -88,7 +79,7 @@ mod tests {
     fn put_get_delete_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let folder = LocalFolder::new(dir.path()).unwrap();
-        let key = output_key("acme", "0193");
+        let key = super::super::output_key("acme", "0193");
         folder.put(&key, b"%PDF-1.7").unwrap();
         assert_eq!(folder.get(&key).unwrap().as_deref(), Some(&b"%PDF-1.7"[..]));
         folder.delete(&key).unwrap();

@@ -1,0 +1,16 @@
+//! Where rendered PDFs are kept, by key (`<tenant>/<job id>.pdf`). Status records the
+//! key, never a URL; URLs are minted on demand.
+//!
+//! The standalone home keeps outputs in a local folder ([`LocalFolder`]); the cluster
+//! home keeps them in an S3 bucket on MinIO ([`S3Bucket`]).
+
+mod local;
+mod s3;
+
+pub use local::LocalFolder;
+pub use s3::{S3Bucket, S3Error};
+
+/// The storage key of a job's PDF.
+pub fn output_key(tenant: &str, job_id: &str) -> String {
+    format!("{tenant}/{job_id}.pdf")
+}
