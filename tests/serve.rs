@@ -588,3 +588,48 @@ fn cancelling_a_render_frees_its_worker_at_once() {
     assert!(started.elapsed() < Duration::from_secs(10), "the only worker was still busy: {:?}", started.elapsed());
     assert_eq!(api.get(&format!("/v1/renders/{stuck_id}")).json::<Value>().unwrap()["status"], "cancelled");
 }
+
+/// A render worker that dies mid-render (here: killed) is a transient failure: the
+/// job is retried after a backoff, succeeds, and says it was retried once.
+#[test]
+fn a_crashed_render_is_retried_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    // About a second of work, long enough to be caught mid-render.
+    let slow = "#let n = 0\n#for i in range(6000) { for j in range(1000) { n += 1 } }\n#n";
+    let job: Value = api.post("/v1/renders", json!({"template": {"source": slow}, "backoffLimit": 2})).json().unwrap();
+    let id = job["id"].as_str().unwrap();
+    let started = Instant::now();
+    while api.get(&format!("/v1/renders/{id}")).json::<Value>().unwrap()["status"] != "rendering" {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let workers = render_workers_of(server.child.id());
+    assert!(!workers.is_empty(), "no render worker to kill");
+    for pid in workers {
+        // SAFETY: killing a process this test's server started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let done = api.wait(id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["retryCount"], 1, "{done}");
+}
+
+/// The `folio render-worker` processes whose parent is `parent`, from /proc.
+fn render_workers_of(parent: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The parent pid is the second field after the parenthesised command name.
+        let ppid =
+            stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains("render-worker") {
+            pids.push(pid);
+        }
+    }
+    pids
+}

@@ -110,8 +110,7 @@ impl RenderPool {
             .acquire()
             .await
             .map_err(|_| RenderFailure::new(ErrorCode::Internal, "the render pool is shut down"))?;
-        let popped = self.idle_workers().pop();
-        let mut worker = match popped {
+        let mut worker = match self.live_idle_worker() {
             Some(worker) => worker,
             None => self.spawn().map_err(|err| {
                 RenderFailure::new(ErrorCode::RendererCrashed, format!("could not start a render worker: {err}"))
@@ -133,6 +132,17 @@ impl RenderPool {
                     ErrorCode::DeadlineExceeded,
                     format!("the render did not finish within {:.1} s", limit.as_secs_f64()),
                 ))
+            }
+        }
+    }
+
+    /// An idle worker that is still alive; workers that died while idle (killed from
+    /// outside, say) are dropped, so a render is never charged with their death.
+    fn live_idle_worker(&self) -> Option<Worker> {
+        loop {
+            let mut worker = self.idle_workers().pop()?;
+            if matches!(worker.child.try_wait(), Ok(None)) {
+                return Some(worker);
             }
         }
     }
