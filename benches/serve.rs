@@ -85,6 +85,11 @@ fn print_latency(label: &str, mut samples: Vec<Duration>) -> Duration {
     p50
 }
 
+/// GET `url` with the API key and parse the JSON answer.
+async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Value {
+    http.get(url).bearer_auth(key).send().await.expect("GET").json().await.expect("JSON")
+}
+
 /// Submit one render and poll until it ends; the time from submit to seeing success.
 async fn submit_and_wait(http: &reqwest::Client, url: &str, key: &str, data: &Value) -> Duration {
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -167,15 +172,7 @@ async fn main() {
         ids.push(job["id"].as_str().expect("id").to_owned());
     }
     loop {
-        let page: Value = http
-            .get(format!("{url}/v1/renders?status=succeeded&limit=1"))
-            .bearer_auth(key.as_str())
-            .send()
-            .await
-            .expect("log")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(&http, &format!("{url}/v1/renders?status=succeeded&limit=1"), &key).await;
         if page["pagination"]["total"].as_i64().unwrap_or(0) >= (jobs + 10 + 100 + cores * per_client) as i64 {
             break;
         }
@@ -190,15 +187,7 @@ async fn main() {
     );
     let mut durations = Vec::new();
     for offset in (0..jobs).step_by(100) {
-        let page: Value = http
-            .get(format!("{url}/v1/renders?limit=100&offset={offset}"))
-            .bearer_auth(key.as_str())
-            .send()
-            .await
-            .expect("log")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(&http, &format!("{url}/v1/renders?limit=100&offset={offset}"), &key).await;
         for job in page["data"].as_array().expect("data") {
             durations.push(Duration::from_millis(job["durationMs"].as_u64().unwrap_or(0)));
         }

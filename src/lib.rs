@@ -28,3 +28,15 @@ pub mod signing;
 pub mod standalone;
 pub mod storage;
 pub mod webhooks;
+
+/// An error and its causes, joined by `: `, for messages and logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -19,7 +19,7 @@ pub struct S3Error(String);
 
 impl From<MinioError> for S3Error {
     fn from(err: MinioError) -> Self {
-        S3Error(describe(&err))
+        S3Error(crate::error_chain(&err))
     }
 }
 
@@ -27,17 +27,6 @@ impl From<minio::s3::error::ValidationErr> for S3Error {
     fn from(err: minio::s3::error::ValidationErr) -> Self {
         S3Error(err.to_string())
     }
-}
-
-fn describe(err: &MinioError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn is_missing(err: &MinioError) -> bool {

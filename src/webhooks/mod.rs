@@ -251,14 +251,10 @@ fn describe(err: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    match std::error::Error::source(err) {
+        Some(cause) => format!("{kind}: {}", crate::error_chain(cause)),
+        None => kind.to_owned(),
     }
-    text
 }
 
 #[cfg(test)]
