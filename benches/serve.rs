@@ -85,6 +85,20 @@ fn print_latency(label: &str, mut samples: Vec<Duration>) -> Duration {
     p50
 }
 
+/// Enqueue the invoice template with `data`; the 202 answer.
+async fn submit(http: &reqwest::Client, url: &str, key: &str, data: &Value) -> Value {
+    let body = json!({"templateId": "invoice", "data": data});
+    http.post(format!("{url}/v1/renders"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// GET `url` with the API key and parse the JSON answer.
 async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Value {
     http.get(url).bearer_auth(key).send().await.expect("GET").json().await.expect("JSON")
@@ -95,16 +109,7 @@ async fn submit_and_wait(http: &reqwest::Client, url: &str, key: &str, data: &Va
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let data = &varied(data, n);
     let started = Instant::now();
-    let job: Value = http
-        .post(format!("{url}/v1/renders"))
-        .bearer_auth(key)
-        .json(&json!({"templateId": "invoice", "data": data}))
-        .send()
-        .await
-        .expect("submit")
-        .json()
-        .await
-        .expect("json");
+    let job = submit(http, url, key, data).await;
     let poll = job["pollUrl"].as_str().expect("pollUrl").to_owned();
     loop {
         let job: Value = http.get(&poll).bearer_auth(key).send().await.expect("poll").json().await.expect("json");
@@ -159,16 +164,7 @@ async fn main() {
     let started = Instant::now();
     let mut ids = Vec::new();
     for n in 0..jobs {
-        let job: Value = http
-            .post(format!("{url}/v1/renders"))
-            .bearer_auth(key.as_str())
-            .json(&json!({"templateId": "invoice", "data": varied(&data, 100_000 + n)}))
-            .send()
-            .await
-            .expect("submit")
-            .json()
-            .await
-            .expect("json");
+        let job = submit(&http, &url, &key, &varied(&data, 100_000 + n)).await;
         ids.push(job["id"].as_str().expect("id").to_owned());
     }
     loop {
