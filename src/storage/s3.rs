@@ -33,6 +33,31 @@ fn is_missing(err: &MinioError) -> bool {
     matches!(err, MinioError::S3Server(S3ServerError::S3Error(response)) if response.code() == MinioErrorCode::NoSuchKey)
 }
 
+/// Where the cluster home keeps its PDFs: flags and environment shared by
+/// `folio operator` and `folio api`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct S3Options {
+    /// S3 endpoint (MinIO), e.g. `http://folio-minio:9000`.
+    #[arg(long = "s3-endpoint", env = "FOLIO_S3_ENDPOINT")]
+    pub endpoint: String,
+    /// Bucket of the PDFs (created when missing).
+    #[arg(long = "s3-bucket", env = "FOLIO_S3_BUCKET", default_value = "folio")]
+    pub bucket: String,
+    /// Access key (from a Secret, through the environment).
+    #[arg(long = "s3-access-key", env = "FOLIO_S3_ACCESS_KEY", hide_env_values = true)]
+    pub access_key: String,
+    /// Secret key (from a Secret, through the environment).
+    #[arg(long = "s3-secret-key", env = "FOLIO_S3_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: String,
+}
+
+impl S3Options {
+    /// Connect to the bucket, creating it when missing.
+    pub async fn connect(&self) -> Result<S3Bucket, S3Error> {
+        S3Bucket::connect(&self.endpoint, &self.bucket, &self.access_key, &self.secret_key).await
+    }
+}
+
 /// One bucket of an S3 endpoint.
 #[derive(Clone, Debug)]
 pub struct S3Bucket {
@@ -92,10 +117,20 @@ impl S3Bucket {
     /// A URL that downloads `key` without credentials for `lifetime` (at most 7 days,
     /// the S3 limit).
     pub async fn presigned_get(&self, key: &str, lifetime: Duration) -> Result<String, S3Error> {
+        self.presigned(key, lifetime, http::Method::GET).await
+    }
+
+    /// A URL that uploads `key` (one HTTP PUT of the body) without credentials for
+    /// `lifetime`: what a renderer Pod gets instead of the bucket's keys.
+    pub async fn presigned_put(&self, key: &str, lifetime: Duration) -> Result<String, S3Error> {
+        self.presigned(key, lifetime, http::Method::PUT).await
+    }
+
+    async fn presigned(&self, key: &str, lifetime: Duration, method: http::Method) -> Result<String, S3Error> {
         let seconds = lifetime.min(MAX_PRESIGNED_LIFETIME).as_secs().max(1) as u32;
         let response = self
             .client
-            .get_presigned_object_url(self.bucket.as_str(), key, http::Method::GET)?
+            .get_presigned_object_url(self.bucket.as_str(), key, method)?
             .expiry_seconds(seconds)
             .build()
             .send()
