@@ -6,10 +6,13 @@
 //! - [`render`]: the Typst engine, post-processing, and the worker pool that bounds
 //!   each render's time and memory.
 //! - [`prepare`]: what a job and its references turn into for the renderer.
+//! - [`transitions`]: how each lifecycle outcome is written into a job's status.
 //! - [`manifest`]: reading manifest files.
 //! - [`run`]: `folio run`.
 //! - [`http`]: the REST facade, written once against the port both homes implement.
 //! - [`standalone`]: the embedded default home (`folio serve`).
+//! - [`cluster`]: the Kubernetes home: the RenderJob controller (`folio operator`),
+//!   the renderer Pods (`folio render`) and the REST facade over resources.
 //! - [`storage`], [`signing`], [`api_keys`], [`metrics`]: shared plumbing.
 
 #![warn(missing_docs)]
@@ -27,6 +30,7 @@ pub mod run;
 pub mod signing;
 pub mod standalone;
 pub mod storage;
+pub mod transitions;
 pub mod webhooks;
 
 /// An error and its causes, joined by `: `, for messages and logs.
@@ -39,4 +43,23 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before it stops a Pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
 }

@@ -74,6 +74,24 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions generated from folio's types.
     Crd,
+    /// Reconcile RenderJobs in a Kubernetes cluster into renderer Pods and PDFs in S3.
+    Operator {
+        #[command(flatten)]
+        options: folio::cluster::operator::OperatorOptions,
+        /// Log as JSON lines.
+        #[arg(long, env = "FOLIO_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Render one job inside a renderer Pod: read the mounted input, upload the PDF,
+    /// and leave the report in the termination message.
+    Render {
+        /// Folder of the mounted input ConfigMap.
+        #[arg(long, default_value = folio::cluster::pod::INPUT_MOUNT)]
+        input: PathBuf,
+        /// Where the report is written (the container's termination message).
+        #[arg(long, default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
+    },
     /// Internal: a render worker process of the pool (requests on stdin, answers on stdout).
     #[command(name = "render-worker", hide = true)]
     RenderWorker {
@@ -274,6 +292,33 @@ fn main() -> ExitCode {
             Err(err) => fail(&format!("render worker: {err}")),
         },
         Command::Run { files, out, limits, no_progress } => run_command(&files, out, &limits, no_progress),
+        Command::Operator { options, log_json } => {
+            init_logging(log_json);
+            in_runtime(async move {
+                let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+                folio::cluster::operator::run_operator(client, options, folio::shutdown_signal()).await
+            })
+            .map_or_else(|code| code, |()| ExitCode::SUCCESS)
+        }
+        Command::Render { input, termination_log } => render_command(&input, &termination_log),
+    }
+}
+
+/// `folio render`: exit 0 when the PDF is stored, 1 when not; the report says why.
+fn render_command(input: &std::path::Path, termination_log: &std::path::Path) -> ExitCode {
+    use folio::cluster::pod::RendererReport;
+    let report = match in_runtime(async { Ok(folio::cluster::renderer::render_from_input(input).await) }) {
+        Ok(report) => report,
+        Err(code) => return code,
+    };
+    let message = report.to_message();
+    println!("{message}");
+    if let Err(err) = std::fs::write(termination_log, &message) {
+        eprintln!("folio: could not write {}: {err}", termination_log.display());
+    }
+    match report {
+        RendererReport::Succeeded { .. } => ExitCode::SUCCESS,
+        RendererReport::Failed { .. } => ExitCode::FAILURE,
     }
 }
 

@@ -2,7 +2,8 @@
 //! Pod in `tests/fixtures/renderer-pod.yaml`, and the properties that must hold
 //! whatever the golden file says (ownership, no restarts, deadline, hardening).
 
-use folio::cluster::pod::{RendererSettings, renderer_pod};
+use folio::cluster::pod::{RendererSettings, Upload, input_config_map, renderer_pod};
+use folio::render::RenderRequest;
 use folio::resources::RenderJob;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -55,9 +56,31 @@ fn the_renderer_is_locked_down() {
     assert_eq!(context.seccomp_profile.unwrap().type_, "RuntimeDefault");
     let resources = container.resources.clone().unwrap();
     assert!(resources.limits.unwrap().contains_key("memory"));
-    assert_eq!(container.args.clone().unwrap(), ["render", "--namespace", "acme", "--job", "invoice-2026-0001"]);
-    // Credentials come from the Secret, never as literal values.
-    for env in container.env.clone().unwrap().iter().filter(|e| e.name.contains("KEY")) {
-        assert!(env.value.is_none() && env.value_from.is_some(), "{}", env.name);
-    }
+    assert_eq!(container.args.clone().unwrap(), ["render", "--input", "/var/run/folio/input"]);
+    // No API token and no credentials: the input ConfigMap carries all it needs.
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert!(container.env.is_none(), "{:?}", container.env);
+    let input = spec.volumes.unwrap().into_iter().find(|v| v.name == "input").unwrap();
+    assert_eq!(input.config_map.unwrap().name, "invoice-2026-0001-render-1-input");
+}
+
+#[test]
+fn the_input_config_map_holds_the_request_and_upload_url_and_is_owned_by_the_job() {
+    let job: RenderJob = serde_yaml::from_str(&fixture("renderjob.yaml")).unwrap();
+    let request = RenderRequest { source: "= Hi".into(), data: "{}".into(), ..Default::default() };
+    let upload = Upload {
+        key: "acme/invoice-2026-0001.pdf".into(),
+        url: "http://minio:9000/folio/acme/invoice-2026-0001.pdf?X-Amz-Signature=1".into(),
+    };
+    let map = input_config_map(&job, 1, &request, &upload).unwrap();
+    assert_eq!(map.metadata.name.as_deref(), Some("invoice-2026-0001-render-1-input"));
+    assert_eq!(map.metadata.owner_references.unwrap()[0].name, "invoice-2026-0001");
+    let data = map.data.unwrap();
+    let back: RenderRequest = serde_json::from_str(&data["request.json"]).unwrap();
+    assert_eq!(back, request);
+    assert_eq!(data["upload-url"], upload.url);
+    assert_eq!(data["output-key"], upload.key);
+    let huge = RenderRequest { source: "x".repeat(2 * 1024 * 1024), ..Default::default() };
+    let err = input_config_map(&job, 1, &huge, &upload).unwrap_err();
+    assert!(err.to_string().contains("at most"), "{err}");
 }

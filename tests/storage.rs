@@ -5,35 +5,10 @@
 
 use std::time::Duration;
 
+mod support;
+
 use folio::storage::{S3Bucket, output_key};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
-
-const ACCESS_KEY: &str = "folio-test-access";
-const SECRET_KEY: &str = "folio-test-secret-key";
-
-/// Start an S3 server on a free loopback port; returns its endpoint.
-async fn s3_server(root: &std::path::Path) -> String {
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let http = ConnBuilder::new(TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else { continue };
-            let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-        }
-    });
-    format!("http://{address}")
-}
+use support::s3::{ACCESS_KEY, SECRET_KEY, s3_server};
 
 #[tokio::test]
 async fn pdfs_round_trip_through_a_bucket_created_on_first_use() {
@@ -68,4 +43,22 @@ async fn wrong_credentials_are_refused() {
     let endpoint = s3_server(root.path()).await;
     let err = S3Bucket::connect(&endpoint, "folio-renders", ACCESS_KEY, "wrong-secret").await.unwrap_err();
     assert!(err.to_string().starts_with("object storage:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_presigned_put_url_uploads_exactly_its_key() {
+    let root = tempfile::tempdir().unwrap();
+    let endpoint = s3_server(root.path()).await;
+    let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
+    let key = output_key("acme", "invoice-1");
+    let url = bucket.presigned_put(&key, Duration::from_secs(300)).await.unwrap();
+    let client = reqwest::Client::new();
+    let pdf = b"%PDF-1.7\nuploaded without credentials\n".to_vec();
+    let put = client.put(&url).body(pdf.clone()).send().await.unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(bucket.get(&key).await.unwrap(), Some(pdf));
+    let other = url.replace("invoice-1.pdf", "invoice-2.pdf");
+    let refused = client.put(&other).body("x").send().await.unwrap();
+    assert_eq!(refused.status(), 403, "the URL writes no other key");
+    assert_eq!(bucket.get(&output_key("acme", "invoice-2")).await.unwrap(), None);
 }

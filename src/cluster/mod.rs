@@ -1,5 +1,19 @@
-//! The cluster home (in progress): what the RenderJob controller builds and reads.
-//! So far the pure parts: the renderer Pod built for a job, and the result a renderer
-//! reports in its termination message.
+//! The cluster home: RenderJobs reconciled into renderer Pods by `folio operator`,
+//! rendered by `folio render` inside those Pods, PDFs in an S3 bucket (MinIO).
+//!
+//! - [`pod`]: the renderer Pod and its input, built as pure functions of the job;
+//!   the report a renderer leaves in its termination message.
+//! - [`renderer`]: `folio render`, the Pods' entrypoint.
+//! - [`lookup`]: a job's references read through the API for the shared `prepare`.
+//! - [`controller`], [`job`], [`ledger`]: the reconcile loop, one job's steps, and
+//!   the exactly-once credit ledger.
+//! - [`operator`]: the process: CRD wait, leader Lease, health and metrics.
 
+pub mod controller;
+pub mod job;
+pub mod ledger;
+pub mod lookup;
+pub mod metrics;
+pub mod operator;
 pub mod pod;
+pub mod renderer;

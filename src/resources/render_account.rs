@@ -134,4 +134,21 @@ pub struct RenderAccountStatus {
     /// Jobs waiting for credits.
     #[serde(default)]
     pub blocked_jobs: i64,
+    /// Charges already counted in `creditsUsed` whose jobs do not yet say so. The
+    /// operator writes the account first and the job second; a charge listed here is
+    /// never taken again, so a crash between the two writes cannot charge twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_charges: Vec<PendingCharge>,
+}
+
+/// A charge written to the account but not yet to its job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCharge {
+    /// The job's `metadata.uid`.
+    pub job_uid: String,
+    /// The job's name, for people reading the account.
+    pub job_name: String,
+    /// Credits charged.
+    pub credits: i64,
 }

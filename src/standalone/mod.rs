@@ -31,6 +31,7 @@ use crate::render::pool::{PoolConfig, RenderPool};
 use crate::resources::{RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate};
 use crate::signing::{SignatureError, UrlSigner};
 use crate::storage::{LocalFolder, output_key};
+use crate::transitions;
 use store::{JobRecord, ShareRecord, Store, StoreError};
 
 impl From<StoreError> for ApiError {
@@ -216,44 +217,20 @@ fn settle(tx: &rusqlite::Connection, record: &mut JobRecord, now: Timestamp) -> 
     let stored_account = store::load_account(tx, &tenant)?;
     let account = stored_account.clone().unwrap_or_else(|| default_account(&tenant));
     let used = account.status.as_ref().map_or(0, |s| s.credits_used);
-    let preview = record.job.spec.preview;
-    let ttl = record.job.spec.ttl_seconds_after_finished;
-    let phase = record.phase();
-    let before = phase;
-    let status = record.job.status.get_or_insert_with(Default::default);
+    let before = record.phase();
+    let status = record.job.status.clone().unwrap_or_default();
     let price = lifecycle::price(
         status.page_count.unwrap_or(0),
         status.total_bytes.unwrap_or(0),
-        preview,
+        record.job.spec.preview,
         &account.spec.pricing,
     );
-    status.base_credits = Some(price.base_credits);
-    status.size_extra = Some(price.size_extra);
-    match lifecycle::charge(account.spec.credits, used, price) {
-        Charge::Charged { credits_remaining } => {
-            if let Some(mut account) = stored_account {
-                account.status.get_or_insert_with(Default::default).credits_used = used + price.credits_used;
-                store::save_account(tx, &account)?;
-            }
-            status.phase = Some(lifecycle::next_phase(phase, Event::Succeed).unwrap_or(Phase::Succeeded));
-            status.credits_used = Some(price.credits_used);
-            status.credits_remaining = credits_remaining;
-            status.error_code = None;
-            status.error_message = None;
-            status.completed_at = Some(now);
-            status.expires_at = Some(lifecycle::expires_at(now, ttl, preview, &account.spec.retention));
-        }
-        Charge::Insufficient { credits_remaining } => {
-            if phase != Phase::Blocked {
-                status.phase = Some(lifecycle::next_phase(phase, Event::InsufficientCredits).unwrap_or(Phase::Blocked));
-            }
-            status.credits_remaining = Some(credits_remaining);
-            status.error_message = Some(format!(
-                "the render costs {} credits and the account has {credits_remaining} left; it continues when credits are added",
-                price.credits_used
-            ));
-        }
+    let charge = lifecycle::charge(account.spec.credits, used, price);
+    if let (Charge::Charged { .. }, Some(mut account)) = (charge, stored_account) {
+        account.status.get_or_insert_with(Default::default).credits_used = used + price.credits_used;
+        store::save_account(tx, &account)?;
     }
+    record.job.status = Some(transitions::settled(&record.job, price, charge, &account.spec.retention, now));
     record.updated_at = now;
     record.claimed_by = None;
     webhooks::save_transition(tx, record, before, now)?;
@@ -270,22 +247,13 @@ fn end_job(
     now: Timestamp,
 ) -> Result<Phase, StoreError> {
     let before = record.phase();
-    let Ok(next) = lifecycle::next_phase(before, event) else {
-        return Ok(before);
-    };
     let tenant = record.tenant().to_owned();
     let retention = store::load_account(tx, &tenant)?.unwrap_or_else(|| default_account(&tenant)).spec.retention;
-    let preview = record.job.spec.preview;
-    let ttl = record.job.spec.ttl_seconds_after_finished;
-    let status = record.job.status.get_or_insert_with(Default::default);
-    status.phase = Some(next);
-    status.completed_at = Some(now);
-    status.next_attempt_at = None;
-    status.expires_at = Some(lifecycle::expires_at(now, ttl, preview, &retention));
-    if let Some((code, message)) = error {
-        status.error_code = Some(code);
-        status.error_message = Some(message);
-    }
+    let Some(status) = transitions::ended(&record.job, event, error, &retention, now) else {
+        return Ok(before);
+    };
+    let next = status.phase.unwrap_or(before);
+    record.job.status = Some(status);
     record.updated_at = now;
     record.claimed_by = None;
     webhooks::save_transition(tx, record, before, now)?;
@@ -631,7 +599,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // The address line is what scripts and tests wait for.
     println!("folio serving on {public_url} (data in {})", options.data_dir.display());
     tracing::info!(%address, "serving");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(crate::shutdown_signal()).await?;
 
     tracing::info!("shutting down: finishing renders in flight");
     let _ = stop_tx.send(true);
@@ -649,24 +617,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     for task in tasks {
         let _ = task.await;
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }
 

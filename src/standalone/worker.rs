@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tokio::sync::watch;
 
@@ -21,6 +21,7 @@ use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
 use crate::resources::RenderTemplateSpec;
 use crate::storage::output_key;
+use crate::transitions;
 
 /// How long an idle worker sleeps before looking again (new jobs wake it at once).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -242,11 +243,8 @@ fn record_failure(
                 return Ok(None);
             };
             let now = Timestamp::now();
-            let status = record.job.status.get_or_insert_with(Default::default);
-            status.retry_count = retry_count;
-            status.next_attempt_at = now.checked_add(SignedDuration::try_from(delay).unwrap_or_default()).ok();
-            status.error_code = Some(failure.code);
-            status.error_message = Some(format!("attempt {retry_count} failed, retrying: {}", failure.message));
+            let status = transitions::retrying(&record.job, retry_count, delay, failure.code, &failure.message, now);
+            record.job.status = Some(status);
             record.claimed_by = None;
             record.updated_at = now;
             store::save_job(tx, &record)?;

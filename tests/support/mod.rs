@@ -2,6 +2,8 @@
 //! PDF tools.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod s3;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,0 +1,228 @@
+//! The RenderJob controller: a kube-runtime [`Controller`] that owns the renderer
+//! Pods, is woken by their changes and by RenderAccount changes (a top-up frees
+//! blocked jobs), and reconciles one job at a time through [`job::apply`] inside
+//! the finalizer that removes the stored PDF when a job is deleted.
+//!
+//! Errors carry a kind: a conflict or an unreachable API server or bucket heals by
+//! itself and is retried with exponential backoff per job; a job the controller can
+//! never build anything for waits for a change of the job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::job;
+use super::metrics::OperatorMetrics;
+use super::pod::RendererSettings;
+use crate::lifecycle::Phase;
+use crate::prepare::LookupError;
+use crate::resources::{RenderAccount, RenderJob};
+use crate::storage::{S3Bucket, S3Error};
+
+/// The field manager of everything the operator writes.
+pub const FIELD_MANAGER: &str = "folio-operator";
+/// The finalizer that deletes a job's PDF before the job goes.
+pub const FINALIZER: &str = "folio.dev/output";
+/// First delay after a transient error; doubles per consecutive error of a job.
+const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest delay after transient errors.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Why a reconcile stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The bucket could not be reached.
+    #[error("object storage: {0}")]
+    Storage(#[from] S3Error),
+    /// A reference of the job could not be read.
+    #[error("{0}")]
+    Lookup(#[from] LookupError),
+    /// The job lacks what any object built for it needs (a bug or a hand-made object).
+    #[error("the RenderJob cannot be reconciled: {0}")]
+    Invalid(String),
+    /// The finalizer could not be added or removed, or the step inside it failed.
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// The error's kind, as a metric label and for [`error_policy`].
+    pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Error::Kube(_) => "kube",
+            Error::Storage(_) => "storage",
+            Error::Lookup(_) => "lookup",
+            Error::Invalid(_) => "invalid",
+            Error::Finalizer(err) => match err.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.kind(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "kube",
+                F::UnnamedObject | F::InvalidFinalizer => "invalid",
+            },
+        }
+    }
+
+    /// Errors that no retry can heal.
+    pub fn is_permanent(&self) -> bool {
+        self.kind() == "invalid"
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The bucket of the PDFs.
+    pub bucket: S3Bucket,
+    /// What goes into every renderer Pod.
+    pub settings: RendererSettings,
+    /// Publishes Kubernetes Events about jobs.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<OperatorMetrics>,
+    /// Consecutive transient errors per job, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
+}
+
+impl Context {
+    /// A context for the operator called `instance` (its Pod name).
+    pub fn new(
+        client: Client,
+        bucket: S3Bucket,
+        settings: RendererSettings,
+        metrics: Arc<OperatorMetrics>,
+        instance: Option<String>,
+    ) -> Context {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Context { client, bucket, settings, recorder, metrics, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Publish an Event about `job`; a failure to publish is logged, never fatal.
+    pub async fn publish(&self, job: &RenderJob, warning: bool, reason: &str, note: String) {
+        let event = KubeEvent {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &job.object_ref(&())).await {
+            tracing::debug!(error = %err, job = %job.name_any(), "publishing an event failed");
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<RenderJob>, u32>> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Reconcile one job: the finalizer first, then [`job::apply`] or [`job::cleanup`].
+pub async fn reconcile(job: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = job.namespace().ok_or_else(|| Error::Invalid("the RenderJob has no namespace".into()))?;
+    let api: Api<RenderJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = ObjectRef::from_obj(job.as_ref());
+    let outcome = finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            Finalizer::Apply(job) => job::apply(&job, &ctx).await,
+            Finalizer::Cleanup(job) => job::cleanup(&job, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|err| Error::Finalizer(Box::new(err)));
+    ctx.metrics.reconciled(started.elapsed(), outcome.as_ref().err().map(Error::kind));
+    if outcome.is_ok() {
+        ctx.failures().remove(&key);
+    }
+    outcome
+}
+
+/// After a failed reconcile: wait for a change when retrying cannot help, else back
+/// off exponentially per job.
+pub fn error_policy(job: Arc<RenderJob>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), kind = err.kind(), error = %crate::error_chain(err), "reconcile failed");
+    if err.is_permanent() {
+        return Action::await_change();
+    }
+    let mut failures = ctx.failures();
+    let count = failures.entry(ObjectRef::from_obj(job.as_ref())).or_insert(0);
+    *count += 1;
+    Action::requeue(backoff(*count))
+}
+
+/// The delay after the `count`th consecutive transient error.
+fn backoff(count: u32) -> Duration {
+    ERROR_BACKOFF_BASE.saturating_mul(1 << count.saturating_sub(1).min(16)).min(ERROR_BACKOFF_MAX)
+}
+
+/// Run the controller until `shutdown` resolves; reconciles in flight finish first.
+pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(Api::<RenderJob>::all(client.clone()), watcher::Config::default());
+    let jobs = controller.store();
+    ctx.metrics.watch_jobs(jobs.clone());
+    controller
+        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
+        .watches(Api::<RenderAccount>::all(client), watcher::Config::default(), move |account| {
+            blocked_jobs_of(&jobs, &account)
+        })
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|outcome| async move {
+            if let Err(err) = outcome {
+                tracing::debug!(error = %err, "controller event");
+            }
+        })
+        .await;
+}
+
+/// The blocked jobs an account change may free: every Blocked job of its namespace.
+fn blocked_jobs_of(jobs: &Store<RenderJob>, account: &RenderAccount) -> Vec<ObjectRef<RenderJob>> {
+    let namespace = account.namespace();
+    jobs.state()
+        .iter()
+        .filter(|job| job.namespace() == namespace)
+        .filter(|job| job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Blocked))
+        .map(|job| ObjectRef::from_obj(job.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(40), ERROR_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn conflicts_heal_and_invalid_jobs_wait_for_a_change() {
+        let conflict =
+            Error::Kube(kube::Error::Api(Box::new(kube::core::Status::failure("stale", "Conflict").with_code(409))));
+        assert_eq!(conflict.kind(), "conflict");
+        assert!(!conflict.is_permanent());
+        assert!(Error::Invalid("no uid".into()).is_permanent());
+        let wrapped =
+            Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(Error::Invalid("x".into()))));
+        assert_eq!(wrapped.kind(), "invalid");
+    }
+}

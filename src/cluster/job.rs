@@ -1,0 +1,300 @@
+//! One reconcile of one RenderJob: read where it stands (its status and its current
+//! renderer Pod), take the one step the lifecycle rules allow, and record it with a
+//! server-side apply of the whole status. Every step is idempotent: a reconcile cut
+//! short anywhere is repeated from what the API server holds.
+//!
+//! - new job → `Queued`
+//! - `Queued` → resolve the references (`prepare`), create the input ConfigMap and
+//!   the renderer Pod for attempt `retryCount` → `Rendering`
+//! - `Rendering` → wait for the Pod; a report of success goes to the [`ledger`];
+//!   a failure is retried per `backoffLimit` (a new Pod after `nextAttemptAt`) or
+//!   fails the job
+//! - `Blocked` → the ledger again (after a top-up or a resume request)
+//! - `spec.cancel` → `Cancelled`; past `activeDeadlineSeconds` → `Expired`
+//! - ended → deleted at `expiresAt` (`ttlSecondsAfterFinished` or the account's
+//!   retention); the finalizer then deletes the PDF.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::controller::{Context, Error, FIELD_MANAGER};
+use super::ledger;
+use super::lookup::prepare_job;
+use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
+use super::pod::{pod_name, pod_outcome, renderer_pod};
+use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
+use crate::prepare::LookupError;
+use crate::resources::{RenderJob, RenderJobStatus};
+use crate::storage::output_key;
+use crate::transitions;
+
+/// Longest wait between two looks at a job that is waiting for something.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Steps one reconcile may take before handing back to the controller.
+const MAX_STEPS: usize = 4;
+
+/// What a step leaves behind.
+enum Next {
+    /// Take the next step on the updated job.
+    Continue(Box<RenderJob>),
+    /// Done for now.
+    Done(Action),
+}
+
+/// Move `job` as far as it can go now.
+pub async fn apply(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
+    let mut job = job.clone();
+    for _ in 0..MAX_STEPS {
+        match step(&job, ctx).await? {
+            Next::Continue(updated) => job = *updated,
+            Next::Done(action) => return Ok(action),
+        }
+    }
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+/// The finalizer's work: delete the job's PDF (there may never have been one).
+pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
+    let (namespace, name) = names(job)?;
+    ctx.bucket.delete(&output_key(namespace, name)).await?;
+    tracing::info!(job = name, namespace, "deleted the job's PDF");
+    Ok(Action::await_change())
+}
+
+async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
+    let now = Timestamp::now();
+    let status = job.status.clone().unwrap_or_default();
+    let Some(phase) = status.phase else {
+        let queued = RenderJobStatus { phase: Some(Phase::Queued), ..status };
+        let job = write_status(job, ctx, queued).await?;
+        ctx.publish(&job, false, "Queued", "the job was accepted".into()).await;
+        return Ok(Next::Continue(Box::new(job)));
+    };
+    if phase.is_terminal() {
+        return finished(job, ctx, now).await.map(Next::Done);
+    }
+    if job.spec.cancel {
+        return stop(job, ctx, Event::Cancel, None, now).await;
+    }
+    let deadline = deadline_of(job);
+    if lifecycle::deadline_passed(deadline, now) {
+        let seconds = job.spec.active_deadline_seconds.unwrap_or_default();
+        let message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
+        return stop(job, ctx, Event::DeadlinePassed, Some((ErrorCode::DeadlineExceeded, message)), now).await;
+    }
+    match phase {
+        Phase::Queued => start_attempt(job, ctx, now).await,
+        Phase::Rendering => follow_attempt(job, ctx, now, deadline).await,
+        Phase::Blocked => match facts_of_blocked(job) {
+            Some(facts) => ledger::settle(job, ctx, &facts, now).await.map(Next::Done),
+            None => fail(job, ctx, ErrorCode::Internal, "the blocked job lost its render facts".into(), now).await,
+        },
+        Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired => Ok(Next::Done(Action::await_change())),
+    }
+}
+
+/// Create the input and the Pod of the job's current attempt, unless a retry must
+/// still wait.
+async fn start_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Next, Error> {
+    let status = job.status.clone().unwrap_or_default();
+    if let Some(wait) = status.next_attempt_at.and_then(|at| until(now, at)) {
+        return Ok(Next::Done(Action::requeue(wait)));
+    }
+    let request = match prepare_job(&ctx.client, job).await? {
+        Ok(request) => request,
+        Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),
+        Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
+    };
+    let (namespace, name) = names(job)?;
+    let attempt = status.retry_count;
+    let pod_deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS).max(1) as u64;
+    let key = output_key(namespace, name);
+    let url = ctx.bucket.presigned_put(&key, Duration::from_secs(pod_deadline + 300)).await?;
+    let input = match input_config_map(job, attempt, &request, &Upload { key, url }) {
+        Ok(input) => input,
+        Err(err @ PodError::InputTooLarge(_)) => {
+            return fail(job, ctx, ErrorCode::SpecInvalid, err.to_string(), now).await;
+        }
+        Err(err) => return Err(Error::Invalid(err.to_string())),
+    };
+    let pod = renderer_pod(job, attempt, &ctx.settings).map_err(|err| Error::Invalid(err.to_string()))?;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    config_maps.patch(&input.name_any(), &apply, &Patch::Apply(&input)).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await?;
+    let mut rendering = status;
+    rendering.phase = Some(lifecycle::next_phase(Phase::Queued, Event::Start).unwrap_or(Phase::Rendering));
+    rendering.started_at = rendering.started_at.or(Some(now));
+    rendering.next_attempt_at = None;
+    let job = write_status(job, ctx, rendering).await?;
+    ctx.publish(&job, false, "Rendering", format!("attempt {attempt} started in Pod {}", pod.name_any())).await;
+    Ok(Next::Done(Action::requeue(MAX_WAIT)))
+}
+
+/// Look at the current attempt's Pod and act on how it ended.
+async fn follow_attempt(
+    job: &RenderJob,
+    ctx: &Context,
+    now: Timestamp,
+    deadline: Option<Timestamp>,
+) -> Result<Next, Error> {
+    let (namespace, name) = names(job)?;
+    let status = job.status.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(pod) = pods.get_opt(&pod_name(name, status.retry_count)).await? else {
+        // A retry waiting for its turn, or a Pod that was never made or was removed.
+        return start_attempt(job, ctx, now).await;
+    };
+    match pod_outcome(&pod) {
+        PodOutcome::Running => {
+            let wait = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+            Ok(Next::Done(Action::requeue(wait)))
+        }
+        PodOutcome::Finished(RendererReport::Succeeded { facts, output_key }) => {
+            let mut rendered = status;
+            rendered.page_count = Some(facts.page_count);
+            rendered.total_bytes = Some(facts.total_bytes);
+            rendered.sha256 = Some(facts.sha256.clone());
+            rendered.duration_ms = Some(facts.duration_ms);
+            rendered.output_key = Some(output_key.clone());
+            let mut job = job.clone();
+            job.status = Some(rendered);
+            ledger::settle(&job, ctx, &facts, now).await.map(Next::Done)
+        }
+        PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) => {
+            match lifecycle::after_failure(error_code, status.retry_count, job.spec.backoff_limit) {
+                AfterFailure::Fail => fail(job, ctx, error_code, error_message, now).await,
+                AfterFailure::Retry { delay, retry_count } => {
+                    let retrying = transitions::retrying(job, retry_count, delay, error_code, &error_message, now);
+                    let job = write_status(job, ctx, retrying).await?;
+                    let note = format!("attempt {} failed ({error_code}), retrying in {delay:?}", retry_count - 1);
+                    ctx.publish(&job, true, "RetryScheduled", note).await;
+                    Ok(Next::Done(Action::requeue(delay)))
+                }
+            }
+        }
+    }
+}
+
+/// Fail the job for good.
+async fn fail(job: &RenderJob, ctx: &Context, code: ErrorCode, message: String, now: Timestamp) -> Result<Next, Error> {
+    stop(job, ctx, Event::Fail, Some((code, message)), now).await
+}
+
+/// End the job by `event`, removing a renderer that may still run.
+async fn stop(
+    job: &RenderJob,
+    ctx: &Context,
+    event: Event,
+    error: Option<(ErrorCode, String)>,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let (namespace, name) = names(job)?;
+    let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.delete(&pod_name(name, attempt), &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.is_not_found() => {}
+        Err(err) => return Err(err.into()),
+    }
+    let retention = ledger::account_terms(ctx, namespace).await?.retention;
+    let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
+        return Ok(Next::Done(Action::await_change()));
+    };
+    let phase = ended.phase.unwrap_or(Phase::Failed);
+    let note = ended.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name()));
+    let job = write_status(job, ctx, ended).await?;
+    ctx.publish(&job, phase != Phase::Cancelled, reason(phase), note).await;
+    Ok(Next::Continue(Box::new(job)))
+}
+
+/// An ended job: settle a charge left half-written, then delete the job when it
+/// expires.
+async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    ledger::forget_pending(job, ctx).await?;
+    let Some(expires_at) = job.status.as_ref().and_then(|s| s.expires_at) else {
+        return Ok(Action::await_change());
+    };
+    if let Some(wait) = until(now, expires_at) {
+        return Ok(Action::requeue(wait.min(Duration::from_secs(3600))));
+    }
+    let (namespace, name) = names(job)?;
+    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
+    match jobs.delete(name, &DeleteParams::background()).await {
+        Ok(_) => tracing::info!(job = name, namespace, "deleted the job after its retention"),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(Action::await_change())
+}
+
+/// Write the whole status by server-side apply, with `observedGeneration` and the
+/// `Ready` condition; the job as the API server now holds it.
+pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatus) -> Result<RenderJob, Error> {
+    let (namespace, name) = names(job)?;
+    let mut status = status;
+    status.observed_generation = job.metadata.generation;
+    let status = transitions::with_ready_condition(status, Timestamp::now());
+    if job.status.as_ref() == Some(&status) {
+        // Nothing changed: writing would only wake this job's reconcile again.
+        return Ok(job.clone());
+    }
+    let patch = json!({
+        "apiVersion": RenderJob::api_version(&()),
+        "kind": RenderJob::kind(&()),
+        "status": status,
+    });
+    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(jobs.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?)
+}
+
+/// The Event reason of reaching `phase`.
+pub fn reason(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Queued => "Queued",
+        Phase::Rendering => "Rendering",
+        Phase::Blocked => "InsufficientCredits",
+        Phase::Succeeded => "Succeeded",
+        Phase::Failed => "Failed",
+        Phase::Cancelled => "Cancelled",
+        Phase::Expired => "Expired",
+    }
+}
+
+/// The render facts a Blocked job kept from its successful attempt.
+fn facts_of_blocked(job: &RenderJob) -> Option<crate::render::RenderFacts> {
+    let status = job.status.as_ref()?;
+    let facts = crate::render::RenderFacts {
+        page_count: status.page_count?,
+        total_bytes: status.total_bytes?,
+        sha256: status.sha256.clone()?,
+        duration_ms: status.duration_ms.unwrap_or(0),
+    };
+    status.output_key.as_ref()?;
+    Some(facts)
+}
+
+/// When the job's deadline passes: counted from its acceptance (creation).
+fn deadline_of(job: &RenderJob) -> Option<Timestamp> {
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    lifecycle::deadline(created, job.spec.active_deadline_seconds)
+}
+
+/// How long from `now` until `at`, if that is in the future.
+fn until(now: Timestamp, at: Timestamp) -> Option<Duration> {
+    Duration::try_from(now.duration_until(at)).ok().filter(|d| !d.is_zero())
+}
+
+/// The job's namespace and name.
+pub fn names(job: &RenderJob) -> Result<(&str, &str), Error> {
+    let namespace = job.metadata.namespace.as_deref().ok_or_else(|| Error::Invalid("no namespace".into()))?;
+    let name = job.metadata.name.as_deref().ok_or_else(|| Error::Invalid("no name".into()))?;
+    Ok((namespace, name))
+}

@@ -1,0 +1,215 @@
+//! `folio operator`: the process around the controller. It serves `/healthz`,
+//! `/readyz` and `/metrics` from the start, waits until folio's CRDs are
+//! established and the bucket answers, then competes for a `coordination.k8s.io`
+//! Lease so that of several replicas exactly one reconciles; the others stand by.
+//! One shutdown signal stops the controller (in-flight reconciles finish) and
+//! releases the Lease so a standby takes over at once. A leader that loses its
+//! Lease stops reconciling and exits, to be restarted as a standby.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+
+use super::controller::{self, Context};
+use super::metrics::OperatorMetrics;
+use super::pod::RendererSettings;
+use crate::resources::crds;
+use crate::storage::{S3Bucket, S3Options};
+
+/// How `folio operator` runs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OperatorOptions {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "FOLIO_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// The image renderer Pods run (the operator's own).
+    #[arg(long, env = "FOLIO_IMAGE", default_value = "ghcr.io/folio-dev/folio:latest")]
+    pub image: String,
+    /// Pull policy of renderer Pods.
+    #[arg(long, env = "FOLIO_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+    /// CPU request of a renderer Pod.
+    #[arg(long, env = "FOLIO_RENDERER_CPU_REQUEST", default_value = "250m")]
+    pub renderer_cpu_request: String,
+    /// CPU limit of a renderer Pod.
+    #[arg(long, env = "FOLIO_RENDERER_CPU_LIMIT", default_value = "1")]
+    pub renderer_cpu_limit: String,
+    /// Memory request of a renderer Pod.
+    #[arg(long, env = "FOLIO_RENDERER_MEMORY_REQUEST", default_value = "256Mi")]
+    pub renderer_memory_request: String,
+    /// Memory limit of a renderer Pod.
+    #[arg(long, env = "FOLIO_RENDERER_MEMORY_LIMIT", default_value = "1Gi")]
+    pub renderer_memory_limit: String,
+    /// Where the PDFs are stored.
+    #[command(flatten)]
+    pub s3: S3Options,
+    /// Namespace of the leader Lease (default: the client's namespace).
+    #[arg(long, env = "FOLIO_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, env = "FOLIO_LEASE_NAME", default_value = "folio-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: a random one).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Reconcile without a Lease (a single replica, or tests).
+    #[arg(long, env = "FOLIO_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Jobs reconciled at once.
+    #[arg(long, env = "FOLIO_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+}
+
+impl OperatorOptions {
+    /// What goes into every renderer Pod.
+    pub fn renderer_settings(&self) -> RendererSettings {
+        RendererSettings {
+            image: self.image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            cpu_request: self.renderer_cpu_request.clone(),
+            cpu_limit: self.renderer_cpu_limit.clone(),
+            memory_request: self.renderer_memory_request.clone(),
+            memory_limit: self.renderer_memory_limit.clone(),
+        }
+    }
+}
+
+/// A shutdown signal every part can wait on.
+type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// Run the operator against `client` until `shutdown` resolves.
+pub async fn run_operator(
+    client: Client,
+    options: OperatorOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown: Shutdown = shutdown.boxed().shared();
+    let metrics = Arc::new(OperatorMetrics::new());
+    let (ready_tx, ready) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(options.metrics_listen)
+        .await
+        .with_context(|| format!("listening on {}", options.metrics_listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state((ready, metrics.clone()));
+    let ops_shutdown = shutdown.clone();
+    tokio::spawn(async move { axum::serve(listener, ops).with_graceful_shutdown(ops_shutdown).await });
+
+    tokio::select! {
+        outcome = wait_for_crds(&client) => outcome?,
+        _ = shutdown.clone() => return Ok(()),
+    }
+    let bucket = tokio::select! {
+        bucket = connect_bucket(&options.s3) => bucket,
+        _ = shutdown.clone() => return Ok(()),
+    };
+    let _ = ready_tx.send(true);
+    let ctx =
+        Arc::new(Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone()));
+    if options.no_leader_election {
+        controller::run(ctx, options.concurrency, shutdown).await;
+        return Ok(());
+    }
+    lead(client, &options, ctx, shutdown).await
+}
+
+/// Reconcile while holding the Lease; stand by until then.
+async fn lead(client: Client, options: &OperatorOptions, ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut lease = LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+        .with_namespace(options.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()));
+    if let Some(identity) = &options.identity {
+        lease = lease.with_identity(identity);
+    }
+    let (mut leading, lease_task) = lease.build().await.context("setting up the leader Lease")?.watch().await;
+    tracing::info!(lease = %options.lease_name, "waiting for the leader Lease");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => changed.context("the Lease manager stopped")?,
+            _ = shutdown.clone() => return Ok(()),
+        }
+    }
+    tracing::info!("leading: reconciling RenderJobs");
+    let mut lost = leading.clone();
+    let lost_lease = async move {
+        while lost.changed().await.is_ok() {
+            if !*lost.borrow_and_update() {
+                return;
+            }
+        }
+    }
+    .shared();
+    let stop = futures::future::select(shutdown.clone(), lost_lease.clone()).map(|_| ());
+    controller::run(ctx, options.concurrency, stop).await;
+    let lost_it = lost_lease.now_or_never().is_some() && shutdown.clone().now_or_never().is_none();
+    drop(leading);
+    // Closing the channel releases the Lease for a standby.
+    if let Ok(Err(err)) = lease_task.await {
+        tracing::warn!(error = %err, "releasing the Lease failed; it expires by itself");
+    }
+    if lost_it {
+        anyhow::bail!("lost the leader Lease; exiting so this replica restarts as a standby");
+    }
+    Ok(())
+}
+
+/// Wait until the API server serves every folio CRD.
+async fn wait_for_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        tracing::info!(crd = %name, "waiting for the CRD to be established");
+        await_condition(api.clone(), &name, conditions::is_crd_established())
+            .await
+            .with_context(|| format!("waiting for CRD {name}"))?;
+    }
+    Ok(())
+}
+
+/// Connect to the bucket, retrying while it does not answer (MinIO may start later).
+async fn connect_bucket(options: &S3Options) -> S3Bucket {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match options.connect().await {
+            Ok(bucket) => return bucket,
+            Err(err) => {
+                tracing::warn!(endpoint = %options.endpoint, error = %err, "the bucket does not answer yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+type OpsState = (watch::Receiver<bool>, Arc<OperatorMetrics>);
+
+async fn readyz(State((ready, _)): State<OpsState>) -> impl IntoResponse {
+    if *ready.borrow() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the CRDs and the bucket")
+    }
+}
+
+async fn metrics_text(State((_, metrics)): State<OpsState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
+}
