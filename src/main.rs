@@ -11,6 +11,7 @@ use folio::manifest::Manifests;
 use folio::render::pool::{PoolConfig, RenderPool, serve_worker};
 use folio::run::{RunOptions, reports_yaml, run};
 use folio::standalone::ServeOptions;
+use folio::webhooks::WebhookOptions;
 
 /// Render documents from templates and JSON data, as Kubernetes resources or locally.
 #[derive(Parser)]
@@ -113,23 +114,6 @@ struct RenderLimits {
     /// Memory limit of one render, in MiB.
     #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
     render_memory_mib: u64,
-}
-
-/// How webhooks are delivered.
-#[derive(Args)]
-struct WebhookOptions {
-    /// Allow webhook targets on loopback, private and link-local addresses.
-    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS")]
-    allow_private_targets: bool,
-    /// Time limit of one webhook attempt, in seconds.
-    #[arg(long, env = "FOLIO_WEBHOOK_TIMEOUT", default_value_t = 10.0)]
-    webhook_timeout: f64,
-    /// Delay before the first retry of a failed delivery, in seconds (doubling after).
-    #[arg(long, env = "FOLIO_WEBHOOK_RETRY_BASE", default_value_t = 5.0)]
-    webhook_retry_base: f64,
-    /// Seconds after which a failing delivery is given up.
-    #[arg(long, env = "FOLIO_WEBHOOK_MAX_AGE", default_value_t = 86400.0)]
-    webhook_max_age: f64,
 }
 
 #[derive(Subcommand)]
@@ -253,11 +237,7 @@ fn main() -> ExitCode {
             init_logging(log_json);
             let settings = (|| {
                 let (pool, render_timeout) = limits.resolve()?;
-                let webhook_retry = folio::webhooks::RetryPolicy {
-                    base: seconds("--webhook-retry-base", webhooks.webhook_retry_base)?,
-                    max_age: seconds("--webhook-max-age", webhooks.webhook_max_age)?,
-                    ..Default::default()
-                };
+                let webhook_retry = webhooks.retry_policy()?;
                 Ok::<_, String>(ServeOptions {
                     listen,
                     data_dir,
@@ -268,7 +248,7 @@ fn main() -> ExitCode {
                     sweep_interval: seconds("--sweep-interval", sweep_interval)?,
                     shutdown_grace: seconds("--shutdown-grace", shutdown_grace)?,
                     allow_private_targets: webhooks.allow_private_targets,
-                    webhook_timeout: seconds("--webhook-timeout", webhooks.webhook_timeout)?,
+                    webhook_timeout: webhooks.timeout()?,
                     webhook_retry,
                     rate_limit: std::num::NonZeroU32::new(rate_limit),
                 })

@@ -22,13 +22,8 @@ fn render(dir: &Path, request: &RenderRequest, upload_url: &str, key: &str) -> (
     std::fs::write(input.join("upload-url"), upload_url).unwrap();
     std::fs::write(input.join("output-key"), key).unwrap();
     let log = dir.join("termination-log");
-    let output = support::folio()
-        .args(["render", "--input"])
-        .arg(&input)
-        .arg("--termination-log")
-        .arg(&log)
-        .output()
-        .unwrap();
+    let output =
+        support::folio().args(["render", "--input"]).arg(&input).arg("--termination-log").arg(&log).output().unwrap();
     let message = std::fs::read_to_string(&log).unwrap();
     assert!(message.len() <= 4096);
     let report = RendererReport::from_message(&message).unwrap_or_else(|| panic!("not a report: {message}"));

@@ -8,7 +8,7 @@
 //! never build anything for waits for a change of the job.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,16 +16,17 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::job;
 use super::metrics::OperatorMetrics;
 use super::pod::RendererSettings;
+use super::webhooks::Delivery;
 use crate::lifecycle::Phase;
 use crate::prepare::LookupError;
-use crate::resources::{RenderAccount, RenderJob};
+use crate::resources::{RenderAccount, RenderJob, WebhookSpec};
 use crate::storage::{S3Bucket, S3Error};
 
 /// The field manager of everything the operator writes.
@@ -93,6 +94,10 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's metrics.
     pub metrics: Arc<OperatorMetrics>,
+    /// How webhooks go out (none: the operator delivers no webhooks).
+    pub webhooks: Option<Delivery>,
+    /// The RenderAccounts, for their default webhooks (filled by [`run`]).
+    accounts: OnceLock<Store<RenderAccount>>,
     /// Consecutive transient errors per job, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
 }
@@ -108,7 +113,31 @@ impl Context {
     ) -> Context {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         let recorder = Recorder::new(client.clone(), reporter);
-        Context { client, bucket, settings, recorder, metrics, failures: Mutex::new(HashMap::new()) }
+        Context {
+            client,
+            bucket,
+            settings,
+            recorder,
+            metrics,
+            webhooks: None,
+            accounts: OnceLock::new(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Deliver webhooks with `delivery`.
+    pub fn with_webhooks(mut self, delivery: Delivery) -> Context {
+        self.webhooks = Some(delivery);
+        self
+    }
+
+    /// The default webhook of `namespace`'s account, from the cache of accounts.
+    pub fn account_webhook(&self, namespace: &str) -> Option<WebhookSpec> {
+        let accounts = self.accounts.get()?.state();
+        let mut in_namespace: Vec<_> =
+            accounts.iter().filter(|a| a.namespace().as_deref() == Some(namespace)).collect();
+        in_namespace.sort_by_key(|a| a.name_any());
+        in_namespace.first()?.spec.webhook.clone()
     }
 
     /// Publish an Event about `job`; a failure to publish is logged, never fatal.
@@ -175,6 +204,17 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
     let controller = Controller::new(Api::<RenderJob>::all(client.clone()), watcher::Config::default());
     let jobs = controller.store();
     ctx.metrics.watch_jobs(jobs.clone());
+    // A cache of the accounts for their default webhooks; `watches` below wakes the
+    // blocked jobs of an account that changes.
+    let (accounts, accounts_writer) = reflector::store();
+    let _ = ctx.accounts.set(accounts);
+    let account_cache = reflector(
+        accounts_writer,
+        watcher::watcher(Api::<RenderAccount>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|_| async {});
+    let account_cache = tokio::spawn(account_cache);
     controller
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
         .watches(Api::<RenderAccount>::all(client), watcher::Config::default(), move |account| {
@@ -189,6 +229,7 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
             }
         })
         .await;
+    account_cache.abort();
 }
 
 /// The blocked jobs an account change may free: every Blocked job of its namespace.

@@ -24,10 +24,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::controller::{Context, Error, FIELD_MANAGER};
-use super::ledger;
 use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
 use super::pod::{pod_name, pod_outcome, renderer_pod};
+use super::{ledger, webhooks};
 use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
 use crate::prepare::LookupError;
 use crate::resources::{RenderJob, RenderJobStatus};
@@ -43,20 +43,28 @@ const MAX_STEPS: usize = 4;
 enum Next {
     /// Take the next step on the updated job.
     Continue(Box<RenderJob>),
-    /// Done for now.
-    Done(Action),
+    /// Done for now; look again after this long (or on a change only).
+    Done(Option<Duration>),
 }
 
 /// Move `job` as far as it can go now.
 pub async fn apply(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
-    let mut job = job.clone();
+    let (mut job, next_delivery) = webhooks::deliver_due(job, ctx).await?;
+    let mut wake = Some(Duration::ZERO);
     for _ in 0..MAX_STEPS {
         match step(&job, ctx).await? {
             Next::Continue(updated) => job = *updated,
-            Next::Done(action) => return Ok(action),
+            Next::Done(after) => {
+                wake = after;
+                break;
+            }
         }
     }
-    Ok(Action::requeue(Duration::ZERO))
+    let wake = match (wake, next_delivery) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(wake.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// The finalizer's work: delete the job's PDF (there may never have been one).
@@ -95,7 +103,7 @@ async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
             Some(facts) => ledger::settle(job, ctx, &facts, now).await.map(Next::Done),
             None => fail(job, ctx, ErrorCode::Internal, "the blocked job lost its render facts".into(), now).await,
         },
-        Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired => Ok(Next::Done(Action::await_change())),
+        Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired => Ok(Next::Done(None)),
     }
 }
 
@@ -104,7 +112,7 @@ async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
 async fn start_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Next, Error> {
     let status = job.status.clone().unwrap_or_default();
     if let Some(wait) = status.next_attempt_at.and_then(|at| until(now, at)) {
-        return Ok(Next::Done(Action::requeue(wait)));
+        return Ok(Next::Done(Some(wait)));
     }
     let request = match prepare_job(&ctx.client, job).await? {
         Ok(request) => request,
@@ -135,7 +143,7 @@ async fn start_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result
     rendering.next_attempt_at = None;
     let job = write_status(job, ctx, rendering).await?;
     ctx.publish(&job, false, "Rendering", format!("attempt {attempt} started in Pod {}", pod.name_any())).await;
-    Ok(Next::Done(Action::requeue(MAX_WAIT)))
+    Ok(Next::Done(Some(MAX_WAIT)))
 }
 
 /// Look at the current attempt's Pod and act on how it ended.
@@ -155,7 +163,7 @@ async fn follow_attempt(
     match pod_outcome(&pod) {
         PodOutcome::Running => {
             let wait = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
-            Ok(Next::Done(Action::requeue(wait)))
+            Ok(Next::Done(Some(wait)))
         }
         PodOutcome::Finished(RendererReport::Succeeded { facts, output_key }) => {
             let mut rendered = status;
@@ -176,7 +184,7 @@ async fn follow_attempt(
                     let job = write_status(job, ctx, retrying).await?;
                     let note = format!("attempt {} failed ({error_code}), retrying in {delay:?}", retry_count - 1);
                     ctx.publish(&job, true, "RetryScheduled", note).await;
-                    Ok(Next::Done(Action::requeue(delay)))
+                    Ok(Next::Done(Some(delay)))
                 }
             }
         }
@@ -206,7 +214,7 @@ async fn stop(
     }
     let retention = ledger::account_terms(ctx, namespace).await?.retention;
     let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
-        return Ok(Next::Done(Action::await_change()));
+        return Ok(Next::Done(None));
     };
     let phase = ended.phase.unwrap_or(Phase::Failed);
     let note = ended.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name()));
@@ -217,13 +225,13 @@ async fn stop(
 
 /// An ended job: settle a charge left half-written, then delete the job when it
 /// expires.
-async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
     ledger::forget_pending(job, ctx).await?;
     let Some(expires_at) = job.status.as_ref().and_then(|s| s.expires_at) else {
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     if let Some(wait) = until(now, expires_at) {
-        return Ok(Action::requeue(wait.min(Duration::from_secs(3600))));
+        return Ok(Some(wait.min(Duration::from_secs(3600))));
     }
     let (namespace, name) = names(job)?;
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
@@ -232,7 +240,7 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Acti
         Err(kube::Error::Api(status)) if status.is_not_found() => {}
         Err(err) => return Err(err.into()),
     }
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 /// Write the whole status by server-side apply, with `observedGeneration` and the
@@ -241,6 +249,8 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
     let (namespace, name) = names(job)?;
     let mut status = status;
     status.observed_generation = job.metadata.generation;
+    let namespace_default = || ctx.account_webhook(namespace);
+    webhooks::enqueue(job, &mut status, namespace_default, Timestamp::now());
     let status = transitions::with_ready_condition(status, Timestamp::now());
     if job.status.as_ref() == Some(&status) {
         // Nothing changed: writing would only wake this job's reconcile again.

@@ -10,9 +10,10 @@
 //! entry and does not charge again; one that stops after the second removes it
 //! when it next sees the ended job.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::controller::{Context, Error};
@@ -38,7 +39,12 @@ pub async fn account_terms(ctx: &Context, namespace: &str) -> Result<RenderAccou
 
 /// Charge the rendered `job` (its PDF described by `facts`): `Succeeded` when the
 /// account covers it, `Blocked` until it does.
-pub async fn settle(job: &RenderJob, ctx: &Context, facts: &RenderFacts, now: Timestamp) -> Result<Action, Error> {
+pub async fn settle(
+    job: &RenderJob,
+    ctx: &Context,
+    facts: &RenderFacts,
+    now: Timestamp,
+) -> Result<Option<Duration>, Error> {
     let (namespace, name) = names(job)?;
     let uid = job.metadata.uid.clone().ok_or_else(|| Error::Invalid("the RenderJob has no uid".into()))?;
     let account = account_of(ctx, namespace).await?;
@@ -84,7 +90,7 @@ pub async fn settle(job: &RenderJob, ctx: &Context, facts: &RenderFacts, now: Ti
     if let Some(account) = charged {
         forget(ctx, account, &uid).await;
     }
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 /// After the job is written: drop a pending charge left by a reconcile that stopped

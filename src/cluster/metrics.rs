@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Phase;
-use crate::metrics::PhaseLabels;
+use crate::metrics::{OutcomeLabels, PhaseLabels};
 use crate::resources::RenderJob;
 
 /// The kind of a reconcile error as a label.
@@ -31,6 +31,7 @@ pub struct OperatorMetrics {
     jobs: Family<PhaseLabels, Gauge>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorKindLabels, Counter>,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
     store: Mutex<Option<Store<RenderJob>>>,
 }
 
@@ -50,7 +51,16 @@ impl OperatorMetrics {
         registry.register("reconcile_duration_seconds", "Duration of RenderJob reconciles", reconcile_duration.clone());
         let reconcile_errors = Family::<ErrorKindLabels, Counter>::default();
         registry.register("reconcile_errors", "Failed RenderJob reconciles, by error kind", reconcile_errors.clone());
-        OperatorMetrics { registry, jobs, reconcile_duration, reconcile_errors, store: Mutex::new(None) }
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register("webhook_attempts", "Webhook delivery attempts, by outcome", webhook_attempts.clone());
+        OperatorMetrics {
+            registry,
+            jobs,
+            reconcile_duration,
+            reconcile_errors,
+            webhook_attempts,
+            store: Mutex::new(None),
+        }
     }
 
     /// Count jobs by phase from `store` at each scrape.
@@ -64,6 +74,11 @@ impl OperatorMetrics {
         if let Some(kind) = error_kind {
             self.reconcile_errors.get_or_create(&ErrorKindLabels { kind: kind.to_owned() }).inc();
         }
+    }
+
+    /// Count a webhook attempt with `outcome` (`delivered`, `retry`, `failed`).
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
     }
 
     /// The metrics in Prometheus' text format.

@@ -7,6 +7,7 @@
 //! - [`lookup`]: a job's references read through the API for the shared `prepare`.
 //! - [`controller`], [`job`], [`ledger`]: the reconcile loop, one job's steps, and
 //!   the exactly-once credit ledger.
+//! - [`webhooks`]: deliveries queued in the job's status, sent by its reconciles.
 //! - [`operator`]: the process: CRD wait, leader Lease, health and metrics.
 
 pub mod controller;
@@ -17,3 +18,4 @@ pub mod metrics;
 pub mod operator;
 pub mod pod;
 pub mod renderer;
+pub mod webhooks;

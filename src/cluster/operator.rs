@@ -29,6 +29,7 @@ use super::metrics::OperatorMetrics;
 use super::pod::RendererSettings;
 use crate::resources::crds;
 use crate::storage::{S3Bucket, S3Options};
+use crate::webhooks::WebhookOptions;
 
 /// How `folio operator` runs.
 #[derive(Clone, Debug, clap::Args)]
@@ -69,6 +70,9 @@ pub struct OperatorOptions {
     /// Reconcile without a Lease (a single replica, or tests).
     #[arg(long, env = "FOLIO_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
+    /// Webhook delivery.
+    #[command(flatten)]
+    pub webhooks: WebhookOptions,
     /// Jobs reconciled at once.
     #[arg(long, env = "FOLIO_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -98,6 +102,10 @@ pub async fn run_operator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown: Shutdown = shutdown.boxed().shared();
+    let delivery = super::webhooks::Delivery {
+        sender: options.webhooks.sender().map_err(anyhow::Error::msg)?,
+        retry: options.webhooks.retry_policy().map_err(anyhow::Error::msg)?,
+    };
     let metrics = Arc::new(OperatorMetrics::new());
     let (ready_tx, ready) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(options.metrics_listen)
@@ -121,8 +129,8 @@ pub async fn run_operator(
         _ = shutdown.clone() => return Ok(()),
     };
     let _ = ready_tx.send(true);
-    let ctx =
-        Arc::new(Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone()));
+    let ctx = Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone());
+    let ctx = Arc::new(ctx.with_webhooks(delivery));
     if options.no_leader_election {
         controller::run(ctx, options.concurrency, shutdown).await;
         return Ok(());

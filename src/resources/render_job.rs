@@ -231,4 +231,30 @@ pub struct WebhookDeliveryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub next_attempt_at: Option<Timestamp>,
+    /// Events not yet delivered, oldest first (the cluster home's durable queue;
+    /// the standalone home keeps its queue in its database).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<QueuedDelivery>,
+}
+
+/// One event waiting to be delivered.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedDelivery {
+    /// Sent as `X-Folio-Delivery-Id`, the same on every attempt.
+    pub id: String,
+    /// The receiver.
+    pub url: String,
+    /// The Secret key of the signing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// The event as it was when the phase changed (JSON).
+    pub body: String,
+    /// When the phase changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub queued_at: Option<Timestamp>,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: i64,
 }

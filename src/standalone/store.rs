@@ -743,6 +743,7 @@ pub fn delivery_status(conn: &Connection, job_id: &str) -> StoreResult<Option<We
         last_error,
         last_attempt_at: last_attempt_at.map(from_millis),
         next_attempt_at: next.map(from_millis),
+        queue: Vec::new(),
     }))
 }
 
