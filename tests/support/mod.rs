@@ -1,7 +1,8 @@
-//! Helpers shared by the integration tests: the real `folio` binary and poppler's
-//! PDF tools.
+//! Helpers shared by the integration tests: the real `folio` binary, poppler's
+//! PDF tools, a stand-in Kubernetes API server and an in-process S3 server.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod apiserver;
 pub mod s3;
 
 use std::path::Path;
