@@ -64,6 +64,10 @@ pub struct OperatorOptions {
     /// Name of the leader Lease.
     #[arg(long, env = "FOLIO_LEASE_NAME", default_value = "folio-operator")]
     pub lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after
+    /// that when the leader vanishes (at once when it shuts down cleanly).
+    #[arg(long, env = "FOLIO_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    pub lease_duration: u64,
     /// This replica's identity in the Lease (default: a random one).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -141,7 +145,9 @@ pub async fn run_operator(
 /// Reconcile while holding the Lease; stand by until then.
 async fn lead(client: Client, options: &OperatorOptions, ctx: Arc<Context>, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut lease = LeaseManagerBuilder::new(client.clone(), &options.lease_name)
-        .with_namespace(options.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()));
+        .with_namespace(options.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned()))
+        .with_duration(options.lease_duration)
+        .with_grace((options.lease_duration / 5).max(1));
     if let Some(identity) = &options.identity {
         lease = lease.with_identity(identity);
     }

@@ -231,7 +231,7 @@ pub fn renderer_pod(job: &RenderJob, attempt: i32, settings: &RendererSettings) 
 
 /// What a renderer reports in its termination message (at most 4 KiB, JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "result")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "result")]
 pub enum RendererReport {
     /// The PDF is in the bucket under `outputKey`.
     Succeeded {

@@ -84,8 +84,12 @@ impl S3Bucket {
             .build()?;
         let storage = S3Bucket { client, bucket: bucket.to_owned() };
         let exists = storage.client.bucket_exists(bucket)?.build().send().await?.exists();
-        if !exists {
-            storage.client.create_bucket(bucket)?.build().send().await?;
+        if !exists && let Err(err) = storage.client.create_bucket(bucket)?.build().send().await {
+            // Another replica (or process) may have created it just now.
+            let created_meanwhile = storage.client.bucket_exists(bucket)?.build().send().await?.exists();
+            if !created_meanwhile {
+                return Err(err.into());
+            }
         }
         Ok(storage)
     }

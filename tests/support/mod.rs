@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod s3;
+pub mod webhook_receiver;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,406 @@
+//! `folio operator` end to end: the real controller loop (watch → reconcile → Pod
+//! → status), with its leader Lease, against the stand-in API server of
+//! `tests/support/apiserver.rs`, a stand-in kubelet, and a real S3 server
+//! (`s3s-fs`) in this process.
+//!
+//! The stand-in kubelet runs each renderer Pod the operator creates by running the
+//! real `folio render` binary on the Pod's input ConfigMap, laid out as Kubernetes
+//! mounts it, and writes the report into the Pod's status as its termination
+//! message; it can also crash a Pod (exit 137, no report) or keep one running.
+//!
+//! What this does not emulate: scheduling, images, the container runtime and its
+//! limits (memory, `activeDeadlineSeconds` enforcement, the read-only root file
+//! system), admission and RBAC, and the real API server's schema validation (see
+//! the stand-in's own list). `tests/cluster.rs` covers those on a real cluster.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use clap::Parser;
+use folio::cluster::operator::{OperatorOptions, run_operator};
+use folio::storage::S3Bucket;
+use serde_json::{Value, json};
+use support::apiserver::StandInApiServer;
+use support::s3::{ACCESS_KEY, SECRET_KEY, s3_server};
+use tokio::sync::oneshot;
+
+const RJ: &str = "folio.dev/v1alpha1";
+const TWO_PAGES: &str = "= Invoice\n#json(\"data.json\").customer\n#pagebreak()\nTerms";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    options: OperatorOptions,
+}
+
+/// How the stand-in kubelet treats Pods, by job name.
+#[derive(Default)]
+struct Kubelet {
+    /// Jobs whose first attempt crashes without a report.
+    crash_first: Mutex<HashSet<String>>,
+    /// Jobs whose Pods run forever.
+    hang: Mutex<HashSet<String>>,
+    /// Pods already started.
+    started: Mutex<HashSet<String>>,
+}
+
+/// Everything one test runs against.
+struct Harness {
+    api: Arc<StandInApiServer>,
+    bucket: S3Bucket,
+    endpoint: String,
+    kubelet: Arc<Kubelet>,
+    operator: Option<Operator>,
+    _s3_root: tempfile::TempDir,
+}
+
+/// One `folio operator` running in this process.
+struct Operator {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    metrics_url: String,
+}
+
+impl Operator {
+    /// Start an operator called `identity` against `api` and the S3 server at `endpoint`.
+    fn spawn(api: &StandInApiServer, endpoint: &str, identity: &str, extra_args: &[&str]) -> Operator {
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{metrics_port}");
+        let mut args = vec![
+            "operator",
+            "--s3-endpoint",
+            endpoint,
+            "--s3-access-key",
+            ACCESS_KEY,
+            "--s3-secret-key",
+            SECRET_KEY,
+            "--metrics-listen",
+            &listen,
+            "--image",
+            "folio:test",
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            "3",
+            "--identity",
+            identity,
+            "--allow-private-targets",
+            "--webhook-retry-base",
+            "0.2",
+        ];
+        args.extend_from_slice(extra_args);
+        let options = Cli::parse_from(args).options;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_operator(api.client(), options, async move {
+            let _ = stopped.await;
+        }));
+        Operator { stop, task, metrics_url: format!("http://{listen}/metrics") }
+    }
+
+    /// Send the shutdown signal and wait for a clean stop.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let outcome = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the operator stops on the shutdown signal");
+        outcome.unwrap().unwrap();
+    }
+}
+
+impl Harness {
+    async fn start(extra_args: &[&str]) -> Harness {
+        let api = Arc::new(StandInApiServer::start().await);
+        let s3_root = tempfile::tempdir().unwrap();
+        let endpoint = s3_server(s3_root.path()).await;
+        let operator = Operator::spawn(&api, &endpoint, "operator-0", extra_args);
+        let kubelet = Arc::new(Kubelet::default());
+        tokio::spawn(run_kubelet(api.clone(), kubelet.clone()));
+        let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
+        Harness { api, bucket, endpoint, kubelet, operator: Some(operator), _s3_root: s3_root }
+    }
+
+    fn apply(&self, plural: &str, object: Value) -> Value {
+        self.api.put_object(RJ, plural, object)
+    }
+
+    fn job(&self, name: &str) -> Option<Value> {
+        self.api.get(RJ, "renderjobs", "acme", name)
+    }
+
+    /// Wait until the job's phase is `phase`; the job.
+    async fn wait_for_phase(&self, name: &str, phase: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let job = self.job(name);
+            if job.as_ref().and_then(|j| j["status"]["phase"].as_str()) == Some(phase) {
+                return job.unwrap();
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{name} never became {phase}: {job:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_until(&self, what: &str, mut done: impl FnMut(&Harness) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(started.elapsed() < Duration::from_secs(30), "waited in vain for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        if let Some(operator) = self.operator {
+            operator.stop().await;
+        }
+    }
+
+    fn lease_holder(&self) -> Option<String> {
+        let lease = self.api.get("coordination.k8s.io/v1", "leases", "default", "folio-operator")?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    }
+}
+
+fn job(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": RJ, "kind": "RenderJob", "metadata": {"name": name, "namespace": "acme"}, "spec": spec})
+}
+
+fn account(credits: i64, webhook: Option<Value>) -> Value {
+    let mut spec = json!({"credits": credits});
+    if let Some(webhook) = webhook {
+        spec["webhook"] = webhook;
+    }
+    json!({"apiVersion": RJ, "kind": "RenderAccount", "metadata": {"name": "acme", "namespace": "acme"}, "spec": spec})
+}
+
+/// The stand-in kubelet: start every new renderer Pod.
+async fn run_kubelet(api: Arc<StandInApiServer>, kubelet: Arc<Kubelet>) {
+    loop {
+        for pod in api.list("v1", "pods") {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            if pod["metadata"]["deletionTimestamp"].is_string() || !kubelet.started.lock().unwrap().insert(name.clone())
+            {
+                continue;
+            }
+            let api = api.clone();
+            let kubelet = kubelet.clone();
+            tokio::spawn(async move { run_pod(&api, &kubelet, pod).await });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn run_pod(api: &StandInApiServer, kubelet: &Kubelet, mut pod: Value) {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap().to_owned();
+    let job = pod["metadata"]["labels"]["folio.dev/render-job"].as_str().unwrap().to_owned();
+    let attempt = pod["metadata"]["annotations"]["folio.dev/attempt"].as_str().unwrap().to_owned();
+    if kubelet.hang.lock().unwrap().contains(&job) {
+        pod["status"] = json!({"phase": "Running"});
+        api.put_object("v1", "pods", pod);
+        return;
+    }
+    let terminated = if attempt == "0" && kubelet.crash_first.lock().unwrap().contains(&job) {
+        json!({"exitCode": 137, "reason": "Error"})
+    } else {
+        let input_name = pod["spec"]["volumes"][0]["configMap"]["name"].as_str().unwrap();
+        let input = api.get("v1", "configmaps", &namespace, input_name).expect("the input ConfigMap exists");
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("input");
+        std::fs::create_dir(&mount).unwrap();
+        for (key, value) in input["data"].as_object().unwrap() {
+            std::fs::write(mount.join(key), value.as_str().unwrap()).unwrap();
+        }
+        let log = dir.path().join("termination-log");
+        let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(args[..2], ["render", "--input"], "the container runs folio render");
+        let status = tokio::task::spawn_blocking({
+            let (mount, log) = (mount.clone(), log.clone());
+            move || {
+                support::folio()
+                    .arg("render")
+                    .arg("--input")
+                    .arg(mount)
+                    .arg("--termination-log")
+                    .arg(log)
+                    .status()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        json!({"exitCode": status.code().unwrap_or(1), "message": std::fs::read_to_string(&log).unwrap_or_default()})
+    };
+    let phase = if terminated["exitCode"] == 0 { "Succeeded" } else { "Failed" };
+    // The Pod may have been deleted meanwhile (a cancelled job).
+    let Some(mut current) = api.get("v1", "pods", &namespace, pod["metadata"]["name"].as_str().unwrap()) else {
+        return;
+    };
+    current["status"] = json!({"phase": phase, "containerStatuses": [{
+        "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": terminated},
+    }]});
+    api.put_object("v1", "pods", current);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and_a_webhook() {
+    let receiver = support::webhook_receiver::Receiver::start().await;
+    let harness = Harness::start(&[]).await;
+    harness.apply("renderaccounts", account(10, None));
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hooks", "namespace": "acme"},
+        "data": {"signing": base64::engine::general_purpose::STANDARD.encode("whsec_cluster")}});
+    harness.api.put_object("v1", "secrets", secret);
+    let spec = json!({
+        "template": {"source": TWO_PAGES},
+        "data": {"customer": "ACME Corporation"},
+        "webhook": {"url": receiver.url, "events": "all", "secretRef": {"name": "hooks", "key": "signing"}},
+    });
+    harness.apply("renderjobs", job("invoice-1", spec));
+
+    let done = harness.wait_for_phase("invoice-1", "Succeeded").await;
+    let status = &done["status"];
+    assert_eq!((status["pageCount"].as_i64(), status["creditsUsed"].as_i64()), (Some(2), Some(2)));
+    assert_eq!(status["creditsRemaining"], 8);
+    assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(done["metadata"]["finalizers"], json!(["folio.dev/output"]));
+    // The ledger's last write (dropping the pending charge) follows the job's.
+    let account = || harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
+    harness.wait_until("the ledger settles", |_| account()["status"].get("pendingCharges").is_none()).await;
+    assert_eq!(account()["status"]["creditsUsed"], 2);
+
+    let key = status["outputKey"].as_str().unwrap();
+    let pdf = harness.bucket.get(key).await.unwrap().expect("the PDF is in the bucket");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("invoice.pdf"), &pdf).unwrap();
+    assert_eq!(support::pdfinfo_pages(&dir.path().join("invoice.pdf")), 2);
+    assert!(support::pdftotext(&dir.path().join("invoice.pdf")).contains("ACME Corporation"));
+
+    let events: Vec<String> = harness
+        .api
+        .list("events.k8s.io/v1", "events")
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "invoice-1")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for reason in ["Queued", "Rendering", "Succeeded"] {
+        assert!(events.contains(&reason.to_owned()), "{reason} in {events:?}");
+    }
+
+    // The webhook: rendering then succeeded, in order, signed, with a working download URL.
+    receiver.wait_for(2).await;
+    let received = receiver.accepted().await;
+    let names: Vec<&str> = received.iter().map(|r| r.body["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["render.rendering", "render.succeeded"]);
+    for delivery in &received {
+        let signature = delivery.headers["x-folio-signature"].to_str().unwrap();
+        assert_eq!(signature, folio::webhooks::sign("whsec_cluster", &delivery.raw), "signed with the Secret's value");
+        assert!(delivery.headers["x-folio-delivery-id"].to_str().unwrap().starts_with("dlv_"));
+    }
+    let url = received[1].body["downloadUrl"].as_str().expect("a download URL");
+    assert_eq!(reqwest::get(url).await.unwrap().bytes().await.unwrap().to_vec(), pdf);
+    harness
+        .wait_until("the job shows its deliveries", |h| {
+            h.job("invoice-1").unwrap()["status"]["webhook"]["delivered"] == 2
+        })
+        .await;
+
+    let metrics = reqwest::get(&harness.operator.as_ref().unwrap().metrics_url).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("folio_jobs{phase=\"succeeded\"} 1"), "{metrics}");
+    assert!(!metrics.contains("invoice-1"), "no object names in metrics");
+
+    // Deleting the job deletes its PDF first (the finalizer), then the job.
+    harness.api.delete(RJ, "renderjobs", "acme", "invoice-1");
+    harness.wait_until("the job is gone", |h| h.job("invoice-1").is_none()).await;
+    assert_eq!(harness.bucket.get(key).await.unwrap(), None);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_job_completes_when_the_account_is_topped_up() {
+    let harness = Harness::start(&[]).await;
+    harness.apply("renderaccounts", account(1, None));
+    harness
+        .apply("renderjobs", job("invoice-2", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "B"}})));
+    let blocked = harness.wait_for_phase("invoice-2", "Blocked").await;
+    assert!(blocked["status"]["errorMessage"].as_str().unwrap().contains("costs 2 credits"), "{blocked:#}");
+    let mut topped_up = harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
+    topped_up["spec"]["credits"] = json!(5);
+    harness.apply("renderaccounts", topped_up);
+    let done = harness.wait_for_phase("invoice-2", "Succeeded").await;
+    assert_eq!(done["status"]["creditsRemaining"], 3);
+    let pods = harness.api.list("v1", "pods");
+    assert_eq!(pods.len(), 1, "the PDF was not rendered again");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_renderer_pod_is_retried_in_a_new_pod() {
+    let harness = Harness::start(&[]).await;
+    harness.kubelet.crash_first.lock().unwrap().insert("invoice-3".into());
+    harness.apply("renderjobs", job("invoice-3", json!({"template": {"source": "= One"}, "data": {}})));
+    let done = harness.wait_for_phase("invoice-3", "Succeeded").await;
+    assert_eq!(done["status"]["retryCount"], 1);
+    let pods: Vec<String> =
+        harness.api.list("v1", "pods").iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        pods.contains(&"invoice-3-render-0".to_owned()) && pods.contains(&"invoice-3-render-1".to_owned()),
+        "{pods:?}"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_rendering_job_removes_its_pod() {
+    let harness = Harness::start(&[]).await;
+    harness.kubelet.hang.lock().unwrap().insert("slow".into());
+    harness.apply("renderjobs", job("slow", json!({"template": {"source": "= Slow"}, "data": {}})));
+    harness.wait_for_phase("slow", "Rendering").await;
+    harness.wait_until("the pod runs", |h| h.api.get("v1", "pods", "acme", "slow-render-0").is_some()).await;
+    let mut cancelled = harness.job("slow").unwrap();
+    cancelled["spec"]["cancel"] = json!(true);
+    harness.apply("renderjobs", cancelled);
+    harness.wait_for_phase("slow", "Cancelled").await;
+    harness.wait_until("the pod is gone", |h| h.api.get("v1", "pods", "acme", "slow-render-0").is_none()).await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_is_deleted_after_ttl_seconds_after_finished() {
+    let harness = Harness::start(&[]).await;
+    let spec = json!({"template": {"source": "= Short-lived"}, "data": {}, "ttlSecondsAfterFinished": 1});
+    harness.apply("renderjobs", job("brief", spec));
+    let done = harness.wait_for_phase("brief", "Succeeded").await;
+    let key = done["status"]["outputKey"].as_str().unwrap().to_owned();
+    assert!(harness.bucket.get(&key).await.unwrap().is_some());
+    harness.wait_until("the job is deleted", |h| h.job("brief").is_none()).await;
+    assert_eq!(harness.bucket.get(&key).await.unwrap(), None, "its PDF went with it");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_a_standby_takes_over_when_it_stops() {
+    let harness = Harness::start(&[]).await;
+    harness.wait_until("operator-0 leads", |h| h.lease_holder().as_deref() == Some("operator-0")).await;
+    let standby = Operator::spawn(&harness.api, &harness.endpoint, "operator-1", &[]);
+    harness.apply("renderjobs", job("first", json!({"template": {"source": "= First"}, "data": {}})));
+    harness.wait_for_phase("first", "Succeeded").await;
+    assert_eq!(harness.lease_holder().as_deref(), Some("operator-0"), "the standby did not take the Lease");
+    let ready = reqwest::get(standby.metrics_url.replace("/metrics", "/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200, "a standby is ready (it serves probes)");
+
+    let mut harness = harness;
+    harness.operator.take().unwrap().stop().await;
+    harness.wait_until("operator-1 leads", |h| h.lease_holder().as_deref() == Some("operator-1")).await;
+    harness.apply("renderjobs", job("second", json!({"template": {"source": "= Second"}, "data": {}})));
+    harness.wait_for_phase("second", "Succeeded").await;
+    standby.stop().await;
+}
