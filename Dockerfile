@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# One image for `folio operator`, `folio api` and the renderer Pods (`folio render`).
+#   docker build -t folio:dev .
+#
+# Stage 1 compiles the dependencies alone, against stub sources, so that their layer is
+# reused until Cargo.toml or Cargo.lock change; stage 2 compiles folio itself.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/render.rs \
+ && echo 'fn main() {}' > benches/serve.rs \
+ && cargo build --release --locked \
+ && rm -rf src benches target/release/.fingerprint/folio-* target/release/deps/folio-* target/release/deps/libfolio-*
+
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin folio \
+ && install -D -m 0755 target/release/folio /out/folio
+
+# Stage 2: glibc, CA certificates and the binary; no shell, no package manager. Fonts are
+# embedded in the binary. distroless's nonroot user is 65532, the uid renderer Pods use.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/folio /usr/local/bin/folio
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/folio"]
+CMD ["--help"]
