@@ -140,7 +140,8 @@ pub struct ClusterBackend {
     create_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
-/// An apiserver error as the API answers it; `what` names the object for a 404.
+/// An apiserver error as the API answers it; `not_found` makes the 404 (never saying
+/// whether another tenant has such an object).
 fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiError {
     match &err {
         kube::Error::Api(status) if status.is_not_found() => not_found(),
@@ -155,8 +156,16 @@ fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiE
     }
 }
 
+/// The storage key of a job's PDF, once it has succeeded.
+fn output_key_of(job: &RenderJob) -> Result<String, ApiError> {
+    match (objects::phase(job), job.status.as_ref().and_then(|s| s.output_key.clone())) {
+        (Phase::Succeeded, Some(key)) => Ok(key),
+        (phase, _) => Err(ApiError::output_not_ready(&job.name_any(), phase)),
+    }
+}
+
 fn is_already_exists(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.is_already_exists() || status.code == 409 && status.reason == "AlreadyExists")
+    matches!(err, kube::Error::Api(status) if status.is_already_exists())
 }
 
 impl ClusterBackend {
@@ -238,11 +247,7 @@ impl ClusterBackend {
 
     /// The storage key of a succeeded job's PDF.
     async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
-        let job = self.load_job(tenant, id).await?;
-        match (objects::phase(&job), job.status.and_then(|s| s.output_key)) {
-            (Phase::Succeeded, Some(key)) => Ok(key),
-            (phase, _) => Err(ApiError::output_not_ready(id, phase)),
-        }
+        output_key_of(&self.load_job(tenant, id).await?)
     }
 
     async fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
@@ -430,8 +435,8 @@ impl Backend for ClusterBackend {
     }
 
     async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
-        self.succeeded_output_key(tenant, id).await?;
         let job = self.load_job(tenant, id).await?;
+        output_key_of(&job)?;
         let token = new_share_token();
         let secret = objects::share_secret(&job, &token, expires_at);
         let created = self
