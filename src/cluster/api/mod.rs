@@ -156,6 +156,11 @@ fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiE
     }
 }
 
+/// The answer while the caches are still filling.
+fn starting() -> ApiError {
+    ApiError::unavailable("the API is starting (its caches are not filled yet); try again")
+}
+
 /// The storage key of a job's PDF, once it has succeeded.
 fn output_key_of(job: &RenderJob) -> Result<String, ApiError> {
     match (objects::phase(job), job.status.as_ref().and_then(|s| s.output_key.clone())) {
@@ -201,11 +206,7 @@ impl ClusterBackend {
 
     fn ensure_synced(&self) -> Result<(), ApiError> {
         let missing = self.caches.not_synced();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::unavailable("the API is starting (its caches are not filled yet); try again"))
-        }
+        if missing.is_empty() { Ok(()) } else { Err(starting()) }
     }
 
     /// A live job of `tenant`: from the cache, or (a write the cache has not shown
@@ -230,19 +231,16 @@ impl ClusterBackend {
         if held { self.caches.jobs.get(tenant, id).map(|j| RenderJob::clone(&j)) } else { None }
     }
 
-    /// Wait until the cache shows `written` (its resourceVersion or a later one).
-    async fn await_job(&self, written: &RenderJob) -> RenderJob {
+    /// Wait until the cache shows `written` (its resourceVersion or a later one), so
+    /// that the next request reads it from there.
+    async fn await_cached(&self, written: &RenderJob) {
         let (tenant, id) = (written.namespace().unwrap_or_default(), written.name_any());
         let wanted = written.metadata.resource_version.clone();
-        let seen = self
-            .settled_job(&tenant, &id, |j| {
-                objects::version_reached(j.metadata.resource_version.as_deref(), wanted.as_deref())
-            })
-            .await;
-        if seen.is_none() {
-            tracing::debug!(%tenant, %id, "the cache has not shown a write yet");
+        let version_seen =
+            |j: &RenderJob| objects::version_reached(j.metadata.resource_version.as_deref(), wanted.as_deref());
+        if self.settled_job(&tenant, &id, version_seen).await.is_none() {
+            tracing::debug!(%tenant, %id, "the cache has not shown a write yet; reads fall back to the apiserver");
         }
-        written.clone()
     }
 
     /// The storage key of a succeeded job's PDF.
@@ -317,14 +315,15 @@ impl ClusterBackend {
                 tracing::warn!(error = %err, %tenant, secret = %name, "the webhook Secret is not owned by its job; delete it with the job");
             }
         }
-        Ok(self.await_job(&created).await)
+        self.await_cached(&created).await;
+        Ok(created)
     }
 }
 
 impl Backend for ClusterBackend {
     async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
         if !self.caches.keys.is_synced() {
-            return Err(ApiError::unavailable("the API is starting (its caches are not filled yet); try again"));
+            return Err(starting());
         }
         let hash = crate::api_keys::hash(api_key);
         Ok(self.caches.keys.store().find(|s| objects::key_matches(s, &hash)).and_then(|s| s.namespace()))
