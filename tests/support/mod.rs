@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests: the real `folio` binary and poppler's
-//! PDF tools.
+//! Helpers shared by the integration tests: the real `folio` binary, poppler's
+//! PDF tools and a stand-in Kubernetes API server.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
+
+pub mod apiserver;
 
 use std::path::Path;
 use std::process::{Command, Output};
