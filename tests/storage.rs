@@ -6,34 +6,10 @@
 use std::time::Duration;
 
 use folio::storage::{S3Bucket, output_key};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
 
-const ACCESS_KEY: &str = "folio-test-access";
-const SECRET_KEY: &str = "folio-test-secret-key";
+mod support;
 
-/// Start an S3 server on a free loopback port; returns its endpoint.
-async fn s3_server(root: &std::path::Path) -> String {
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let http = ConnBuilder::new(TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else { continue };
-            let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-        }
-    });
-    format!("http://{address}")
-}
+use support::{S3_ACCESS_KEY as ACCESS_KEY, S3_SECRET_KEY as SECRET_KEY, s3_server};
 
 #[tokio::test]
 async fn pdfs_round_trip_through_a_bucket_created_on_first_use() {

@@ -129,3 +129,41 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Access key of the in-process S3 server.
+pub const S3_ACCESS_KEY: &str = "folio-test-access";
+/// Secret key of the in-process S3 server.
+pub const S3_SECRET_KEY: &str = "folio-test-secret-key";
+
+/// Start an S3 server (`s3s` over `s3s-fs`, SigV4 enforced) on a free loopback port,
+/// storing under `root`; returns its endpoint.
+pub async fn s3_server(root: &Path) -> String {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let fs = s3s_fs::FileSystem::new(root).unwrap();
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else { continue };
+            let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A kubeconfig file in `dir` pointing at the API server `url` (no credentials).
+pub fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
+    let file = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {url}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: test\n    namespace: default\ncurrent-context: standin\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}

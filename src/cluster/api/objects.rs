@@ -166,7 +166,7 @@ pub fn webhook_secret(tenant: &str, job_id: &str, secret: &str) -> Secret {
             )])),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([(WEBHOOK_SECRET_FIELD.to_owned(), secret.to_owned())])),
+        data: Some(BTreeMap::from([(WEBHOOK_SECRET_FIELD.to_owned(), ByteString(secret.as_bytes().to_vec()))])),
         type_: Some("Opaque".to_owned()),
         ..Default::default()
     }
@@ -199,7 +199,7 @@ pub fn api_key_secret(namespace: &str, key: &NewKey) -> Secret {
     }
 }
 
-/// A field of a Secret as text (`data` as the server returns it, or `stringData`).
+/// A field of a Secret as text (from `data`, or `stringData` as a user may write it).
 fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a str> {
     secret
         .data
@@ -238,7 +238,7 @@ pub fn share_secret(job: &RenderJob, token: &str, expires_at: Option<Timestamp>)
             owner_references: owned_by(job).map(|o| vec![o]),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([(SHARE_TOKEN_FIELD.to_owned(), token.to_owned())])),
+        data: Some(BTreeMap::from([(SHARE_TOKEN_FIELD.to_owned(), ByteString(token.as_bytes().to_vec()))])),
         type_: Some("Opaque".to_owned()),
         ..Default::default()
     }

@@ -293,7 +293,7 @@ async fn a_webhook_secret_becomes_a_secret_owned_by_its_job() {
     });
     let (method, path, secret, send) = fixture.next().await;
     assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/v1/namespaces/acme/secrets"));
-    assert_eq!(secret["stringData"]["secret"], "s3cret");
+    assert_eq!(secret["data"]["secret"], "czNjcmV0", "base64 of the secret");
     let secret_name = secret["metadata"]["name"].as_str().unwrap().to_owned();
     respond(send, StatusCode::CREATED, &stored::<Secret>(&secret, "3").0);
 
@@ -472,9 +472,7 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     assert_eq!(secret["metadata"]["ownerReferences"][0]["name"], "done");
     let (object, mut typed) = stored::<Secret>(&secret, "7");
     respond(send, StatusCode::CREATED, &object);
-    // The apiserver turns stringData into data.
-    let token_text = typed.string_data.take().unwrap().remove("token").unwrap();
-    typed.data = Some([("token".to_owned(), k8s_openapi::ByteString(token_text.clone().into_bytes()))].into());
+    let token_text = String::from_utf8(typed.data.as_ref().unwrap()["token"].0.clone()).unwrap();
     fixture.shares.apply(typed.clone());
     let share = call.await.unwrap().unwrap();
     assert_eq!((share.token.as_str(), share.job_id.as_str()), (token_text.as_str(), "done"));
