@@ -314,6 +314,15 @@ pub fn charge(granted: Option<i64>, used: i64, price: Price) -> Charge {
     }
 }
 
+/// What a blocked job says about its wait: the same words in status and in a refused
+/// resume, whichever home wrote them.
+pub fn insufficient_credits_message(price: Price, credits_remaining: i64) -> String {
+    format!(
+        "the render costs {} credits and the account has {credits_remaining} left; it continues when credits are added",
+        price.credits_used
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

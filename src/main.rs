@@ -71,6 +71,8 @@ enum Command {
         #[command(flatten)]
         webhooks: WebhookOptions,
     },
+    /// Serve the REST API over the cluster's RenderJobs (tenant = namespace); `api keys` manages its keys.
+    Api(folio::cluster::api::ApiOptions),
     /// Create, list and revoke API keys of the standalone server.
     Keys {
         #[command(subcommand)]
@@ -225,6 +227,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys { command } => keys(command),
+        Command::Api(options) => {
+            init_logging(options.log_json);
+            in_runtime(folio::cluster::api::run(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)
+        }
         Command::Serve {
             listen,
             data_dir,

@@ -43,6 +43,13 @@ impl UrlSigner {
         hex::encode(self.mac(tenant, job_id, expires).finalize().into_bytes())
     }
 
+    /// The URL under `public_url` that downloads `job_id`'s PDF until `expires_at`.
+    pub fn download_url(&self, public_url: &str, tenant: &str, job_id: &str, expires_at: Timestamp) -> String {
+        let expires = expires_at.as_second();
+        let signature = self.sign(tenant, job_id, expires);
+        format!("{public_url}/v1/files/{tenant}/{job_id}.pdf?expires={expires}&signature={signature}")
+    }
+
     /// Check a signature at `now`, in constant time.
     pub fn verify(
         &self,

@@ -39,10 +39,7 @@ pub fn settled(
                 status.phase = Some(lifecycle::next_phase(phase, Event::InsufficientCredits).unwrap_or(Phase::Blocked));
             }
             status.credits_remaining = Some(credits_remaining);
-            status.error_message = Some(format!(
-                "the render costs {} credits and the account has {credits_remaining} left; it continues when credits are added",
-                price.credits_used
-            ));
+            status.error_message = Some(lifecycle::insufficient_credits_message(price, credits_remaining));
         }
     }
     status

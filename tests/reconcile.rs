@@ -34,11 +34,14 @@ const JOBS: &str = "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs/invoice-
 const ACCOUNTS: &str = "/apis/folio.dev/v1alpha1/namespaces/acme/renderaccounts";
 const POD: &str = "/api/v1/namespaces/acme/pods/invoice-1-render-0";
 
+/// How the mock API server answers a request body: status code and JSON.
+type Answer = Box<dyn FnOnce(&Value) -> (u16, Value) + Send>;
+
 /// One request a scenario expects, and the answer it gets.
 struct Expect {
     method: &'static str,
     path: String,
-    answer: Box<dyn FnOnce(&Value) -> (u16, Value) + Send>,
+    answer: Answer,
 }
 
 fn expect(method: &'static str, path: &str, answer: impl FnOnce(&Value) -> (u16, Value) + Send + 'static) -> Expect {

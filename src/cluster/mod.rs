@@ -10,6 +10,7 @@
 //! - [`webhooks`]: deliveries queued in the job's status, sent by its reconciles.
 //! - [`operator`]: the process: CRD wait, leader Lease, health and metrics.
 
+pub mod api;
 pub mod controller;
 pub mod job;
 pub mod ledger;

@@ -76,6 +76,19 @@ pub struct Share {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A new job id: a UUIDv7, so ids sort by acceptance time and are valid Kubernetes
+/// object names. Both homes name jobs this way.
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A new share-link token: 192 random bits, hex.
+pub fn new_share_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
 /// What a home offers the REST facade. Every method is scoped to a tenant, and a
 /// tenant's request for another tenant's object gets `404`.
 pub trait Backend: Send + Sync + 'static {

@@ -13,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::lifecycle::Phase;
+use crate::signing::SignatureError;
+
 /// An error as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -48,6 +51,41 @@ impl ApiError {
     /// 503: the store or storage cannot be reached.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+    /// 404 for a job id this tenant does not have.
+    pub fn render_not_found(id: &str) -> ApiError {
+        ApiError::not_found(&format!("render {id:?}"))
+    }
+    /// 404 for a template name this tenant does not have.
+    pub fn template_not_found(name: &str) -> ApiError {
+        ApiError::not_found(&format!("template {name:?}"))
+    }
+    /// 409: cancelling a job that already ended.
+    pub fn already_finished(id: &str, phase: Phase) -> ApiError {
+        ApiError::conflict("ALREADY_FINISHED", format!("render {id:?} already {}", phase.api_name()))
+    }
+    /// 409: resuming a job that is not blocked.
+    pub fn not_blocked(id: &str, phase: Phase) -> ApiError {
+        ApiError::conflict("NOT_BLOCKED", format!("render {id:?} is {}; only blocked renders resume", phase.api_name()))
+    }
+    /// 409: asking for the PDF of a job that has not succeeded.
+    pub fn output_not_ready(id: &str, phase: Phase) -> ApiError {
+        ApiError::conflict(
+            "NOT_READY",
+            format!("render {id:?} is {}; its PDF is available once it has succeeded", phase.api_name()),
+        )
+    }
+    /// 409: creating a template whose name is taken.
+    pub fn template_exists(name: &str) -> ApiError {
+        ApiError::conflict("TEMPLATE_EXISTS", format!("template {name:?} exists; PUT /v1/templates/{name} replaces it"))
+    }
+    /// 403 for a signed URL that was altered or has expired.
+    pub fn signature_refused(err: SignatureError) -> ApiError {
+        let code = match err {
+            SignatureError::Invalid => "SIGNATURE_INVALID",
+            SignatureError::Expired => "URL_EXPIRED",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, err.to_string())
     }
     /// 500: a fault of folio's; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {

@@ -74,6 +74,20 @@ pub enum TemplateEngine {
     Typst,
 }
 
+/// The account of a namespace that has none: unlimited credits, default pricing and
+/// retention. Both homes charge and answer `GET /v1/account` with it.
+pub fn default_account(namespace: &str) -> RenderAccount {
+    RenderAccount {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("default".into()),
+            namespace: Some(namespace.to_owned()),
+            ..Default::default()
+        },
+        spec: Default::default(),
+        status: Some(RenderAccountStatus::default()),
+    }
+}
+
 /// The CRDs of all folio kinds, in the order `folio crd` prints them.
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     vec![RenderTemplate::crd(), RenderJob::crd(), RenderAccount::crd()]

@@ -21,15 +21,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView};
+use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
 use crate::http::error::ApiError;
 use crate::http::{AppState, app};
 use crate::lifecycle::{self, Charge, Event, Phase};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
 use crate::render::pool::{PoolConfig, RenderPool};
-use crate::resources::{RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate};
-use crate::signing::{SignatureError, UrlSigner};
+use crate::resources::{
+    RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate, default_account,
+};
+use crate::signing::UrlSigner;
 use crate::storage::{LocalFolder, output_key};
 use crate::transitions;
 use store::{JobRecord, ShareRecord, Store, StoreError};
@@ -163,15 +165,11 @@ impl Standalone {
 
     /// A download URL for a job's PDF that works without an API key until `expires_at`.
     pub fn signed_download_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> String {
-        let expires = expires_at.as_second();
-        let signature = self.signer.sign(tenant, id, expires);
-        format!("{}/v1/files/{tenant}/{id}.pdf?expires={expires}&signature={signature}", self.public_url)
+        self.signer.download_url(&self.public_url, tenant, id, expires_at)
     }
 
     fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, ApiError> {
-        self.store
-            .read(|c| store::load_job(c, Some(tenant), id))?
-            .ok_or_else(|| ApiError::not_found(&format!("render {id:?}")))
+        self.store.read(|c| store::load_job(c, Some(tenant), id))?.ok_or_else(|| ApiError::render_not_found(id))
     }
 
     fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
@@ -179,10 +177,7 @@ impl Standalone {
         let status = record.job.status.clone().unwrap_or_default();
         match (record.phase(), status.output_key) {
             (Phase::Succeeded, Some(key)) => Ok(key),
-            (phase, _) => Err(ApiError::conflict(
-                "NOT_READY",
-                format!("render {id:?} is {}; its PDF is available once it has succeeded", phase.api_name()),
-            )),
+            (phase, _) => Err(ApiError::output_not_ready(id, phase)),
         }
     }
 
@@ -260,21 +255,6 @@ fn end_job(
     Ok(next)
 }
 
-/// The account of a tenant that has none applied: unlimited, default pricing.
-fn default_account(tenant: &str) -> RenderAccount {
-    RenderAccount {
-        metadata: ObjectMeta { name: Some("default".into()), namespace: Some(tenant.to_owned()), ..Default::default() },
-        spec: Default::default(),
-        status: Some(RenderAccountStatus::default()),
-    }
-}
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 impl Backend for Standalone {
     async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
         let hash = crate::api_keys::hash(api_key);
@@ -289,7 +269,7 @@ impl Backend for Standalone {
             if let Some(existing) = store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)? {
                 return Ok((existing, false));
             }
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = new_job_id();
             let job = RenderJob {
                 metadata: ObjectMeta {
                     name: Some(id.clone()),
@@ -339,14 +319,11 @@ impl Backend for Standalone {
         let now = Timestamp::now();
         let record = self.store.write(|tx| {
             let Some(mut record) = store::load_job(tx, Some(tenant), id)? else {
-                return Ok(Err(ApiError::not_found(&format!("render {id:?}"))));
+                return Ok(Err(ApiError::render_not_found(id)));
             };
             let phase = record.phase();
             if phase.is_terminal() {
-                return Ok(Err(ApiError::conflict(
-                    "ALREADY_FINISHED",
-                    format!("render {id:?} already {}", phase.api_name()),
-                )));
+                return Ok(Err(ApiError::already_finished(id, phase)));
             }
             end_job(tx, &mut record, Event::Cancel, None, now)?;
             Ok(Ok((record, phase)))
@@ -362,10 +339,7 @@ impl Backend for Standalone {
     async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
         let record = self.load(tenant, id)?;
         if record.phase() != Phase::Blocked {
-            return Err(ApiError::conflict(
-                "NOT_BLOCKED",
-                format!("render {id:?} is {}; only blocked renders resume", record.phase().api_name()),
-            ));
+            return Err(ApiError::not_blocked(id, record.phase()));
         }
         self.settle_one(tenant, id)?;
         let record = self.load(tenant, id)?;
@@ -384,7 +358,7 @@ impl Backend for Standalone {
             }
             Ok(record)
         })?;
-        let record = record.ok_or_else(|| ApiError::not_found(&format!("render {id:?}")))?;
+        let record = record.ok_or_else(|| ApiError::render_not_found(id))?;
         self.forget_output(&record);
         Ok(())
     }
@@ -400,12 +374,7 @@ impl Backend for Standalone {
     }
 
     async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, ApiError> {
-        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(|err| match err {
-            SignatureError::Invalid => {
-                ApiError::new(axum::http::StatusCode::FORBIDDEN, "SIGNATURE_INVALID", err.to_string())
-            }
-            SignatureError::Expired => ApiError::new(axum::http::StatusCode::FORBIDDEN, "URL_EXPIRED", err.to_string()),
-        })?;
+        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(ApiError::signature_refused)?;
         let key = self.succeeded_output_key(tenant, id)?;
         self.read_output(&key).await
     }
@@ -413,7 +382,7 @@ impl Backend for Standalone {
     async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
         self.succeeded_output_key(tenant, id)?;
         let share = ShareRecord {
-            token: random_token(),
+            token: new_share_token(),
             tenant: tenant.to_owned(),
             job_id: id.to_owned(),
             created_at: Timestamp::now(),
@@ -454,7 +423,7 @@ impl Backend for Standalone {
         self.store
             .read(|c| store::load_template(c, tenant, name))?
             .map(template_view)
-            .ok_or_else(|| ApiError::not_found(&format!("template {name:?}")))
+            .ok_or_else(|| ApiError::template_not_found(name))
     }
 
     async fn put_template(
@@ -470,10 +439,7 @@ impl Backend for Standalone {
         } else if self.store.write(|tx| store::create_template(tx, &template, now))? {
             true
         } else {
-            return Err(ApiError::conflict(
-                "TEMPLATE_EXISTS",
-                format!("template {name:?} exists; PUT /v1/templates/{name} replaces it"),
-            ));
+            return Err(ApiError::template_exists(&name));
         };
         Ok((self.template(tenant, &name).await?, created))
     }

@@ -8,7 +8,7 @@ mod local;
 mod s3;
 
 pub use local::LocalFolder;
-pub use s3::{S3Bucket, S3Error, S3Options};
+pub use s3::{MAX_PRESIGNED_LIFETIME, S3Bucket, S3Error, S3Options};
 
 /// The storage key of a job's PDF.
 pub fn output_key(tenant: &str, job_id: &str) -> String {

@@ -131,3 +131,13 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A kubeconfig file in `dir` pointing at the API server `url` (no credentials).
+pub fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
+    let file = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {url}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: test\n    namespace: default\ncurrent-context: standin\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}

@@ -1,0 +1,169 @@
+//! The reflector caches the facade reads from: one cluster-wide watch per kind
+//! (RenderJob, RenderTemplate, RenderAccount, and the two kinds of labelled Secrets),
+//! so a GET or a page of the render log costs no apiserver call.
+//!
+//! Each cache also counts the events it applied, on a `watch` channel: a handler that
+//! just wrote an object waits on it until the cache shows the write (or a short time
+//! passes), so the next request reads what the last one wrote.
+
+use std::hash::Hash;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::objects::{API_KEY_LABEL, LAST_APPLIED_ANNOTATION, SHARE_LABEL};
+use crate::resources::{RenderAccount, RenderJob, RenderTemplate};
+
+/// A reflector store and a counter of the events applied to it.
+#[derive(Clone)]
+pub struct Cache<K: Lookup + Clone + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store: Store<K>,
+    changes: watch::Receiver<u64>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Lookup<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+{
+    /// Watch `api` with `config` into a new cache; the returned task keeps it current
+    /// (retrying with backoff when the watch fails) until it is aborted.
+    pub fn watch(api: Api<K>, config: watcher::Config, kind: &'static str) -> (Cache<K>, JoinHandle<()>) {
+        let (store, writer) = reflector::store();
+        let (changed, changes) = watch::channel(0u64);
+        let events = watcher(api, config).default_backoff().modify(|object: &mut K| {
+            if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+                annotations.remove(LAST_APPLIED_ANNOTATION);
+            }
+        });
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(reflector::reflector(writer, events));
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(_) => changed.send_modify(|n| *n = n.wrapping_add(1)),
+                    Err(err) => tracing::warn!(kind, error = %err, "watch failed; retrying"),
+                }
+            }
+        });
+        (Cache { store, changes }, task)
+    }
+
+    /// A cache fed by hand through `writer` (tests); bump the returned sender after
+    /// each event so that waiters look again.
+    #[cfg(test)]
+    pub fn detached() -> (Cache<K>, reflector::store::Writer<K>, watch::Sender<u64>) {
+        let (store, writer) = reflector::store();
+        let (changed, changes) = watch::channel(0u64);
+        (Cache { store, changes }, writer, changed)
+    }
+
+    /// The reader.
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// The cached object `name` in `namespace`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<K>> {
+        self.store.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Whether the first complete list has arrived.
+    pub fn is_synced(&self) -> bool {
+        self.store.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok())
+    }
+
+    /// Wait until `done` holds for the store, at most `timeout`; whether it held.
+    pub async fn wait_until(&self, timeout: Duration, done: impl Fn(&Store<K>) -> bool) -> bool {
+        let mut changes = self.changes.clone();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                changes.borrow_and_update();
+                if done(&self.store) {
+                    return true;
+                }
+                if changes.changed().await.is_err() {
+                    return done(&self.store);
+                }
+            }
+        });
+        waited.await.unwrap_or_else(|_| done(&self.store))
+    }
+}
+
+/// Every cache of the facade, and the tasks that keep them current.
+pub struct Caches {
+    /// RenderJobs of every namespace.
+    pub jobs: Cache<RenderJob>,
+    /// RenderTemplates of every namespace.
+    pub templates: Cache<RenderTemplate>,
+    /// RenderAccounts of every namespace.
+    pub accounts: Cache<RenderAccount>,
+    /// Secrets labelled as API keys.
+    pub keys: Cache<Secret>,
+    /// Secrets labelled as share links.
+    pub shares: Cache<Secret>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Caches {
+    /// Start watching every kind, cluster-wide.
+    pub fn watch(client: &Client) -> Caches {
+        let plain = watcher::Config::default;
+        let (jobs, jobs_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderJob");
+        let (templates, templates_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderTemplate");
+        let (accounts, accounts_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderAccount");
+        let (keys, keys_task) = Cache::watch(
+            Api::all(client.clone()),
+            plain().labels(&format!("{API_KEY_LABEL}=true")),
+            "Secret (API keys)",
+        );
+        let (shares, shares_task) = Cache::watch(
+            Api::all(client.clone()),
+            plain().labels(&format!("{SHARE_LABEL}=true")),
+            "Secret (share links)",
+        );
+        let tasks = vec![jobs_task, templates_task, accounts_task, keys_task, shares_task];
+        Caches { jobs, templates, accounts, keys, shares, tasks }
+    }
+
+    /// Caches fed by hand (tests).
+    #[cfg(test)]
+    pub fn from_parts(
+        jobs: Cache<RenderJob>,
+        templates: Cache<RenderTemplate>,
+        accounts: Cache<RenderAccount>,
+        keys: Cache<Secret>,
+        shares: Cache<Secret>,
+    ) -> Caches {
+        Caches { jobs, templates, accounts, keys, shares, tasks: Vec::new() }
+    }
+
+    /// The kinds whose first list has not arrived yet.
+    pub fn not_synced(&self) -> Vec<&'static str> {
+        let synced = [
+            ("RenderJob", self.jobs.is_synced()),
+            ("RenderTemplate", self.templates.is_synced()),
+            ("RenderAccount", self.accounts.is_synced()),
+            ("Secret (API keys)", self.keys.is_synced()),
+            ("Secret (share links)", self.shares.is_synced()),
+        ];
+        synced.into_iter().filter(|(_, ok)| !ok).map(|(kind, _)| kind).collect()
+    }
+}
+
+impl Drop for Caches {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

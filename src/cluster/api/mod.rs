@@ -1,0 +1,610 @@
+//! `folio api`: the REST facade over the cluster. The handlers are the same as
+//! `folio serve`'s; only the [`Backend`] differs: [`ClusterBackend`] maps every call
+//! onto Kubernetes objects in the tenant's namespace.
+//!
+//! Reads come from reflector caches ([`cache`]), never one apiserver call per GET;
+//! writes go to the apiserver, and a handler that wrote waits briefly until its cache
+//! shows the write, so the next request sees it (a job missing from the cache is
+//! also looked up directly, once). The job's life is the operator's: cancel sets
+//! `spec.cancel`, resume annotates, delete leaves the PDF to the operator's
+//! finalizer; the facade waits a moment for the operator's answer and otherwise
+//! returns the job as it stands. How requests map to objects is in [`objects`].
+
+mod cache;
+pub mod keys;
+pub mod objects;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
+use crate::http::error::ApiError;
+use crate::http::{AppState, app};
+use crate::lifecycle::Phase;
+use crate::metrics::Metrics;
+use crate::resources::{RenderAccount, RenderJob, RenderTemplate, SecretKeyRef};
+use crate::signing::UrlSigner;
+use crate::storage::{MAX_PRESIGNED_LIFETIME, S3Bucket, S3Options};
+pub use cache::{Cache, Caches};
+
+/// `folio api`: flags and environment.
+#[derive(Clone, Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ApiOptions {
+    /// Manage API keys (Secrets in the tenant's namespace) instead of serving.
+    #[command(subcommand)]
+    pub command: Option<ApiCommand>,
+    /// Address to listen on.
+    #[arg(long, env = "FOLIO_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The URL clients reach the API at (default: http://LISTEN).
+    #[arg(long, env = "FOLIO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "FOLIO_LOG_JSON")]
+    pub log_json: bool,
+    /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
+    #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+    /// Seconds a write waits for the cache (and, for cancel and resume, the operator)
+    /// to show its effect before answering.
+    #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", default_value_t = 2.0)]
+    pub settle_timeout: f64,
+    /// Where the PDFs are.
+    #[command(flatten)]
+    pub s3: Option<S3Options>,
+}
+
+/// `folio api <command>`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ApiCommand {
+    /// Create, list and revoke API keys: Secrets holding only the key's hash.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+}
+
+/// Run `folio api` (or one of its key commands).
+pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
+    if let Some(ApiCommand::Keys { command }) = options.command {
+        let client = Client::try_default().await.context("connecting to the cluster (in-cluster or KUBECONFIG)")?;
+        return keys::run(client, command).await;
+    }
+    let s3 = options
+        .s3
+        .clone()
+        .context("folio api needs --s3-endpoint, --s3-access-key and --s3-secret-key (or FOLIO_S3_*)")?;
+    let settle = Duration::try_from_secs_f64(options.settle_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--settle-timeout must be a positive number of seconds")?;
+    let client = Client::try_default().await.context("connecting to the cluster (in-cluster or KUBECONFIG)")?;
+    let bucket = s3.connect().await.context("connecting to the bucket")?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let public_url =
+        options.public_url.clone().unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
+    let caches = Caches::watch(&client);
+    let signer = url_signer(&s3);
+    let backend = ClusterBackend::new(client, caches, bucket, signer, public_url.clone(), settle);
+    let state = AppState {
+        backend: Arc::new(backend),
+        public_url: public_url.clone(),
+        metrics: Arc::new(Metrics::new()),
+        rate_limit: std::num::NonZeroU32::new(options.rate_limit).map(crate::http::tenant_rate_limiter),
+    };
+    // The address line is what scripts and tests wait for.
+    println!("folio api on {public_url}");
+    tracing::info!(%address, "serving the API over the cluster");
+    axum::serve(listener, app(state)).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// The signer of folio's own download URLs (those longer-lived than S3 allows). Its
+/// key comes from the bucket's secret key, which every replica already has, so any
+/// replica verifies what another signed.
+fn url_signer(s3: &S3Options) -> UrlSigner {
+    let mut hasher = Sha256::new();
+    hasher.update(b"folio signed download URLs\n");
+    hasher.update(s3.secret_key.as_bytes());
+    UrlSigner::new(hasher.finalize().to_vec())
+}
+
+/// Locks serialising creates that carry an idempotency key or an external id, per
+/// tenant (striped), so that a retry racing its original request finds the first job.
+const CREATE_LOCKS: usize = 64;
+
+/// The cluster home's side of the REST facade.
+pub struct ClusterBackend {
+    client: Client,
+    caches: Caches,
+    bucket: S3Bucket,
+    signer: UrlSigner,
+    public_url: String,
+    settle: Duration,
+    create_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// An apiserver error as the API answers it; `not_found` makes the 404 (never saying
+/// whether another tenant has such an object).
+fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiError {
+    match &err {
+        kube::Error::Api(status) if status.is_not_found() => not_found(),
+        kube::Error::Api(status) if status.is_conflict() => {
+            ApiError::conflict("CONFLICT", "the object changed meanwhile; try again")
+        }
+        kube::Error::Api(status) if status.is_invalid() => ApiError::bad_request(status.message.clone()),
+        _ => {
+            tracing::error!(error = %err, "cluster API call failed");
+            ApiError::unavailable("the cluster API is unavailable; try again")
+        }
+    }
+}
+
+/// The answer while the caches are still filling.
+fn starting() -> ApiError {
+    ApiError::unavailable("the API is starting (its caches are not filled yet); try again")
+}
+
+/// The storage key of a job's PDF, once it has succeeded.
+fn output_key_of(job: &RenderJob) -> Result<String, ApiError> {
+    match (objects::phase(job), job.status.as_ref().and_then(|s| s.output_key.clone())) {
+        (Phase::Succeeded, Some(key)) => Ok(key),
+        (phase, _) => Err(ApiError::output_not_ready(&job.name_any(), phase)),
+    }
+}
+
+fn is_already_exists(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.is_already_exists())
+}
+
+impl ClusterBackend {
+    /// A backend writing through `client` and reading from `caches`.
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        bucket: S3Bucket,
+        signer: UrlSigner,
+        public_url: String,
+        settle: Duration,
+    ) -> ClusterBackend {
+        let create_locks = (0..CREATE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
+        ClusterBackend { client, caches, bucket, signer, public_url, settle, create_locks }
+    }
+
+    fn jobs_api(&self, tenant: &str) -> Api<RenderJob> {
+        Api::namespaced(self.client.clone(), tenant)
+    }
+
+    fn secrets_api(&self, tenant: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), tenant)
+    }
+
+    fn templates_api(&self, tenant: &str) -> Api<RenderTemplate> {
+        Api::namespaced(self.client.clone(), tenant)
+    }
+
+    fn create_lock(&self, tenant: &str) -> &tokio::sync::Mutex<()> {
+        let hash = Sha256::digest(tenant.as_bytes());
+        &self.create_locks[usize::from(hash[0]) % self.create_locks.len()]
+    }
+
+    fn ensure_synced(&self) -> Result<(), ApiError> {
+        let missing = self.caches.not_synced();
+        if missing.is_empty() { Ok(()) } else { Err(starting()) }
+    }
+
+    /// A live job of `tenant`: from the cache, or (a write the cache has not shown
+    /// yet) from the apiserver.
+    async fn load_job(&self, tenant: &str, id: &str) -> Result<RenderJob, ApiError> {
+        if let Some(job) = self.caches.jobs.get(tenant, id) {
+            return if objects::is_live(&job.metadata) {
+                Ok(RenderJob::clone(&job))
+            } else {
+                Err(ApiError::render_not_found(id))
+            };
+        }
+        let job =
+            self.jobs_api(tenant).get_opt(id).await.map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+        job.filter(|j| objects::is_live(&j.metadata)).ok_or_else(|| ApiError::render_not_found(id))
+    }
+
+    /// Wait until the cached job `id` satisfies `done`; the cached job if it does.
+    async fn settled_job(&self, tenant: &str, id: &str, done: impl Fn(&RenderJob) -> bool) -> Option<RenderJob> {
+        let key = kube::runtime::reflector::ObjectRef::<RenderJob>::new(id).within(tenant);
+        let held = self.caches.jobs.wait_until(self.settle, |s| s.get(&key).is_some_and(|j| done(&j))).await;
+        if held { self.caches.jobs.get(tenant, id).map(|j| RenderJob::clone(&j)) } else { None }
+    }
+
+    /// Wait until the cache shows `written` (its resourceVersion or a later one), so
+    /// that the next request reads it from there.
+    async fn await_cached(&self, written: &RenderJob) {
+        let (tenant, id) = (written.namespace().unwrap_or_default(), written.name_any());
+        let wanted = written.metadata.resource_version.clone();
+        let version_seen =
+            |j: &RenderJob| objects::version_reached(j.metadata.resource_version.as_deref(), wanted.as_deref());
+        if self.settled_job(&tenant, &id, version_seen).await.is_none() {
+            tracing::debug!(%tenant, %id, "the cache has not shown a write yet; reads fall back to the apiserver");
+        }
+    }
+
+    /// The storage key of a succeeded job's PDF.
+    async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
+        output_key_of(&self.load_job(tenant, id).await?)
+    }
+
+    async fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
+        self.bucket
+            .get(key)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, key, "reading an output");
+                ApiError::unavailable("the output storage is unavailable")
+            })?
+            .ok_or_else(|| ApiError::not_found("output"))
+    }
+
+    fn cached_account(&self, tenant: &str) -> RenderAccount {
+        let accounts = self.caches.accounts.store().state_filter(|a| a.metadata.namespace.as_deref() == Some(tenant));
+        let jobs = self.caches.jobs.store().state_filter(|j| j.metadata.namespace.as_deref() == Some(tenant));
+        objects::account(accounts, jobs, tenant)
+    }
+
+    fn cached_share(&self, token: &str) -> Option<(String, Share)> {
+        let name = objects::share_secret_name(token);
+        let secret = self.caches.shares.store().find(|s| s.metadata.name.as_deref() == Some(name.as_str()))?;
+        let share = objects::share_of(&secret).filter(|s| s.token == token)?;
+        Some((secret.namespace()?, share))
+    }
+
+    /// Create the Secret of a webhook secret, then the job referring to it, then make
+    /// the job own the Secret. The Secret comes first so that the operator never sees
+    /// a job whose secret is missing.
+    async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<RenderJob, ApiError> {
+        let id = new_job_id();
+        let mut spec = new.spec;
+        let secret = match (new.webhook_secret, spec.webhook.as_mut()) {
+            (Some(secret), Some(hook)) => {
+                hook.secret_ref = Some(SecretKeyRef {
+                    name: objects::webhook_secret_name(&id),
+                    key: objects::WEBHOOK_SECRET_FIELD.to_owned(),
+                });
+                Some(objects::webhook_secret(tenant, &id, &secret))
+            }
+            _ => None,
+        };
+        let secrets = self.secrets_api(tenant);
+        let post = PostParams::default();
+        if let Some(secret) = &secret {
+            secrets.create(&post, secret).await.map_err(|e| cluster_error(e, || ApiError::not_found("namespace")))?;
+        }
+        let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
+        let created = match self.jobs_api(tenant).create(&post, &job).await {
+            Ok(created) => created,
+            Err(err) => {
+                if secret.is_some()
+                    && let Err(cleanup) =
+                        secrets.delete(&objects::webhook_secret_name(&id), &DeleteParams::default()).await
+                {
+                    tracing::warn!(error = %cleanup, %tenant, %id, "could not delete the webhook Secret of a job not created");
+                }
+                return Err(cluster_error(err, || ApiError::not_found("namespace")));
+            }
+        };
+        if secret.is_some()
+            && let Some(owner) = objects::owned_by(&created)
+        {
+            let patch = json!({"metadata": {"ownerReferences": [owner]}});
+            let name = objects::webhook_secret_name(&id);
+            if let Err(err) = secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::warn!(error = %err, %tenant, secret = %name, "the webhook Secret is not owned by its job; delete it with the job");
+            }
+        }
+        self.await_cached(&created).await;
+        Ok(created)
+    }
+}
+
+impl Backend for ClusterBackend {
+    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
+        if !self.caches.keys.is_synced() {
+            return Err(starting());
+        }
+        let hash = crate::api_keys::hash(api_key);
+        Ok(self.caches.keys.store().find(|s| objects::key_matches(s, &hash)).and_then(|s| s.namespace()))
+    }
+
+    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
+        self.ensure_synced()?;
+        let keyed = new.idempotency_key.is_some() || new.spec.external_id.is_some();
+        let _guard = if keyed { Some(self.create_lock(tenant).lock().await) } else { None };
+        if keyed {
+            let (key, external_id) = (new.idempotency_key.as_deref(), new.spec.external_id.as_deref());
+            if let Some(existing) =
+                self.caches.jobs.store().find(|j| objects::is_duplicate(j, tenant, key, external_id))
+            {
+                return Ok((objects::job_view(RenderJob::clone(&existing)), false));
+            }
+        }
+        let created = self.create_new_job(tenant, new).await?;
+        Ok((objects::job_view(created), true))
+    }
+
+    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        Ok(objects::job_view(self.load_job(tenant, id).await?))
+    }
+
+    async fn jobs(
+        &self,
+        tenant: &str,
+        filter: JobFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<JobView>, i64), ApiError> {
+        self.ensure_synced()?;
+        let jobs = self.caches.jobs.store().state_filter(|j| j.metadata.namespace.as_deref() == Some(tenant));
+        Ok(objects::render_log(jobs, tenant, &filter, limit, offset))
+    }
+
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        let job = self.load_job(tenant, id).await?;
+        let phase = objects::phase(&job);
+        if phase.is_terminal() {
+            return Err(ApiError::already_finished(id, phase));
+        }
+        let patch = json!({"spec": {"cancel": true}});
+        let patched = self
+            .jobs_api(tenant)
+            .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+        // The operator ends the job; answer with its verdict when it comes quickly.
+        let ended = self.settled_job(tenant, id, |j| objects::phase(j).is_terminal()).await;
+        Ok(objects::job_view(ended.unwrap_or(patched)))
+    }
+
+    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+        let job = self.load_job(tenant, id).await?;
+        let phase = objects::phase(&job);
+        if phase != Phase::Blocked {
+            return Err(ApiError::not_blocked(id, phase));
+        }
+        objects::can_resume(&job, &self.cached_account(tenant))
+            .map_err(|message| ApiError::conflict("INSUFFICIENT_CREDITS", message))?;
+        let patch = json!({"metadata": {"annotations": {objects::RESUME_ANNOTATION: Timestamp::now().to_string()}}});
+        let patched = self
+            .jobs_api(tenant)
+            .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+        let settled = self.settled_job(tenant, id, |j| objects::phase(j) != Phase::Blocked).await;
+        Ok(objects::job_view(settled.unwrap_or(patched)))
+    }
+
+    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), ApiError> {
+        self.load_job(tenant, id).await?;
+        self.jobs_api(tenant)
+            .delete(id, &DeleteParams::background())
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+        let key = kube::runtime::reflector::ObjectRef::<RenderJob>::new(id).within(tenant);
+        self.caches.jobs.wait_until(self.settle, |s| s.get(&key).is_none_or(|j| !objects::is_live(&j.metadata))).await;
+        Ok(())
+    }
+
+    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, ApiError> {
+        let key = self.succeeded_output_key(tenant, id).await?;
+        self.read_output(&key).await
+    }
+
+    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, ApiError> {
+        let key = self.succeeded_output_key(tenant, id).await?;
+        let lifetime = Timestamp::now().duration_until(expires_at);
+        match Duration::try_from(lifetime) {
+            Ok(lifetime) if lifetime <= MAX_PRESIGNED_LIFETIME => {
+                self.bucket.presigned_get(&key, lifetime).await.map_err(|err| {
+                    tracing::error!(error = %err, key, "presigning a download");
+                    ApiError::unavailable("the output storage is unavailable")
+                })
+            }
+            // Longer than S3 allows: a URL folio signs and serves itself.
+            _ => Ok(self.signer.download_url(&self.public_url, tenant, id, expires_at)),
+        }
+    }
+
+    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, ApiError> {
+        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(ApiError::signature_refused)?;
+        let key = self.succeeded_output_key(tenant, id).await?;
+        self.read_output(&key).await
+    }
+
+    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
+        let job = self.load_job(tenant, id).await?;
+        output_key_of(&job)?;
+        let token = new_share_token();
+        let secret = objects::share_secret(&job, &token, expires_at);
+        let created = self
+            .secrets_api(tenant)
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+        let name = created.name_any();
+        self.caches
+            .shares
+            .wait_until(self.settle, |s| s.find(|c| c.metadata.name.as_deref() == Some(&name)).is_some())
+            .await;
+        let mut share =
+            objects::share_of(&created).ok_or_else(|| ApiError::internal("a created share link reads back empty"))?;
+        share.token = token;
+        Ok(share)
+    }
+
+    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
+        let gone = || ApiError::not_found("share link");
+        let (tenant, share) = self.cached_share(token).ok_or_else(gone)?;
+        if !objects::share_is_live(&share, Timestamp::now()) {
+            return Err(gone());
+        }
+        let key = self.succeeded_output_key(&tenant, &share.job_id).await.map_err(|_| gone())?;
+        self.read_output(&key).await
+    }
+
+    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
+        self.ensure_synced()?;
+        let mut shares: Vec<Share> = self
+            .caches
+            .shares
+            .store()
+            .state_filter(|s| s.metadata.namespace.as_deref() == Some(tenant))
+            .iter()
+            .filter_map(|s| objects::share_of(s))
+            .collect();
+        shares.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.token.cmp(&b.token)));
+        Ok(shares)
+    }
+
+    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
+        let (namespace, share) =
+            self.cached_share(token).filter(|(ns, _)| ns == tenant).ok_or_else(|| ApiError::not_found("share link"))?;
+        if share.revoked_at.is_some() {
+            return Ok(());
+        }
+        let name = objects::share_secret_name(token);
+        let patch =
+            json!({"metadata": {"annotations": {objects::SHARE_REVOKED_ANNOTATION: Timestamp::now().to_string()}}});
+        let patched = self
+            .secrets_api(&namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::not_found("share link")))?;
+        let wanted = patched.metadata.resource_version.clone();
+        self.caches
+            .shares
+            .wait_until(self.settle, |s| {
+                s.find(|c| c.metadata.name.as_deref() == Some(&name) && c.metadata.namespace.as_deref() == Some(tenant))
+                    .is_some_and(|c| {
+                        objects::version_reached(c.metadata.resource_version.as_deref(), wanted.as_deref())
+                    })
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, ApiError> {
+        self.ensure_synced()?;
+        let mut templates: Vec<RenderTemplate> = self
+            .caches
+            .templates
+            .store()
+            .state_filter(|t| t.metadata.namespace.as_deref() == Some(tenant) && objects::is_live(&t.metadata))
+            .iter()
+            .map(|t| RenderTemplate::clone(t))
+            .collect();
+        templates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(templates.into_iter().map(objects::template_view).collect())
+    }
+
+    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
+        let template = match self.caches.templates.get(tenant, name) {
+            Some(cached) => Some(RenderTemplate::clone(&cached)),
+            None => self
+                .templates_api(tenant)
+                .get_opt(name)
+                .await
+                .map_err(|e| cluster_error(e, || ApiError::template_not_found(name)))?,
+        };
+        template
+            .filter(|t| objects::is_live(&t.metadata))
+            .map(objects::template_view)
+            .ok_or_else(|| ApiError::template_not_found(name))
+    }
+
+    async fn put_template(
+        &self,
+        tenant: &str,
+        template: RenderTemplate,
+        replace: bool,
+    ) -> Result<(TemplateView, bool), ApiError> {
+        let name = template.name_any();
+        let api = self.templates_api(tenant);
+        let not_found = || ApiError::not_found("namespace");
+        let (written, created) = match api.create(&PostParams::default(), &template).await {
+            Ok(created) => (created, true),
+            Err(err) if is_already_exists(&err) && !replace => return Err(ApiError::template_exists(&name)),
+            Err(err) if is_already_exists(&err) => {
+                // Replace the spec, keeping the object's labels and annotations; retry
+                // when someone else wrote it in between.
+                let mut attempt = 0;
+                loop {
+                    let mut current = api.get(&name).await.map_err(|e| cluster_error(e, not_found))?;
+                    current.spec = template.spec.clone();
+                    match api.replace(&name, &PostParams::default(), &current).await {
+                        Ok(replaced) => break (replaced, false),
+                        Err(kube::Error::Api(status)) if status.is_conflict() && attempt < 3 => attempt += 1,
+                        Err(err) => return Err(cluster_error(err, not_found)),
+                    }
+                }
+            }
+            Err(err) => return Err(cluster_error(err, not_found)),
+        };
+        let wanted = written.metadata.resource_version.clone();
+        let key = kube::runtime::reflector::ObjectRef::<RenderTemplate>::new(&name).within(tenant);
+        self.caches
+            .templates
+            .wait_until(self.settle, |s| {
+                s.get(&key).is_some_and(|t| {
+                    objects::version_reached(t.metadata.resource_version.as_deref(), wanted.as_deref())
+                })
+            })
+            .await;
+        Ok((objects::template_view(written), created))
+    }
+
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+        self.templates_api(tenant)
+            .delete(name, &DeleteParams::background())
+            .await
+            .map_err(|e| cluster_error(e, || ApiError::template_not_found(name)))?;
+        let key = kube::runtime::reflector::ObjectRef::<RenderTemplate>::new(name).within(tenant);
+        self.caches
+            .templates
+            .wait_until(self.settle, |s| s.get(&key).is_none_or(|t| !objects::is_live(&t.metadata)))
+            .await;
+        Ok(())
+    }
+
+    async fn account(&self, tenant: &str) -> Result<RenderAccount, ApiError> {
+        self.ensure_synced()?;
+        Ok(self.cached_account(tenant))
+    }
+
+    async fn not_ready(&self) -> Option<String> {
+        let missing = self.caches.not_synced();
+        (!missing.is_empty()).then(|| format!("waiting for the cluster caches to fill: {}", missing.join(", ")))
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, ApiError> {
+        let mut counts = std::collections::HashMap::<Phase, i64>::new();
+        for job in self.caches.jobs.store().state() {
+            if objects::is_live(&job.metadata) {
+                *counts.entry(objects::phase(&job)).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+}
