@@ -35,6 +35,8 @@ pub const FIELD_MANAGER: &str = "folio-operator";
 pub const FINALIZER: &str = "folio.dev/output";
 /// First delay after a transient error; doubles per consecutive error of a job.
 const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Delay after a write conflict (times the consecutive conflicts).
+const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 /// Longest delay after transient errors.
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -190,6 +192,10 @@ pub fn error_policy(job: Arc<RenderJob>, err: &Error, ctx: Arc<Context>) -> Acti
     let mut failures = ctx.failures();
     let count = failures.entry(ObjectRef::from_obj(job.as_ref())).or_insert(0);
     *count += 1;
+    if err.kind() == "conflict" {
+        // Another write came first; the fresh copy is (nearly) in the cache already.
+        return Action::requeue(CONFLICT_RETRY.saturating_mul((*count).min(10)));
+    }
     Action::requeue(backoff(*count))
 }
 

@@ -244,7 +244,8 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
 }
 
 /// Write the whole status by server-side apply, with `observedGeneration` and the
-/// `Ready` condition; the job as the API server now holds it.
+/// `Ready` condition, if `job` is still the stored version; the job as the API
+/// server now holds it.
 pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatus) -> Result<RenderJob, Error> {
     let (namespace, name) = names(job)?;
     let mut status = status;
@@ -256,9 +257,13 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
         // Nothing changed: writing would only wake this job's reconcile again.
         return Ok(job.clone());
     }
+    // The resourceVersion makes the write conditional: a reconcile that started from a
+    // cached copy older than the stored job fails with a conflict and is retried on
+    // fresh data, instead of writing an older status over a newer one.
     let patch = json!({
         "apiVersion": RenderJob::api_version(&()),
         "kind": RenderJob::kind(&()),
+        "metadata": {"resourceVersion": job.metadata.resource_version},
         "status": status,
     });
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);

@@ -86,7 +86,16 @@ pub async fn deliver_due(job: &RenderJob, ctx: &Context) -> Result<(RenderJob, O
     if let Some(wait) = hooks.next_attempt_at.and_then(|at| until(now, at)) {
         return Ok((job.clone(), Some(wait)));
     }
-    let (namespace, _) = names(job)?;
+    // The controller's cache may not show this job's last delivery yet: read the job
+    // itself before sending, so a delivery is not repeated for a stale copy.
+    let (namespace, name) = names(job)?;
+    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(fresh) = jobs.get_opt(name).await? else {
+        return Ok((job.clone(), None));
+    };
+    if fresh.metadata.resource_version != job.metadata.resource_version {
+        return Box::pin(deliver_due(&fresh, ctx)).await;
+    }
     let secret = match &first.secret_ref {
         Some(reference) => secret_value(ctx, namespace, reference).await?,
         None => None,
