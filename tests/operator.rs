@@ -404,3 +404,47 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_stops() {
     harness.wait_for_phase("second", "Succeeded").await;
     standby.stop().await;
 }
+
+/// The operator's write of the job fails once right after it charged the account,
+/// as if it had crashed between the two writes; the job still ends charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_write_after_the_charge_never_charges_twice() {
+    let harness = Harness::start(&[]).await;
+    harness.apply("renderaccounts", account(10, None));
+    harness.kubelet.hang.lock().unwrap().insert("ledger".into());
+    harness.apply("renderjobs", job("ledger", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "L"}})));
+    harness.wait_for_phase("ledger", "Rendering").await;
+    harness
+        .wait_until("the pod runs", |h| {
+            h.api.get("v1", "pods", "acme", "ledger-render-0").is_some_and(|p| p["status"]["phase"] == "Running")
+        })
+        .await;
+    // The next job write (the one after the account's debit) fails with a 500.
+    harness.api.fail_next("PATCH", "/renderjobs/ledger/status", 500);
+    let mut pod = harness.api.get("v1", "pods", "acme", "ledger-render-0").unwrap();
+    let report = folio::cluster::pod::RendererReport::Succeeded {
+        facts: folio::render::RenderFacts { page_count: 2, total_bytes: 9000, sha256: "cd".repeat(32), duration_ms: 5 },
+        output_key: "acme/ledger.pdf".into(),
+    };
+    pod["status"] = json!({"phase": "Succeeded", "containerStatuses": [{
+        "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "message": report.to_message()}},
+    }]});
+    harness.api.put_object("v1", "pods", pod);
+    let done = harness.wait_for_phase("ledger", "Succeeded").await;
+    assert_eq!(
+        (done["status"]["creditsUsed"].as_i64(), done["status"]["creditsRemaining"].as_i64()),
+        (Some(2), Some(8))
+    );
+    let account = || harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
+    harness.wait_until("the ledger settles", |_| account()["status"].get("pendingCharges").is_none()).await;
+    assert_eq!(account()["status"]["creditsUsed"], 2, "charged exactly once");
+    let failed_writes = harness
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH") && r.contains("/renderjobs/ledger/status"))
+        .count();
+    assert!(failed_writes >= 2, "the failed write was retried");
+    harness.stop().await;
+}

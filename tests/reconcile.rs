@@ -438,14 +438,33 @@ async fn deleting_a_job_deletes_its_pdf_then_the_finalizer() {
     let mut job = job_with(json!({"phase": "Succeeded", "outputKey": "acme/invoice-1.pdf"}), json!({}));
     job["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
     let answer = job.clone();
-    let (outcome, seen) = run(job.clone(), vec![expect("PATCH", JOBS, move |_| (200, answer))], &bucket).await;
+    let script = vec![expect("DELETE", POD, not_found()), expect("PATCH", JOBS, move |_| (200, answer))];
+    let (outcome, seen) = run(job.clone(), script, &bucket).await;
     outcome.unwrap();
     assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None, "the PDF is gone");
     assert!(!root.path().join("folio/acme/invoice-1.pdf").exists());
-    assert!(seen[0].body.to_string().contains("remove"), "the finalizer is removed: {}", seen[0].body);
+    assert!(seen[1].body.to_string().contains("remove"), "the finalizer is removed: {}", seen[1].body);
 
     // A job that never produced a PDF is deleted just as well.
     let answer = job.clone();
-    let (outcome, _) = run(job, vec![expect("PATCH", JOBS, move |_| (200, answer))], &bucket).await;
+    let script = vec![expect("DELETE", POD, not_found()), expect("PATCH", JOBS, move |_| (200, answer))];
+    let (outcome, _) = run(job, script, &bucket).await;
     outcome.unwrap();
+}
+
+#[tokio::test]
+async fn cancelling_a_blocked_job_drops_its_unpaid_pdf() {
+    let (_root, bucket) = bucket().await;
+    bucket.put("acme/invoice-1.pdf", b"%PDF-1.7 unpaid".to_vec()).await.unwrap();
+    let status = json!({"phase": "Blocked", "outputKey": "acme/invoice-1.pdf", "pageCount": 3});
+    let job = job_with(status, json!({"cancel": true}));
+    let script = vec![
+        expect("DELETE", POD, not_found()),
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run(job, script, &bucket).await;
+    outcome.unwrap();
+    assert_eq!(seen[2].body["status"]["phase"], "Cancelled");
+    assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None);
 }

@@ -70,6 +70,8 @@ pub async fn apply(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
 /// The finalizer's work: delete the job's PDF (there may never have been one).
 pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = names(job)?;
+    // A renderer still running would upload after the delete below.
+    delete_renderer(job, ctx).await?;
     ctx.bucket.delete(&output_key(namespace, name)).await?;
     tracing::info!(job = name, namespace, "deleted the job's PDF");
     Ok(Action::await_change())
@@ -205,12 +207,10 @@ async fn stop(
     now: Timestamp,
 ) -> Result<Next, Error> {
     let (namespace, name) = names(job)?;
-    let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    match pods.delete(&pod_name(name, attempt), &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.is_not_found() => {}
-        Err(err) => return Err(err.into()),
+    delete_renderer(job, ctx).await?;
+    if job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Blocked) {
+        // The PDF of a job that was never paid for is not kept.
+        ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
     let retention = ledger::account_terms(ctx, namespace).await?.retention;
     let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
@@ -221,6 +221,18 @@ async fn stop(
     let job = write_status(job, ctx, ended).await?;
     ctx.publish(&job, phase != Phase::Cancelled, reason(phase), note).await;
     Ok(Next::Continue(Box::new(job)))
+}
+
+/// Delete the Pod of the job's current attempt, if there is one.
+async fn delete_renderer(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
+    let (namespace, name) = names(job)?;
+    let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.delete(&pod_name(name, attempt), &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// An ended job: settle a charge left half-written, then delete the job when it
