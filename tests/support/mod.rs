@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
 pub mod apiserver;
+pub mod cluster;
 pub mod s3;
 pub mod webhook_receiver;
 

@@ -21,41 +21,54 @@ pub struct Received {
     pub body: Value,
 }
 
-/// A receiver answering 200 to every POST on `/hooks`.
+/// A receiver answering every POST on `/hooks`: 503 to the first `failures`, then 200.
 pub struct Receiver {
     /// Where to send events.
     pub url: String,
-    received: Arc<Mutex<Vec<Received>>>,
+    received: Shared,
 }
 
+/// What the receiver has seen, and how many requests it still fails.
+type Shared = Arc<Mutex<(Vec<Received>, usize)>>;
+
 impl Receiver {
-    /// Start on a free loopback port.
+    /// Start on a free loopback port, answering 200 to everything.
     pub async fn start() -> Receiver {
-        let received = Arc::new(Mutex::new(Vec::new()));
+        Receiver::failing_first(0).await
+    }
+
+    /// Start on a free loopback port, answering 503 to the first `failures` requests.
+    pub async fn failing_first(failures: usize) -> Receiver {
+        let shared: Shared = Arc::new(Mutex::new((Vec::new(), failures)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(received.clone());
+        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, received }
+        Receiver { url, received: shared }
     }
 
-    /// Everything received so far, in order.
+    /// The requests answered 200 so far, in order.
     pub async fn accepted(&self) -> Vec<Received> {
-        self.received.lock().await.clone()
+        self.received.lock().await.0.clone()
     }
 
-    /// Wait until `count` requests arrived.
+    /// Wait until `count` requests were answered 200.
     pub async fn wait_for(&self, count: usize) {
         let started = Instant::now();
-        while self.received.lock().await.len() < count {
+        while self.received.lock().await.0.len() < count {
             assert!(started.elapsed() < Duration::from_secs(30), "only {:?} arrived", self.accepted().await);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
-async fn receive(State(received): State<Arc<Mutex<Vec<Received>>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut shared = shared.lock().await;
+    if shared.1 > 0 {
+        shared.1 -= 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    received.lock().await.push(Received { headers, raw: body.to_vec(), body: json });
+    shared.0.push(Received { headers, raw: body.to_vec(), body: json });
     StatusCode::OK
 }
