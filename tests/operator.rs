@@ -221,7 +221,7 @@ async fn a_failed_job_write_after_the_charge_never_charges_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_every_event_once_in_order_and_the_job_shows_the_attempts() {
     let receiver = support::webhook_receiver::Receiver::failing_first(2).await;
-    let harness = Harness::start(&["--allow-private-targets"]).await;
+    let harness = Harness::start(&["--allow-private-targets", "--webhook-retry-base", "0.2"]).await;
     // The account's default webhook, for all events.
     harness.apply("renderaccounts", account(10, Some(json!({"url": receiver.url, "events": "all"}))));
     harness.wait_until("the account is cached", |h| h.api.get(RJ, "renderaccounts", "acme", "acme").is_some()).await;
@@ -255,4 +255,35 @@ async fn a_private_webhook_target_is_refused_without_the_flag_and_the_job_says_w
     assert!(hooks["lastError"].as_str().unwrap().contains("private"), "{hooks:#}");
     assert!(receiver.accepted().await.is_empty());
     harness.stop().await;
+}
+
+/// A delivery still failing when the operator stops is sent by the next operator:
+/// the queue lives in the job's status, not in the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delivery_survives_an_operator_restart() {
+    let receiver = support::webhook_receiver::Receiver::failing_first(3).await;
+    let mut harness = Harness::start(&["--allow-private-targets", "--webhook-retry-base", "1"]).await;
+    let spec = json!({"template": {"source": "= Restart"}, "data": {}, "webhook": {"url": receiver.url}});
+    harness.apply("renderjobs", job("restart", spec));
+    harness.wait_for_phase("restart", "Succeeded").await;
+    harness
+        .wait_until("a first failed attempt", |h| h.job("restart").unwrap()["status"]["webhook"]["attempts"] == 1)
+        .await;
+    harness.operator.take().unwrap().stop().await;
+    assert!(receiver.accepted().await.is_empty());
+
+    let next = Operator::spawn(
+        &harness.api,
+        &harness.endpoint,
+        "operator-1",
+        &["--allow-private-targets", "--webhook-retry-base", "0.2"],
+    );
+    receiver.wait_for(1).await;
+    let delivered = receiver.accepted().await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body["event"], "render.succeeded");
+    harness
+        .wait_until("the job records it", |h| h.job("restart").unwrap()["status"]["webhook"]["delivered"] == 1)
+        .await;
+    next.stop().await;
 }

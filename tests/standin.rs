@@ -574,7 +574,17 @@ async fn controller_reconciles_jobs_wakes_on_owned_pods_and_then_rests() {
     server.put_object("v1", "pods", finished);
     eventually("status follows the pod", || page_count() == Some(1)).await;
 
-    let settled = ctx.reconciles.load(Ordering::SeqCst);
+    // The reconcile woken by the last status write may still be on its way (it changes
+    // nothing); wait for a quiet spell, then nothing may wake the controller again.
+    let mut settled = ctx.reconciles.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = ctx.reconciles.load(Ordering::SeqCst);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(ctx.reconciles.load(Ordering::SeqCst), settled, "writes that change nothing wake nothing");
     controller.abort();

@@ -80,8 +80,6 @@ impl Operator {
             "3",
             "--identity",
             identity,
-            "--webhook-retry-base",
-            "0.2",
         ];
         args.extend_from_slice(extra_args);
         let options = Cli::parse_from(args).options;
