@@ -9,6 +9,7 @@
 //!   the exactly-once credit ledger.
 //! - [`webhooks`]: deliveries queued in the job's status, sent by its reconciles.
 //! - [`operator`]: the process: CRD wait, leader Lease, health and metrics.
+//! - [`api`]: `folio api`, the REST facade over the cluster's resources.
 
 pub mod api;
 pub mod controller;
