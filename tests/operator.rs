@@ -84,6 +84,8 @@ async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and
 
     let metrics = reqwest::get(&harness.operator.as_ref().unwrap().metrics_url).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("folio_jobs{phase=\"succeeded\"} 1"), "{metrics}");
+    assert!(metrics.contains("folio_render_duration_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("folio_queue_depth 0"), "{metrics}");
     assert!(!metrics.contains("invoice-1"), "no object names in metrics");
 
     // Deleting the job deletes its PDF first (the finalizer), then the job.

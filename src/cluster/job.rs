@@ -168,6 +168,7 @@ async fn follow_attempt(
             Ok(Next::Done(Some(wait)))
         }
         PodOutcome::Finished(RendererReport::Succeeded { facts, output_key }) => {
+            ctx.metrics.rendered(facts.duration_ms);
             let mut rendered = status;
             rendered.page_count = Some(facts.page_count);
             rendered.total_bytes = Some(facts.total_bytes);

@@ -32,6 +32,8 @@ pub struct OperatorMetrics {
     reconcile_duration: Histogram,
     reconcile_errors: Family<ErrorKindLabels, Counter>,
     webhook_attempts: Family<OutcomeLabels, Counter>,
+    render_duration: Histogram,
+    queue_depth: Gauge,
     store: Mutex<Option<Store<RenderJob>>>,
 }
 
@@ -53,12 +55,19 @@ impl OperatorMetrics {
         registry.register("reconcile_errors", "Failed RenderJob reconciles, by error kind", reconcile_errors.clone());
         let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
         registry.register("webhook_attempts", "Webhook delivery attempts, by outcome", webhook_attempts.clone());
+        let render_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let help = "Duration of successful renders, as their renderers report";
+        registry.register("render_duration_seconds", help, render_duration.clone());
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "RenderJobs waiting for their renderer Pod", queue_depth.clone());
         OperatorMetrics {
             registry,
             jobs,
             reconcile_duration,
             reconcile_errors,
             webhook_attempts,
+            render_duration,
+            queue_depth,
             store: Mutex::new(None),
         }
     }
@@ -76,6 +85,11 @@ impl OperatorMetrics {
         }
     }
 
+    /// Record a successful render that took `duration_ms`, as its renderer reported.
+    pub fn rendered(&self, duration_ms: i64) {
+        self.render_duration.observe(duration_ms.max(0) as f64 / 1000.0);
+    }
+
     /// Count a webhook attempt with `outcome` (`delivered`, `retry`, `failed`).
     pub fn webhook_attempt(&self, outcome: &str) {
         self.webhook_attempts.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
@@ -90,6 +104,7 @@ impl OperatorMetrics {
                 let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued);
                 *counts.entry(phase).or_default() += 1;
             }
+            self.queue_depth.set(counts.get(&Phase::Queued).copied().unwrap_or(0));
             for (phase, count) in counts {
                 self.jobs.get_or_create(&PhaseLabels { phase: phase.api_name().to_owned() }).set(count);
             }
