@@ -41,6 +41,10 @@ async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and
     assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
     assert_eq!(status["conditions"][0]["status"], "True");
     assert_eq!(done["metadata"]["finalizers"], json!(["folio.dev/output"]));
+    assert!(
+        harness.api.get("v1", "configmaps", "acme", "invoice-1-render-0-input").is_none(),
+        "the input (and its upload URL) is deleted once the Pod has finished"
+    );
     // The ledger's last write (dropping the pending charge) follows the job's.
     let account = || harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
     harness.wait_until("the ledger settles", |_| account()["status"].get("pendingCharges").is_none()).await;
@@ -288,4 +292,37 @@ async fn a_pending_delivery_survives_an_operator_restart() {
         .wait_until("the job records it", |h| h.job("restart").unwrap()["status"]["webhook"]["delivered"] == 1)
         .await;
     next.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
+    let harness = Harness::start(&[]).await;
+    let stranded = Operator::spawn(&harness.api, "http://127.0.0.1:9", "operator-1", &[]);
+    let ops = stranded.metrics_url.replace("/metrics", "");
+    let client = reqwest::Client::new();
+    let mut health = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("{ops}/healthz")).send().await {
+            health = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(health, Some(reqwest::StatusCode::OK));
+    let ready = client.get(format!("{ops}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("bucket"));
+    // The other operator, whose bucket answers, becomes ready.
+    let main = harness.operator.as_ref().unwrap().metrics_url.replace("/metrics", "/readyz");
+    let mut status = None;
+    for _ in 0..100 {
+        status = client.get(&main).send().await.ok().map(|r| r.status());
+        if status == Some(reqwest::StatusCode::OK) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(reqwest::StatusCode::OK));
+    stranded.stop().await;
+    harness.stop().await;
 }

@@ -33,6 +33,7 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 const JOBS: &str = "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs/invoice-1";
 const ACCOUNTS: &str = "/apis/folio.dev/v1alpha1/namespaces/acme/renderaccounts";
 const POD: &str = "/api/v1/namespaces/acme/pods/invoice-1-render-0";
+const INPUT: &str = "/api/v1/namespaces/acme/configmaps/invoice-1-render-0-input";
 
 /// How the mock API server answers a request body: status code and JSON.
 type Answer = Box<dyn FnOnce(&Value) -> (u16, Value) + Send>;
@@ -258,6 +259,7 @@ async fn a_successful_render_is_charged_then_recorded_then_the_charge_is_settled
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let script = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
@@ -265,17 +267,17 @@ async fn a_successful_render_is_charged_then_recorded_then_the_charge_is_settled
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    let debit = &seen[2].body;
+    let debit = &seen[3].body;
     assert_eq!(debit["metadata"]["resourceVersion"], "7", "the debit is conditional on the version read");
     assert_eq!(debit["status"]["creditsUsed"], 5);
     assert_eq!(debit["status"]["pendingCharges"][0]["jobUid"], "uid-1");
-    let status = &seen[3].body["status"];
+    let status = &seen[4].body["status"];
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!((status["pageCount"].as_i64(), status["creditsUsed"].as_i64()), (Some(3), Some(3)));
     assert_eq!(status["creditsRemaining"], 5);
     assert_eq!(status["outputKey"], "acme/invoice-1.pdf");
     assert_eq!(status["conditions"][0]["status"], "True");
-    let settled = &seen[4].body;
+    let settled = &seen[5].body;
     assert_eq!(settled["status"]["creditsUsed"], 5);
     assert_eq!(settled["status"].get("pendingCharges"), None, "the pending charge is removed");
 }
@@ -289,6 +291,7 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let first = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), |_| {
@@ -300,13 +303,14 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
     ];
     let (outcome, seen) = run(job.clone(), first, &bucket).await;
     assert!(outcome.is_err(), "the reconcile reports the failed write");
-    let charged = seen[2].body.clone();
+    let charged = seen[3].body.clone();
     assert_eq!(charged["status"]["creditsUsed"], 5);
 
     // After the restart the account holds the charge; the job still says Rendering.
     let after_restart = charged.clone();
     let second = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, move |_| (200, list(vec![after_restart]))),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
@@ -314,10 +318,10 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
     let (outcome, seen) = run(job, second, &bucket).await;
     outcome.unwrap();
     assert!(seen.iter().filter(|s| s.method == "PUT").all(|s| s.body["status"]["creditsUsed"] == 5), "no second debit");
-    let status = &seen[2].body["status"];
+    let status = &seen[3].body["status"];
     assert_eq!((status["phase"].as_str(), status["creditsUsed"].as_i64()), (Some("Succeeded"), Some(3)));
     assert_eq!(status["creditsRemaining"], 5);
-    assert_eq!(seen[3].body["status"].get("pendingCharges"), None);
+    assert_eq!(seen[4].body["status"].get("pendingCharges"), None);
 }
 
 #[tokio::test]
@@ -328,6 +332,7 @@ async fn a_short_balance_blocks_and_a_top_up_completes_the_job() {
     let keep = blocked_job.clone();
     let script = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(4), 2, json!([]))]))),
         expect("PATCH", &format!("{JOBS}/status"), move |patch| {
             let (status, answer) = patched(&job)(patch);
@@ -338,7 +343,7 @@ async fn a_short_balance_blocks_and_a_top_up_completes_the_job() {
     let (outcome, seen) =
         run(job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({})), script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[2].body["status"];
+    let status = &seen[3].body["status"];
     assert_eq!(status["phase"], "Blocked");
     assert_eq!(status["creditsRemaining"], 2);
     assert!(status["errorMessage"].as_str().unwrap().contains("costs 3 credits"));
@@ -366,11 +371,12 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let report = crashed.clone();
     let script = vec![
         expect("GET", POD, move |_| (200, finished_pod("Failed", &report))),
+        expect("DELETE", INPUT, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job.clone(), script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[1].body["status"];
+    let status = &seen[2].body["status"];
     assert_eq!((status["phase"].as_str(), status["retryCount"].as_i64()), (Some("Rendering"), Some(1)));
     assert_eq!(status["errorCode"], "RENDERER_CRASHED");
     let next: jiff::Timestamp = status["nextAttemptAt"].as_str().unwrap().parse().unwrap();
@@ -381,13 +387,14 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let pod1 = "/api/v1/namespaces/acme/pods/invoice-1-render-1";
     let script = vec![
         expect("GET", pod1, move |_| (200, finished_pod("Failed", &crashed))),
+        expect("DELETE", "/api/v1/namespaces/acme/configmaps/invoice-1-render-1-input", not_found()),
         expect("DELETE", pod1, echo(200)),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[3].body["status"];
+    let status = &seen[4].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("RENDERER_CRASHED")));
 }
 

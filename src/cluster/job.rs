@@ -26,7 +26,7 @@ use serde_json::json;
 use super::controller::{Context, Error, FIELD_MANAGER};
 use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
-use super::pod::{pod_name, pod_outcome, renderer_pod};
+use super::pod::{input_name, pod_name, pod_outcome, renderer_pod};
 use super::{ledger, webhooks};
 use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
 use crate::prepare::LookupError;
@@ -162,7 +162,17 @@ async fn follow_attempt(
         // A retry waiting for its turn, or a Pod that was never made or was removed.
         return start_attempt(job, ctx, now).await;
     };
-    match pod_outcome(&pod) {
+    let outcome = pod_outcome(&pod);
+    if outcome != PodOutcome::Running {
+        // The input holds a presigned upload URL: it goes as soon as it has served.
+        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+        match config_maps.delete(&input_name(&pod_name(name, status.retry_count)), &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    match outcome {
         PodOutcome::Running => {
             let wait = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
             Ok(Next::Done(Some(wait)))

@@ -1,6 +1,7 @@
 //! `folio operator`: the process around the controller. It serves `/healthz`,
-//! `/readyz` and `/metrics` from the start, waits until folio's CRDs are
-//! established and the bucket answers, then competes for a `coordination.k8s.io`
+//! `/readyz` (ready while the CRDs are established and the bucket answers) and
+//! `/metrics` from the start, waits until folio's CRDs are established and the
+//! bucket answers, then competes for a `coordination.k8s.io`
 //! Lease so that of several replicas exactly one reconciles; the others stand by.
 //! One shutdown signal stops the controller (in-flight reconciles finish) and
 //! releases the Lease so a standby takes over at once. A leader that loses its
@@ -96,6 +97,9 @@ impl OperatorOptions {
     }
 }
 
+/// How often readiness re-checks the bucket.
+const STORAGE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A shutdown signal every part can wait on.
 type Shutdown = Shared<BoxFuture<'static, ()>>;
 
@@ -133,6 +137,8 @@ pub async fn run_operator(
         _ = shutdown.clone() => return Ok(()),
     };
     let _ = ready_tx.send(true);
+    // Readiness follows the bucket's health from here on.
+    tokio::spawn(watch_storage(bucket.clone(), ready_tx, shutdown.clone()));
     let ctx = Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone());
     let ctx = Arc::new(ctx.with_webhooks(delivery));
     if options.no_leader_election {
@@ -199,6 +205,21 @@ async fn wait_for_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Check the bucket every [`STORAGE_CHECK_INTERVAL`] and report it as readiness.
+async fn watch_storage(bucket: S3Bucket, ready: watch::Sender<bool>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STORAGE_CHECK_INTERVAL) => {}
+            _ = shutdown.clone() => return,
+        }
+        let reachable = bucket.is_reachable().await;
+        if reachable != *ready.borrow() {
+            tracing::warn!(reachable, "the bucket's health changed");
+        }
+        let _ = ready.send(reachable);
+    }
+}
+
 /// Connect to the bucket, retrying while it does not answer (MinIO may start later).
 async fn connect_bucket(options: &S3Options) -> S3Bucket {
     let mut delay = Duration::from_secs(1);
@@ -220,7 +241,7 @@ async fn readyz(State((ready, _)): State<OpsState>) -> impl IntoResponse {
     if *ready.borrow() {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the CRDs and the bucket")
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the CRDs, or the bucket does not answer")
     }
 }
 

@@ -94,6 +94,14 @@ impl S3Bucket {
         Ok(storage)
     }
 
+    /// Whether the bucket answers now (for readiness).
+    pub async fn is_reachable(&self) -> bool {
+        match self.client.bucket_exists(self.bucket.as_str()) {
+            Ok(request) => request.build().send().await.is_ok_and(|r| r.exists()),
+            Err(_) => false,
+        }
+    }
+
     /// Store `bytes` under `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
         self.client.put_object_content(self.bucket.as_str(), key, bytes)?.build().send().await?;
