@@ -2,16 +2,17 @@
 # One image for `folio operator`, `folio api` and the renderer Pods (`folio render`).
 #   docker build -t folio:dev .
 #
-# Stage 1 compiles the dependencies alone, against stub sources, so that their layer is
-# reused until Cargo.toml or Cargo.lock change; stage 2 compiles folio itself.
+# Stage 1 compiles the dependencies alone, against stub sources (one per target that
+# Cargo.toml declares, or cargo refuses the manifest), so that their layer is reused
+# until Cargo.toml or Cargo.lock change; stage 2 compiles folio itself.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && echo 'fn main() {}' > benches/render.rs \
- && echo 'fn main() {}' > benches/serve.rs \
+ && for bench in $(sed -n '/^\[\[bench\]\]/,/^name/ s/^name = "\(.*\)"/\1/p' Cargo.toml); do \
+      echo 'fn main() {}' > "benches/$bench.rs"; done \
  && cargo build --release --locked \
  && rm -rf src benches target/release/.fingerprint/folio-* target/release/deps/folio-* target/release/deps/libfolio-*
 
