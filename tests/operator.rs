@@ -196,6 +196,8 @@ async fn a_failed_job_write_after_the_charge_never_charges_twice() {
         .await;
     // The next job write (the one after the account's debit) fails with a 500.
     harness.api.fail_next("PATCH", "/renderjobs/ledger/status", 500);
+    // The renderer's upload, as the report below describes it.
+    harness.bucket.put("acme/ledger.pdf", vec![b'%'; 9000]).await.unwrap();
     let mut pod = harness.api.get("v1", "pods", "acme", "ledger-render-0").unwrap();
     let report = folio::cluster::pod::RendererReport::Succeeded {
         facts: folio::render::RenderFacts { page_count: 2, total_bytes: 9000, sha256: "cd".repeat(32), duration_ms: 5 },

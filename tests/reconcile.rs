@@ -166,12 +166,37 @@ fn echo(status: u16) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
 fn finished_pod(phase: &str, report: &RendererReport) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "invoice-1-render-0", "namespace": "acme"},
+        "metadata": {"name": "invoice-1-render-0", "namespace": "acme", "ownerReferences": [owner()]},
         "status": {"phase": phase, "containerStatuses": [{
             "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": if phase == "Succeeded" { 0 } else { 1 }, "message": report.to_message()}},
         }]},
     })
+}
+
+/// The owner reference the operator puts on a renderer Pod of the test job.
+fn owner() -> Value {
+    json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderJob", "name": "invoice-1", "uid": "uid-1", "controller": true})
+}
+
+/// A renderer Pod still running.
+fn running_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "invoice-1-render-0", "namespace": "acme", "ownerReferences": [owner()]},
+        "status": {"phase": "Running"},
+    })
+}
+
+/// The job as the API server holds it (for the ledger's freshness check).
+fn stored(job: &Value) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
+    let job = job.clone();
+    move |_| (200, job)
+}
+
+/// Store the PDF a success report describes (20 000 bytes), as the renderer would have.
+async fn store_reported_pdf(bucket: &S3Bucket) {
+    bucket.put("acme/invoice-1.pdf", vec![b'%'; 20_000]).await.unwrap();
 }
 
 fn succeeded_report(pages: i64) -> RendererReport {
@@ -241,8 +266,8 @@ async fn a_job_whose_template_is_missing_fails_without_a_pod() {
     job["spec"] = json!({"templateRef": {"name": "missing"}, "data": {}});
     let script = vec![
         expect("GET", "/apis/folio.dev/v1alpha1/namespaces/acme/rendertemplates/missing", not_found()),
-        expect("DELETE", POD, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, not_found()),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
@@ -256,28 +281,30 @@ async fn a_job_whose_template_is_missing_fails_without_a_pod() {
 #[tokio::test]
 async fn a_successful_render_is_charged_then_recorded_then_the_charge_is_settled() {
     let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let script = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
         expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
+        expect("GET", JOBS, stored(&job)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    let debit = &seen[3].body;
+    let debit = &seen[4].body;
     assert_eq!(debit["metadata"]["resourceVersion"], "7", "the debit is conditional on the version read");
     assert_eq!(debit["status"]["creditsUsed"], 5);
     assert_eq!(debit["status"]["pendingCharges"][0]["jobUid"], "uid-1");
-    let status = &seen[4].body["status"];
+    let status = &seen[5].body["status"];
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!((status["pageCount"].as_i64(), status["creditsUsed"].as_i64()), (Some(3), Some(3)));
     assert_eq!(status["creditsRemaining"], 5);
     assert_eq!(status["outputKey"], "acme/invoice-1.pdf");
     assert_eq!(status["conditions"][0]["status"], "True");
-    let settled = &seen[5].body;
+    let settled = &seen[6].body;
     assert_eq!(settled["status"]["creditsUsed"], 5);
     assert_eq!(settled["status"].get("pendingCharges"), None, "the pending charge is removed");
 }
@@ -288,11 +315,13 @@ async fn a_successful_render_is_charged_then_recorded_then_the_charge_is_settled
 #[tokio::test]
 async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice() {
     let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let first = vec![
         expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
         expect("DELETE", INPUT, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
+        expect("GET", JOBS, stored(&job)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), |_| {
             (
@@ -303,7 +332,7 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
     ];
     let (outcome, seen) = run(job.clone(), first, &bucket).await;
     assert!(outcome.is_err(), "the reconcile reports the failed write");
-    let charged = seen[3].body.clone();
+    let charged = seen[4].body.clone();
     assert_eq!(charged["status"]["creditsUsed"], 5);
 
     // After the restart the account holds the charge; the job still says Rendering.
@@ -327,6 +356,7 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
 #[tokio::test]
 async fn a_short_balance_blocks_and_a_top_up_completes_the_job() {
     let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let blocked_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
     let keep = blocked_job.clone();
@@ -352,14 +382,15 @@ async fn a_short_balance_blocks_and_a_top_up_completes_the_job() {
     let blocked = blocked_job.lock().unwrap().clone();
     let script = vec![
         expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(20), 2, json!([]))]))),
+        expect("GET", JOBS, stored(&blocked)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&blocked)),
         expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
     ];
     let (outcome, seen) = run(blocked, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[1].body["status"]["creditsUsed"], 5);
-    let status = &seen[2].body["status"];
+    assert_eq!(seen[2].body["status"]["creditsUsed"], 5);
+    let status = &seen[3].body["status"];
     assert_eq!((status["phase"].as_str(), status["creditsRemaining"].as_i64()), (Some("Succeeded"), Some(15)));
 }
 
@@ -388,8 +419,8 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let script = vec![
         expect("GET", pod1, move |_| (200, finished_pod("Failed", &crashed))),
         expect("DELETE", "/api/v1/namespaces/acme/configmaps/invoice-1-render-1-input", not_found()),
-        expect("DELETE", pod1, echo(200)),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", pod1, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
@@ -404,13 +435,14 @@ async fn a_job_past_its_deadline_expires_and_its_pod_is_removed() {
     let mut job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"activeDeadlineSeconds": 5}));
     job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
     let script = vec![
-        expect("DELETE", POD, echo(200)),
+        expect("GET", POD, |_| (200, running_pod())),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[2].body["status"];
+    let status = &seen[3].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Expired"), Some("DEADLINE_EXCEEDED")));
 }
 
@@ -419,14 +451,15 @@ async fn spec_cancel_deletes_the_pod_and_cancels() {
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
     let script = vec![
-        expect("DELETE", POD, echo(200)),
+        expect("GET", POD, |_| (200, running_pod())),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[2].body["status"]["phase"], "Cancelled");
-    assert_eq!(seen[2].body["status"]["conditions"][0]["reason"], "Cancelled");
+    assert_eq!(seen[3].body["status"]["phase"], "Cancelled");
+    assert_eq!(seen[3].body["status"]["conditions"][0]["reason"], "Cancelled");
 }
 
 #[tokio::test]
@@ -466,12 +499,94 @@ async fn cancelling_a_blocked_job_drops_its_unpaid_pdf() {
     let status = json!({"phase": "Blocked", "outputKey": "acme/invoice-1.pdf", "pageCount": 3});
     let job = job_with(status, json!({"cancel": true}));
     let script = vec![
-        expect("DELETE", POD, not_found()),
         expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, not_found()),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
     assert_eq!(seen[2].body["status"]["phase"], "Cancelled");
     assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None);
+}
+
+/// The render succeeded and was charged, the job write was lost, and then the user
+/// cancelled: the success is settled first (it was paid for), not cancelled.
+#[tokio::test]
+async fn a_charged_render_is_settled_even_when_cancel_arrives_before_the_job_write() {
+    let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
+    let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
+    let script = vec![
+        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
+        expect("GET", ACCOUNTS, move |_| (200, list(vec![account(Some(10), 5, pending)]))),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+    ];
+    let (outcome, seen) = run(job, script, &bucket).await;
+    outcome.unwrap();
+    assert_eq!(seen[3].body["status"]["phase"], "Succeeded");
+    assert_eq!(seen[4].body["status"]["creditsUsed"], 5, "no second charge");
+}
+
+/// A charge whose job then ends otherwise (its Pod gone, the job cancelled) is
+/// given back, so only successes are ever charged.
+#[tokio::test]
+async fn a_pending_charge_of_a_job_that_ends_otherwise_is_refunded() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
+    let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
+    let script = vec![
+        expect("GET", POD, not_found()),
+        expect("GET", ACCOUNTS, move |_| (200, list(vec![account(Some(10), 5, pending)]))),
+        expect("DELETE", POD, not_found()),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run(job, script, &bucket).await;
+    outcome.unwrap();
+    let refund = &seen[3].body["status"];
+    assert_eq!((refund["creditsUsed"].as_i64(), refund["creditsRemaining"].as_i64()), (Some(2), Some(8)));
+    assert_eq!(refund.get("pendingCharges"), None);
+    assert_eq!(seen[4].body["status"]["phase"], "Cancelled");
+}
+
+/// A Pod of the right name that another owner made (or a tenant replaced) is not
+/// believed: the job fails instead of taking its report.
+#[tokio::test]
+async fn a_pod_not_owned_by_the_job_is_not_believed() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let mut forged = finished_pod("Succeeded", &succeeded_report(0));
+    forged["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
+    let script = vec![
+        expect("GET", POD, move |_| (200, forged)),
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run(job, script, &bucket).await;
+    outcome.unwrap();
+    let status = &seen[3].body["status"];
+    assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("INTERNAL")));
+    assert!(status["errorMessage"].as_str().unwrap().contains("not this job's renderer"));
+}
+
+/// A success report must describe the stored object: a report of bytes the bucket
+/// does not hold is a failed attempt, retried, and never charged.
+#[tokio::test]
+async fn a_success_report_without_its_pdf_in_the_bucket_is_retried_not_charged() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let script = vec![
+        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
+        expect("DELETE", INPUT, not_found()),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run(job, script, &bucket).await;
+    outcome.unwrap();
+    let status = &seen[2].body["status"];
+    assert_eq!((status["retryCount"].as_i64(), status["errorCode"].as_str()), (Some(1), Some("RENDERER_CRASHED")));
+    assert!(status["errorMessage"].as_str().unwrap().contains("the bucket holds nothing"), "{status}");
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -35,6 +35,8 @@ pub const FIELD_MANAGER: &str = "folio-operator";
 pub const FINALIZER: &str = "folio.dev/output";
 /// First delay after a transient error; doubles per consecutive error of a job.
 const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait for the accounts cache before reconciling.
+const ACCOUNTS_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delay after a write conflict (times the consecutive conflicts).
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 /// Longest delay after transient errors.
@@ -52,6 +54,9 @@ pub enum Error {
     /// A reference of the job could not be read.
     #[error("{0}")]
     Lookup(#[from] LookupError),
+    /// The job changed since this reconcile read it; it runs again on the new copy.
+    #[error("the RenderJob changed meanwhile")]
+    Stale,
     /// The job lacks what any object built for it needs (a bug or a hand-made object).
     #[error("the RenderJob cannot be reconciled: {0}")]
     Invalid(String),
@@ -66,6 +71,7 @@ impl Error {
         use kube::runtime::finalizer::Error as F;
         match self {
             Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Error::Stale => "conflict",
             Error::Kube(_) => "kube",
             Error::Storage(_) => "storage",
             Error::Lookup(_) => "lookup",
@@ -213,7 +219,7 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
     // A cache of the accounts for their default webhooks; `watches` below wakes the
     // blocked jobs of an account that changes.
     let (accounts, accounts_writer) = reflector::store();
-    let _ = ctx.accounts.set(accounts);
+    let _ = ctx.accounts.set(accounts.clone());
     let account_cache = reflector(
         accounts_writer,
         watcher::watcher(Api::<RenderAccount>::all(client.clone()), watcher::Config::default()),
@@ -221,6 +227,19 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
     .default_backoff()
     .for_each(|_| async {});
     let account_cache = tokio::spawn(account_cache);
+    // Phase changes queue the account's default webhook: wait for the accounts first.
+    let shutdown = shutdown.boxed().shared();
+    tokio::select! {
+        synced = tokio::time::timeout(ACCOUNTS_SYNC_TIMEOUT, accounts.wait_until_ready()) => {
+            if synced.is_err() {
+                tracing::warn!("the RenderAccounts are not listed yet; default webhooks may be missed until they are");
+            }
+        }
+        _ = shutdown.clone() => {
+            account_cache.abort();
+            return;
+        }
+    }
     controller
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
         .watches(Api::<RenderAccount>::all(client), watcher::Config::default(), move |account| {

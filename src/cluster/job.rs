@@ -72,6 +72,9 @@ pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = names(job)?;
     // A renderer still running would upload after the delete below.
     delete_renderer(job, ctx).await?;
+    if job.status.as_ref().and_then(|s| s.phase) != Some(Phase::Succeeded) {
+        ledger::refund_pending(job, ctx, ledger::account_of(ctx, namespace).await?).await?;
+    }
     ctx.bucket.delete(&output_key(namespace, name)).await?;
     tracing::info!(job = name, namespace, "deleted the job's PDF");
     Ok(Action::await_change())
@@ -89,17 +92,17 @@ async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
     if phase.is_terminal() {
         return finished(job, ctx, now).await.map(Next::Done);
     }
-    if job.spec.cancel {
-        return stop(job, ctx, Event::Cancel, None, now).await;
-    }
     let deadline = deadline_of(job);
-    if lifecycle::deadline_passed(deadline, now) {
-        let seconds = job.spec.active_deadline_seconds.unwrap_or_default();
-        let message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
-        return stop(job, ctx, Event::DeadlinePassed, Some((ErrorCode::DeadlineExceeded, message)), now).await;
+    if phase == Phase::Rendering {
+        // A render that already succeeded is settled before a cancel or a deadline
+        // is considered: it may have been charged by a reconcile that stopped short.
+        return follow_attempt(job, ctx, now, deadline).await;
+    }
+    if let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+        return Ok(next);
     }
     match phase {
-        Phase::Queued => start_attempt(job, ctx, now).await,
+        Phase::Queued => start_attempt(job, ctx, now, deadline).await,
         Phase::Rendering => follow_attempt(job, ctx, now, deadline).await,
         Phase::Blocked => match facts_of_blocked(job) {
             Some(facts) => ledger::settle(job, ctx, &facts, now).await.map(Next::Done),
@@ -111,10 +114,17 @@ async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
 
 /// Create the input and the Pod of the job's current attempt, unless a retry must
 /// still wait.
-async fn start_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Next, Error> {
+async fn start_attempt(
+    job: &RenderJob,
+    ctx: &Context,
+    now: Timestamp,
+    deadline: Option<Timestamp>,
+) -> Result<Next, Error> {
     let status = job.status.clone().unwrap_or_default();
     if let Some(wait) = status.next_attempt_at.and_then(|at| until(now, at)) {
-        return Ok(Next::Done(Some(wait)));
+        // Wake at the deadline if it comes first.
+        let to_deadline = deadline.and_then(|d| until(now, d)).unwrap_or(wait);
+        return Ok(Next::Done(Some(wait.min(to_deadline))));
     }
     let request = match prepare_job(&ctx.client, job).await? {
         Ok(request) => request,
@@ -159,10 +169,21 @@ async fn follow_attempt(
     let status = job.status.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(pod) = pods.get_opt(&pod_name(name, status.retry_count)).await? else {
+        if let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+            return Ok(next);
+        }
         // A retry waiting for its turn, or a Pod that was never made or was removed.
-        return start_attempt(job, ctx, now).await;
+        return start_attempt(job, ctx, now, deadline).await;
     };
     let outcome = pod_outcome(&pod);
+    let succeeded = matches!(outcome, PodOutcome::Finished(RendererReport::Succeeded { .. }));
+    if !succeeded && let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+        return Ok(next);
+    }
+    if !owned_by_job(&pod, job) {
+        let message = format!("the Pod {} is not this job's renderer (its owner differs)", pod.name_any());
+        return fail(job, ctx, ErrorCode::Internal, message, now).await;
+    }
     if outcome != PodOutcome::Running {
         // The input holds a presigned upload URL: it goes as soon as it has served.
         let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
@@ -177,7 +198,19 @@ async fn follow_attempt(
             let wait = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
             Ok(Next::Done(Some(wait)))
         }
-        PodOutcome::Finished(RendererReport::Succeeded { facts, output_key }) => {
+        PodOutcome::Finished(RendererReport::Succeeded { facts, .. }) => {
+            // The report is the Pod's word: the key is always the job's own, and the
+            // stored object must be the PDF it describes.
+            let output_key = output_key(namespace, name);
+            let stored = ctx.bucket.size(&output_key).await?;
+            if stored != u64::try_from(facts.total_bytes).ok() {
+                let message = format!(
+                    "the renderer reported {} bytes under {output_key}; the bucket holds {}",
+                    facts.total_bytes,
+                    stored.map_or_else(|| "nothing".to_owned(), |size| format!("{size} bytes"))
+                );
+                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now).await;
+            }
             ctx.metrics.rendered(facts.duration_ms);
             let mut rendered = status;
             rendered.page_count = Some(facts.page_count);
@@ -190,18 +223,60 @@ async fn follow_attempt(
             ledger::settle(&job, ctx, &facts, now).await.map(Next::Done)
         }
         PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) => {
-            match lifecycle::after_failure(error_code, status.retry_count, job.spec.backoff_limit) {
-                AfterFailure::Fail => fail(job, ctx, error_code, error_message, now).await,
-                AfterFailure::Retry { delay, retry_count } => {
-                    let retrying = transitions::retrying(job, retry_count, delay, error_code, &error_message, now);
-                    let job = write_status(job, ctx, retrying).await?;
-                    let note = format!("attempt {} failed ({error_code}), retrying in {delay:?}", retry_count - 1);
-                    ctx.publish(&job, true, "RetryScheduled", note).await;
-                    Ok(Next::Done(Some(delay)))
-                }
-            }
+            after_failed_attempt(job, ctx, error_code, error_message, now).await
         }
     }
+}
+
+/// Retry a failed attempt per `backoffLimit`, or fail the job.
+async fn after_failed_attempt(
+    job: &RenderJob,
+    ctx: &Context,
+    error_code: ErrorCode,
+    error_message: String,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let retries = job.status.as_ref().map_or(0, |s| s.retry_count);
+    match lifecycle::after_failure(error_code, retries, job.spec.backoff_limit) {
+        AfterFailure::Fail => fail(job, ctx, error_code, error_message, now).await,
+        AfterFailure::Retry { delay, retry_count } => {
+            let retrying = transitions::retrying(job, retry_count, delay, error_code, &error_message, now);
+            let job = write_status(job, ctx, retrying).await?;
+            let note = format!("attempt {} failed ({error_code}), retrying in {delay:?}", retry_count - 1);
+            ctx.publish(&job, true, "RetryScheduled", note).await;
+            Ok(Next::Done(Some(delay)))
+        }
+    }
+}
+
+/// End the job if it was cancelled or its deadline passed.
+async fn cancel_or_expire(
+    job: &RenderJob,
+    ctx: &Context,
+    now: Timestamp,
+    deadline: Option<Timestamp>,
+) -> Result<Option<Next>, Error> {
+    if job.spec.cancel {
+        return stop(job, ctx, Event::Cancel, None, now).await.map(Some);
+    }
+    if lifecycle::deadline_passed(deadline, now) {
+        let seconds = job.spec.active_deadline_seconds.unwrap_or_default();
+        let message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
+        return stop(job, ctx, Event::DeadlinePassed, Some((ErrorCode::DeadlineExceeded, message)), now)
+            .await
+            .map(Some);
+    }
+    Ok(None)
+}
+
+/// Whether `pod` is controlled by `job` (by uid, not only by name).
+fn owned_by_job(pod: &Pod, job: &RenderJob) -> bool {
+    let uid = job.metadata.uid.as_deref();
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.controller == Some(true) && Some(owner.uid.as_str()) == uid)
 }
 
 /// Fail the job for good.
@@ -218,15 +293,18 @@ async fn stop(
     now: Timestamp,
 ) -> Result<Next, Error> {
     let (namespace, name) = names(job)?;
+    let account = ledger::account_of(ctx, namespace).await?;
+    let retention = account.as_ref().map(|a| a.spec.retention.clone()).unwrap_or_default();
+    let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
+        return Ok(Next::Done(None));
+    };
     delete_renderer(job, ctx).await?;
     if job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Blocked) {
         // The PDF of a job that was never paid for is not kept.
         ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
-    let retention = ledger::account_terms(ctx, namespace).await?.retention;
-    let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
-        return Ok(Next::Done(None));
-    };
+    // A charge taken by a reconcile that stopped short goes back: this job did not succeed.
+    ledger::refund_pending(job, ctx, account).await?;
     let phase = ended.phase.unwrap_or(Phase::Failed);
     let note = ended.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name()));
     let job = write_status(job, ctx, ended).await?;
@@ -255,6 +333,13 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
     };
     if let Some(wait) = until(now, expires_at) {
         return Ok(Some(wait.min(Duration::from_secs(3600))));
+    }
+    if let Some(hooks) = job.status.as_ref().and_then(|s| s.webhook.as_ref())
+        && !hooks.queue.is_empty()
+    {
+        // Deleting now would drop deliveries still owed; they end within the retry period.
+        let wait = hooks.next_attempt_at.and_then(|at| until(now, at)).unwrap_or(Duration::from_secs(1));
+        return Ok(Some(wait));
     }
     let (namespace, name) = names(job)?;
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);

@@ -20,7 +20,7 @@ use super::controller::{Context, Error};
 use super::job::{names, reason, write_status};
 use crate::lifecycle::{self, Charge, Phase};
 use crate::render::RenderFacts;
-use crate::resources::{PendingCharge, RenderAccount, RenderAccountSpec, RenderJob};
+use crate::resources::{PendingCharge, RenderAccount, RenderJob};
 use crate::transitions;
 
 /// The namespace's RenderAccount (the first by name when there are several), if any.
@@ -29,12 +29,6 @@ pub async fn account_of(ctx: &Context, namespace: &str) -> Result<Option<RenderA
     let mut items = accounts.list(&ListParams::default()).await?.items;
     items.sort_by_key(|account| account.name_any());
     Ok(items.into_iter().next())
-}
-
-/// The pricing and retention that apply in `namespace`: its account's, or the
-/// defaults of an unlimited account when it has none.
-pub async fn account_terms(ctx: &Context, namespace: &str) -> Result<RenderAccountSpec, Error> {
-    Ok(account_of(ctx, namespace).await?.map(|account| account.spec).unwrap_or_default())
 }
 
 /// Charge the rendered `job` (its PDF described by `facts`): `Succeeded` when the
@@ -66,6 +60,7 @@ pub async fn settle(
                 if let Charge::Charged { credits_remaining } = charge
                     && price.credits_used > 0
                 {
+                    ensure_fresh(job, ctx).await?;
                     let entry =
                         PendingCharge { job_uid: uid.clone(), job_name: name.to_owned(), credits: price.credits_used };
                     charged = Some(debit(ctx, account, entry, credits_remaining).await?);
@@ -109,6 +104,43 @@ pub async fn forget_pending(job: &RenderJob, ctx: &Context) -> Result<(), Error>
     {
         forget(ctx, account, uid).await;
     }
+    Ok(())
+}
+
+/// Fail with a conflict unless `job` is the stored version. The controller's cache
+/// can lag behind this job's own last write (say, the Succeeded that settled it),
+/// and a charge decided on such a copy would be a second one.
+async fn ensure_fresh(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
+    let (namespace, name) = names(job)?;
+    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
+    let stored = jobs.get_opt(name).await?;
+    if stored.as_ref().and_then(|j| j.metadata.resource_version.as_deref()) != job.metadata.resource_version.as_deref()
+    {
+        return Err(Error::Stale);
+    }
+    Ok(())
+}
+
+/// Give back a charge listed for `job` that the job never recorded: it ends
+/// otherwise than `Succeeded` (cancelled, expired, failed or deleted), so it is not
+/// charged at all. `account` is the namespace's, as just read.
+pub async fn refund_pending(job: &RenderJob, ctx: &Context, account: Option<RenderAccount>) -> Result<(), Error> {
+    let (Some(uid), Some(mut account)) = (job.metadata.uid.as_deref(), account) else {
+        return Ok(());
+    };
+    let granted = account.spec.credits;
+    let Some(status) = account.status.as_mut() else {
+        return Ok(());
+    };
+    let Some(position) = status.pending_charges.iter().position(|c| c.job_uid == uid) else {
+        return Ok(());
+    };
+    let refunded = status.pending_charges.remove(position);
+    status.credits_used -= refunded.credits;
+    status.credits_remaining = granted.map(|granted| granted - status.credits_used);
+    let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
+    accounts.replace_status(&account.name_any(), &PostParams::default(), &account).await?;
+    tracing::info!(job = %job.name_any(), credits = refunded.credits, "refunded the charge of a job that did not succeed");
     Ok(())
 }
 

@@ -167,7 +167,6 @@ pub fn input_config_map(
         },
     }))?;
     map.data = Some(data);
-    map.immutable = Some(true);
     Ok(map)
 }
 

@@ -117,6 +117,15 @@ impl S3Bucket {
         }
     }
 
+    /// The size of the object under `key`, or `None` when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+        match self.client.stat_object(self.bucket.as_str(), key)?.build().send().await {
+            Ok(response) => Ok(Some(response.size()?)),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Delete `key`; deleting what is not there is not an error (S3 agrees).
     pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
         match self.client.delete_object(self.bucket.as_str(), key)?.build().send().await {
