@@ -25,6 +25,7 @@ const SECRETS: (&str, &str) = ("v1", "secrets");
 struct Cluster {
     standin: StandInApiServer,
     bucket: S3Bucket,
+    s3: String,
     api: std::process::Child,
     url: String,
     kubeconfig: std::path::PathBuf,
@@ -40,29 +41,8 @@ impl Cluster {
         let s3 = s3_server(&dir.path().join("s3")).await;
         let bucket = S3Bucket::connect(&s3, "folio", S3_ACCESS_KEY, S3_SECRET_KEY).await.unwrap();
         let kubeconfig = kubeconfig(dir.path(), &standin.url());
-        let mut api = folio()
-            .args(["api", "--listen", "127.0.0.1:0", "--settle-timeout", "1", "--s3-endpoint", &s3])
-            .args(["--s3-access-key", S3_ACCESS_KEY, "--s3-secret-key", S3_SECRET_KEY])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = api.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-            line
-        })
-        .await
-        .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("folio api did not announce its address: {line:?}"))
-            .to_owned();
-        let cluster = Cluster { standin, bucket, api, url, kubeconfig, http: reqwest::Client::new(), _dir: dir };
+        let (api, url) = spawn_api(&kubeconfig, &s3).await;
+        let cluster = Cluster { standin, bucket, s3, api, url, kubeconfig, http: reqwest::Client::new(), _dir: dir };
         cluster
             .eventually("/readyz answers 200", || async {
                 cluster.http.get(format!("{}/readyz", cluster.url)).send().await.is_ok_and(|r| r.status() == 200)
@@ -117,6 +97,34 @@ impl Cluster {
         job["status"] = status;
         self.standin.put_object(JOBS.0, JOBS.1, job);
     }
+}
+
+/// Start `folio api` over the stand-in of `kubeconfig` and the bucket at `s3`; the
+/// process and the URL it announced.
+async fn spawn_api(kubeconfig: &std::path::Path, s3: &str) -> (std::process::Child, String) {
+    let mut api = folio()
+        .args(["api", "--listen", "127.0.0.1:0", "--settle-timeout", "1", "--s3-endpoint", s3])
+        .args(["--s3-access-key", S3_ACCESS_KEY, "--s3-secret-key", S3_SECRET_KEY])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = api.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("folio api did not announce its address: {line:?}"))
+        .to_owned();
+    (api, url)
 }
 
 impl Drop for Cluster {
@@ -320,4 +328,46 @@ fn keys_need_a_namespace_name() {
         folio().args(["api", "keys", "create", "-n", "Not_A_Namespace"]).env("KUBECONFIG", config).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a namespace name"));
+}
+
+/// Two replicas of the API get the same request (same `Idempotency-Key`) at once, as
+/// a client retrying through a load balancer would: one job, one id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_on_two_replicas_makes_one_job() {
+    let cluster = Cluster::start().await;
+    let key = cluster.key("acme").await;
+    let (second, second_url) = spawn_api(&cluster.kubeconfig, &cluster.s3).await;
+    let _second = Replica(second);
+    cluster
+        .eventually("the second replica is ready", || async {
+            cluster.http.get(format!("{second_url}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    let post = |url: String| {
+        let request = cluster
+            .http
+            .post(format!("{url}/v1/renders"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "order-7890-attempt")
+            .json(&json!({"template": {"source": "= Once"}, "data": {}}));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (first, other) = tokio::join!(post(cluster.url.clone()), post(second_url.clone()));
+    assert!(first.0.is_success() && other.0.is_success(), "{first:?} {other:?}");
+    assert_eq!(first.1["id"], other.1["id"], "both replicas answer with the same job");
+    let jobs = cluster.standin.list(JOBS.0, JOBS.1);
+    assert_eq!(jobs.len(), 1, "one RenderJob: {jobs:#?}");
+}
+
+/// A second `folio api` process, stopped when dropped (also when a test fails).
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

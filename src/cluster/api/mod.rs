@@ -275,8 +275,10 @@ impl ClusterBackend {
     /// Create the Secret of a webhook secret, then the job referring to it, then make
     /// the job own the Secret. The Secret comes first so that the operator never sees
     /// a job whose secret is missing.
-    async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<RenderJob, ApiError> {
-        let id = new_job_id();
+    /// Create the job (and its webhook Secret); `false` when a keyed job of the same
+    /// id was created first, by this replica or another, and that one is returned.
+    async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), ApiError> {
+        let id = keyed_job_id(tenant, &new).unwrap_or_else(new_job_id);
         let mut spec = new.spec;
         let secret = match (new.webhook_secret, spec.webhook.as_mut()) {
             (Some(secret), Some(hook)) => {
@@ -291,11 +293,21 @@ impl ClusterBackend {
         let secrets = self.secrets_api(tenant);
         let post = PostParams::default();
         if let Some(secret) = &secret {
-            secrets.create(&post, secret).await.map_err(|e| cluster_error(e, || ApiError::not_found("namespace")))?;
+            match secrets.create(&post, secret).await {
+                Ok(_) => {}
+                // A concurrent request with the same key made it; its job decides.
+                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+                Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
+            }
         }
         let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
         let created = match self.jobs_api(tenant).create(&post, &job).await {
             Ok(created) => created,
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {
+                // The same key reached another replica (or this one) first.
+                let existing = self.load_job(tenant, &id).await?;
+                return Ok((existing, false));
+            }
             Err(err) => {
                 if secret.is_some()
                     && let Err(cleanup) =
@@ -316,8 +328,23 @@ impl ClusterBackend {
             }
         }
         self.await_cached(&created).await;
-        Ok(created)
+        Ok((created, true))
     }
+}
+
+/// The job id of a request with an `Idempotency-Key` (or else an `externalId`):
+/// derived from the tenant and the key, so that every replica of the API names the
+/// job alike and the API server itself refuses a second one. Other jobs get a
+/// time-ordered random id.
+fn keyed_job_id(tenant: &str, new: &NewJob) -> Option<String> {
+    let (kind, key) = match (&new.idempotency_key, &new.spec.external_id) {
+        (Some(key), _) => ("idempotency-key", key),
+        (None, Some(external_id)) => ("external-id", external_id),
+        (None, None) => return None,
+    };
+    let digest = Sha256::digest(format!("{tenant}\n{kind}\n{key}").as_bytes());
+    let bytes: [u8; 16] = digest[..16].try_into().ok()?;
+    Some(uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string())
 }
 
 impl Backend for ClusterBackend {
@@ -341,8 +368,8 @@ impl Backend for ClusterBackend {
                 return Ok((objects::job_view(RenderJob::clone(&existing)), false));
             }
         }
-        let created = self.create_new_job(tenant, new).await?;
-        Ok((objects::job_view(created), true))
+        let (job, created) = self.create_new_job(tenant, new).await?;
+        Ok((objects::job_view(job), created))
     }
 
     async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
