@@ -187,11 +187,7 @@ async fn follow_attempt(
     if outcome != PodOutcome::Running {
         // The input holds a presigned upload URL: it goes as soon as it has served.
         let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-        match config_maps.delete(&input_name(&pod_name(name, status.retry_count)), &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(err) => return Err(err.into()),
-        }
+        delete_if_present(&config_maps, &input_name(&pod_name(name, status.retry_count))).await?;
     }
     match outcome {
         PodOutcome::Running => {
@@ -317,9 +313,18 @@ async fn delete_renderer(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = names(job)?;
     let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    match pods.delete(&pod_name(name, attempt), &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+    delete_if_present(&pods, &pod_name(name, attempt)).await?;
+    Ok(())
+}
+
+/// Delete `name`; whether it was there at all.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
         Err(err) => Err(err.into()),
     }
 }
@@ -343,10 +348,8 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
     }
     let (namespace, name) = names(job)?;
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
-    match jobs.delete(name, &DeleteParams::background()).await {
-        Ok(_) => tracing::info!(job = name, namespace, "deleted the job after its retention"),
-        Err(kube::Error::Api(status)) if status.is_not_found() => {}
-        Err(err) => return Err(err.into()),
+    if delete_if_present(&jobs, name).await? {
+        tracing::info!(job = name, namespace, "deleted the job after its retention");
     }
     Ok(None)
 }
@@ -411,7 +414,7 @@ fn deadline_of(job: &RenderJob) -> Option<Timestamp> {
 }
 
 /// How long from `now` until `at`, if that is in the future.
-fn until(now: Timestamp, at: Timestamp) -> Option<Duration> {
+pub(super) fn until(now: Timestamp, at: Timestamp) -> Option<Duration> {
     Duration::try_from(now.duration_until(at)).ok().filter(|d| !d.is_zero())
 }
 

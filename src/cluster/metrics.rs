@@ -109,10 +109,7 @@ impl OperatorMetrics {
                 self.jobs.get_or_create(&PhaseLabels { phase: phase.api_name().to_owned() }).set(count);
             }
         }
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        crate::metrics::encode(&self.registry)
     }
 }
 

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::controller::{Context, Error};
-use super::job::{names, write_status};
+use super::job::{names, until, write_status};
 use crate::lifecycle::Phase;
 use crate::resources::{QueuedDelivery, RenderJob, RenderJobStatus, SecretKeyRef, WebhookSpec};
 use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for, wants};
@@ -186,10 +186,6 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::Failed { .. } => "retry",
         Outcome::Refused { .. } => "failed",
     }
-}
-
-fn until(now: Timestamp, at: Timestamp) -> Option<Duration> {
-    Duration::try_from(now.duration_until(at)).ok().filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]

@@ -296,14 +296,14 @@ impl ClusterBackend {
             match secrets.create(&post, secret).await {
                 Ok(_) => {}
                 // A concurrent request with the same key made it; its job decides.
-                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+                Err(err) if is_already_exists(&err) => {}
                 Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
             }
         }
         let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
         let created = match self.jobs_api(tenant).create(&post, &job).await {
             Ok(created) => created,
-            Err(kube::Error::Api(status)) if status.is_already_exists() => {
+            Err(err) if is_already_exists(&err) => {
                 // The same key reached another replica (or this one) first.
                 let existing = self.load_job(tenant, &id).await?;
                 return Ok((existing, false));
