@@ -284,7 +284,7 @@ fn main() -> ExitCode {
         Command::Operator { options, log_json } => {
             init_logging(log_json);
             in_runtime(async move {
-                let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+                let client = folio::cluster::connect().await?;
                 folio::cluster::operator::run_operator(client, options, folio::shutdown_signal()).await
             })
             .map_or_else(|code| code, |()| ExitCode::SUCCESS)

@@ -21,3 +21,12 @@ pub mod operator;
 pub mod pod;
 pub mod renderer;
 pub mod webhooks;
+
+/// A client for the cluster folio runs in, or the one `KUBECONFIG` names. kube's
+/// error already tells every way it tried, so it is reported once, not as a chain
+/// that repeats it.
+pub async fn connect() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .map_err(|err| anyhow::anyhow!("connecting to the Kubernetes API (in-cluster or KUBECONFIG): {err}"))
+}

@@ -80,7 +80,7 @@ pub enum ApiCommand {
 /// Run `folio api` (or one of its key commands).
 pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
     if let Some(ApiCommand::Keys { command }) = options.command {
-        let client = Client::try_default().await.context("connecting to the cluster (in-cluster or KUBECONFIG)")?;
+        let client = super::connect().await?;
         return keys::run(client, command).await;
     }
     let s3 = options
@@ -91,7 +91,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .context("--settle-timeout must be a positive number of seconds")?;
-    let client = Client::try_default().await.context("connecting to the cluster (in-cluster or KUBECONFIG)")?;
+    let client = super::connect().await?;
     let bucket = s3.connect().await.context("connecting to the bucket")?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
