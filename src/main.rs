@@ -289,25 +289,9 @@ fn main() -> ExitCode {
             })
             .map_or_else(|code| code, |()| ExitCode::SUCCESS)
         }
-        Command::Render { input, termination_log } => render_command(&input, &termination_log),
-    }
-}
-
-/// `folio render`: exit 0 when the PDF is stored, 1 when not; the report says why.
-fn render_command(input: &std::path::Path, termination_log: &std::path::Path) -> ExitCode {
-    use folio::cluster::pod::RendererReport;
-    let report = match in_runtime(async { Ok(folio::cluster::renderer::render_from_input(input).await) }) {
-        Ok(report) => report,
-        Err(code) => return code,
-    };
-    let message = report.to_message();
-    println!("{message}");
-    if let Err(err) = std::fs::write(termination_log, &message) {
-        eprintln!("folio: could not write {}: {err}", termination_log.display());
-    }
-    match report {
-        RendererReport::Succeeded { .. } => ExitCode::SUCCESS,
-        RendererReport::Failed { .. } => ExitCode::FAILURE,
+        Command::Render { input, termination_log } => {
+            ExitCode::from(folio::cluster::renderer::run(&input, &termination_log))
+        }
     }
 }
 

@@ -103,3 +103,72 @@ async fn an_upload_the_bucket_refuses_is_a_retryable_storage_failure() {
     assert!(error_code.is_retryable());
     assert!(error_message.contains("403"), "{error_message}");
 }
+
+/// A Pod's deletion sends SIGTERM to `folio render`, PID 1 of its container: it stops
+/// rendering at once, uploads nothing, reports the stop and exits with 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_render_at_once_and_nothing_is_uploaded() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let endpoint = s3_server(root.path()).await;
+    let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
+    let key = "acme/slow.pdf";
+    let url = bucket.presigned_put(key, Duration::from_secs(300)).await.unwrap();
+    // Minutes of evaluation before the first page exists.
+    let request = RenderRequest {
+        source: "#let n = 0\n#for i in range(1000000000) { n = n + 1 }\n= Done #n".into(),
+        data: "{}".into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("request.json"), serde_json::to_string(&request).unwrap()).unwrap();
+    std::fs::write(input.join("upload-url"), &url).unwrap();
+    std::fs::write(input.join("output-key"), key).unwrap();
+    let log = dir.path().join("termination-log");
+    let mut child = support::folio()
+        .args(["render", "--input"])
+        .arg(&input)
+        .arg("--termination-log")
+        .arg(&log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGTERM before the handler exists would kill it the default way: wait for the line
+    // it prints once the handler is in place, then give the render time to be under way.
+    let stderr = child.stderr.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with(folio::cluster::renderer::STARTED_LINE))
+    })
+    .await
+    .unwrap();
+    assert!(started, "folio render did not say it started");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(child.try_wait().unwrap(), None, "the render ended by itself before SIGTERM");
+
+    let sent = std::time::Instant::now();
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(2) {
+            child.kill().unwrap();
+            panic!("folio render was still running 2 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let report = RendererReport::from_message(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    let RendererReport::Failed { error_code, error_message } = report else { panic!("{report:?}") };
+    assert_eq!(error_code, ErrorCode::RendererCrashed);
+    assert_eq!(error_message, "stopped by SIGTERM");
+    // Nothing arrives later either: the process and its upload are gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bucket.get(key).await.unwrap(), None);
+}

@@ -5,7 +5,14 @@
 //!
 //! It talks to nothing but the bucket, and it never panics out: every failure
 //! becomes a [`RendererReport::Failed`] with an error code the lifecycle rules know.
+//!
+//! It runs as the container's PID 1, where the kernel ignores signals that have no
+//! handler: without one, a deleted Pod would go on rendering through its grace period
+//! and could upload a PDF its job no longer owns. So [`run`] stops at SIGTERM, at once
+//! and without uploading, reports `RENDERER_CRASHED` ("stopped by SIGTERM") and exits
+//! with 143 as a process killed by SIGTERM would.
 
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +22,72 @@ use crate::render::{Engine, RenderRequest};
 
 /// Longest an upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The exit code after SIGTERM: 128 + 15, what a shell reports for a process the
+/// signal killed.
+pub const STOPPED_EXIT_CODE: u8 = 143;
+
+/// What `folio render` prints on standard error once it renders and SIGTERM is
+/// handled (the container's log shows it; tests wait for it).
+pub const STARTED_LINE: &str = "folio render: rendering";
+
+/// `folio render`: render the input in `input_dir`, write the report to
+/// `termination_log`, and return the process's exit code: 0 when the PDF is stored,
+/// 1 when not, [`STOPPED_EXIT_CODE`] after SIGTERM.
+pub fn run(input_dir: &Path, termination_log: &Path) -> u8 {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("folio: could not start the runtime: {err}");
+            return 1;
+        }
+    };
+    let (report, stopped) = runtime.block_on(async {
+        let terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                let error_message = format!("could not handle SIGTERM: {err}");
+                return (RendererReport::Failed { error_code: ErrorCode::Internal, error_message }, false);
+            }
+        };
+        eprintln!("{STARTED_LINE} {}", input_dir.display());
+        render_until(input_dir, async move {
+            let mut terminate = terminate;
+            terminate.recv().await;
+        })
+        .await
+    });
+    // A render still running on a blocking thread must not hold up the exit.
+    runtime.shutdown_background();
+    let message = report.to_message();
+    println!("{message}");
+    if let Err(err) = std::fs::write(termination_log, &message) {
+        eprintln!("folio: could not write {}: {err}", termination_log.display());
+    }
+    if stopped {
+        return STOPPED_EXIT_CODE;
+    }
+    match report {
+        RendererReport::Succeeded { .. } => 0,
+        RendererReport::Failed { .. } => 1,
+    }
+}
+
+/// Render and upload as [`render_from_input`] until `stop` resolves; then drop the
+/// render (and any upload under way) and report the stop. The report, and whether
+/// `stop` ended it.
+pub async fn render_until(input_dir: &Path, stop: impl Future<Output = ()>) -> (RendererReport, bool) {
+    tokio::select! {
+        biased;
+        () = stop => (stopped_by_sigterm(), true),
+        report = render_from_input(input_dir) => (report, false),
+    }
+}
+
+/// The report of a renderer stopped by SIGTERM (its Pod was deleted).
+fn stopped_by_sigterm() -> RendererReport {
+    RendererReport::Failed { error_code: ErrorCode::RendererCrashed, error_message: "stopped by SIGTERM".into() }
+}
 
 /// Render the request in `input_dir` and upload the PDF; the outcome as a report.
 pub async fn render_from_input(input_dir: &Path) -> RendererReport {
@@ -98,6 +171,20 @@ mod tests {
             RendererReport::Failed { error_code, error_message } => {
                 assert_eq!(error_code, ErrorCode::Internal);
                 assert!(error_message.contains("request.json"), "{error_message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_render_with_a_report_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (report, stopped) = render_until(dir.path(), std::future::ready(())).await;
+        assert!(stopped);
+        match report {
+            RendererReport::Failed { error_code, error_message } => {
+                assert_eq!(error_code, ErrorCode::RendererCrashed);
+                assert_eq!(error_message, "stopped by SIGTERM");
             }
             other => panic!("{other:?}"),
         }
