@@ -62,3 +62,34 @@ async fn a_presigned_put_url_uploads_exactly_its_key() {
     assert_eq!(refused.status(), 403, "the URL writes no other key");
     assert_eq!(bucket.get(&output_key("acme", "invoice-2")).await.unwrap(), None);
 }
+
+/// Clients may reach the bucket by another name than folio does (in a cluster, folio
+/// uses an internal Service name). Download URLs name the public endpoint and work
+/// there; upload URLs for renderer Pods keep the internal one. SigV4 signs the host,
+/// so rewriting a URL's host afterwards would not do.
+#[tokio::test]
+async fn download_urls_name_the_public_endpoint_and_download_through_it() {
+    let root = tempfile::tempdir().unwrap();
+    let internal = s3_server(root.path()).await;
+    let port = internal.rsplit(':').next().unwrap();
+    let public = format!("http://localhost:{port}");
+    let plain = S3Bucket::connect(&internal, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
+    let bucket = plain.clone().with_public_endpoint(&public).unwrap();
+    let key = output_key("acme", "invoice-7");
+    let pdf = b"%PDF-1.7\nfor a client outside the cluster\n".to_vec();
+    bucket.put(&key, pdf.clone()).await.unwrap();
+
+    let url = bucket.presigned_get(&key, Duration::from_secs(600)).await.unwrap();
+    assert!(url.starts_with(&format!("{public}/folio/acme/invoice-7.pdf?")), "{url}");
+    let downloaded = reqwest::get(&url).await.unwrap();
+    assert_eq!(downloaded.status(), 200, "{url}");
+    assert_eq!(downloaded.bytes().await.unwrap().to_vec(), pdf);
+
+    let upload = bucket.presigned_put(&output_key("acme", "invoice-8"), Duration::from_secs(60)).await.unwrap();
+    assert!(upload.starts_with(&format!("{internal}/")), "renderer uploads stay internal: {upload}");
+
+    let internal_url = plain.presigned_get(&key, Duration::from_secs(600)).await.unwrap();
+    assert!(internal_url.starts_with(&format!("{internal}/")), "{internal_url}");
+    let rewritten = internal_url.replacen(&internal, &public, 1);
+    assert_eq!(reqwest::get(&rewritten).await.unwrap().status(), 403, "the host is signed");
+}
