@@ -1,5 +1,6 @@
-//! The Helm chart and the image agree with the code: the chart's CRDs are exactly what
-//! `folio crd` prints, and the image's user is the one renderer Pods run as. The rest of
+//! The Helm chart and the image agree with the code: the chart's CRDs (a template
+//! rendering `files/crds.yaml`) are exactly what `folio crd` prints, and the image's
+//! user is the one renderer Pods run as. The rest of
 //! the chart (rendering, schemas, RBAC, security contexts) is checked by
 //! `.ci/chart-check`, which needs Helm's engine from PyPI.
 
@@ -14,9 +15,20 @@ fn repo_file(path: &str) -> String {
 fn chart_crds_are_exactly_what_folio_crd_prints() {
     let generated = folio::resources::crds_yaml().unwrap();
     assert!(
-        repo_file("charts/folio/crds/folio.yaml") == generated,
-        "charts/folio/crds/folio.yaml is out of date: run `cargo run -- crd > crds/folio.yaml && cp crds/folio.yaml charts/folio/crds/`"
+        repo_file("charts/folio/files/crds.yaml") == generated,
+        "charts/folio/files/crds.yaml is out of date: run `cargo run -- crd > crds/folio.yaml && cp crds/folio.yaml charts/folio/files/crds.yaml`"
     );
+}
+
+/// Helm installs `crds/` once and never upgrades it: the CRDs are templates instead.
+#[test]
+fn the_chart_installs_its_crds_as_templates_kept_on_uninstall() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/folio");
+    assert!(!chart.join("crds").exists(), "charts/folio/crds/ would never be upgraded by Helm");
+    let template = repo_file("charts/folio/templates/crds.yaml");
+    assert!(template.contains(r#".Files.Get "files/crds.yaml""#), "{template}");
+    assert!(template.contains(r#""helm.sh/resource-policy" "keep""#), "{template}");
+    assert!(template.contains(".Values.crds.install"), "{template}");
 }
 
 #[test]

@@ -123,6 +123,10 @@ in other namespaces upload to it), or the external one. */}}
   value: {{ include "folio.s3Endpoint" . | quote }}
 - name: FOLIO_S3_BUCKET
   value: {{ .Values.s3.bucket | quote }}
+{{- with .Values.s3.publicEndpoint }}
+- name: FOLIO_S3_PUBLIC_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 - name: FOLIO_S3_ACCESS_KEY
   valueFrom:
     secretKeyRef:
