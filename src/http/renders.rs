@@ -112,6 +112,10 @@ async fn job_spec<B: Backend>(
         return Err(ApiError::bad_request(format!("output: {output:?} is not supported; use \"pdf\"")));
     }
     let data = body.data.unwrap_or_else(|| serde_json::json!({}));
+    if !data.is_object() {
+        // As the RenderJob's schema has it: the template reads an object as data.json.
+        return Err(ApiError::bad_request("data must be a JSON object"));
+    }
     let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_INLINE_DATA_BYTES {
         return Err(ApiError::new(

@@ -95,6 +95,10 @@ fn checked_template(tenant: &str, name: String, body: TemplateBody) -> Result<Re
     }
     crate::render::check_syntax(&body.source)
         .map_err(|f| ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("source: {}", f.message)))?;
+    if body.data_schema.as_ref().is_some_and(|d| !d.is_object()) {
+        // `true` and `false` are JSON Schemas too, but a RenderTemplate keeps an object.
+        return Err(ApiError::bad_request("dataSchema must be a JSON object"));
+    }
     if let Some(schema) = &body.data_schema {
         jsonschema::validator_for(schema).map_err(|err| {
             ApiError::unprocessable("SCHEMA_INVALID", format!("dataSchema is not a valid JSON Schema: {err}"))

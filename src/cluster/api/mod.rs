@@ -8,8 +8,10 @@
 //! also looked up directly, once). The job's life is the operator's: cancel sets
 //! `spec.cancel`, resume annotates, delete leaves the PDF to the operator's
 //! finalizer; the facade waits a moment for the operator's answer and otherwise
-//! returns the job as it stands. How requests map to objects is in [`objects`].
+//! returns the job as it stands. How requests map to objects is in [`objects`]; what
+//! the API server would refuse is refused before anything is created ([`admission`]).
 
+pub mod admission;
 mod cache;
 pub mod keys;
 pub mod objects;
@@ -219,6 +221,9 @@ impl ClusterBackend {
                 Err(ApiError::render_not_found(id))
             };
         }
+        if !admission::is_object_name(id) {
+            return Err(ApiError::render_not_found(id));
+        }
         let job =
             self.jobs_api(tenant).get_opt(id).await.map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
         job.filter(|j| objects::is_live(&j.metadata)).ok_or_else(|| ApiError::render_not_found(id))
@@ -290,6 +295,9 @@ impl ClusterBackend {
             }
             _ => None,
         };
+        let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
+        // Nothing is created (not even the webhook Secret) for a job that would be refused.
+        admission::check_job(&job)?;
         let secrets = self.secrets_api(tenant);
         let post = PostParams::default();
         if let Some(secret) = &secret {
@@ -300,7 +308,6 @@ impl ClusterBackend {
                 Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
             }
         }
-        let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
         let created = match self.jobs_api(tenant).create(&post, &job).await {
             Ok(created) => created,
             Err(err) if is_already_exists(&err) => {
@@ -549,6 +556,7 @@ impl Backend for ClusterBackend {
     async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
         let template = match self.caches.templates.get(tenant, name) {
             Some(cached) => Some(RenderTemplate::clone(&cached)),
+            None if !admission::is_object_name(name) => None,
             None => self
                 .templates_api(tenant)
                 .get_opt(name)
@@ -568,6 +576,7 @@ impl Backend for ClusterBackend {
         replace: bool,
     ) -> Result<(TemplateView, bool), ApiError> {
         let name = template.name_any();
+        admission::check_template(&template)?;
         let api = self.templates_api(tenant);
         let not_found = || ApiError::not_found("namespace");
         let (written, created) = match api.create(&PostParams::default(), &template).await {
@@ -603,6 +612,9 @@ impl Backend for ClusterBackend {
     }
 
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+        if !admission::is_object_name(name) {
+            return Err(ApiError::template_not_found(name));
+        }
         self.templates_api(tenant)
             .delete(name, &DeleteParams::background())
             .await

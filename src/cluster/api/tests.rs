@@ -574,3 +574,113 @@ async fn the_http_api_serves_a_cached_job_to_its_tenant_only() {
     let response = app(state).oneshot(get("/v1/renders/j1", "folio_wrong")).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The backend answers without calling the apiserver (the mock would leave a call
+/// hanging), and nothing was sent to it.
+async fn answered_alone<T>(fixture: &mut Fixture, call: impl std::future::Future<Output = T>) -> T {
+    let answer = tokio::time::timeout(Duration::from_secs(2), call).await.expect("the backend called the apiserver");
+    let sent = tokio::time::timeout(Duration::from_millis(50), fixture.apiserver.next_request()).await;
+    assert!(sent.is_err(), "nothing is sent to the apiserver");
+    answer
+}
+
+#[tokio::test]
+async fn a_job_its_crd_refuses_is_a_400_naming_the_field_and_nothing_is_created() {
+    let mut fixture = Fixture::synced(Vec::new()).await;
+    let webhook = || Some(WebhookSpec { url: "https://hooks.example/x".into(), ..Default::default() });
+    let cases = [
+        (RenderJobSpec { backoff_limit: Some(11), webhook: webhook(), ..Default::default() }, "spec.backoffLimit"),
+        (RenderJobSpec { active_deadline_seconds: Some(0), ..Default::default() }, "spec.activeDeadlineSeconds"),
+        (RenderJobSpec { ttl_seconds_after_finished: Some(-1), ..Default::default() }, "spec.ttlSecondsAfterFinished"),
+        (RenderJobSpec { data: Some(json!([1, 2])), ..Default::default() }, "spec.data"),
+    ];
+    let backend = fixture.backend.clone();
+    for (spec, field) in cases {
+        // With a webhook secret: not even its Secret is created.
+        let new = NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) };
+        let err = answered_alone(&mut fixture, backend.create_job("acme", new)).await.unwrap_err();
+        assert_eq!((err.status, err.code), (StatusCode::BAD_REQUEST, "INVALID_REQUEST"), "{field}: {err:?}");
+        assert!(err.message.starts_with("the RenderJob would be refused by its CRD"), "{}", err.message);
+        assert!(err.message.contains(field), "{field}: {}", err.message);
+    }
+}
+
+#[tokio::test]
+async fn a_template_its_crd_or_the_apiserver_refuses_is_refused_before_it_is_sent() {
+    let mut fixture = Fixture::synced(Vec::new()).await;
+    let backend = fixture.backend.clone();
+    let named = |name: &str| {
+        let mut template = RenderTemplate::new(name, Default::default());
+        template.spec.source = Some("= Hi".into());
+        template
+    };
+    for name in ["Invoice", "in_voice", "-invoice", &"a".repeat(254), ""] {
+        let err = answered_alone(&mut fixture, backend.put_template("acme", named(name), true)).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert!(err.message.starts_with("metadata.name:"), "{}", err.message);
+    }
+    let mut boolean_schema = named("invoice");
+    boolean_schema.spec.data_schema = Some(json!(true));
+    let err = answered_alone(&mut fixture, backend.put_template("acme", boolean_schema, true)).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    assert!(err.message.contains("spec.dataSchema"), "{}", err.message);
+    let mut labelled = named("invoice");
+    labelled.metadata.labels = Some([("team".to_owned(), "x".repeat(64))].into());
+    let err = answered_alone(&mut fixture, backend.put_template("acme", labelled, true)).await.unwrap_err();
+    assert!(err.message.starts_with("metadata.labels.team:"), "{}", err.message);
+    let mut huge = named("invoice");
+    huge.spec.source = Some("x".repeat(super::admission::MAX_OBJECT_BYTES));
+    let err = answered_alone(&mut fixture, backend.put_template("acme", huge, true)).await.unwrap_err();
+    assert_eq!((err.status, err.code), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+}
+
+#[tokio::test]
+async fn a_name_no_object_can_have_is_not_found_without_asking_the_apiserver() {
+    let mut fixture = Fixture::synced(Vec::new()).await;
+    let backend = fixture.backend.clone();
+    for name in ["../../secrets/x", "UPPER", "a/status"] {
+        let err = answered_alone(&mut fixture, backend.job("acme", name)).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+        let err = answered_alone(&mut fixture, backend.template("acme", name)).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+        let err = answered_alone(&mut fixture, backend.delete_template("acme", name)).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_http_api_refuses_data_and_schemas_that_are_not_objects_with_a_400() {
+    let (key, secret) = api_key("acme");
+    let mut fixture = Fixture::synced(Vec::new()).await;
+    fixture.keys.apply(secret);
+    let state = AppState {
+        backend: fixture.backend.clone(),
+        public_url: PUBLIC_URL.to_owned(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        rate_limit: None,
+    };
+    let post = |path: &str, body: Value| {
+        Request::post(path)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(AxumBody::from(body.to_string()))
+            .unwrap()
+    };
+    let requests = [
+        (post("/v1/renders", json!({"template": {"source": "= Hi"}, "data": [1, 2]})), "data must be a JSON object"),
+        (
+            post("/v1/templates", json!({"name": "invoice", "source": "= Hi", "dataSchema": true})),
+            "dataSchema must be a JSON object",
+        ),
+    ];
+    for (request, message) in requests {
+        let response = answered_alone(&mut fixture, app(state.clone()).oneshot(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value =
+            serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(
+            (body["error"]["code"].as_str(), body["error"]["message"].as_str()),
+            (Some("INVALID_REQUEST"), Some(message))
+        );
+    }
+}
