@@ -1,7 +1,8 @@
 //! Reading manifest files: multi-document YAML holding RenderTemplates, RenderJobs,
 //! RenderAccounts and the ConfigMaps they refer to, exactly as `kubectl apply` takes
 //! them. Errors name the file and the line, so a typo in document 40 of a GitOps
-//! bundle is found at once.
+//! bundle is found at once. Namespaces are read and skipped: a bundle that creates its
+//! namespace for `kubectl apply` works here too, where a namespace is only a name.
 
 use std::path::Path;
 
@@ -95,13 +96,15 @@ impl Manifests {
             (API_VERSION, "RenderAccount") => self.accounts.push(typed(document, &at)?),
             ("v1", "ConfigMap") => self.config_maps.push(typed(document, &at)?),
             ("v1", "Secret") => self.secrets.push(typed(document, &at)?),
+            // Locally a namespace (a tenant) exists as soon as something names it.
+            ("v1", "Namespace") => {}
             (_, "") => return Err(at(1, 1, "the document has no kind".into())),
             (_, kind) => {
                 return Err(at(
                     1,
                     1,
                     format!(
-                        "unknown kind {kind:?} with apiVersion {api_version:?}: folio reads RenderTemplate, RenderJob and RenderAccount ({API_VERSION}), ConfigMap and Secret (v1)"
+                        "unknown kind {kind:?} with apiVersion {api_version:?}: folio reads RenderTemplate, RenderJob and RenderAccount ({API_VERSION}), ConfigMap, Secret and Namespace (v1)"
                     ),
                 ));
             }
@@ -211,6 +214,16 @@ spec:
         let err = Manifests::default().parse("job.yaml", text).unwrap_err().to_string();
         assert!(err.starts_with("job.yaml:5:"), "{err}");
         assert!(err.contains("backoffLimit"), "{err}");
+    }
+
+    #[test]
+    fn namespaces_are_read_and_skipped() {
+        let text = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: acme\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n---\n{BUNDLE}"
+        );
+        let mut m = Manifests::default();
+        m.parse("bundle.yaml", &text).unwrap();
+        assert_eq!((m.templates.len(), m.jobs.len()), (1, 1));
     }
 
     #[test]
