@@ -91,6 +91,11 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// The renderer stopped unexpectedly.
     RendererCrashed,
+    /// The renderer never started: its Pod could not be scheduled, its container
+    /// could not start (an image that cannot be pulled), or the API server refused
+    /// the Pod (admission: a LimitRange, Pod Security, a ResourceQuota, RBAC). The
+    /// message carries the scheduler's, kubelet's or API server's words.
+    RendererUnavailable,
     /// The job was cancelled.
     Cancelled,
     /// Anything else; details are in the logs.
@@ -98,10 +103,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for the lists that document them.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::TemplateCompileError,
+        ErrorCode::DataInvalid,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::SpecInvalid,
+        ErrorCode::DeadlineExceeded,
+        ErrorCode::ResourceExhausted,
+        ErrorCode::OutputTooLarge,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::RendererCrashed,
+        ErrorCode::RendererUnavailable,
+        ErrorCode::Cancelled,
+        ErrorCode::Internal,
+    ];
+
     /// Whether another attempt could succeed. Errors in the template, the data or the
     /// job's limits would only repeat themselves.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::StorageUnavailable | ErrorCode::RendererCrashed | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::StorageUnavailable
+                | ErrorCode::RendererCrashed
+                | ErrorCode::RendererUnavailable
+                | ErrorCode::Internal
+        )
     }
 
     /// The code as written in status and API responses.
@@ -116,6 +143,7 @@ impl ErrorCode {
             ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
             ErrorCode::RendererCrashed => "RENDERER_CRASHED",
+            ErrorCode::RendererUnavailable => "RENDERER_UNAVAILABLE",
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -423,6 +451,18 @@ mod tests {
         );
         assert_eq!(after_failure(ErrorCode::StorageUnavailable, 2, Some(2)), AfterFailure::Fail);
         assert_eq!(after_failure(ErrorCode::Internal, 0, Some(0)), AfterFailure::Fail);
+    }
+
+    #[test]
+    fn a_renderer_that_never_started_is_retried_like_a_crash() {
+        assert_eq!(
+            after_failure(ErrorCode::RendererUnavailable, 0, Some(1)),
+            AfterFailure::Retry { delay: Duration::from_secs(1), retry_count: 1 }
+        );
+        assert_eq!(after_failure(ErrorCode::RendererUnavailable, 1, Some(1)), AfterFailure::Fail);
+        assert_eq!(ErrorCode::RendererUnavailable.as_str(), "RENDERER_UNAVAILABLE");
+        let json = serde_json::to_string(&ErrorCode::RendererUnavailable).unwrap();
+        assert_eq!(json, "\"RENDERER_UNAVAILABLE\"", "serde and as_str agree");
     }
 
     #[test]

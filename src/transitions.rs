@@ -59,6 +59,7 @@ pub fn ended(
     status.phase = Some(next);
     status.completed_at = Some(now);
     status.next_attempt_at = None;
+    status.renderer_refused_at = None;
     status.expires_at = Some(expires_at(job, retention, now));
     if let Some((code, message)) = error {
         status.error_code = Some(code);
@@ -79,6 +80,8 @@ pub fn retrying(
 ) -> RenderJobStatus {
     let mut status = job.status.clone().unwrap_or_default();
     status.retry_count = retry_count;
+    // The next attempt's renderer gets a start timeout of its own.
+    status.renderer_refused_at = None;
     status.next_attempt_at = now.checked_add(SignedDuration::try_from(delay).unwrap_or_default()).ok();
     status.error_code = Some(code);
     status.error_message = Some(format!("attempt {retry_count} failed, retrying: {message}"));
@@ -88,6 +91,79 @@ pub fn retrying(
 /// When a job finished at `now` is deleted, with its PDF.
 fn expires_at(job: &RenderJob, retention: &Retention, now: Timestamp) -> Timestamp {
     lifecycle::expires_at(now, job.spec.ttl_seconds_after_finished, job.spec.preview, retention)
+}
+
+/// The condition type saying whether the API server admitted the current attempt's
+/// renderer Pod and its input (False with the server's reason and message while it
+/// refuses them: admission, quota, RBAC).
+pub const RENDERER_ADMITTED: &str = "RendererAdmitted";
+/// The condition type saying whether the current attempt's renderer started (False
+/// with the scheduler's or kubelet's reason and message while it cannot).
+pub const RENDERER_STARTED: &str = "RendererStarted";
+/// Longest condition message kept (the API allows 32 KiB; a server's message is far
+/// shorter unless something is wrong).
+const MAX_CONDITION_MESSAGE: usize = 4096;
+
+/// Set the condition `type_` of `status` (one per type, kept in its place in the
+/// list). Its `lastTransitionTime` stays while its status (True or False) does not
+/// change, as Kubernetes conventions ask; whether it changed (or is new) is returned.
+/// A reason is made to fit the API's pattern (CamelCase, no spaces); `generation`
+/// is the job's, whose state the condition describes.
+pub fn set_condition(
+    status: &mut RenderJobStatus,
+    generation: Option<i64>,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> bool {
+    let value = if value { "True" } else { "False" };
+    let previous = status.conditions.iter().position(|c| c.type_ == type_);
+    let transitioned = previous.is_none_or(|at| status.conditions[at].status != value);
+    let since = match previous {
+        Some(at) if !transitioned => status.conditions[at].last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let condition = Condition {
+        type_: type_.into(),
+        status: value.into(),
+        reason: condition_reason(reason),
+        message: cut_to_bytes(message, MAX_CONDITION_MESSAGE),
+        last_transition_time: since,
+        observed_generation: generation,
+    };
+    match previous {
+        Some(at) => status.conditions[at] = condition,
+        None => status.conditions.push(condition),
+    }
+    transitioned
+}
+
+/// The condition `type_` of `status`, if it is False: what is wrong.
+pub fn failing_condition<'a>(status: &'a RenderJobStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_ && c.status == "False")
+}
+
+/// `reason` as a condition reason: letters, digits, `_`, `,` and `:`, starting with a
+/// letter (the API's pattern); `Unknown` when nothing is left.
+fn condition_reason(reason: &str) -> String {
+    let kept: String = reason.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ',' | ':')).collect();
+    let kept = kept.trim_start_matches(|c: char| !c.is_ascii_alphabetic()).trim_end_matches([',', ':']);
+    if kept.is_empty() { "Unknown".to_owned() } else { kept.chars().take(1024).collect() }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+pub fn cut_to_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
 }
 
 /// The `Ready` condition for `status`'s phase, keeping the previous transition time
@@ -171,6 +247,55 @@ mod tests {
         let cancelled = ended(&job_in(Phase::Rendering), Event::Cancel, None, &Retention::default(), now).unwrap();
         assert_eq!(cancelled.phase, Some(Phase::Cancelled));
         assert!(ended(&job_in(Phase::Succeeded), Event::Cancel, None, &Retention::default(), now).is_none());
+    }
+
+    #[test]
+    fn renderer_conditions_are_one_per_type_and_keep_their_transition_time_while_unchanged() {
+        let first = Timestamp::from_second(1_800_000_000).unwrap();
+        let later = first + SignedDuration::from_secs(30);
+        let mut status = with_ready_condition(job_in(Phase::Queued).status.unwrap(), first);
+        assert!(set_condition(&mut status, Some(1), RENDERER_ADMITTED, false, "Forbidden", "limit is 1Gi", first));
+        assert!(!set_condition(&mut status, Some(1), RENDERER_ADMITTED, false, "Invalid", "spec is invalid", later));
+        let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", RENDERER_ADMITTED]);
+        let admitted = failing_condition(&status, RENDERER_ADMITTED).unwrap();
+        assert_eq!((admitted.reason.as_str(), admitted.message.as_str()), ("Invalid", "spec is invalid"));
+        assert_eq!(admitted.last_transition_time, Time(first), "still False: the time of the first refusal");
+        assert!(set_condition(&mut status, Some(1), RENDERER_ADMITTED, true, "Admitted", "admitted", later));
+        assert_eq!(status.conditions[1].last_transition_time, Time(later));
+        assert!(failing_condition(&status, RENDERER_ADMITTED).is_none());
+        // The Ready condition is untouched and still found by its type.
+        let status = with_ready_condition(status, later);
+        assert_eq!(status.conditions.iter().filter(|c| c.type_ == "Ready").count(), 1);
+        assert_eq!(status.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time, Time(first));
+    }
+
+    #[test]
+    fn condition_reasons_fit_the_api_pattern() {
+        assert_eq!(condition_reason("ErrImagePull"), "ErrImagePull");
+        assert_eq!(condition_reason("Too Many Requests"), "TooManyRequests");
+        assert_eq!(condition_reason("4xx:Forbidden:"), "xx:Forbidden");
+        assert_eq!(condition_reason(" "), "Unknown");
+    }
+
+    #[test]
+    fn texts_are_cut_on_a_character_boundary_within_the_byte_limit() {
+        assert_eq!(cut_to_bytes("short", 10), "short");
+        let cut = cut_to_bytes(&"é".repeat(600), 1024);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut_to_bytes("abcdef", 5), "ab…");
+    }
+
+    #[test]
+    fn a_retry_or_an_end_forgets_when_the_renderer_was_refused() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut job = job_in(Phase::Queued);
+        job.status.as_mut().unwrap().renderer_refused_at = Some(now);
+        let retry = retrying(&job, 1, Duration::from_secs(1), ErrorCode::RendererUnavailable, "refused", now);
+        assert_eq!(retry.renderer_refused_at, None);
+        let failed = ended(&job, Event::Fail, None, &Retention::default(), now).unwrap();
+        assert_eq!(failed.renderer_refused_at, None);
     }
 
     #[test]

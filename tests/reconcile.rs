@@ -8,7 +8,7 @@
 //! server, so these tests pin down what the controller asks and how it reacts to
 //! given answers. `tests/operator.rs` runs the real controller loop against a
 //! stand-in API server that keeps state; `tests/cluster.rs` against a real cluster.
-//! Kubernetes Events the controller publishes are answered but not scripted.
+//! Kubernetes Events the controller publishes are answered and kept, not scripted.
 //! The bucket is real: an in-process S3 server (`s3s-fs`).
 
 mod support;
@@ -56,34 +56,60 @@ struct Seen {
     body: Value,
 }
 
-/// Answer the scripted requests in order (Events aside); returns what was seen.
-async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    for step in script {
-        loop {
-            let (request, respond) = handle.next_request().await.expect("the reconcile stopped calling the API");
-            let method = request.method().to_string();
-            let path = request.uri().path().to_owned();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if path.contains("/events") {
-                respond.send_response(Response::builder().status(201).body(Body::from(bytes.to_vec())).unwrap());
-                continue;
-            }
-            assert_eq!((method.as_str(), path.as_str()), (step.method, step.path.as_str()), "unexpected request");
-            let (status, answer) = (step.answer)(&body);
-            let bytes = serde_json::to_vec(&answer).unwrap();
-            respond.send_response(Response::builder().status(status).body(Body::from(bytes)).unwrap());
-            seen.push(Seen { method, body });
-            break;
+/// What a scenario saw: the scripted requests, and the Events published.
+struct Observed {
+    requests: Vec<Seen>,
+    events: Vec<Value>,
+}
+
+/// Answer the scripted requests in order, and Events whenever they come, until the
+/// client goes away; returns what was seen.
+async fn serve(mut handle: Handle, script: Vec<Expect>) -> Observed {
+    let mut seen = Observed { requests: Vec::new(), events: Vec::new() };
+    let mut script = script.into_iter();
+    let mut step = script.next();
+    while let Some((request, respond)) = handle.next_request().await {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if path.contains("/events") {
+            respond.send_response(Response::builder().status(201).body(Body::from(bytes.to_vec())).unwrap());
+            seen.events.push(body);
+            continue;
         }
+        let Some(expected) = step.take() else {
+            panic!("unexpected request after the script: {method} {path}");
+        };
+        assert_eq!((method.as_str(), path.as_str()), (expected.method, expected.path.as_str()), "unexpected request");
+        let (status, answer) = (expected.answer)(&body);
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        respond.send_response(Response::builder().status(status).body(Body::from(bytes)).unwrap());
+        seen.requests.push(Seen { method, body });
+        step = script.next();
     }
+    assert!(step.is_none(), "the reconcile stopped calling the API before {:?}", step.map(|s| (s.method, s.path)));
     seen
 }
 
 /// Run one reconcile of `job` against `script`; the reconcile's outcome and the
 /// requests seen.
 async fn run(job: Value, script: Vec<Expect>, bucket: &S3Bucket) -> (Result<(), String>, Vec<Seen>) {
+    let (outcome, seen) = run_with(job, script, bucket, START_TIMEOUT).await;
+    (outcome, seen.requests)
+}
+
+/// The operator's renderer start timeout in these scenarios.
+const START_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Run one reconcile of `job` against `script` with the renderer start timeout
+/// `start_timeout`; the reconcile's outcome, the requests seen and the Events.
+async fn run_with(
+    job: Value,
+    script: Vec<Expect>,
+    bucket: &S3Bucket,
+    start_timeout: Duration,
+) -> (Result<(), String>, Observed) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let settings = RendererSettings {
@@ -94,7 +120,8 @@ async fn run(job: Value, script: Vec<Expect>, bucket: &S3Bucket) -> (Result<(), 
         memory_request: "128Mi".into(),
         memory_limit: "512Mi".into(),
     };
-    let ctx = Arc::new(Context::new(client, bucket.clone(), settings, Arc::new(OperatorMetrics::new()), None));
+    let ctx = Context::new(client, bucket.clone(), settings, Arc::new(OperatorMetrics::new()), None);
+    let ctx = Arc::new(ctx.with_renderer_start_timeout(start_timeout));
     let job: RenderJob = serde_json::from_value(job).unwrap();
     let server = tokio::spawn(serve(handle, script));
     let outcome = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(job), ctx))
@@ -102,7 +129,7 @@ async fn run(job: Value, script: Vec<Expect>, bucket: &S3Bucket) -> (Result<(), 
         .expect("the reconcile did not finish in time");
     let seen = tokio::time::timeout(Duration::from_secs(10), server)
         .await
-        .expect("the reconcile made fewer requests than the scenario expects")
+        .expect("the client was still in use after the reconcile")
         .unwrap();
     (outcome.map(|_| ()).map_err(|err| err.to_string()), seen)
 }
@@ -425,6 +452,7 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
+    assert_eq!(seen[3].body["gracePeriodSeconds"], 0);
     let status = &seen[4].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("RENDERER_CRASHED")));
 }
@@ -442,8 +470,13 @@ async fn a_job_past_its_deadline_expires_and_its_pod_is_removed() {
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
+    assert_eq!(seen[2].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[2].body);
     let status = &seen[3].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Expired"), Some("DEADLINE_EXCEEDED")));
+    assert_eq!(
+        status["errorMessage"], "the job did not finish within activeDeadlineSeconds (5 s)",
+        "a renderer that ran does not make the message longer"
+    );
 }
 
 #[tokio::test]
@@ -458,6 +491,8 @@ async fn spec_cancel_deletes_the_pod_and_cancels() {
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
+    assert_eq!(seen[2].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[2].body);
+    assert_eq!(seen[2].body["propagationPolicy"], "Background");
     assert_eq!(seen[3].body["status"]["phase"], "Cancelled");
     assert_eq!(seen[3].body["status"]["conditions"][0]["reason"], "Cancelled");
 }
@@ -482,6 +517,7 @@ async fn deleting_a_job_deletes_its_pdf_then_the_finalizer() {
     let (outcome, seen) = run(job.clone(), script, &bucket).await;
     outcome.unwrap();
     assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None, "the PDF is gone");
+    assert_eq!(seen[0].body["gracePeriodSeconds"], 0, "a deleted job's renderer goes at once");
     assert!(!root.path().join("folio/acme/invoice-1.pdf").exists());
     assert!(seen[1].body.to_string().contains("remove"), "the finalizer is removed: {}", seen[1].body);
 
@@ -589,4 +625,327 @@ async fn a_success_report_without_its_pdf_in_the_bucket_is_retried_not_charged()
     let status = &seen[2].body["status"];
     assert_eq!((status["retryCount"].as_i64(), status["errorCode"].as_str()), (Some(1), Some("RENDERER_CRASHED")));
     assert!(status["errorMessage"].as_str().unwrap().contains("the bucket holds nothing"), "{status}");
+}
+
+/// A Pod from `tests/fixtures/pods/` (as a kube-apiserver, scheduler and kubelet
+/// write them), created `age` ago.
+fn pod_fixture(name: &str, age: Duration) -> Value {
+    let path = format!("{}/tests/fixtures/pods/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut pod: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let created = jiff::Timestamp::now() - jiff::SignedDuration::try_from(age).unwrap();
+    pod["metadata"]["creationTimestamp"] = json!(created.round(jiff::Unit::Second).unwrap().to_string());
+    pod
+}
+
+/// A Status from `tests/fixtures/api-errors.yaml`, as the API server answers.
+fn api_error(name: &str) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
+    let path = format!("{}/tests/fixtures/api-errors.yaml", env!("CARGO_MANIFEST_DIR"));
+    let all: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let status = all[name].clone();
+    assert!(status.is_object(), "no API error {name} in the fixtures");
+    move |_| (status["code"].as_u64().unwrap() as u16, status)
+}
+
+/// The condition of `type_` in a written status.
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+const LIMIT_RANGE_MESSAGE: &str =
+    "pods \"invoice-1-render-0\" is forbidden: maximum memory usage per Container is 512Mi, but limit is 1Gi";
+
+/// A LimitRange below the renderer's memory limit: the job shows the API server's
+/// refusal at once (a condition and one Warning Event), stays Queued and the
+/// reconcile is retried with backoff; nothing is written again while it repeats.
+#[tokio::test]
+async fn an_admission_refusal_shows_at_once_as_a_condition_and_one_warning_event() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Queued"}), json!({}));
+    let refused_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = refused_job.clone();
+    let script = vec![
+        expect("PATCH", INPUT, echo(200)),
+        expect("PATCH", POD, api_error("limit-range")),
+        expect("PATCH", &format!("{JOBS}/status"), move |patch| {
+            let (status, answer) = patched(&job)(patch);
+            *keep.lock().unwrap() = answer.clone();
+            (status, answer)
+        }),
+    ];
+    let (outcome, seen) =
+        run_with(job_with(json!({"phase": "Queued"}), json!({})), script, &bucket, Duration::from_secs(60)).await;
+    let err = outcome.expect_err("the reconcile is retried with backoff");
+    assert!(err.contains("maximum memory usage per Container is 512Mi"), "{err}");
+    let status = &seen.requests[2].body["status"];
+    assert_eq!(status["phase"], "Queued");
+    assert!(status["rendererRefusedAt"].is_string(), "the first refusal is recorded: {status}");
+    let admitted = condition(status, "RendererAdmitted");
+    assert_eq!((admitted["status"].as_str(), admitted["reason"].as_str()), (Some("False"), Some("Forbidden")));
+    assert_eq!(admitted["message"], LIMIT_RANGE_MESSAGE);
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    assert_eq!(seen.events.len(), 1, "one Event: {:?}", seen.events);
+    assert_eq!(
+        (seen.events[0]["type"].as_str(), seen.events[0]["reason"].as_str()),
+        (Some("Warning"), Some("RendererRefused"))
+    );
+    assert!(seen.events[0]["note"].as_str().unwrap().ends_with(LIMIT_RANGE_MESSAGE), "{}", seen.events[0]);
+
+    // Refused again: the status says so already, so neither it nor an Event is written.
+    let refused = refused_job.lock().unwrap().clone();
+    let script = vec![expect("PATCH", INPUT, echo(200)), expect("PATCH", POD, api_error("limit-range"))];
+    let (outcome, seen) = run_with(refused.clone(), script, &bucket, Duration::from_secs(60)).await;
+    assert!(outcome.is_err());
+    assert!(seen.events.is_empty(), "no second Event: {:?}", seen.events);
+
+    // The platform team raised the LimitRange: the Pod is admitted and the condition says so.
+    let script = vec![
+        expect("PATCH", INPUT, echo(200)),
+        expect("PATCH", POD, echo(201)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&refused)),
+    ];
+    let (outcome, seen) = run_with(refused, script, &bucket, Duration::from_secs(60)).await;
+    outcome.unwrap();
+    let status = &seen.requests[2].body["status"];
+    assert_eq!(status["phase"], "Rendering");
+    assert_eq!(status.get("rendererRefusedAt"), None);
+    let admitted = condition(status, "RendererAdmitted");
+    assert_eq!((admitted["status"].as_str(), admitted["reason"].as_str()), (Some("True"), Some("Admitted")));
+}
+
+/// RBAC refusing the input ConfigMap is shown the same way (no Pod is tried).
+#[tokio::test]
+async fn a_forbidden_input_config_map_is_shown_without_trying_the_pod() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Queued"}), json!({}));
+    let script =
+        vec![expect("PATCH", INPUT, api_error("rbac")), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(60)).await;
+    assert!(outcome.is_err());
+    let admitted = condition(&seen.requests[1].body["status"], "RendererAdmitted");
+    assert_eq!(admitted["reason"], "Forbidden");
+    assert!(admitted["message"].as_str().unwrap().contains("cannot patch resource \"configmaps\""));
+}
+
+/// Conflicts and server errors heal by themselves: no condition, no Event.
+#[tokio::test]
+async fn a_conflict_or_a_server_error_is_not_shown_as_a_refusal() {
+    let (_root, bucket) = bucket().await;
+    for error in ["conflict", "internal", "unavailable"] {
+        let job = job_with(json!({"phase": "Queued"}), json!({}));
+        let script = vec![expect("PATCH", INPUT, echo(200)), expect("PATCH", POD, api_error(error))];
+        let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(60)).await;
+        assert!(outcome.is_err(), "{error}");
+        assert!(seen.events.is_empty(), "{error}: {:?}", seen.events);
+    }
+}
+
+/// Still refused when the start timeout (counted from the first refusal) ends: the
+/// attempt fails with RENDERER_UNAVAILABLE and the server's message, and is retried
+/// per backoffLimit; with no retry left, the job fails.
+#[tokio::test]
+async fn a_refusal_past_the_start_timeout_fails_the_attempt_with_renderer_unavailable() {
+    let (_root, bucket) = bucket().await;
+    let since = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(10)).to_string();
+    let refused = json!({"phase": "Queued", "rendererRefusedAt": since, "conditions": [{
+        "type": "RendererAdmitted", "status": "False", "reason": "Forbidden", "message": LIMIT_RANGE_MESSAGE,
+        "lastTransitionTime": since}]});
+    let job = job_with(refused.clone(), json!({"backoffLimit": 1}));
+    let script = vec![
+        expect("PATCH", INPUT, echo(200)),
+        expect("PATCH", POD, api_error("limit-range")),
+        expect("DELETE", INPUT, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(2)).await;
+    outcome.unwrap();
+    let status = &seen.requests[3].body["status"];
+    assert_eq!((status["retryCount"].as_i64(), status["errorCode"].as_str()), (Some(1), Some("RENDERER_UNAVAILABLE")));
+    let message = status["errorMessage"].as_str().unwrap();
+    assert!(message.contains("the API server refused the renderer Pod"), "{message}");
+    assert!(message.contains("maximum memory usage per Container is 512Mi, but limit is 1Gi"), "{message}");
+    assert!(status["nextAttemptAt"].is_string());
+    assert_eq!(status.get("rendererRefusedAt"), None, "the next attempt has a timeout of its own");
+    assert_eq!(condition(status, "RendererAdmitted")["status"], "False");
+    assert!(seen.events.iter().any(|e| e["reason"] == "RetryScheduled"), "{:?}", seen.events);
+
+    // No retry left: the job fails with the same code.
+    let job = job_with(refused, json!({"backoffLimit": 0}));
+    let script = vec![
+        expect("PATCH", INPUT, api_error("rbac")),
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, not_found()),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(2)).await;
+    outcome.unwrap();
+    let status = &seen.requests[3].body["status"];
+    assert_eq!(
+        (status["phase"].as_str(), status["errorCode"].as_str()),
+        (Some("Failed"), Some("RENDERER_UNAVAILABLE"))
+    );
+    assert!(status["errorMessage"].as_str().unwrap().contains("the API server refused the renderer input ConfigMap"));
+}
+
+/// A Pod the scheduler cannot place: the job shows the scheduler's reason and
+/// message as a condition with one Warning Event, and looks again by the end of the
+/// start timeout; a second look at the same Pod writes nothing.
+#[tokio::test]
+async fn an_unschedulable_pod_shows_the_schedulers_reason_while_it_waits() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let waiting_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = waiting_job.clone();
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::ZERO))),
+        expect("PATCH", &format!("{JOBS}/status"), move |patch| {
+            let (status, answer) = patched(&job)(patch);
+            *keep.lock().unwrap() = answer.clone();
+            (status, answer)
+        }),
+    ];
+    let (outcome, seen) =
+        run_with(job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({})), script, &bucket, START_TIMEOUT)
+            .await;
+    outcome.unwrap();
+    let status = &seen.requests[1].body["status"];
+    assert_eq!(status["phase"], "Rendering");
+    let started = condition(status, "RendererStarted");
+    assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("False"), Some("Unschedulable")));
+    assert!(started["message"].as_str().unwrap().starts_with("0/1 nodes are available: 1 node(s) were unschedulable"));
+    assert_eq!(seen.events.len(), 1, "{:?}", seen.events);
+    assert_eq!(
+        (seen.events[0]["type"].as_str(), seen.events[0]["reason"].as_str()),
+        (Some("Warning"), Some("RendererNotStarted"))
+    );
+    let note = seen.events[0]["note"].as_str().unwrap();
+    assert!(note.starts_with("the renderer Pod could not be scheduled: 0/1 nodes are available"), "{note}");
+
+    let waiting = waiting_job.lock().unwrap().clone();
+    let script = vec![expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::from_secs(1))))];
+    let (outcome, seen) = run_with(waiting.clone(), script, &bucket, START_TIMEOUT).await;
+    outcome.unwrap();
+    assert!(seen.events.is_empty(), "one Event, not one per reconcile: {:?}", seen.events);
+
+    // The node is uncordoned and the renderer runs: the condition says so.
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("running.yaml", Duration::from_secs(2)))),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&waiting)),
+    ];
+    let (outcome, seen) = run_with(waiting, script, &bucket, START_TIMEOUT).await;
+    outcome.unwrap();
+    let started = condition(&seen.requests[1].body["status"], "RendererStarted");
+    assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("True"), Some("Started")));
+}
+
+/// An image that cannot be pulled is shown with the kubelet's reason and message.
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_shows_the_kubelets_reason() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("err-image-pull.yaml", Duration::ZERO))),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    outcome.unwrap();
+    let started = condition(&seen.requests[1].body["status"], "RendererStarted");
+    assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("False"), Some("ErrImagePull")));
+    assert!(started["message"].as_str().unwrap().contains("registry.invalid/folio:missing"));
+    assert_eq!(seen.events.len(), 1);
+}
+
+/// Pending past the start timeout: the Pod is deleted at once and the attempt fails
+/// with RENDERER_UNAVAILABLE carrying the scheduler's words, retried per backoffLimit.
+#[tokio::test]
+async fn a_pending_pod_past_the_start_timeout_becomes_a_retry_with_renderer_unavailable() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 2}));
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::from_secs(10)))),
+        expect("DELETE", INPUT, echo(200)),
+        expect("DELETE", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    outcome.unwrap();
+    assert_eq!(seen.requests[2].body["gracePeriodSeconds"], 0);
+    let status = &seen.requests[3].body["status"];
+    assert_eq!((status["phase"].as_str(), status["retryCount"].as_i64()), (Some("Rendering"), Some(1)));
+    assert_eq!(status["errorCode"], "RENDERER_UNAVAILABLE");
+    let message = status["errorMessage"].as_str().unwrap();
+    assert!(
+        message
+            .contains("the renderer Pod could not be scheduled: 0/1 nodes are available: 1 node(s) were unschedulable"),
+        "{message}"
+    );
+    let retry = seen.events.iter().find(|e| e["reason"] == "RetryScheduled").expect("a RetryScheduled Event");
+    assert_eq!(retry["type"], "Warning");
+    assert!(retry["note"].as_str().unwrap().contains("RENDERER_UNAVAILABLE: the renderer Pod could not be scheduled"));
+
+    // The last attempt: the job fails, its Pod deleted when it ends.
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 0}));
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("image-pull-backoff.yaml", Duration::from_secs(10)))),
+        expect("DELETE", INPUT, echo(200)),
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    outcome.unwrap();
+    assert_eq!(seen.requests[3].body["gracePeriodSeconds"], 0);
+    let status = &seen.requests[4].body["status"];
+    assert_eq!(
+        (status["phase"].as_str(), status["errorCode"].as_str()),
+        (Some("Failed"), Some("RENDERER_UNAVAILABLE"))
+    );
+    assert!(status["errorMessage"].as_str().unwrap().contains("could not start (ImagePullBackOff)"));
+}
+
+/// The deadline passes while the Pod has never started: the job expires, and its
+/// message says why the renderer never started instead of hiding it.
+#[tokio::test]
+async fn a_deadline_that_passes_before_the_renderer_started_names_why() {
+    let (_root, bucket) = bucket().await;
+    let mut job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"activeDeadlineSeconds": 5}));
+    job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let script = vec![
+        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::ZERO))),
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(120)).await;
+    outcome.unwrap();
+    let status = &seen.requests[3].body["status"];
+    assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Expired"), Some("DEADLINE_EXCEEDED")));
+    let message = status["errorMessage"].as_str().unwrap();
+    assert!(message.starts_with("the job did not finish within activeDeadlineSeconds (5 s)"), "{message}");
+    assert!(
+        message.contains("never started: the renderer Pod could not be scheduled: 0/1 nodes are available"),
+        "{message}"
+    );
+
+    // Refused by admission until the deadline: the server's message is named.
+    let since = "2026-01-01T00:00:01Z";
+    let refused = json!({"phase": "Queued", "rendererRefusedAt": since, "conditions": [{
+        "type": "RendererAdmitted", "status": "False", "reason": "Forbidden", "message": LIMIT_RANGE_MESSAGE,
+        "lastTransitionTime": since}]});
+    let mut job = job_with(refused, json!({"activeDeadlineSeconds": 5}));
+    job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let script = vec![
+        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", POD, not_found()),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(120)).await;
+    outcome.unwrap();
+    let status = &seen.requests[2].body["status"];
+    assert_eq!(status["phase"], "Expired");
+    let message = status["errorMessage"].as_str().unwrap();
+    assert!(message.contains("the API server refused it (Forbidden)"), "{message}");
+    assert!(message.ends_with(LIMIT_RANGE_MESSAGE), "{message}");
 }

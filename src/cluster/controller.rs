@@ -4,8 +4,11 @@
 //! the finalizer that removes the stored PDF when a job is deleted.
 //!
 //! Errors carry a kind: a conflict or an unreachable API server or bucket heals by
-//! itself and is retried with exponential backoff per job; a job the controller can
-//! never build anything for waits for a change of the job.
+//! itself and is retried with exponential backoff per job; so is a renderer the API
+//! server refuses (admission, quota, RBAC: a platform team may fix it), which the
+//! job shows as a condition and a Warning Event, until the renderer start timeout
+//! fails the attempt; a job the controller can never build anything for waits for a
+//! change of the job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,6 +44,10 @@ const ACCOUNTS_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 /// Longest delay after transient errors.
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Default longest wait for a renderer Pod to be admitted, scheduled and started.
+pub const DEFAULT_RENDERER_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// The API's limit of an Event's note, in bytes.
+const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// Why a reconcile stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,15 @@ pub enum Error {
     /// The job lacks what any object built for it needs (a bug or a hand-made object).
     #[error("the RenderJob cannot be reconciled: {0}")]
     Invalid(String),
+    /// The API server refused the job's renderer (shown on the job); tried again with
+    /// backoff, at the latest after `retry_within`, when the start timeout ends.
+    #[error("{message}")]
+    Refused {
+        /// What was refused, and the server's message.
+        message: String,
+        /// Time left until the attempt fails for good.
+        retry_within: Duration,
+    },
     /// The finalizer could not be added or removed, or the step inside it failed.
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -76,6 +92,7 @@ impl Error {
             Error::Storage(_) => "storage",
             Error::Lookup(_) => "lookup",
             Error::Invalid(_) => "invalid",
+            Error::Refused { .. } => "refused",
             Error::Finalizer(err) => match err.as_ref() {
                 F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.kind(),
                 F::AddFinalizer(_) | F::RemoveFinalizer(_) => "kube",
@@ -87,6 +104,19 @@ impl Error {
     /// Errors that no retry can heal.
     pub fn is_permanent(&self) -> bool {
         self.kind() == "invalid"
+    }
+
+    /// The latest time to try again, when the error sets one.
+    fn retry_within(&self) -> Option<Duration> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Refused { retry_within, .. } => Some(*retry_within),
+            Error::Finalizer(err) => match err.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.retry_within(),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -108,6 +138,8 @@ pub struct Context {
     accounts: OnceLock<Store<RenderAccount>>,
     /// Consecutive transient errors per job, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
+    /// Longest wait for an attempt's renderer Pod to be admitted and to start.
+    pub renderer_start_timeout: Duration,
 }
 
 impl Context {
@@ -130,7 +162,14 @@ impl Context {
             webhooks: None,
             accounts: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
+            renderer_start_timeout: DEFAULT_RENDERER_START_TIMEOUT,
         }
+    }
+
+    /// Give up on a renderer Pod not admitted or not started after `timeout`.
+    pub fn with_renderer_start_timeout(mut self, timeout: Duration) -> Context {
+        self.renderer_start_timeout = timeout;
+        self
     }
 
     /// Deliver webhooks with `delivery`.
@@ -153,7 +192,7 @@ impl Context {
         let event = KubeEvent {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
+            note: Some(event_note(&note)),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -165,6 +204,11 @@ impl Context {
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<RenderJob>, u32>> {
         self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `note` as an Event's note: the API refuses notes over 1,024 bytes (not characters).
+fn event_note(note: &str) -> String {
+    crate::transitions::cut_to_bytes(note, MAX_EVENT_NOTE_BYTES)
 }
 
 /// Reconcile one job: the finalizer first, then [`job::apply`] or [`job::cleanup`].
@@ -202,7 +246,10 @@ pub fn error_policy(job: Arc<RenderJob>, err: &Error, ctx: Arc<Context>) -> Acti
         // Another write came first; the fresh copy is (nearly) in the cache already.
         return Action::requeue(CONFLICT_RETRY.saturating_mul((*count).min(10)));
     }
-    Action::requeue(backoff(*count))
+    let delay = backoff(*count);
+    // A refused renderer is tried once more when its start timeout ends, to fail it.
+    let delay = err.retry_within().map_or(delay, |within| delay.min(within.max(CONFLICT_RETRY)));
+    Action::requeue(delay)
 }
 
 /// The delay after the `count`th consecutive transient error.
@@ -290,5 +337,29 @@ mod tests {
         let wrapped =
             Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(Error::Invalid("x".into()))));
         assert_eq!(wrapped.kind(), "invalid");
+    }
+
+    #[test]
+    fn a_refused_renderer_is_transient_and_retried_by_its_start_timeout_at_the_latest() {
+        let refused = Error::Refused { message: "forbidden".into(), retry_within: Duration::from_secs(3) };
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(refused)));
+        assert_eq!(wrapped.kind(), "refused");
+        assert!(!wrapped.is_permanent());
+        assert_eq!(wrapped.retry_within(), Some(Duration::from_secs(3)));
+        assert_eq!(Error::Invalid("x".into()).retry_within(), None);
+    }
+
+    #[test]
+    fn event_notes_fit_the_apis_byte_limit_on_a_character_boundary() {
+        let ascii = "x".repeat(5000);
+        assert_eq!(event_note(&ascii).len(), MAX_EVENT_NOTE_BYTES);
+        // 1,000 characters of two and three bytes each: 1,000 characters are too many bytes.
+        for text in ["é".repeat(1000), "€".repeat(1000), format!("a{}", "€".repeat(400))] {
+            let note = event_note(&text);
+            assert!(note.len() <= MAX_EVENT_NOTE_BYTES, "{} bytes", note.len());
+            assert!(note.ends_with('…'));
+            assert!(text.starts_with(note.trim_end_matches('…')));
+        }
+        assert_eq!(event_note("attempt 0 started"), "attempt 0 started");
     }
 }

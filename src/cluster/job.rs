@@ -9,6 +9,13 @@
 //! - `Rendering` → wait for the Pod; a report of success goes to the [`ledger`];
 //!   a failure is retried per `backoffLimit` (a new Pod after `nextAttemptAt`) or
 //!   fails the job
+//! - a renderer that cannot start shows at once: a Pod the API server refuses
+//!   (admission, quota, RBAC) as the condition `RendererAdmitted` False, a Pod the
+//!   scheduler cannot place or whose container cannot start (an image that cannot
+//!   be pulled) as `RendererStarted` False, each with the server's, scheduler's or
+//!   kubelet's reason and message and one Warning Event. After the operator's
+//!   renderer start timeout the attempt fails with `RENDERER_UNAVAILABLE` (retried
+//!   per `backoffLimit`), so such a job never waits silently for its deadline.
 //! - `Blocked` → the ledger again (after a top-up or a resume request)
 //! - `spec.cancel` → `Cancelled`; past `activeDeadlineSeconds` → `Expired`
 //! - ended → deleted at `expiresAt` (`ttlSecondsAfterFinished` or the account's
@@ -26,13 +33,13 @@ use serde_json::json;
 use super::controller::{Context, Error, FIELD_MANAGER};
 use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
-use super::pod::{input_name, pod_name, pod_outcome, renderer_pod};
+use super::pod::{StartProblem, admission_refusal, input_name, pod_name, pod_outcome, renderer_pod};
 use super::{ledger, webhooks};
 use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
 use crate::prepare::LookupError;
 use crate::resources::{RenderJob, RenderJobStatus};
 use crate::storage::output_key;
-use crate::transitions;
+use crate::transitions::{self, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
 
 /// Longest wait between two looks at a job that is waiting for something.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -98,7 +105,7 @@ async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
         // is considered: it may have been charged by a reconcile that stopped short.
         return follow_attempt(job, ctx, now, deadline).await;
     }
-    if let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+    if let Some(next) = cancel_or_expire(job, ctx, now, deadline, never_started(job)).await? {
         return Ok(next);
     }
     match phase {
@@ -146,16 +153,84 @@ async fn start_attempt(
     let pod = renderer_pod(job, attempt, &ctx.settings).map_err(|err| Error::Invalid(err.to_string()))?;
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    config_maps.patch(&input.name_any(), &apply, &Patch::Apply(&input)).await?;
+    if let Err(err) = config_maps.patch(&input.name_any(), &apply, &Patch::Apply(&input)).await {
+        return refused(job, ctx, err, Refused::Input, now).await;
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await?;
+    if let Err(err) = pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await {
+        return refused(job, ctx, err, Refused::Pod, now).await;
+    }
     let mut rendering = status;
     rendering.phase = Some(lifecycle::next_phase(Phase::Queued, Event::Start).unwrap_or(Phase::Rendering));
     rendering.started_at = rendering.started_at.or(Some(now));
     rendering.next_attempt_at = None;
+    rendering.renderer_refused_at = None;
+    if failing_condition(&rendering, RENDERER_ADMITTED).is_some() {
+        let message = format!("the API server admitted the renderer Pod {}", pod.name_any());
+        set_condition(&mut rendering, job.metadata.generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
+    }
     let job = write_status(job, ctx, rendering).await?;
     ctx.publish(&job, false, "Rendering", format!("attempt {attempt} started in Pod {}", pod.name_any())).await;
-    Ok(Next::Done(Some(MAX_WAIT)))
+    // A Pod that does not start is looked at again when its start timeout ends.
+    let wake = ctx.renderer_start_timeout.min(MAX_WAIT);
+    Ok(Next::Done(Some(deadline.and_then(|d| until(now, d)).map_or(wake, |left| left.min(wake)))))
+}
+
+/// Which of an attempt's objects the API server refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// The input ConfigMap (so no Pod was tried).
+    Input,
+    /// The Pod (its input ConfigMap exists).
+    Pod,
+}
+
+/// After the API server did not accept the input or the Pod of the current attempt:
+/// a refusal (403, 422) is shown on the job as the `RendererAdmitted` condition and
+/// one Warning Event, and tried again with backoff until the renderer start timeout,
+/// counted from the first refusal, fails the attempt. Any other error is returned
+/// as it is (a conflict, an unreachable server: they heal by themselves).
+async fn refused(
+    job: &RenderJob,
+    ctx: &Context,
+    err: kube::Error,
+    what: Refused,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let Some(refusal) = admission_refusal(&err) else {
+        return Err(err.into());
+    };
+    let mut status = job.status.clone().unwrap_or_default();
+    let object = match what {
+        Refused::Input => "input ConfigMap",
+        Refused::Pod => "Pod",
+    };
+    let message = format!("the API server refused the renderer {object}: {}", refusal.message);
+    let since = status.renderer_refused_at.unwrap_or(now);
+    let waited = Duration::try_from(since.duration_until(now)).unwrap_or_default();
+    if waited >= ctx.renderer_start_timeout {
+        if what == Refused::Pod {
+            // It holds a presigned upload URL that no renderer will use.
+            delete_input(job, ctx).await?;
+        }
+        let message = format!("{message} (refused for {} s)", waited.as_secs());
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now, false).await;
+    }
+    status.renderer_refused_at = Some(since);
+    let first = set_condition(
+        &mut status,
+        job.metadata.generation,
+        RENDERER_ADMITTED,
+        false,
+        &refusal.reason,
+        &refusal.message,
+        now,
+    );
+    let job = write_status(job, ctx, status).await?;
+    if first {
+        ctx.publish(&job, true, "RendererRefused", message.clone()).await;
+    }
+    Err(Error::Refused { message, retry_within: ctx.renderer_start_timeout - waited })
 }
 
 /// Look at the current attempt's Pod and act on how it ended.
@@ -169,7 +244,7 @@ async fn follow_attempt(
     let status = job.status.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(pod) = pods.get_opt(&pod_name(name, status.retry_count)).await? else {
-        if let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+        if let Some(next) = cancel_or_expire(job, ctx, now, deadline, never_started(job)).await? {
             return Ok(next);
         }
         // A retry waiting for its turn, or a Pod that was never made or was removed.
@@ -177,23 +252,52 @@ async fn follow_attempt(
     };
     let outcome = pod_outcome(&pod);
     let succeeded = matches!(outcome, PodOutcome::Finished(RendererReport::Succeeded { .. }));
-    if !succeeded && let Some(next) = cancel_or_expire(job, ctx, now, deadline).await? {
+    let not_started =
+        match &outcome {
+            PodOutcome::Pending(problem) => Some(problem.as_ref().map_or_else(
+                || format!("the renderer Pod {} was still pending", pod.name_any()),
+                StartProblem::describe,
+            )),
+            _ => None,
+        };
+    if !succeeded && let Some(next) = cancel_or_expire(job, ctx, now, deadline, not_started).await? {
         return Ok(next);
     }
     if !owned_by_job(&pod, job) {
         let message = format!("the Pod {} is not this job's renderer (its owner differs)", pod.name_any());
         return fail(job, ctx, ErrorCode::Internal, message, now).await;
     }
-    if outcome != PodOutcome::Running {
+    if matches!(outcome, PodOutcome::Finished(_)) {
         // The input holds a presigned upload URL: it goes as soon as it has served.
-        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-        delete_if_present(&config_maps, &input_name(&pod_name(name, status.retry_count))).await?;
+        delete_input(job, ctx).await?;
     }
-    match outcome {
-        PodOutcome::Running => {
-            let wait = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
-            Ok(Next::Done(Some(wait)))
+    let to_deadline = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+    // The renderer started (or ended having run): a condition that said it could not
+    // start is set right, on its own when nothing else is written.
+    let started = match &outcome {
+        PodOutcome::Pending(_) => false,
+        PodOutcome::Running => true,
+        PodOutcome::Finished(RendererReport::Failed { error_code, .. }) => {
+            *error_code != ErrorCode::RendererUnavailable
         }
+        PodOutcome::Finished(RendererReport::Succeeded { .. }) => true,
+    };
+    let mut job = job.clone();
+    if started && let Some(current) = job.status.as_ref().filter(|s| failing_condition(s, RENDERER_STARTED).is_some()) {
+        let mut status = current.clone();
+        let message = format!("the renderer Pod {} started", pod.name_any());
+        set_condition(&mut status, job.metadata.generation, RENDERER_STARTED, true, "Started", &message, now);
+        if outcome == PodOutcome::Running {
+            job = write_status(&job, ctx, status).await?;
+        } else {
+            // Written with the attempt's outcome below.
+            job.status = Some(status);
+        }
+    }
+    let job = &job;
+    match outcome {
+        PodOutcome::Pending(problem) => renderer_pending(job, ctx, &pod, problem, now, to_deadline).await,
+        PodOutcome::Running => Ok(Next::Done(Some(to_deadline))),
         PodOutcome::Finished(RendererReport::Succeeded { facts, .. }) => {
             // The report is the Pod's word: the key is always the job's own, and the
             // stored object must be the PDF it describes.
@@ -205,7 +309,7 @@ async fn follow_attempt(
                     facts.total_bytes,
                     stored.map_or_else(|| "nothing".to_owned(), |size| format!("{size} bytes"))
                 );
-                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now).await;
+                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now, false).await;
             }
             ctx.metrics.rendered(facts.duration_ms);
             let mut rendered = status;
@@ -219,50 +323,118 @@ async fn follow_attempt(
             ledger::settle(&job, ctx, &facts, now).await.map(Next::Done)
         }
         PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) => {
-            after_failed_attempt(job, ctx, error_code, error_message, now).await
+            after_failed_attempt(job, ctx, error_code, error_message, now, false).await
         }
     }
 }
 
-/// Retry a failed attempt per `backoffLimit`, or fail the job.
+/// A renderer Pod not started yet: while the scheduler or the kubelet says why, the
+/// job shows it (`RendererStarted` False, one Warning Event); once the Pod has not
+/// started for the renderer start timeout (counted from its creation), it is
+/// deleted and the attempt fails with `RENDERER_UNAVAILABLE`.
+async fn renderer_pending(
+    job: &RenderJob,
+    ctx: &Context,
+    pod: &Pod,
+    problem: Option<StartProblem>,
+    now: Timestamp,
+    to_deadline: Duration,
+) -> Result<Next, Error> {
+    let timeout = ctx.renderer_start_timeout;
+    let created = pod.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let waited = Duration::try_from(created.duration_until(now)).unwrap_or_default();
+    if waited >= timeout {
+        let message = match &problem {
+            Some(problem) => format!("{} (not started after {} s)", problem.describe(), waited.as_secs()),
+            None => format!("the renderer Pod {} did not start within {} s", pod.name_any(), timeout.as_secs()),
+        };
+        delete_input(job, ctx).await?;
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now, true).await;
+    }
+    let wake = Some((timeout - waited).min(to_deadline));
+    let Some(problem) = problem else {
+        return Ok(Next::Done(wake));
+    };
+    let mut status = job.status.clone().unwrap_or_default();
+    let first = set_condition(
+        &mut status,
+        job.metadata.generation,
+        RENDERER_STARTED,
+        false,
+        &problem.reason,
+        &problem.message,
+        now,
+    );
+    let job = write_status(job, ctx, status).await?;
+    if first {
+        ctx.publish(&job, true, "RendererNotStarted", problem.describe()).await;
+    }
+    Ok(Next::Done(wake))
+}
+
+/// Retry a failed attempt per `backoffLimit`, or fail the job. `renderer_left`: the
+/// attempt's Pod is still there (it never started) and goes before a retry.
 async fn after_failed_attempt(
     job: &RenderJob,
     ctx: &Context,
     error_code: ErrorCode,
     error_message: String,
     now: Timestamp,
+    renderer_left: bool,
 ) -> Result<Next, Error> {
     let retries = job.status.as_ref().map_or(0, |s| s.retry_count);
     match lifecycle::after_failure(error_code, retries, job.spec.backoff_limit) {
+        // Ending the job removes the Pod.
         AfterFailure::Fail => fail(job, ctx, error_code, error_message, now).await,
         AfterFailure::Retry { delay, retry_count } => {
+            if renderer_left {
+                delete_renderer(job, ctx).await?;
+            }
             let retrying = transitions::retrying(job, retry_count, delay, error_code, &error_message, now);
             let job = write_status(job, ctx, retrying).await?;
-            let note = format!("attempt {} failed ({error_code}), retrying in {delay:?}", retry_count - 1);
+            let note =
+                format!("attempt {} failed, retrying in {delay:?}: {error_code}: {error_message}", retry_count - 1);
             ctx.publish(&job, true, "RetryScheduled", note).await;
             Ok(Next::Done(Some(delay)))
         }
     }
 }
 
-/// End the job if it was cancelled or its deadline passed.
+/// End the job if it was cancelled or its deadline passed. `not_started`: why the
+/// current attempt's renderer has not started, if it has not, so that the deadline's
+/// message does not hide it.
 async fn cancel_or_expire(
     job: &RenderJob,
     ctx: &Context,
     now: Timestamp,
     deadline: Option<Timestamp>,
+    not_started: Option<String>,
 ) -> Result<Option<Next>, Error> {
     if job.spec.cancel {
         return stop(job, ctx, Event::Cancel, None, now).await.map(Some);
     }
     if lifecycle::deadline_passed(deadline, now) {
         let seconds = job.spec.active_deadline_seconds.unwrap_or_default();
-        let message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
+        let mut message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
+        if let Some(why) = not_started {
+            message = format!("{message}; its renderer never started: {why}");
+        }
         return stop(job, ctx, Event::DeadlinePassed, Some((ErrorCode::DeadlineExceeded, message)), now)
             .await
             .map(Some);
     }
     Ok(None)
+}
+
+/// Why the job's renderer has not started, as its conditions say (refused by the
+/// API server, or not started when last seen).
+fn never_started(job: &RenderJob) -> Option<String> {
+    let status = job.status.as_ref()?;
+    if let Some(refused) = failing_condition(status, RENDERER_ADMITTED) {
+        return Some(format!("the API server refused it ({}): {}", refused.reason, refused.message));
+    }
+    let pending = failing_condition(status, RENDERER_STARTED)?;
+    Some(format!("its Pod did not start ({}): {}", pending.reason, pending.message))
 }
 
 /// Whether `pod` is controlled by `job` (by uid, not only by name).
@@ -308,21 +480,32 @@ async fn stop(
     Ok(Next::Continue(Box::new(job)))
 }
 
-/// Delete the Pod of the job's current attempt, if there is one.
+/// Delete the Pod of the job's current attempt, if there is one, without a grace
+/// period: a renderer of a job that ended or went must not go on rendering (or
+/// uploading) through one.
 async fn delete_renderer(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = names(job)?;
     let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    delete_if_present(&pods, &pod_name(name, attempt)).await?;
+    delete_if_present(&pods, &pod_name(name, attempt), &DeleteParams::background().grace_period(0)).await?;
+    Ok(())
+}
+
+/// Delete the input ConfigMap of the job's current attempt, if there is one.
+async fn delete_input(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
+    let (namespace, name) = names(job)?;
+    let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    delete_if_present(&config_maps, &input_name(&pod_name(name, attempt)), &DeleteParams::background()).await?;
     Ok(())
 }
 
 /// Delete `name`; whether it was there at all.
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+async fn delete_if_present<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<bool, Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.delete(name, &DeleteParams::background()).await {
+    match api.delete(name, params).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
         Err(err) => Err(err.into()),
@@ -348,7 +531,7 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
     }
     let (namespace, name) = names(job)?;
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
-    if delete_if_present(&jobs, name).await? {
+    if delete_if_present(&jobs, name, &DeleteParams::background()).await? {
         tracing::info!(job = name, namespace, "deleted the job after its retention");
     }
     Ok(None)

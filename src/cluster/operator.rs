@@ -56,6 +56,12 @@ pub struct OperatorOptions {
     /// Memory limit of a renderer Pod.
     #[arg(long, env = "FOLIO_RENDERER_MEMORY_LIMIT", default_value = "1Gi")]
     pub renderer_memory_limit: String,
+    /// Seconds a renderer Pod may take to be admitted by the API server, scheduled and
+    /// started (its image pulled). Past that, the attempt fails with
+    /// RENDERER_UNAVAILABLE and the scheduler's, kubelet's or API server's reason, and
+    /// is retried per the job's backoffLimit.
+    #[arg(long, env = "FOLIO_RENDERER_START_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub renderer_start_timeout: u64,
     /// Where the PDFs are stored.
     #[command(flatten)]
     pub s3: S3Options,
@@ -140,6 +146,7 @@ pub async fn run_operator(
     // Readiness follows the bucket's health from here on.
     tokio::spawn(watch_storage(bucket.clone(), ready_tx, shutdown.clone()));
     let ctx = Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone());
+    let ctx = ctx.with_renderer_start_timeout(Duration::from_secs(options.renderer_start_timeout));
     let ctx = Arc::new(ctx.with_webhooks(delivery));
     if options.no_leader_election {
         controller::run(ctx, options.concurrency, shutdown).await;

@@ -282,20 +282,98 @@ impl RendererReport {
 /// What a renderer Pod says about its attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PodOutcome {
-    /// Not finished yet (pending, pulling, running).
+    /// Not started yet: being scheduled, its image pulled, its container created;
+    /// with the scheduler's or the kubelet's words when they say it cannot start.
+    Pending(Option<StartProblem>),
+    /// The renderer runs.
     Running,
     /// Finished: the renderer's report, or one made up from how the Pod ended
     /// when the renderer could not write its own (killed, out of memory, crashed).
     Finished(RendererReport),
 }
 
+/// Who says a renderer Pod cannot start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartStage {
+    /// The scheduler: no node fits (cordoned, too small, tainted, ...).
+    Scheduling,
+    /// The kubelet: the container cannot be created (its image cannot be pulled, ...).
+    Container,
+}
+
+/// Why a renderer Pod has not started, in the words of whoever stops it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartProblem {
+    /// The scheduler or the kubelet.
+    pub stage: StartStage,
+    /// Their reason (`Unschedulable`, `ErrImagePull`, `ImagePullBackOff`, ...).
+    pub reason: String,
+    /// Their message (`0/1 nodes are available: ...`).
+    pub message: String,
+}
+
+impl StartProblem {
+    /// The problem as a sentence for the job's status and Events.
+    pub fn describe(&self) -> String {
+        let message = if self.message.is_empty() { &self.reason } else { &self.message };
+        match self.stage {
+            StartStage::Scheduling => format!("the renderer Pod could not be scheduled: {message}"),
+            StartStage::Container => {
+                format!("the renderer container could not start ({}): {message}", self.reason)
+            }
+        }
+    }
+}
+
+/// Waiting reasons of a container on its normal way to start; any other (an image
+/// that cannot be pulled, a container that cannot be created) is a problem to show.
+const STARTING_REASONS: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+
+/// Why `pod` cannot start, if the scheduler (its `PodScheduled` condition False) or
+/// the kubelet (the renderer container waiting for a reason other than being
+/// created) says so.
+pub fn start_problem(pod: &Pod) -> Option<StartProblem> {
+    let status = pod.status.as_ref()?;
+    if let Some(unscheduled) =
+        status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False")
+    {
+        return Some(StartProblem {
+            stage: StartStage::Scheduling,
+            reason: unscheduled.reason.clone().unwrap_or_else(|| "Unschedulable".to_owned()),
+            message: unscheduled.message.clone().unwrap_or_default(),
+        });
+    }
+    let containers = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    containers.filter_map(|c| c.state.as_ref()?.waiting.as_ref()).find_map(|waiting| {
+        let reason = waiting.reason.as_deref().filter(|r| !r.is_empty() && !STARTING_REASONS.contains(r))?;
+        Some(StartProblem {
+            stage: StartStage::Container,
+            reason: reason.to_owned(),
+            message: waiting.message.clone().unwrap_or_default(),
+        })
+    })
+}
+
+/// Whether the renderer container of `pod` ever ran.
+fn renderer_ran(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().any(|c| {
+        c.name == "renderer"
+            && (c.started == Some(true)
+                || c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()))
+    })
+}
+
 /// Read the outcome of a renderer Pod from its status.
 pub fn pod_outcome(pod: &Pod) -> PodOutcome {
     let Some(status) = pod.status.as_ref() else {
-        return PodOutcome::Running;
+        return PodOutcome::Pending(None);
     };
-    if !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
-        return PodOutcome::Running;
+    match status.phase.as_deref() {
+        Some("Succeeded" | "Failed") => {}
+        None | Some("Pending") => return PodOutcome::Pending(start_problem(pod)),
+        // Running, or Unknown (its node is out of touch): the deadline bounds it.
+        Some(_) => return PodOutcome::Running,
     }
     let terminated = status
         .container_statuses
@@ -307,7 +385,14 @@ pub fn pod_outcome(pod: &Pod) -> PodOutcome {
         return PodOutcome::Finished(report);
     }
     let (error_code, error_message) = if status.reason.as_deref() == Some("DeadlineExceeded") {
-        (ErrorCode::DeadlineExceeded, "the renderer Pod ran longer than activeDeadlineSeconds".to_owned())
+        match start_problem(pod).filter(|_| !renderer_ran(pod)) {
+            // The kubelet gave up on a Pod that never started: say why it did not.
+            Some(problem) => (
+                ErrorCode::RendererUnavailable,
+                format!("{} (the Pod reached its activeDeadlineSeconds before it started)", problem.describe()),
+            ),
+            None => (ErrorCode::DeadlineExceeded, "the renderer Pod ran longer than activeDeadlineSeconds".to_owned()),
+        }
     } else if terminated.as_ref().and_then(|t| t.reason.as_deref()) == Some("OOMKilled") {
         (ErrorCode::ResourceExhausted, "the renderer ran out of memory (the Pod's memory limit)".to_owned())
     } else {
@@ -316,6 +401,36 @@ pub fn pod_outcome(pod: &Pod) -> PodOutcome {
         (ErrorCode::RendererCrashed, format!("the renderer stopped without a report (exit code {exit}) {reason}"))
     };
     PodOutcome::Finished(RendererReport::Failed { error_code, error_message: error_message.trim().to_owned() })
+}
+
+/// The API server's refusal of an object folio applied, as shown on the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The server's reason: `Forbidden` or `Invalid`.
+    pub reason: String,
+    /// The server's message (`pods "..." is forbidden: maximum memory usage per
+    /// Container is 512Mi, but limit is 1Gi`).
+    pub message: String,
+}
+
+/// Whether `err` is the API server refusing an object for what it is or who asks:
+/// 403 Forbidden (admission plugins such as LimitRanger, PodSecurity and
+/// ResourceQuota, or RBAC) or 422 Invalid. Such a refusal repeats until someone
+/// changes the namespace's policies or the operator's settings, so it is shown on
+/// the job. Conflicts (409), server errors (5xx) and transport errors heal by
+/// themselves and are not refusals.
+pub fn admission_refusal(err: &kube::Error) -> Option<Refusal> {
+    let kube::Error::Api(status) = err else {
+        return None;
+    };
+    let default_reason = match status.code {
+        403 => "Forbidden",
+        422 => "Invalid",
+        _ => return None,
+    };
+    let reason = if status.reason.is_empty() { default_reason } else { status.reason.as_str() };
+    let message = if status.message.is_empty() { default_reason } else { status.message.as_str() };
+    Some(Refusal { reason: reason.to_owned(), message: message.to_owned() })
 }
 
 #[cfg(test)]
@@ -364,6 +479,7 @@ mod tests {
     #[test]
     fn pod_outcomes_come_from_the_report_or_from_how_the_pod_ended() {
         assert_eq!(pod_outcome(&pod_with(json!({"phase": "Running"}))), PodOutcome::Running);
+        assert_eq!(pod_outcome(&pod_with(json!({"phase": "Pending"}))), PodOutcome::Pending(None));
         let report = RendererReport::Failed { error_code: ErrorCode::DataInvalid, error_message: "bad".into() };
         let reported = pod_with(json!({"phase": "Failed", "containerStatuses": [{
             "name": "renderer", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
@@ -379,5 +495,85 @@ mod tests {
             "name": "renderer", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 139, "message": "Segmentation fault"}}}]}));
         assert_eq!(failed_code(pod_outcome(&crashed)), ErrorCode::RendererCrashed);
+    }
+
+    /// A Pod fixture in `tests/fixtures/pods/`, shaped as a kube-apiserver, its
+    /// scheduler and a kubelet write them.
+    fn fixture(name: &str) -> Pod {
+        let path = format!("{}/tests/fixtures/pods/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_pod_the_scheduler_cannot_place_is_pending_with_the_schedulers_words() {
+        let PodOutcome::Pending(Some(problem)) = pod_outcome(&fixture("unschedulable.yaml")) else {
+            panic!("an unschedulable Pod is pending with a problem");
+        };
+        assert_eq!((problem.stage, problem.reason.as_str()), (StartStage::Scheduling, "Unschedulable"));
+        assert!(problem.message.starts_with("0/1 nodes are available: 1 node(s) were unschedulable"));
+        assert!(
+            problem.describe().starts_with("the renderer Pod could not be scheduled: 0/1 nodes are available"),
+            "{}",
+            problem.describe()
+        );
+    }
+
+    #[test]
+    fn a_pod_whose_image_cannot_be_pulled_is_pending_with_the_kubelets_words() {
+        for (name, reason) in [("err-image-pull.yaml", "ErrImagePull"), ("image-pull-backoff.yaml", "ImagePullBackOff")]
+        {
+            let PodOutcome::Pending(Some(problem)) = pod_outcome(&fixture(name)) else {
+                panic!("{name}: pending with a problem");
+            };
+            assert_eq!((problem.stage, problem.reason.as_str()), (StartStage::Container, reason), "{name}");
+            assert!(problem.message.contains("registry.invalid/folio:missing"), "{name}: {}", problem.message);
+            assert!(problem.describe().starts_with(&format!("the renderer container could not start ({reason})")));
+        }
+    }
+
+    #[test]
+    fn a_pod_on_its_normal_way_to_start_or_running_shows_no_problem() {
+        assert_eq!(pod_outcome(&fixture("container-creating.yaml")), PodOutcome::Pending(None));
+        assert_eq!(pod_outcome(&fixture("running.yaml")), PodOutcome::Running);
+        let just_created = pod_with(json!({"phase": "Pending", "qosClass": "Burstable"}));
+        assert_eq!(pod_outcome(&just_created), PodOutcome::Pending(None));
+    }
+
+    #[test]
+    fn a_pod_that_reached_its_deadline_before_starting_says_why_it_never_started() {
+        let mut pod = fixture("image-pull-backoff.yaml");
+        let status = pod.status.as_mut().unwrap();
+        status.phase = Some("Failed".into());
+        status.reason = Some("DeadlineExceeded".into());
+        let PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) = pod_outcome(&pod) else {
+            panic!("a failed Pod is finished");
+        };
+        assert_eq!(error_code, ErrorCode::RendererUnavailable);
+        assert!(error_message.contains("ImagePullBackOff"), "{error_message}");
+    }
+
+    /// Statuses in `tests/fixtures/api-errors.yaml`, as a kube-apiserver answers them.
+    fn api_error(name: &str) -> kube::Error {
+        let path = format!("{}/tests/fixtures/api-errors.yaml", env!("CARGO_MANIFEST_DIR"));
+        let all: BTreeMap<String, kube::core::Status> =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        kube::Error::Api(Box::new(all[name].clone()))
+    }
+
+    #[test]
+    fn admission_rbac_and_validation_refusals_are_told_apart_from_transient_errors() {
+        let limit_range = admission_refusal(&api_error("limit-range")).expect("a LimitRange refusal");
+        assert_eq!(limit_range.reason, "Forbidden");
+        assert!(limit_range.message.ends_with("maximum memory usage per Container is 512Mi, but limit is 1Gi"));
+        for name in ["pod-security", "resource-quota", "rbac"] {
+            assert_eq!(admission_refusal(&api_error(name)).map(|r| r.reason), Some("Forbidden".into()), "{name}");
+        }
+        assert_eq!(admission_refusal(&api_error("invalid")).map(|r| r.reason), Some("Invalid".into()));
+        for name in ["conflict", "internal", "unavailable", "not-found"] {
+            assert_eq!(admission_refusal(&api_error(name)), None, "{name} is not a refusal");
+        }
+        let bare = kube::core::Status { code: 403, ..Default::default() };
+        let bare = admission_refusal(&kube::Error::Api(Box::new(bare))).unwrap();
+        assert_eq!((bare.reason.as_str(), bare.message.as_str()), ("Forbidden", "Forbidden"));
     }
 }

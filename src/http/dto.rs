@@ -90,7 +90,11 @@ pub struct RenderResponse {
     pub output_url: Option<String>,
     /// Storage key of the PDF.
     pub output_key: Option<String>,
-    /// Machine-readable failure reason.
+    /// Machine-readable failure reason: `TEMPLATE_COMPILE_ERROR`, `DATA_INVALID`,
+    /// `TEMPLATE_NOT_FOUND`, `SPEC_INVALID`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
+    /// `OUTPUT_TOO_LARGE`, `STORAGE_UNAVAILABLE`, `RENDERER_CRASHED`,
+    /// `RENDERER_UNAVAILABLE` (the renderer never started: not schedulable, image not
+    /// pullable, or refused by admission), `CANCELLED` or `INTERNAL`.
     pub error_code: Option<String>,
     /// Human-readable failure reason.
     pub error_message: Option<String>,

@@ -38,3 +38,21 @@ impl Modify for ApiKeyAuth {
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::ErrorCode;
+
+    #[test]
+    fn every_error_code_is_documented_on_the_render() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let description = doc["components"]["schemas"]["RenderResponse"]["properties"]["errorCode"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for code in ErrorCode::ALL {
+            assert!(description.contains(&format!("`{code}`")), "{code} is missing from: {description}");
+        }
+    }
+}

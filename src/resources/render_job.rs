@@ -142,7 +142,11 @@ pub struct RenderJobStatus {
     /// Where the job is in its lifecycle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Kubernetes-style conditions (`Ready`).
+    /// Kubernetes-style conditions, one per type: `Ready` (the job succeeded);
+    /// in the cluster also `RendererAdmitted` (False while the API server refuses the
+    /// renderer Pod or its input, with the server's reason and message) and
+    /// `RendererStarted` (False while the renderer Pod cannot be scheduled or its
+    /// container cannot start, with the scheduler's or kubelet's reason and message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.
@@ -155,6 +159,12 @@ pub struct RenderJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub next_attempt_at: Option<Timestamp>,
+    /// When the API server first refused the current attempt's renderer Pod or input
+    /// (admission, quota, RBAC); the attempt fails with `RENDERER_UNAVAILABLE` when
+    /// it is still refused the operator's renderer start timeout later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub renderer_refused_at: Option<Timestamp>,
     /// When rendering first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
