@@ -1,54 +1,66 @@
-//! `folio operator` end to end: the real controller loop (watch → reconcile → Pod
-//! → status), with its leader Lease, against the stand-in API server of
-//! `tests/support/apiserver.rs`, a stand-in kubelet, and a real S3 server
-//! (`s3s-fs`) in this process.
-//!
-//! The stand-in kubelet runs each renderer Pod the operator creates by running the
-//! real `folio render` binary on the Pod's input ConfigMap, laid out as Kubernetes
-//! mounts it, and writes the report into the Pod's status as its termination
-//! message; it can also crash a Pod (exit 137, no report) or keep one running.
-//!
-//! What this does not emulate: scheduling, images, the container runtime and its
-//! limits (memory, `activeDeadlineSeconds` enforcement, the read-only root file
-//! system), admission and RBAC, and the real API server's schema validation (see
-//! the stand-in's own list). `tests/cluster.rs` covers those on a real cluster.
+//! `folio operator` end to end on a real control plane (kube-apiserver with etcd,
+//! RBAC and admission, kube-scheduler, kube-controller-manager; see
+//! `tests/support/control_plane.rs`): the real controller loop runs in this process
+//! as the chart's operator ServiceAccount with exactly the RBAC the chart installs,
+//! the real scheduler binds the renderer Pods to the test kubelet
+//! (`tests/support/kubelet.rs`, the one imitation: it runs the real `folio render`
+//! binary for each Pod), and the PDFs go to an S3 server in this process (`s3s-fs`).
+//! Each test has a namespace of its own under Pod Security `restricted`.
 
 mod support;
 
+use std::time::Duration;
+
 use base64::Engine as _;
-use serde_json::json;
-use support::cluster::{Harness, Operator, RJ, TWO_PAGES, account, job};
+use serde_json::{Value, json};
+use support::cluster::{Harness, TWO_PAGES, account, job};
+use support::control_plane::OPERATOR_ACCOUNT;
+use support::kubelet::Behaviour;
+
+/// The operator's user name in the API server's audit log.
+fn operator_user() -> String {
+    format!("system:serviceaccount:{}:{OPERATOR_ACCOUNT}", support::control_plane::RELEASE_NAMESPACE)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and_a_webhook() {
     let receiver = support::webhook_receiver::Receiver::start().await;
     let harness = Harness::start(&["--allow-private-targets"]).await;
-    harness.apply("renderaccounts", account(10, None));
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hooks", "namespace": "acme"},
+    harness.apply(account(10, None)).await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hooks"},
         "data": {"signing": base64::engine::general_purpose::STANDARD.encode("whsec_cluster")}});
-    harness.api.put_object("v1", "secrets", secret);
+    harness.apply(secret).await;
     let spec = json!({
         "template": {"source": TWO_PAGES},
         "data": {"customer": "ACME Corporation"},
         "webhook": {"url": receiver.url, "events": "all", "secretRef": {"name": "hooks", "key": "signing"}},
     });
-    harness.apply("renderjobs", job("invoice-1", spec));
+    harness.apply(job("invoice-1", spec)).await;
 
     let done = harness.wait_for_phase("invoice-1", "Succeeded").await;
     let status = &done["status"];
     assert_eq!((status["pageCount"].as_i64(), status["creditsUsed"].as_i64()), (Some(2), Some(2)));
     assert_eq!(status["creditsRemaining"], 8);
     assert_eq!(status["observedGeneration"], done["metadata"]["generation"]);
-    assert_eq!(status["conditions"][0]["status"], "True");
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    assert_eq!(ready["status"], "True");
     assert_eq!(done["metadata"]["finalizers"], json!(["folio.dev/output"]));
-    assert!(
-        harness.api.get("v1", "configmaps", "acme", "invoice-1-render-0-input").is_none(),
-        "the input (and its upload URL) is deleted once the Pod has finished"
-    );
+    harness
+        .wait_until("the input (and its upload URL) is deleted once the Pod has finished", async |h| {
+            h.get("ConfigMap", "invoice-1-render-0-input").await.is_none()
+        })
+        .await;
     // The ledger's last write (dropping the pending charge) follows the job's.
-    let account = || harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
-    harness.wait_until("the ledger settles", |_| account()["status"].get("pendingCharges").is_none()).await;
-    assert_eq!(account()["status"]["creditsUsed"], 2);
+    harness
+        .wait_until("the ledger settles", async |h| {
+            h.get("RenderAccount", "acme").await.unwrap()["status"].get("pendingCharges").is_none()
+        })
+        .await;
+    assert_eq!(harness.get("RenderAccount", "acme").await.unwrap()["status"]["creditsUsed"], 2);
+    // The real scheduler bound the renderer Pod, which ran as Pod Security `restricted` allows.
+    let pod = harness.get("Pod", "invoice-1-render-0").await.expect("the renderer Pod");
+    assert_eq!(pod["spec"]["nodeName"], support::kubelet::NODE_NAME);
+    assert_eq!(pod["status"]["phase"], "Succeeded");
 
     let key = status["outputKey"].as_str().unwrap();
     let pdf = harness.bucket.get(key).await.unwrap().expect("the PDF is in the bucket");
@@ -57,13 +69,7 @@ async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and
     assert_eq!(support::pdfinfo_pages(&dir.path().join("invoice.pdf")), 2);
     assert!(support::pdftotext(&dir.path().join("invoice.pdf")).contains("ACME Corporation"));
 
-    let events: Vec<String> = harness
-        .api
-        .list("events.k8s.io/v1", "events")
-        .iter()
-        .filter(|e| e["regarding"]["name"] == "invoice-1")
-        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let events = harness.event_reasons("invoice-1").await;
     for reason in ["Queued", "Rendering", "Succeeded"] {
         assert!(events.contains(&reason.to_owned()), "{reason} in {events:?}");
     }
@@ -81,70 +87,87 @@ async fn an_applied_job_becomes_a_pdf_in_the_bucket_a_charged_account_events_and
     let url = received[1].body["downloadUrl"].as_str().expect("a download URL");
     assert_eq!(reqwest::get(url).await.unwrap().bytes().await.unwrap().to_vec(), pdf);
     harness
-        .wait_until("the job shows its deliveries", |h| {
-            h.job("invoice-1").unwrap()["status"]["webhook"]["delivered"] == 2
+        .wait_until("the job shows its deliveries", async |h| {
+            h.job("invoice-1").await.unwrap()["status"]["webhook"]["delivered"] == 2
         })
         .await;
 
     let metrics = reqwest::get(&harness.operator.as_ref().unwrap().metrics_url).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("folio_jobs{phase=\"succeeded\"} 1"), "{metrics}");
     assert!(metrics.contains("folio_render_duration_seconds_count 1"), "{metrics}");
-    assert!(metrics.contains("folio_queue_depth 0"), "{metrics}");
     assert!(!metrics.contains("invoice-1"), "no object names in metrics");
 
-    // Deleting the job deletes its PDF first (the finalizer), then the job.
-    harness.api.delete(RJ, "renderjobs", "acme", "invoice-1");
-    harness.wait_until("the job is gone", |h| h.job("invoice-1").is_none()).await;
+    // Deleting the job deletes its PDF first (the finalizer), then the job; the
+    // garbage collector removes its Pod.
+    harness.delete("RenderJob", "invoice-1").await;
+    harness.wait_until("the job is gone", async |h| h.job("invoice-1").await.is_none()).await;
     assert_eq!(harness.bucket.get(key).await.unwrap(), None);
+    harness.wait_until("its Pod is collected", async |h| h.get("Pod", "invoice-1-render-0").await.is_none()).await;
     harness.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_job_completes_when_the_account_is_topped_up() {
     let harness = Harness::start(&[]).await;
-    harness.apply("renderaccounts", account(1, None));
-    harness
-        .apply("renderjobs", job("invoice-2", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "B"}})));
+    harness.apply(account(1, None)).await;
+    harness.apply(job("invoice-2", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "B"}}))).await;
     let blocked = harness.wait_for_phase("invoice-2", "Blocked").await;
     assert!(blocked["status"]["errorMessage"].as_str().unwrap().contains("costs 2 credits"), "{blocked:#}");
-    let mut topped_up = harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
-    topped_up["spec"]["credits"] = json!(5);
-    harness.apply("renderaccounts", topped_up);
+    harness.merge("RenderAccount", "acme", json!({"spec": {"credits": 5}})).await;
     let done = harness.wait_for_phase("invoice-2", "Succeeded").await;
     assert_eq!(done["status"]["creditsRemaining"], 3);
-    let pods = harness.api.list("v1", "pods");
-    assert_eq!(pods.len(), 1, "the PDF was not rendered again");
+    assert_eq!(harness.kubelet.started_in(&harness.namespace), ["invoice-2-render-0"], "not rendered again");
     harness.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_renderer_pod_is_retried_in_a_new_pod() {
     let harness = Harness::start(&[]).await;
-    harness.kubelet.crash_first.lock().unwrap().insert("invoice-3".into());
-    harness.apply("renderjobs", job("invoice-3", json!({"template": {"source": "= One"}, "data": {}})));
+    harness.kubelet.behave(&harness.namespace, "invoice-3", Behaviour::CrashFirstAttempt);
+    harness.apply(job("invoice-3", json!({"template": {"source": "= One"}, "data": {}}))).await;
     let done = harness.wait_for_phase("invoice-3", "Succeeded").await;
     assert_eq!(done["status"]["retryCount"], 1);
-    let pods: Vec<String> =
-        harness.api.list("v1", "pods").iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
-    assert!(
-        pods.contains(&"invoice-3-render-0".to_owned()) && pods.contains(&"invoice-3-render-1".to_owned()),
-        "{pods:?}"
-    );
+    assert_eq!(harness.kubelet.started_in(&harness.namespace), ["invoice-3-render-0", "invoice-3-render-1"]);
+    let events = harness.event_reasons("invoice-3").await;
+    assert!(events.contains(&"RetryScheduled".to_owned()), "{events:?}");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renderer_killed_for_memory_fails_the_job_as_resource_exhausted() {
+    let harness = Harness::start(&[]).await;
+    harness.kubelet.behave(&harness.namespace, "greedy", Behaviour::OutOfMemory);
+    harness.apply(job("greedy", json!({"template": {"source": "= Big"}, "data": {}, "backoffLimit": 0}))).await;
+    let failed = harness.wait_for_phase("greedy", "Failed").await;
+    assert_eq!(failed["status"]["errorCode"], "RESOURCE_EXHAUSTED", "{failed:#}");
     harness.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_rendering_job_removes_its_pod() {
     let harness = Harness::start(&[]).await;
-    harness.kubelet.hang.lock().unwrap().insert("slow".into());
-    harness.apply("renderjobs", job("slow", json!({"template": {"source": "= Slow"}, "data": {}})));
+    harness.kubelet.behave(&harness.namespace, "slow", Behaviour::Hang);
+    harness.apply(job("slow", json!({"template": {"source": "= Slow"}, "data": {}}))).await;
     harness.wait_for_phase("slow", "Rendering").await;
-    harness.wait_until("the pod runs", |h| h.api.get("v1", "pods", "acme", "slow-render-0").is_some()).await;
-    let mut cancelled = harness.job("slow").unwrap();
-    cancelled["spec"]["cancel"] = json!(true);
-    harness.apply("renderjobs", cancelled);
+    harness
+        .wait_until("the pod runs", async |h| {
+            h.get("Pod", "slow-render-0").await.is_some_and(|p| p["status"]["phase"] == "Running")
+        })
+        .await;
+    harness.merge("RenderJob", "slow", json!({"spec": {"cancel": true}})).await;
     harness.wait_for_phase("slow", "Cancelled").await;
-    harness.wait_until("the pod is gone", |h| h.api.get("v1", "pods", "acme", "slow-render-0").is_none()).await;
+    harness.wait_until("the pod is gone", async |h| h.get("Pod", "slow-render-0").await.is_none()).await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_expires_and_its_pod_goes() {
+    let harness = Harness::start(&[]).await;
+    harness.kubelet.behave(&harness.namespace, "late", Behaviour::Hang);
+    harness.apply(job("late", json!({"template": {"source": "= Late"}, "data": {}, "activeDeadlineSeconds": 3}))).await;
+    let expired = harness.wait_for_phase("late", "Expired").await;
+    assert_eq!(expired["status"]["errorCode"], "DEADLINE_EXCEEDED");
+    harness.wait_until("the pod is gone", async |h| h.get("Pod", "late-render-0").await.is_none()).await;
     harness.stop().await;
 }
 
@@ -152,77 +175,99 @@ async fn cancelling_a_rendering_job_removes_its_pod() {
 async fn a_finished_job_is_deleted_after_ttl_seconds_after_finished() {
     let harness = Harness::start(&[]).await;
     let spec = json!({"template": {"source": "= Short-lived"}, "data": {}, "ttlSecondsAfterFinished": 1});
-    harness.apply("renderjobs", job("brief", spec));
+    harness.apply(job("brief", spec)).await;
     let done = harness.wait_for_phase("brief", "Succeeded").await;
     let key = done["status"]["outputKey"].as_str().unwrap().to_owned();
     assert!(harness.bucket.get(&key).await.unwrap().is_some());
-    harness.wait_until("the job is deleted", |h| h.job("brief").is_none()).await;
+    harness.wait_until("the job is deleted", async |h| h.job("brief").await.is_none()).await;
     assert_eq!(harness.bucket.get(&key).await.unwrap(), None, "its PDF went with it");
     harness.stop().await;
 }
 
+/// The chart's Lease (the only one its RBAC allows) decides which of two
+/// operators reconciles; a clean stop hands it over at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_a_standby_takes_over_when_it_stops() {
-    let harness = Harness::start(&[]).await;
-    harness.wait_until("operator-0 leads", |h| h.lease_holder().as_deref() == Some("operator-0")).await;
-    let standby = Operator::spawn(&harness.api, &harness.endpoint, "operator-1", &[]);
-    harness.apply("renderjobs", job("first", json!({"template": {"source": "= First"}, "data": {}})));
+    let harness = Harness::start(&["--lease"]).await;
+    harness.wait_until("operator-0 leads", async |h| h.lease_holder().await.as_deref() == Some("operator-0")).await;
+    let standby = harness.operator("operator-1", &["--lease"]).await;
+    harness.apply(job("first", json!({"template": {"source": "= First"}, "data": {}}))).await;
     harness.wait_for_phase("first", "Succeeded").await;
-    assert_eq!(harness.lease_holder().as_deref(), Some("operator-0"), "the standby did not take the Lease");
+    assert_eq!(harness.lease_holder().await.as_deref(), Some("operator-0"), "the standby did not take the Lease");
     let ready = reqwest::get(standby.metrics_url.replace("/metrics", "/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200, "a standby is ready (it serves probes)");
 
     let mut harness = harness;
     harness.operator.take().unwrap().stop().await;
-    harness.wait_until("operator-1 leads", |h| h.lease_holder().as_deref() == Some("operator-1")).await;
-    harness.apply("renderjobs", job("second", json!({"template": {"source": "= Second"}, "data": {}})));
+    harness.wait_until("operator-1 leads", async |h| h.lease_holder().await.as_deref() == Some("operator-1")).await;
+    harness.apply(job("second", json!({"template": {"source": "= Second"}, "data": {}}))).await;
     harness.wait_for_phase("second", "Succeeded").await;
     standby.stop().await;
 }
 
-/// The operator's write of the job fails once right after it charged the account,
-/// as if it had crashed between the two writes; the job still ends charged once.
+/// The API server refuses the operator's write of the job's success, right after the
+/// operator charged the account, as if it had crashed between the two writes (a
+/// ValidatingAdmissionPolicy does the refusing); once the policy goes, the job ends
+/// charged exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_write_after_the_charge_never_charges_twice() {
+async fn a_refused_job_write_after_the_charge_never_charges_twice() {
     let harness = Harness::start(&[]).await;
-    harness.apply("renderaccounts", account(10, None));
-    harness.kubelet.hang.lock().unwrap().insert("ledger".into());
-    harness.apply("renderjobs", job("ledger", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "L"}})));
-    harness.wait_for_phase("ledger", "Rendering").await;
+    let policy = format!("refuse-success-{}", harness.namespace);
     harness
-        .wait_until("the pod runs", |h| {
-            h.api.get("v1", "pods", "acme", "ledger-render-0").is_some_and(|p| p["status"]["phase"] == "Running")
+        .apply_cluster(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {"failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{"apiGroups": ["folio.dev"], "apiVersions": ["*"],
+                    "operations": ["UPDATE"], "resources": ["renderjobs/status"]}]},
+                "validations": [{"expression": "!has(object.status) || !has(object.status.phase) || object.status.phase != 'Succeeded'",
+                    "message": "this test refuses a job's success for now"}]},
+        }))
+        .await;
+    harness
+        .apply_cluster(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {"policyName": policy, "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": harness.namespace}}}},
+        }))
+        .await;
+    harness.wait_until("the policy is in force", async |h| h.success_is_refused().await).await;
+
+    harness.apply(account(10, None)).await;
+    harness.apply(job("ledger", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "L"}}))).await;
+    harness
+        .wait_until("the account is charged, the charge pending", async |h| {
+            let account = h.get("RenderAccount", "acme").await.unwrap();
+            account["status"]["creditsUsed"] == 2 && account["status"]["pendingCharges"].is_array()
         })
         .await;
-    // The next job write (the one after the account's debit) fails with a 500.
-    harness.api.fail_next("PATCH", "/renderjobs/ledger/status", 500);
-    // The renderer's upload, as the report below describes it.
-    harness.bucket.put("acme/ledger.pdf", vec![b'%'; 9000]).await.unwrap();
-    let mut pod = harness.api.get("v1", "pods", "acme", "ledger-render-0").unwrap();
-    let report = folio::cluster::pod::RendererReport::Succeeded {
-        facts: folio::render::RenderFacts { page_count: 2, total_bytes: 9000, sha256: "cd".repeat(32), duration_ms: 5 },
-        output_key: "acme/ledger.pdf".into(),
+    let refused = |entries: &[Value]| {
+        entries
+            .iter()
+            .filter(|e| e["user"]["username"] == operator_user() && e["objectRef"]["name"] == "ledger")
+            .filter(|e| e["objectRef"]["subresource"] == "status" && e["verb"] == "patch")
+            .filter(|e| e["responseStatus"]["code"].as_i64().is_some_and(|c| c >= 400))
+            .count()
     };
-    pod["status"] = json!({"phase": "Succeeded", "containerStatuses": [{
-        "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"terminated": {"exitCode": 0, "message": report.to_message()}},
-    }]});
-    harness.api.put_object("v1", "pods", pod);
+    harness
+        .wait_until("the operator retried the refused write", async |h| refused(&h.plane.audit_entries()) >= 2)
+        .await;
+    assert_eq!(harness.job("ledger").await.unwrap()["status"]["phase"], "Rendering");
+
+    harness.delete_cluster("ValidatingAdmissionPolicyBinding", &policy).await;
+    harness.delete_cluster("ValidatingAdmissionPolicy", &policy).await;
     let done = harness.wait_for_phase("ledger", "Succeeded").await;
     assert_eq!(
         (done["status"]["creditsUsed"].as_i64(), done["status"]["creditsRemaining"].as_i64()),
         (Some(2), Some(8))
     );
-    let account = || harness.api.get(RJ, "renderaccounts", "acme", "acme").unwrap();
-    harness.wait_until("the ledger settles", |_| account()["status"].get("pendingCharges").is_none()).await;
-    assert_eq!(account()["status"]["creditsUsed"], 2, "charged exactly once");
-    let failed_writes = harness
-        .api
-        .requests()
-        .iter()
-        .filter(|r| r.starts_with("PATCH") && r.contains("/renderjobs/ledger/status"))
-        .count();
-    assert!(failed_writes >= 2, "the failed write was retried");
+    harness
+        .wait_until("the ledger settles", async |h| {
+            h.get("RenderAccount", "acme").await.unwrap()["status"].get("pendingCharges").is_none()
+        })
+        .await;
+    assert_eq!(harness.get("RenderAccount", "acme").await.unwrap()["status"]["creditsUsed"], 2, "charged once");
     harness.stop().await;
 }
 
@@ -231,19 +276,20 @@ async fn a_receiver_failing_twice_gets_every_event_once_in_order_and_the_job_sho
     let receiver = support::webhook_receiver::Receiver::failing_first(2).await;
     let harness = Harness::start(&["--allow-private-targets", "--webhook-retry-base", "0.2"]).await;
     // The account's default webhook, for all events.
-    harness.apply("renderaccounts", account(10, Some(json!({"url": receiver.url, "events": "all"}))));
-    harness.wait_until("the account is cached", |h| h.api.get(RJ, "renderaccounts", "acme", "acme").is_some()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    harness.apply("renderjobs", job("hooked", json!({"template": {"source": "= Hooked"}, "data": {}})));
+    harness.apply(account(10, Some(json!({"url": receiver.url, "events": "all"})))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    harness.apply(job("hooked", json!({"template": {"source": "= Hooked"}, "data": {}}))).await;
     harness.wait_for_phase("hooked", "Succeeded").await;
     receiver.wait_for(2).await;
     harness
-        .wait_until("the deliveries are recorded", |h| h.job("hooked").unwrap()["status"]["webhook"]["pending"] == 0)
+        .wait_until("the deliveries are recorded", async |h| {
+            h.job("hooked").await.unwrap()["status"]["webhook"]["pending"] == 0
+        })
         .await;
     let names: Vec<String> =
         receiver.accepted().await.iter().map(|r| r.body["event"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["render.rendering", "render.succeeded"], "each event once, in order");
-    let hooks = harness.job("hooked").unwrap()["status"]["webhook"].clone();
+    let hooks = harness.job("hooked").await.unwrap()["status"]["webhook"].clone();
     assert_eq!((hooks["delivered"].as_i64(), hooks["attempts"].as_i64()), (Some(2), Some(4)), "{hooks:#}");
     assert_eq!(hooks["lastResponseCode"], 200);
     harness.stop().await;
@@ -254,12 +300,14 @@ async fn a_private_webhook_target_is_refused_without_the_flag_and_the_job_says_w
     let receiver = support::webhook_receiver::Receiver::start().await;
     let harness = Harness::start(&[]).await;
     let spec = json!({"template": {"source": "= Private"}, "data": {}, "webhook": {"url": receiver.url}});
-    harness.apply("renderjobs", job("private", spec));
+    harness.apply(job("private", spec)).await;
     harness.wait_for_phase("private", "Succeeded").await;
     harness
-        .wait_until("the refusal is recorded", |h| h.job("private").unwrap()["status"]["webhook"]["failed"] == 1)
+        .wait_until("the refusal is recorded", async |h| {
+            h.job("private").await.unwrap()["status"]["webhook"]["failed"] == 1
+        })
         .await;
-    let hooks = harness.job("private").unwrap()["status"]["webhook"].clone();
+    let hooks = harness.job("private").await.unwrap()["status"]["webhook"].clone();
     assert!(hooks["lastError"].as_str().unwrap().contains("private"), "{hooks:#}");
     assert!(receiver.accepted().await.is_empty());
     harness.stop().await;
@@ -272,26 +320,25 @@ async fn a_pending_delivery_survives_an_operator_restart() {
     let receiver = support::webhook_receiver::Receiver::failing_first(3).await;
     let mut harness = Harness::start(&["--allow-private-targets", "--webhook-retry-base", "1"]).await;
     let spec = json!({"template": {"source": "= Restart"}, "data": {}, "webhook": {"url": receiver.url}});
-    harness.apply("renderjobs", job("restart", spec));
+    harness.apply(job("restart", spec)).await;
     harness.wait_for_phase("restart", "Succeeded").await;
     harness
-        .wait_until("a first failed attempt", |h| h.job("restart").unwrap()["status"]["webhook"]["attempts"] == 1)
+        .wait_until("a first failed attempt", async |h| {
+            h.job("restart").await.unwrap()["status"]["webhook"]["attempts"] == 1
+        })
         .await;
     harness.operator.take().unwrap().stop().await;
     assert!(receiver.accepted().await.is_empty());
 
-    let next = Operator::spawn(
-        &harness.api,
-        &harness.endpoint,
-        "operator-1",
-        &["--allow-private-targets", "--webhook-retry-base", "0.2"],
-    );
+    let next = harness.operator("operator-1", &["--allow-private-targets", "--webhook-retry-base", "0.2"]).await;
     receiver.wait_for(1).await;
     let delivered = receiver.accepted().await;
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].body["event"], "render.succeeded");
     harness
-        .wait_until("the job records it", |h| h.job("restart").unwrap()["status"]["webhook"]["delivered"] == 1)
+        .wait_until("the job records it", async |h| {
+            h.job("restart").await.unwrap()["status"]["webhook"]["delivered"] == 1
+        })
         .await;
     next.stop().await;
 }
@@ -299,7 +346,9 @@ async fn a_pending_delivery_survives_an_operator_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
     let harness = Harness::start(&[]).await;
-    let stranded = Operator::spawn(&harness.api, "http://127.0.0.1:9", "operator-1", &[]);
+    let stranded =
+        support::cluster::Operator::spawn(harness.plane, &harness.namespace, "http://127.0.0.1:9", "operator-1", &[])
+            .await;
     let ops = stranded.metrics_url.replace("/metrics", "");
     let client = reqwest::Client::new();
     let mut health = None;
@@ -308,7 +357,7 @@ async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
             health = Some(response.status());
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(health, Some(reqwest::StatusCode::OK));
     let ready = client.get(format!("{ops}/readyz")).send().await.unwrap();
@@ -317,14 +366,65 @@ async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
     // The other operator, whose bucket answers, becomes ready.
     let main = harness.operator.as_ref().unwrap().metrics_url.replace("/metrics", "/readyz");
     let mut status = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         status = client.get(&main).send().await.ok().map(|r| r.status());
         if status == Some(reqwest::StatusCode::OK) {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, Some(reqwest::StatusCode::OK));
     stranded.stop().await;
     harness.stop().await;
+}
+
+/// Deleting a job whose renderer is mid-render stops the renderer at once (SIGTERM,
+/// no grace period) and leaves no PDF behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_job_stops_its_rendering_pod_and_leaves_no_pdf() {
+    let harness = Harness::start(&[]).await;
+    // A render that takes far longer than the test.
+    let spin = "#let n = 0\n#for i in range(200000000) { n += 1 }\n= #n";
+    harness.apply(job("spin", json!({"template": {"source": spin}, "data": {}}))).await;
+    harness
+        .wait_until("the renderer runs", async |h| h.kubelet.started_in(&h.namespace).contains(&"spin-render-0".into()))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deleted_at = std::time::Instant::now();
+    harness.delete("RenderJob", "spin").await;
+    harness.wait_until("the job is gone", async |h| h.job("spin").await.is_none()).await;
+    harness.wait_until("the Pod is gone", async |h| h.get("Pod", "spin-render-0").await.is_none()).await;
+    assert!(deleted_at.elapsed() < Duration::from_secs(10), "the Pod went without waiting out a grace period");
+    assert_eq!(harness.kubelet.terminated_in(&harness.namespace), ["spin-render-0"], "SIGTERM reached the renderer");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let key = folio::storage::output_key(&harness.namespace, "spin");
+    assert_eq!(harness.bucket.get(&key).await.unwrap(), None, "no PDF was uploaded after the deletion");
+    harness.stop().await;
+}
+
+/// `kubectl apply --server-side -f examples/` on a cluster with the operator: the
+/// example makes its own namespace, and its jobs render.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_apply_server_side_and_render() {
+    let plane = support::control_plane::shared();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let s3_root = tempfile::tempdir().unwrap();
+    let endpoint = support::s3::s3_server(s3_root.path()).await;
+    let operator = support::cluster::Operator::spawn(plane, "acme", &endpoint, "operator-0", &[]).await;
+    let out = plane.try_kubectl(&["apply", "--server-side", "-f", examples.to_str().unwrap()]);
+    let out = out.unwrap_or_else(|err| panic!("kubectl apply of the examples: {err}"));
+    assert!(out.contains("renderjob.folio.dev/invoice-2026-0001 serverside-applied"), "{out}");
+    let client = plane.admin().await;
+    let jobs: kube::Api<folio::resources::RenderJob> = kube::Api::namespaced(client, "acme");
+    let started = std::time::Instant::now();
+    loop {
+        let all = jobs.list(&Default::default()).await.unwrap().items;
+        let phases: Vec<_> = all.iter().map(|j| j.status.as_ref().and_then(|s| s.phase)).collect();
+        if !all.is_empty() && phases.iter().all(|p| *p == Some(folio::lifecycle::Phase::Succeeded)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the examples did not render: {phases:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    operator.stop().await;
 }

@@ -140,6 +140,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
     /// Longest wait for an attempt's renderer Pod to be admitted and to start.
     pub renderer_start_timeout: Duration,
+    /// The one namespace watched, or none for all.
+    watch_namespace: Option<String>,
 }
 
 impl Context {
@@ -163,6 +165,7 @@ impl Context {
             accounts: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
             renderer_start_timeout: DEFAULT_RENDERER_START_TIMEOUT,
+            watch_namespace: None,
         }
     }
 
@@ -170,6 +173,24 @@ impl Context {
     pub fn with_renderer_start_timeout(mut self, timeout: Duration) -> Context {
         self.renderer_start_timeout = timeout;
         self
+    }
+
+    /// Watch only `namespace` (none: every namespace).
+    pub fn watching(mut self, namespace: Option<String>) -> Context {
+        self.watch_namespace = namespace;
+        self
+    }
+
+    /// An API over the watched namespaces: one, or all of them.
+    fn watched<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.watch_namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
     }
 
     /// Deliver webhooks with `delivery`.
@@ -259,20 +280,17 @@ fn backoff(count: u32) -> Duration {
 
 /// Run the controller until `shutdown` resolves; reconciles in flight finish first.
 pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let controller = Controller::new(Api::<RenderJob>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(ctx.watched::<RenderJob>(), watcher::Config::default());
     let jobs = controller.store();
     ctx.metrics.watch_jobs(jobs.clone());
     // A cache of the accounts for their default webhooks; `watches` below wakes the
     // blocked jobs of an account that changes.
     let (accounts, accounts_writer) = reflector::store();
     let _ = ctx.accounts.set(accounts.clone());
-    let account_cache = reflector(
-        accounts_writer,
-        watcher::watcher(Api::<RenderAccount>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
+    let account_cache =
+        reflector(accounts_writer, watcher::watcher(ctx.watched::<RenderAccount>(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {});
     let account_cache = tokio::spawn(account_cache);
     // Phase changes queue the account's default webhook: wait for the accounts first.
     let shutdown = shutdown.boxed().shared();
@@ -288,8 +306,8 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
         }
     }
     controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
-        .watches(Api::<RenderAccount>::all(client), watcher::Config::default(), move |account| {
+        .owns(ctx.watched::<Pod>(), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
+        .watches(ctx.watched::<RenderAccount>(), watcher::Config::default(), move |account| {
             blocked_jobs_of(&jobs, &account)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))

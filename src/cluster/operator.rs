@@ -87,6 +87,10 @@ pub struct OperatorOptions {
     /// Jobs reconciled at once.
     #[arg(long, env = "FOLIO_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Reconcile only the RenderJobs of this namespace (default: every namespace), for
+    /// an operator per team or a staging operator beside the main one.
+    #[arg(long = "watch-namespace", env = "FOLIO_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 impl OperatorOptions {
@@ -147,7 +151,7 @@ pub async fn run_operator(
     tokio::spawn(watch_storage(bucket.clone(), ready_tx, shutdown.clone()));
     let ctx = Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone());
     let ctx = ctx.with_renderer_start_timeout(Duration::from_secs(options.renderer_start_timeout));
-    let ctx = Arc::new(ctx.with_webhooks(delivery));
+    let ctx = Arc::new(ctx.with_webhooks(delivery).watching(options.watch_namespace.clone()));
     if options.no_leader_election {
         controller::run(ctx, options.concurrency, shutdown).await;
         return Ok(());

@@ -1,27 +1,29 @@
-//! The cluster home in this process: `folio operator` (the real controller loop and
-//! Lease) against the stand-in API server, a stand-in kubelet, and an in-process S3
-//! server. Shared by `tests/operator.rs` and `benches/operator.rs`.
+//! The cluster home for one test: a namespace of its own on the real control plane
+//! ([`super::control_plane`]), an in-process S3 server, and `folio operator` (the
+//! real controller loop) running in this process as the chart's operator
+//! ServiceAccount, watching only that namespace. Shared by `tests/operator.rs` and
+//! `benches/operator.rs`.
 //!
-//! The stand-in kubelet runs each renderer Pod the operator creates by running the
-//! real `folio render` binary on the Pod's input ConfigMap, laid out as Kubernetes
-//! mounts it, and writes the report into the Pod's status as its termination
-//! message; it can also crash a Pod (exit 137, no report) or keep one running.
+//! The test itself acts as the cluster's admin, the way a platform team's `kubectl`
+//! would: objects are written by server-side apply and read back as JSON.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use folio::cluster::operator::{OperatorOptions, run_operator};
 use folio::storage::S3Bucket;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::apiserver::StandInApiServer;
+use super::control_plane::{self, ControlPlane, RELEASE_NAMESPACE, RENDERER_IMAGE};
+use super::kubelet::Kubelet;
 use super::s3::{ACCESS_KEY, SECRET_KEY, s3_server};
 
 pub const RJ: &str = "folio.dev/v1alpha1";
 pub const TWO_PAGES: &str = "= Invoice\n#json(\"data.json\").customer\n#pagebreak()\nTerms";
+/// The leader Lease the chart's RBAC lets the operator hold.
+pub const LEASE: &str = "folio-operator";
 
 #[derive(Parser)]
 struct Cli {
@@ -29,23 +31,16 @@ struct Cli {
     options: OperatorOptions,
 }
 
-/// How the stand-in kubelet treats Pods, by job name.
-#[derive(Default)]
-pub struct Kubelet {
-    /// Jobs whose first attempt crashes without a report.
-    pub crash_first: Mutex<HashSet<String>>,
-    /// Jobs whose Pods run forever.
-    pub hang: Mutex<HashSet<String>>,
-    /// Pods already started.
-    pub started: Mutex<HashSet<String>>,
-}
-
 /// Everything one test runs against.
 pub struct Harness {
-    pub api: Arc<StandInApiServer>,
+    pub plane: &'static ControlPlane,
+    /// The test's namespace (its tenant).
+    pub namespace: String,
+    /// The test's own client: the cluster admin.
+    pub admin: kube::Client,
     pub bucket: S3Bucket,
     pub endpoint: String,
-    pub kubelet: Arc<Kubelet>,
+    pub kubelet: &'static Kubelet,
     pub operator: Option<Operator>,
     _s3_root: tempfile::TempDir,
 }
@@ -58,8 +53,17 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Start an operator called `identity` against `api` and the S3 server at `endpoint`.
-    pub fn spawn(api: &StandInApiServer, endpoint: &str, identity: &str, extra_args: &[&str]) -> Operator {
+    /// Start an operator called `identity`, acting as the chart's operator
+    /// ServiceAccount, for `namespace`, storing into the S3 server at `endpoint`.
+    /// Without `--lease` among `extra_args` it runs without leader election, so that
+    /// the operators of tests running side by side do not wait for one another.
+    pub async fn spawn(
+        plane: &ControlPlane,
+        namespace: &str,
+        endpoint: &str,
+        identity: &str,
+        extra_args: &[&str],
+    ) -> Operator {
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let listen = format!("127.0.0.1:{metrics_port}");
         let mut args = vec![
@@ -73,18 +77,27 @@ impl Operator {
             "--metrics-listen",
             &listen,
             "--image",
-            "folio:test",
+            RENDERER_IMAGE,
+            "--watch-namespace",
+            namespace,
             "--lease-namespace",
-            "default",
+            RELEASE_NAMESPACE,
+            "--lease-name",
+            LEASE,
             "--lease-duration",
             "3",
             "--identity",
             identity,
         ];
-        args.extend_from_slice(extra_args);
+        let leading = extra_args.contains(&"--lease");
+        if !leading {
+            args.push("--no-leader-election");
+        }
+        args.extend(extra_args.iter().copied().filter(|a| *a != "--lease"));
         let options = Cli::parse_from(args).options;
+        let client = plane.operator_client().await;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_operator(api.client(), options, async move {
+        let task = tokio::spawn(run_operator(client, options, async move {
             let _ = stopped.await;
         }));
         Operator { stop, task, metrics_url: format!("http://{listen}/metrics") }
@@ -100,43 +113,169 @@ impl Operator {
     }
 }
 
+/// The API resource of `kind` (the kinds the tests write and read).
+pub fn resource(kind: &str) -> ApiResource {
+    let (group, version) = match kind {
+        "RenderJob" | "RenderAccount" | "RenderTemplate" => ("folio.dev", "v1alpha1"),
+        "Event" => ("events.k8s.io", "v1"),
+        "Lease" => ("coordination.k8s.io", "v1"),
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => ("admissionregistration.k8s.io", "v1"),
+        _ => ("", "v1"),
+    };
+    let lower = kind.to_lowercase();
+    let plural = match lower.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{lower}s"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
+}
+
+/// The field manager of what tests apply.
+const TEST_MANAGER: &str = "folio-test";
+
 impl Harness {
+    /// A namespace, an S3 server and an operator for one test.
     pub async fn start(extra_args: &[&str]) -> Harness {
-        let api = Arc::new(StandInApiServer::start().await);
+        let plane = control_plane::shared();
+        let namespace = plane.namespace("acme").await;
         let s3_root = tempfile::tempdir().unwrap();
         let endpoint = s3_server(s3_root.path()).await;
-        let operator = Operator::spawn(&api, &endpoint, "operator-0", extra_args);
-        let kubelet = Arc::new(Kubelet::default());
-        tokio::spawn(run_kubelet(api.clone(), kubelet.clone()));
+        let operator = Operator::spawn(plane, &namespace, &endpoint, "operator-0", extra_args).await;
         let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
-        Harness { api, bucket, endpoint, kubelet, operator: Some(operator), _s3_root: s3_root }
+        Harness {
+            plane,
+            admin: plane.admin().await,
+            namespace,
+            bucket,
+            endpoint,
+            kubelet: &plane.kubelet,
+            operator: Some(operator),
+            _s3_root: s3_root,
+        }
     }
 
-    pub fn apply(&self, plural: &str, object: Value) -> Value {
-        self.api.put_object(RJ, plural, object)
+    /// Another operator for this test's namespace.
+    pub async fn operator(&self, identity: &str, extra_args: &[&str]) -> Operator {
+        Operator::spawn(self.plane, &self.namespace, &self.endpoint, identity, extra_args).await
     }
 
-    pub fn job(&self, name: &str) -> Option<Value> {
-        self.api.get(RJ, "renderjobs", "acme", name)
+    fn api(&self, kind: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.admin.clone(), &self.namespace, &resource(kind))
+    }
+
+    /// Server-side apply `object` (its `kind` and `metadata.name`) into the test's
+    /// namespace, as `kubectl apply --server-side` would; what the server stored.
+    pub async fn apply(&self, object: Value) -> Value {
+        let mut object = object;
+        object["metadata"]["namespace"] = json!(self.namespace);
+        let kind = object["kind"].as_str().expect("a kind").to_owned();
+        let name = object["metadata"]["name"].as_str().expect("a name").to_owned();
+        object.as_object_mut().unwrap().remove("status");
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            for generated in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
+                metadata.remove(generated);
+            }
+        }
+        let params = PatchParams::apply(TEST_MANAGER).force();
+        let stored = self.api(&kind).patch(&name, &params, &Patch::Apply(&object)).await;
+        serde_json::to_value(stored.unwrap_or_else(|err| panic!("applying {kind}/{name}: {err}"))).unwrap()
+    }
+
+    fn cluster_api(&self, kind: &str) -> Api<DynamicObject> {
+        Api::all_with(self.admin.clone(), &resource(kind))
+    }
+
+    /// Server-side apply a cluster-scoped `object`.
+    pub async fn apply_cluster(&self, object: Value) -> Value {
+        let kind = object["kind"].as_str().expect("a kind").to_owned();
+        let name = object["metadata"]["name"].as_str().expect("a name").to_owned();
+        let params = PatchParams::apply(TEST_MANAGER).force();
+        let stored = self.cluster_api(&kind).patch(&name, &params, &Patch::Apply(&object)).await;
+        serde_json::to_value(stored.unwrap_or_else(|err| panic!("applying {kind}/{name}: {err}"))).unwrap()
+    }
+
+    /// Delete the cluster-scoped `kind/name`.
+    pub async fn delete_cluster(&self, kind: &str, name: &str) {
+        self.cluster_api(kind).delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    /// Whether the API server would now refuse to record a job's success in this
+    /// namespace (asked with a dry run on a cancelled probe job).
+    pub async fn success_is_refused(&self) -> bool {
+        if self.job("probe").await.is_none() {
+            self.apply(job("probe", json!({"template": {"source": "= Probe"}, "data": {}, "cancel": true}))).await;
+        }
+        let params = PatchParams { dry_run: true, ..PatchParams::default() };
+        let patch = json!({"status": {"phase": "Succeeded"}});
+        match self.api("RenderJob").patch_status("probe", &params, &Patch::Merge(&patch)).await {
+            Ok(_) => false,
+            Err(kube::Error::Api(status)) => status.code == 422 || status.code == 403,
+            Err(err) => panic!("probing the policy: {err}"),
+        }
+    }
+
+    /// Merge `patch` into `kind/name`'s spec side (not its status).
+    pub async fn merge(&self, kind: &str, name: &str, patch: Value) -> Value {
+        let stored = self.api(kind).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        serde_json::to_value(stored.unwrap_or_else(|err| panic!("patching {kind}/{name}: {err}"))).unwrap()
+    }
+
+    /// `kind/name` in the test's namespace, if it exists.
+    pub async fn get(&self, kind: &str, name: &str) -> Option<Value> {
+        let object = self.api(kind).get_opt(name).await.unwrap();
+        object.map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    /// Every object of `kind` in the test's namespace.
+    pub async fn list(&self, kind: &str) -> Vec<Value> {
+        let list = self.api(kind).list(&ListParams::default()).await.unwrap();
+        list.items.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect()
+    }
+
+    /// Delete `kind/name` (in the background, as kubectl does).
+    pub async fn delete(&self, kind: &str, name: &str) {
+        match self.api(kind).delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(err) => panic!("deleting {kind}/{name}: {err}"),
+        }
+    }
+
+    pub async fn job(&self, name: &str) -> Option<Value> {
+        self.get("RenderJob", name).await
+    }
+
+    /// The reasons of the Events about `name`, oldest first.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let mut events: Vec<Value> =
+            self.list("Event").await.into_iter().filter(|e| e["regarding"]["name"] == name).collect();
+        events.sort_by_key(|e| e["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned());
+        events.iter().map(|e| e["reason"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    /// The Events about `name`.
+    pub async fn events(&self, name: &str) -> Vec<Value> {
+        self.list("Event").await.into_iter().filter(|e| e["regarding"]["name"] == name).collect()
     }
 
     /// Wait until the job's phase is `phase`; the job.
     pub async fn wait_for_phase(&self, name: &str, phase: &str) -> Value {
         let started = Instant::now();
         loop {
-            let job = self.job(name);
+            let job = self.job(name).await;
             if job.as_ref().and_then(|j| j["status"]["phase"].as_str()) == Some(phase) {
                 return job.unwrap();
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "{name} never became {phase}: {job:#?}");
+            assert!(started.elapsed() < Duration::from_secs(60), "{name} never became {phase}: {job:#?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    pub async fn wait_until(&self, what: &str, mut done: impl FnMut(&Harness) -> bool) {
+    /// Wait until `done` holds (at most 60 s).
+    pub async fn wait_until(&self, what: &str, mut done: impl AsyncFnMut(&Harness) -> bool) {
         let started = Instant::now();
-        while !done(self) {
-            assert!(started.elapsed() < Duration::from_secs(30), "waited in vain for {what}");
+        while !done(self).await {
+            assert!(started.elapsed() < Duration::from_secs(60), "waited in vain for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -147,14 +286,17 @@ impl Harness {
         }
     }
 
-    pub fn lease_holder(&self) -> Option<String> {
-        let lease = self.api.get("coordination.k8s.io/v1", "leases", "default", "folio-operator")?;
-        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    /// Who holds the chart's leader Lease.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let leases: Api<DynamicObject> =
+            Api::namespaced_with(self.admin.clone(), RELEASE_NAMESPACE, &resource("Lease"));
+        let lease = leases.get_opt(LEASE).await.unwrap()?;
+        lease.data["spec"]["holderIdentity"].as_str().map(str::to_owned)
     }
 }
 
 pub fn job(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": RJ, "kind": "RenderJob", "metadata": {"name": name, "namespace": "acme"}, "spec": spec})
+    json!({"apiVersion": RJ, "kind": "RenderJob", "metadata": {"name": name}, "spec": spec})
 }
 
 pub fn account(credits: i64, webhook: Option<Value>) -> Value {
@@ -162,80 +304,5 @@ pub fn account(credits: i64, webhook: Option<Value>) -> Value {
     if let Some(webhook) = webhook {
         spec["webhook"] = webhook;
     }
-    json!({"apiVersion": RJ, "kind": "RenderAccount", "metadata": {"name": "acme", "namespace": "acme"}, "spec": spec})
-}
-
-/// The stand-in kubelet: start every new renderer Pod.
-async fn run_kubelet(api: Arc<StandInApiServer>, kubelet: Arc<Kubelet>) {
-    loop {
-        for pod in api.list("v1", "pods") {
-            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            if pod["metadata"]["deletionTimestamp"].is_string() || !kubelet.started.lock().unwrap().insert(name.clone())
-            {
-                continue;
-            }
-            let api = api.clone();
-            let kubelet = kubelet.clone();
-            tokio::spawn(async move { run_pod(&api, &kubelet, pod).await });
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn run_pod(api: &StandInApiServer, kubelet: &Kubelet, mut pod: Value) {
-    let namespace = pod["metadata"]["namespace"].as_str().unwrap().to_owned();
-    let job = pod["metadata"]["labels"]["folio.dev/render-job"].as_str().unwrap().to_owned();
-    let attempt = pod["metadata"]["annotations"]["folio.dev/attempt"].as_str().unwrap().to_owned();
-    if kubelet.hang.lock().unwrap().contains(&job) {
-        pod["status"] = json!({"phase": "Running"});
-        api.put_object("v1", "pods", pod);
-        return;
-    }
-    let terminated = if attempt == "0" && kubelet.crash_first.lock().unwrap().contains(&job) {
-        json!({"exitCode": 137, "reason": "Error"})
-    } else {
-        let input_name = pod["spec"]["volumes"][0]["configMap"]["name"].as_str().unwrap();
-        let input = api.get("v1", "configmaps", &namespace, input_name).expect("the input ConfigMap exists");
-        let dir = tempfile::tempdir().unwrap();
-        let mount = dir.path().join("input");
-        std::fs::create_dir(&mount).unwrap();
-        for (key, value) in input["data"].as_object().unwrap() {
-            std::fs::write(mount.join(key), value.as_str().unwrap()).unwrap();
-        }
-        let log = dir.path().join("termination-log");
-        let args: Vec<String> = pod["spec"]["containers"][0]["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(args[..2], ["render", "--input"], "the container runs folio render");
-        let status = tokio::task::spawn_blocking({
-            let (mount, log) = (mount.clone(), log.clone());
-            move || {
-                super::folio()
-                    .arg("render")
-                    .arg("--input")
-                    .arg(mount)
-                    .arg("--termination-log")
-                    .arg(log)
-                    .output()
-                    .unwrap()
-                    .status
-            }
-        })
-        .await
-        .unwrap();
-        json!({"exitCode": status.code().unwrap_or(1), "message": std::fs::read_to_string(&log).unwrap_or_default()})
-    };
-    let phase = if terminated["exitCode"] == 0 { "Succeeded" } else { "Failed" };
-    // The Pod may have been deleted meanwhile (a cancelled job).
-    let Some(mut current) = api.get("v1", "pods", &namespace, pod["metadata"]["name"].as_str().unwrap()) else {
-        return;
-    };
-    current["status"] = json!({"phase": phase, "containerStatuses": [{
-        "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"terminated": terminated},
-    }]});
-    api.put_object("v1", "pods", current);
+    json!({"apiVersion": RJ, "kind": "RenderAccount", "metadata": {"name": "acme"}, "spec": spec})
 }

@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: the real `folio` binary, poppler's
-//! PDF tools, a stand-in Kubernetes API server and an in-process S3 server.
+//! PDF tools, a real Kubernetes control plane with a test kubelet, and an
+//! in-process S3 server.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
-pub mod apiserver;
 pub mod cluster;
+pub mod control_plane;
+pub mod kubelet;
 pub mod s3;
 pub mod webhook_receiver;
 
@@ -13,6 +15,20 @@ use std::process::{Command, Output};
 /// The `folio` binary cargo built for these tests.
 pub fn folio() -> Command {
     Command::new(env!("CARGO_BIN_EXE_folio"))
+}
+
+/// `command`, killed when the test process ends (even when a test fails and the
+/// process exits without running destructors).
+pub fn dies_with_test(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Run `folio run` on a manifest text written to a temporary file.

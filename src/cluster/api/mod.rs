@@ -151,6 +151,16 @@ fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiE
             ApiError::conflict("CONFLICT", "the object changed meanwhile; try again")
         }
         kube::Error::Api(status) if status.is_invalid() => ApiError::bad_request(status.message.clone()),
+        // A ResourceQuota of the tenant's namespace is used up: the tenant's limit,
+        // not an outage, and not folio's to retry.
+        kube::Error::Api(status) if status.is_forbidden() && status.message.contains("exceeded quota") => {
+            ApiError::new(http::StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED", status.message.clone())
+        }
+        // An admission policy of the cluster refused the object; folio's own RBAC
+        // refusals (naming its ServiceAccount) are an outage below.
+        kube::Error::Api(status) if status.is_forbidden() && !status.message.contains("system:serviceaccount:") => {
+            ApiError::new(http::StatusCode::FORBIDDEN, "REFUSED_BY_CLUSTER", status.message.clone())
+        }
         _ => {
             tracing::error!(error = %err, "cluster API call failed");
             ApiError::unavailable("the cluster API is unavailable; try again")
