@@ -3,20 +3,25 @@
 //! token, the chart's RBAC in force), serving the REST API over the cluster, with the
 //! real operator (in this process, as the chart's operator ServiceAccount) rendering
 //! what it creates and an S3 server in this process (`s3s-fs`). API keys are made
-//! with `folio api keys` as the cluster's admin, the way a platform team would.
+//! (and revoked, and moved from the Secrets of earlier versions) with `folio api keys`
+//! as the cluster's admin, the way a platform team would. What the chart's
+//! ServiceAccounts may do with Secrets is tested in tests/security.rs.
 
 mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use folio::cluster::api::objects;
+use folio::resources::{RenderApiKey, RenderShare};
 use folio::storage::S3Bucket;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::cluster::{Operator, resource};
 use support::control_plane::{self, ControlPlane};
 use support::s3::{ACCESS_KEY as S3_ACCESS_KEY, SECRET_KEY as S3_SECRET_KEY, s3_server};
+use support::webhook_receiver::Receiver;
 use support::{folio, kubeconfig};
 
 /// Two tenants on the control plane, a bucket, the operator for the first tenant,
@@ -39,6 +44,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// The same, the operator started with `operator_args`.
+    async fn start_with(operator_args: &[&str]) -> Cluster {
         let plane = control_plane::shared();
         let dir = tempfile::tempdir().unwrap();
         let acme = plane.namespace("acme").await;
@@ -48,7 +58,7 @@ impl Cluster {
         let bucket = S3Bucket::connect(&s3, "folio", S3_ACCESS_KEY, S3_SECRET_KEY).await.unwrap();
         let api_kubeconfig = plane.kubeconfig(dir.path(), &plane.api_token, &acme);
         let (api, url) = spawn_api(&api_kubeconfig, &s3).await;
-        let operator = Operator::spawn(plane, &acme, &s3, "operator-0", &[]).await;
+        let operator = Operator::spawn(plane, &acme, &s3, "operator-0", operator_args).await;
         let cluster = Cluster {
             plane,
             admin: plane.admin().await,
@@ -71,23 +81,42 @@ impl Cluster {
         cluster
     }
 
-    /// A new API key for `namespace`, made with `folio api keys create` as the admin.
-    async fn key(&self, namespace: &str) -> String {
+    /// `folio api keys ARGS` as the admin; its standard output (it must succeed).
+    async fn keys(&self, args: &[&str]) -> String {
         let mut command = tokio::process::Command::from(folio());
         let out = command
-            .args(["api", "keys", "create", "--namespace", namespace])
+            .args(["api", "keys"])
+            .args(args)
             .env("KUBECONFIG", self.plane.admin_kubeconfig())
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        // The facade learns of new keys through its watch.
-        self.eventually("the new key works", || async {
-            self.call("GET", "/v1/account", &key, None).await.0 == StatusCode::OK
+        assert!(out.status.success(), "folio api keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A new API key for `namespace`, made with `folio api keys create` as the admin.
+    async fn key(&self, namespace: &str) -> String {
+        let key = self.keys(&["create", "--namespace", namespace]).await.trim().to_owned();
+        self.await_key_status(&key, StatusCode::OK).await;
+        key
+    }
+
+    /// Wait until `key` gets `status` from `GET /v1/account` (the facade learns of new
+    /// and revoked keys through its watch).
+    async fn await_key_status(&self, key: &str, status: StatusCode) {
+        self.eventually(&format!("the key gets {status}"), || async {
+            self.call("GET", "/v1/account", key, None).await.0 == status
         })
         .await;
-        key
+    }
+
+    /// Every RenderAPIKey and RenderShare of `namespace`, as JSON text.
+    async fn key_and_share_objects(&self, namespace: &str) -> String {
+        let all = ListParams::default();
+        let keys = Api::<RenderApiKey>::namespaced(self.admin.clone(), namespace).list(&all).await.unwrap();
+        let shares = Api::<RenderShare>::namespaced(self.admin.clone(), namespace).list(&all).await.unwrap();
+        format!("{}\n{}", serde_json::to_string(&keys.items).unwrap(), serde_json::to_string(&shares.items).unwrap())
     }
 
     async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -143,7 +172,7 @@ async fn spawn_api(kubeconfig: &std::path::Path, s3: &str) -> (std::process::Chi
         .args(["api", "--listen", "127.0.0.1:0", "--settle-timeout", "1", "--s3-endpoint", s3])
         .args(["--s3-access-key", S3_ACCESS_KEY, "--s3-secret-key", S3_SECRET_KEY])
         .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,tower_http=off")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -162,6 +191,30 @@ async fn spawn_api(kubeconfig: &std::path::Path, s3: &str) -> (std::process::Chi
         .unwrap_or_else(|| panic!("folio api did not announce its address: {line:?}"))
         .to_owned();
     (api, url)
+}
+
+impl Cluster {
+    /// A ResourceQuota `name` in `namespace` allowing none of `resource`, once the
+    /// quota controller has counted what is there (it is enforced from then on).
+    async fn quota(&self, namespace: &str, name: &str, resource: &str) {
+        let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name},
+            "spec": {"hard": {resource: "0"}}});
+        self.apply(namespace, quota).await;
+        self.eventually("the quota controller has taken up the quota", || async {
+            let quota = self.get("ResourceQuota", namespace, name).await.unwrap();
+            quota["status"]["used"][resource].is_string()
+        })
+        .await;
+    }
+}
+
+/// HMAC-SHA256 of `body` under `secret`, hex: what a receiver checks
+/// `X-Folio-Signature` against.
+fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 impl Drop for Cluster {
@@ -188,8 +241,10 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     let (ns, other) = (cluster.acme.clone(), cluster.globex.clone());
     let acme = cluster.key(&ns).await;
     let globex = cluster.key(&other).await;
-    let secrets = cluster.list("Secret", &ns).await;
-    assert!(secrets.iter().all(|s| !s.to_string().contains(&acme[6..])), "nothing stored holds a key itself");
+    let stored = cluster.key_and_share_objects(&ns).await;
+    assert!(stored.contains(&folio::api_keys::hash(&acme)), "a RenderAPIKey holds the key's hash: {stored}");
+    assert!(!stored.contains(&acme[6..]), "nothing stored holds a key itself");
+    assert!(cluster.list("Secret", &ns).await.is_empty(), "keys are no Secrets");
     cluster
         .apply(
             &ns,
@@ -259,6 +314,10 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     let (_, shares) = cluster.call("GET", "/v1/shares", &acme, None).await;
     assert_eq!(shares["pagination"]["total"], 1);
     let token = share_url.rsplit('/').next().unwrap().to_owned();
+    let shown = shares["data"][0]["token"].as_str().unwrap();
+    assert_eq!(shown, format!("{}\u{2026}", &token[..12]), "a listing shows the token's prefix only: {shares}");
+    let stored = cluster.key_and_share_objects(&ns).await;
+    assert!(stored.contains(&objects::secret_hash(&token)) && !stored.contains(&token), "a share keeps its hash only");
     let (status, _) = cluster.call("DELETE", &format!("/v1/shares/{token}"), &globex, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = cluster.call("DELETE", &format!("/v1/shares/{token}"), &acme, None).await;
@@ -277,21 +336,35 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
         .await;
     let (status, _) = cluster.call("GET", &path, &acme, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The admin revokes the key: it stops working, the other tenant's goes on.
+    let name = objects::api_key_name(&folio::api_keys::hash(&acme));
+    let listed = cluster.keys(&["list", "-n", &ns]).await;
+    assert!(listed.contains(&name) && listed.contains(&acme[..12]), "{listed}");
+    cluster.keys(&["revoke", "-n", &ns, &name]).await;
+    cluster.await_key_status(&acme, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(cluster.call("GET", "/v1/account", &globex, None).await.0, StatusCode::OK);
+    let revoked = cluster.keys(&["list", "-n", &ns]).await;
+    assert!(revoked.lines().any(|l| l.contains(&name) && !l.trim_end().ends_with('-')), "revoked at: {revoked}");
     let mut cluster = cluster;
     if let Some(operator) = cluster.operator.take() {
         operator.stop().await;
     }
 }
 
+/// A webhook secret given in the request is kept in a Secret that `folio api` creates
+/// after the job, owned by it; the operator signs deliveries with it. A request whose
+/// job or Secret the API server refuses leaves neither behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_secret_is_a_secret_owned_by_its_job_and_a_refused_create_leaves_nothing() {
-    let cluster = Cluster::start().await;
-    let ns = cluster.globex.clone();
+async fn a_webhook_is_signed_with_the_secret_given_and_a_refused_create_leaves_nothing() {
+    let cluster = Cluster::start_with(&["--allow-private-targets"]).await;
+    let ns = cluster.acme.clone();
     let key = cluster.key(&ns).await;
-    let request =
-        json!({"template": {"source": "= Hi"}, "webhook": {"url": "https://hooks.example/x", "secret": "s3cret"}});
-    let (status, created) = cluster.call("POST", "/v1/renders", &key, Some(request.clone())).await;
+    let receiver = Receiver::start().await;
+    let request = json!({"template": {"source": "= Hi"}, "webhook": {"url": receiver.url, "secret": "s3cret"}});
+    let (status, created) = cluster.call("POST", "/v1/renders", &key, Some(request)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert!(!created.to_string().contains("s3cret"), "the answer never shows the secret");
     let id = created["id"].as_str().unwrap();
     let job = cluster.get("RenderJob", &ns, id).await.unwrap();
     assert!(!job.to_string().contains("s3cret"));
@@ -300,33 +373,121 @@ async fn a_webhook_secret_is_a_secret_owned_by_its_job_and_a_refused_create_leav
     let secret = cluster.get("Secret", &ns, secret_name).await.expect("the webhook Secret");
     assert_eq!(secret_text(&secret, "secret"), "s3cret");
     assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], job["metadata"]["uid"]);
-    assert!(!created.to_string().contains("s3cret"), "the answer never shows the secret");
 
-    // A quota of no more RenderJobs: the API server refuses the next create.
+    // The operator renders the job and posts its terminal event, signed with "s3cret".
+    receiver.wait_for(1).await;
+    let delivery = receiver.accepted().await.remove(0);
+    assert_eq!(delivery.body["renderId"], id);
+    assert_eq!(delivery.body["status"], "succeeded", "{:#}", delivery.body);
+    let signature = delivery.headers["x-folio-signature"].to_str().unwrap();
+    assert_eq!(signature, hmac_sha256_hex("s3cret", &delivery.raw), "signed with the secret given in the POST");
+    assert_ne!(signature, hmac_sha256_hex("another", &delivery.raw));
+
+    // No Secret may be created (a quota of none): the job made first is deleted again.
+    let other = cluster.globex.clone();
+    let globex = cluster.key(&other).await;
+    let request =
+        json!({"template": {"source": "= Hi"}, "webhook": {"url": "https://hooks.example/x", "secret": "s3cret"}});
+    cluster.quota(&other, "no-more-secrets", "secrets").await;
+    let (status, body) = cluster.call("POST", "/v1/renders", &globex, Some(request.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("QUOTA_EXCEEDED")));
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("exceeded quota: no-more-secrets"),
+        "{body}"
+    );
     cluster
-        .apply(
-            &ns,
-            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-more-jobs"},
-            "spec": {"hard": {"count/renderjobs.folio.dev": "0"}}}),
-        )
-        .await;
-    cluster
-        .eventually("the quota controller has taken up the quota", || async {
-            let quota = cluster.get("ResourceQuota", &ns, "no-more-jobs").await.unwrap();
-            quota["status"]["hard"].is_object()
+        .eventually("the job whose Secret was refused is gone", || async {
+            cluster.list("RenderJob", &other).await.is_empty()
         })
         .await;
-    let secrets_before = cluster.list("Secret", &ns).await.len();
-    let (status, body) = cluster.call("POST", "/v1/renders", &key, Some(request)).await;
+    assert!(cluster.list("Secret", &other).await.is_empty());
+    let quotas = cluster.api("ResourceQuota", &other);
+    quotas.delete("no-more-secrets", &Default::default()).await.unwrap();
+
+    // No more RenderJobs: the API server refuses the job, and no Secret is made.
+    cluster.quota(&other, "no-more-jobs", "count/renderjobs.folio.dev").await;
+    let (status, body) = cluster.call("POST", "/v1/renders", &globex, Some(request)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("QUOTA_EXCEEDED")));
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("exceeded quota: no-more-jobs"), "the client is told why: {body}");
-    assert_eq!(cluster.list("RenderJob", &ns).await.len(), 1);
+    assert!(cluster.list("RenderJob", &other).await.is_empty());
+    assert!(cluster.list("Secret", &other).await.is_empty());
+    let mut cluster = cluster;
+    if let Some(operator) = cluster.operator.take() {
+        operator.stop().await;
+    }
+}
+
+/// Keys and share links kept in Secrets by earlier versions keep working once an admin
+/// has run `folio api keys migrate`, which moves them to RenderAPIKeys and RenderShares
+/// and deletes the Secrets; running it again does no harm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_share_links_kept_in_secrets_keep_working_after_migrate() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.acme.clone();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.admin.clone(), &ns);
+    // An API key as the earlier `folio api keys create` made it.
+    let key = folio::api_keys::generate();
+    let key_secret_name = objects::api_key_name(&key.hash);
+    let old_key = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": key_secret_name, "labels": {"folio.dev/api-key": "true"},
+                     "annotations": {"folio.dev/key-prefix": key.prefix}},
+        "stringData": {"hash": key.hash}});
+    secrets.create(&PostParams::default(), &serde_json::from_value(old_key).unwrap()).await.unwrap();
+    // folio api reads no Secret: until the migration the key is unknown to it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cluster.call("GET", "/v1/account", &key.plaintext, None).await.0, StatusCode::UNAUTHORIZED);
+
+    let out = cluster.keys(&["migrate"]).await;
+    assert!(out.contains(&format!("Secret {ns}/{key_secret_name} -> RenderAPIKey {ns}/{key_secret_name}")), "{out}");
+    cluster.await_key_status(&key.plaintext, StatusCode::OK).await;
+    assert!(secrets.get_opt(&key_secret_name).await.unwrap().is_none(), "the old Secret is deleted");
+    let migrated = Api::<RenderApiKey>::namespaced(cluster.admin.clone(), &ns).get(&key_secret_name).await.unwrap();
+    assert_eq!(
+        (migrated.spec.key_hash.as_str(), migrated.spec.prefix.as_str()),
+        (key.hash.as_str(), key.prefix.as_str())
+    );
+
+    // A share link as the earlier `folio api` made it, of a job rendered meanwhile.
+    let (status, created) =
+        cluster.call("POST", "/v1/renders", &key.plaintext, Some(json!({"template": {"source": "= Shared"}}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/renders/{id}");
     cluster
-        .eventually("the webhook Secret was removed", || async {
-            cluster.list("Secret", &ns).await.len() == secrets_before
+        .eventually("the job succeeds", || async {
+            cluster.call("GET", &path, &key.plaintext, None).await.1["status"] == "succeeded"
         })
         .await;
+    let job = cluster.get("RenderJob", &ns, &id).await.unwrap();
+    let token = folio::http::backend::new_share_token();
+    let share_name = objects::share_name(&token);
+    let old_share = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": share_name, "labels": {"folio.dev/share": "true"},
+            "annotations": {"folio.dev/render-job": id, "folio.dev/expires-at": "2099-01-01T00:00:00Z"},
+            "ownerReferences": [{"apiVersion": "folio.dev/v1alpha1", "kind": "RenderJob", "name": id,
+                                 "uid": job["metadata"]["uid"]}]},
+        "stringData": {"token": token}});
+    secrets.create(&PostParams::default(), &serde_json::from_value(old_share).unwrap()).await.unwrap();
+    let share_url = format!("{}/v1/share/{token}", cluster.url);
+    assert_eq!(download(&share_url).await.0, StatusCode::NOT_FOUND, "not yet migrated");
+
+    let out = cluster.keys(&["migrate"]).await;
+    assert!(out.contains(&format!("RenderShare {ns}/{share_name}")), "{out}");
+    cluster
+        .eventually("the migrated share link opens the PDF", || async {
+            download(&share_url).await.0 == StatusCode::OK
+        })
+        .await;
+    assert!(cluster.list("Secret", &ns).await.is_empty(), "every old Secret is deleted");
+    let share = Api::<RenderShare>::namespaced(cluster.admin.clone(), &ns).get(&share_name).await.unwrap();
+    assert_eq!(share.metadata.owner_references.unwrap()[0].uid, job["metadata"]["uid"].as_str().unwrap());
+    assert!(!cluster.key_and_share_objects(&ns).await.contains(&token), "the token is kept as a hash only");
+    let (status, _) = cluster.call("DELETE", &format!("/v1/shares/{token}"), &key.plaintext, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(download(&share_url).await.0, StatusCode::NOT_FOUND, "revoked at once");
+    let out = cluster.keys(&["migrate"]).await;
+    assert!(out.contains("0 Secrets were copied"), "nothing left to migrate: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -428,3 +428,131 @@ async fn the_examples_apply_server_side_and_render() {
     }
     operator.stop().await;
 }
+
+/// The condition of `type_` on `job`, if any.
+fn condition(job: &Value, type_: &str) -> Option<Value> {
+    job["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).cloned()
+}
+
+/// A renderer Pod the real scheduler cannot place (it asks for more CPU than the node
+/// has) shows the scheduler's reason on the job while it waits, and ends the attempt
+/// as RENDERER_UNAVAILABLE after the start timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unschedulable_renderer_shows_the_schedulers_reason_and_ends_unavailable() {
+    let args = ["--renderer-cpu-request", "100", "--renderer-cpu-limit", "100", "--renderer-start-timeout", "4"];
+    let harness = Harness::start(&args).await;
+    harness.apply(job("huge", json!({"template": {"source": "= Huge"}, "data": {}, "backoffLimit": 0}))).await;
+    harness
+        .wait_until("the job shows why its renderer waits", async |h| {
+            let job = h.job("huge").await.unwrap();
+            condition(&job, "RendererStarted").is_some_and(|c| c["status"] == "False")
+        })
+        .await;
+    let waiting = condition(&harness.job("huge").await.unwrap(), "RendererStarted").unwrap();
+    assert_eq!(waiting["reason"], "Unschedulable", "{waiting:#}");
+    assert!(waiting["message"].as_str().unwrap().contains("0/1 nodes are available"), "{waiting:#}");
+    let failed = harness.wait_for_phase("huge", "Failed").await;
+    assert_eq!(failed["status"]["errorCode"], "RENDERER_UNAVAILABLE", "{failed:#}");
+    assert!(failed["status"]["errorMessage"].as_str().unwrap().contains("Insufficient cpu"), "{failed:#}");
+    let events = harness.events("huge").await;
+    let warnings: Vec<_> = events.iter().filter(|e| e["reason"] == "RendererNotStarted").collect();
+    assert_eq!(warnings.len(), 1, "one Warning Event: {events:#?}");
+    assert_eq!(warnings[0]["type"], "Warning");
+    harness.wait_until("the Pod is gone", async |h| h.get("Pod", "huge-render-0").await.is_none()).await;
+    harness.stop().await;
+}
+
+/// A LimitRange whose maximum is below the renderer's memory limit makes the API
+/// server refuse the Pod: the job shows the server's message at once, and renders
+/// once the platform team lifts the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_refusal_shows_at_once_and_the_job_renders_once_it_is_lifted() {
+    let harness = Harness::start(&[]).await;
+    harness
+        .apply(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "small"},
+            "spec": {"limits": [{"type": "Container", "max": {"memory": "512Mi"}}]}}))
+        .await;
+    harness.apply(job("refused", json!({"template": {"source": "= Refused"}, "data": {}}))).await;
+    harness
+        .wait_until("the refusal shows on the job", async |h| {
+            let job = h.job("refused").await.unwrap();
+            condition(&job, "RendererAdmitted").is_some_and(|c| c["status"] == "False")
+        })
+        .await;
+    let refused = harness.job("refused").await.unwrap();
+    let admitted = condition(&refused, "RendererAdmitted").unwrap();
+    assert_eq!(admitted["reason"], "Forbidden", "{admitted:#}");
+    let message = admitted["message"].as_str().unwrap();
+    assert!(message.contains("maximum memory usage per Container is 512Mi, but limit is 1Gi"), "{admitted:#}");
+    assert_eq!(refused["status"]["phase"], "Queued");
+    let events = harness.events("refused").await;
+    let warning = events.iter().find(|e| e["reason"] == "RendererRefused").expect("a Warning Event");
+    assert!(warning["note"].as_str().unwrap().contains("512Mi"), "{warning:#}");
+
+    harness.delete("LimitRange", "small").await;
+    let done = harness.wait_for_phase("refused", "Succeeded").await;
+    assert_eq!(condition(&done, "RendererAdmitted").unwrap()["status"], "True");
+    harness.stop().await;
+}
+
+/// A renderer image the node cannot pull: the kubelet's ErrImagePull shows on the job,
+/// which ends RENDERER_UNAVAILABLE after the start timeout instead of running out
+/// its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_shows_on_the_job_and_ends_unavailable() {
+    let harness = Harness::start(&["--image", "registry.invalid/folio:missing", "--renderer-start-timeout", "3"]).await;
+    harness.apply(job("nopull", json!({"template": {"source": "= Pull"}, "data": {}, "backoffLimit": 0}))).await;
+    harness
+        .wait_until("the pull failure shows on the job", async |h| {
+            let job = h.job("nopull").await.unwrap();
+            condition(&job, "RendererStarted").is_some_and(|c| c["reason"] == "ErrImagePull")
+        })
+        .await;
+    let failed = harness.wait_for_phase("nopull", "Failed").await;
+    assert_eq!(failed["status"]["errorCode"], "RENDERER_UNAVAILABLE", "{failed:#}");
+    assert!(
+        failed["status"]["errorMessage"].as_str().unwrap().contains("registry.invalid/folio:missing"),
+        "{failed:#}"
+    );
+    harness.stop().await;
+}
+
+/// `helm upgrade` to a chart whose CRD adds a status field: the API server serves the
+/// new schema (Helm alone never upgrades files in `crds/`), so a status written with
+/// the field keeps it instead of having it pruned. The release is rolled back after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_upgrade_upgrades_the_crds() {
+    let harness = Harness::start(&[]).await;
+    let plane = harness.plane;
+    let chart = tempfile::tempdir().unwrap();
+    let copy = std::process::Command::new("cp")
+        .args(["-r", &support::control_plane::chart_dir(), chart.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let crds = chart.path().join("folio/files/crds.yaml");
+    let text = std::fs::read_to_string(&crds).unwrap();
+    let mut documents: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let jobs = documents.iter_mut().find(|d| d["metadata"]["name"] == "renderjobs.folio.dev").unwrap();
+    let properties =
+        &mut jobs["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    properties.as_mapping_mut().unwrap().insert("upgradeProbe".into(), serde_yaml::from_str("{type: string}").unwrap());
+    let text: Vec<String> = documents.iter().map(|d| serde_yaml::to_string(d).unwrap()).collect();
+    std::fs::write(&crds, text.join("---\n")).unwrap();
+    let namespace = support::control_plane::RELEASE_NAMESPACE;
+    let upgraded = plane.helm(&["upgrade", "folio", chart.path().join("folio").to_str().unwrap(), "-n", namespace]);
+    upgraded.unwrap();
+
+    harness.apply(job("probe", json!({"template": {"source": "= P"}, "data": {}, "cancel": true}))).await;
+    harness.wait_for_phase("probe", "Cancelled").await;
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(harness.admin.clone(), &harness.namespace, &support::cluster::resource("RenderJob"));
+    let patch = json!({"status": {"upgradeProbe": "kept"}});
+    let written =
+        api.patch_status("probe", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let rollback = plane.helm(&["rollback", "folio", "1", "-n", namespace]);
+    assert_eq!(written.data["status"]["upgradeProbe"], "kept", "the upgraded CRD's field is served");
+    rollback.unwrap();
+    harness.stop().await;
+}

@@ -76,8 +76,6 @@ impl Operator {
             SECRET_KEY,
             "--metrics-listen",
             &listen,
-            "--image",
-            RENDERER_IMAGE,
             "--watch-namespace",
             namespace,
             "--lease-namespace",
@@ -89,6 +87,9 @@ impl Operator {
             "--identity",
             identity,
         ];
+        if !extra_args.contains(&"--image") {
+            args.extend(["--image", RENDERER_IMAGE]);
+        }
         let leading = extra_args.contains(&"--lease");
         if !leading {
             args.push("--no-leader-election");

@@ -218,6 +218,23 @@ async fn start() -> anyhow::Result<(ControlPlane, Children)> {
     write_kubeconfig(&dir.join("controller-manager.kubeconfig"), &url, &ca, CONTROLLER_MANAGER_TOKEN, "default")?;
     write_kubeconfig(&dir.join("scheduler.kubeconfig"), &url, &ca, SCHEDULER_TOKEN, "default")?;
     write_kubeconfig(&dir.join("admin.kubeconfig"), &url, &ca, ADMIN_TOKEN, "default")?;
+    let plane = ControlPlane {
+        url: url.clone(),
+        dir: dir.clone(),
+        bin: bin.clone(),
+        kubelet: Arc::new(Kubelet::default()),
+        operator_token: String::new(),
+        api_token: String::new(),
+        namespaces: AtomicU32::new(0),
+    };
+    // The chart first, so that the controllers' first discovery already finds folio's
+    // kinds (the resource-quota controller counts RenderJobs from then on, not 30 s
+    // later).
+    plane.helm(&["install", RELEASE, &chart_dir(), "--namespace", RELEASE_NAMESPACE, "--create-namespace"])?;
+    let crds = ["crd/renderjobs.folio.dev", "crd/rendertemplates.folio.dev", "crd/renderaccounts.folio.dev"];
+    plane
+        .run_tool("kubectl", &[&["wait", "--for=condition=Established", "--timeout=60s"][..], &crds[..]].concat())
+        .map_err(anyhow::Error::msg)?;
     let args = [
         format!("--kubeconfig={}", dir.join("controller-manager.kubeconfig").display()),
         "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,resourcequota".to_owned(),
@@ -240,18 +257,8 @@ async fn start() -> anyhow::Result<(ControlPlane, Children)> {
     ];
     children.0.push(spawn(&bin, &dir, "kube-scheduler", "kube-scheduler", &args)?);
 
-    let plane = ControlPlane {
-        url: url.clone(),
-        dir: dir.clone(),
-        bin: bin.clone(),
-        kubelet: Arc::new(Kubelet::default()),
-        operator_token: String::new(),
-        api_token: String::new(),
-        namespaces: AtomicU32::new(0),
-    };
     let admin = plane.admin().await;
     super::kubelet::register(&admin, &plane.client(NODE_TOKEN).await).await.context("registering the test node")?;
-    plane.helm(&["install", RELEASE, &chart_dir(), "--namespace", RELEASE_NAMESPACE, "--create-namespace"])?;
     let operator_token = token_of(&admin, OPERATOR_ACCOUNT).await?;
     let api_token = token_of(&admin, API_ACCOUNT).await?;
     install_panic_hook(dir);
