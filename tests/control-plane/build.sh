@@ -14,7 +14,7 @@ ETCD_VERSION=v3.6.16
 HELM_VERSION=v4.3.1
 
 if ! command -v go >/dev/null; then
-  echo "control-plane: Go is needed to build kube-apiserver and etcd for the cluster tests; install Go 1.25 or newer (https://go.dev/dl or apt-get install golang)" >&2
+  echo "control-plane: Go is needed to build kube-apiserver and etcd for the cluster tests; install Go 1.26 or newer (https://go.dev/dl or apt-get install golang)" >&2
   exit 1
 fi
 
