@@ -556,3 +556,23 @@ async fn helm_upgrade_upgrades_the_crds() {
     rollback.unwrap();
     harness.stop().await;
 }
+
+/// A failure whose message is long and not ASCII still reaches the job's Events: the
+/// API server limits an Event's note to 1,024 bytes, and the note is cut to fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_non_ascii_failure_message_still_makes_an_event() {
+    let harness = Harness::start(&[]).await;
+    let source = "#panic(\"Prüfung fehlgeschlagen: \" + \"ü\" * 900)";
+    harness.apply(job("umlaut", json!({"template": {"source": source}, "data": {}}))).await;
+    let failed = harness.wait_for_phase("umlaut", "Failed").await;
+    assert!(failed["status"]["errorMessage"].as_str().unwrap().len() > 1024, "{failed:#}");
+    harness
+        .wait_until("the Failed Event is recorded", async |h| {
+            h.events("umlaut").await.iter().any(|e| e["reason"] == "Failed")
+        })
+        .await;
+    let events = harness.events("umlaut").await;
+    let note = events.iter().find(|e| e["reason"] == "Failed").unwrap()["note"].as_str().unwrap().to_owned();
+    assert!(note.len() <= 1024 && note.contains("Prüfung"), "{note}");
+    harness.stop().await;
+}
