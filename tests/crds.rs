@@ -63,3 +63,30 @@ fn render_job_crd_has_status_columns_and_short_name() {
         assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_string()][..]));
     }
 }
+
+/// API keys and share links are kinds of folio's own (so that `folio api` needs no
+/// access to Secrets), and they hold hashes only: no field could carry a key or token.
+#[test]
+fn api_key_and_share_crds_hold_hashes_with_columns_and_short_names() {
+    let crds = folio::resources::crds();
+    for (kind, short, hash, columns) in [
+        ("RenderAPIKey", "rak", "keyHash", &["Prefix", "Expires", "Revoked", "Age"][..]),
+        ("RenderShare", "rsh", "tokenHash", &["Job", "Prefix", "Expires", "Revoked", "Age"][..]),
+    ] {
+        let crd = crds.iter().find(|c| c.spec.names.kind == kind).unwrap_or_else(|| panic!("no {kind} CRD"));
+        assert_eq!(crd.spec.group, "folio.dev");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_string()][..]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let shown: Vec<&str> =
+            version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(shown, columns, "{kind}");
+        let spec = serde_json::to_value(&version.schema).unwrap()["openAPIV3Schema"]["properties"]["spec"].clone();
+        assert_eq!(spec["properties"][hash]["pattern"], "^[0-9a-f]{64}$", "{kind}: a SHA-256 in hex");
+        let fields: Vec<&String> = spec["properties"].as_object().unwrap().keys().collect();
+        assert!(fields.iter().all(|f| !matches!(f.as_str(), "key" | "token" | "secret")), "{kind}: {fields:?}");
+        let required: Vec<&str> = spec["required"].as_array().unwrap().iter().filter_map(|r| r.as_str()).collect();
+        assert!(required.contains(&hash), "{kind}: {required:?}");
+    }
+}

@@ -1,16 +1,21 @@
 //! The custom resources folio is driven by: `RenderTemplate`, `RenderJob` and
-//! `RenderAccount` in the API group `folio.dev/v1alpha1`.
+//! `RenderAccount` in the API group `folio.dev/v1alpha1`, and the records of
+//! `folio api`: `RenderAPIKey` (its API keys) and `RenderShare` (share links).
 //!
 //! The Rust types are the single source of truth: the CRDs in `crds/` are generated
 //! from them (`folio crd`), `folio run` and `folio serve -f` read the same manifests,
 //! and the REST API maps onto the same fields. Nothing here talks to a cluster.
 
 mod render_account;
+mod render_api_key;
 mod render_job;
+mod render_share;
 mod render_template;
 
 pub use render_account::*;
+pub use render_api_key::*;
 pub use render_job::*;
+pub use render_share::*;
 pub use render_template::*;
 
 use kube::CustomResourceExt;
@@ -90,7 +95,7 @@ pub fn default_account(namespace: &str) -> RenderAccount {
 
 /// The CRDs of all folio kinds, in the order `folio crd` prints them.
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![RenderTemplate::crd(), RenderJob::crd(), RenderAccount::crd()]
+    vec![RenderTemplate::crd(), RenderJob::crd(), RenderAccount::crd(), RenderApiKey::crd(), RenderShare::crd()]
 }
 
 /// The CRDs as one multi-document YAML text: the content of `crds/folio.yaml`.

@@ -1,6 +1,8 @@
 //! The reflector caches the facade reads from: one cluster-wide watch per kind
-//! (RenderJob, RenderTemplate, RenderAccount, and the two kinds of labelled Secrets),
-//! so a GET or a page of the render log costs no apiserver call.
+//! (RenderJob, RenderTemplate, RenderAccount, RenderAPIKey and RenderShare), so a GET,
+//! a page of the render log or an API key's check costs no apiserver call. No Secret
+//! is watched: keys and share links are kinds of folio's own, so that `folio api`
+//! needs no read access to the cluster's Secrets.
 //!
 //! Each cache also counts the events it applied, on a `watch` channel: a handler that
 //! just wrote an object waits on it until the cache shows the write (or a short time
@@ -10,7 +12,6 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -18,8 +19,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::objects::{API_KEY_LABEL, LAST_APPLIED_ANNOTATION, SHARE_LABEL};
-use crate::resources::{RenderAccount, RenderJob, RenderTemplate};
+use super::objects::LAST_APPLIED_ANNOTATION;
+use crate::resources::{RenderAccount, RenderApiKey, RenderJob, RenderShare, RenderTemplate};
 
 /// A reflector store and a counter of the events applied to it.
 #[derive(Clone)]
@@ -107,10 +108,10 @@ pub struct Caches {
     pub templates: Cache<RenderTemplate>,
     /// RenderAccounts of every namespace.
     pub accounts: Cache<RenderAccount>,
-    /// Secrets labelled as API keys.
-    pub keys: Cache<Secret>,
-    /// Secrets labelled as share links.
-    pub shares: Cache<Secret>,
+    /// RenderAPIKeys of every namespace.
+    pub keys: Cache<RenderApiKey>,
+    /// RenderShares of every namespace.
+    pub shares: Cache<RenderShare>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -121,16 +122,8 @@ impl Caches {
         let (jobs, jobs_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderJob");
         let (templates, templates_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderTemplate");
         let (accounts, accounts_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderAccount");
-        let (keys, keys_task) = Cache::watch(
-            Api::all(client.clone()),
-            plain().labels(&format!("{API_KEY_LABEL}=true")),
-            "Secret (API keys)",
-        );
-        let (shares, shares_task) = Cache::watch(
-            Api::all(client.clone()),
-            plain().labels(&format!("{SHARE_LABEL}=true")),
-            "Secret (share links)",
-        );
+        let (keys, keys_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderAPIKey");
+        let (shares, shares_task) = Cache::watch(Api::all(client.clone()), plain(), "RenderShare");
         let tasks = vec![jobs_task, templates_task, accounts_task, keys_task, shares_task];
         Caches { jobs, templates, accounts, keys, shares, tasks }
     }
@@ -141,8 +134,8 @@ impl Caches {
         jobs: Cache<RenderJob>,
         templates: Cache<RenderTemplate>,
         accounts: Cache<RenderAccount>,
-        keys: Cache<Secret>,
-        shares: Cache<Secret>,
+        keys: Cache<RenderApiKey>,
+        shares: Cache<RenderShare>,
     ) -> Caches {
         Caches { jobs, templates, accounts, keys, shares, tasks: Vec::new() }
     }
@@ -153,8 +146,8 @@ impl Caches {
             ("RenderJob", self.jobs.is_synced()),
             ("RenderTemplate", self.templates.is_synced()),
             ("RenderAccount", self.accounts.is_synced()),
-            ("Secret (API keys)", self.keys.is_synced()),
-            ("Secret (share links)", self.shares.is_synced()),
+            ("RenderAPIKey", self.keys.is_synced()),
+            ("RenderShare", self.shares.is_synced()),
         ];
         synced.into_iter().filter(|(_, ok)| !ok).map(|(kind, _)| kind).collect()
     }

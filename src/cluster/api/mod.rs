@@ -14,6 +14,7 @@
 pub mod admission;
 mod cache;
 pub mod keys;
+pub mod migrate;
 pub mod objects;
 #[cfg(test)]
 mod tests;
@@ -35,7 +36,7 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
-use crate::resources::{RenderAccount, RenderJob, RenderTemplate, SecretKeyRef};
+use crate::resources::{RenderAccount, RenderJob, RenderShare, RenderTemplate, SecretKeyRef};
 use crate::signing::UrlSigner;
 use crate::storage::{MAX_PRESIGNED_LIFETIME, S3Bucket, S3Options};
 pub use cache::{Cache, Caches};
@@ -44,7 +45,7 @@ pub use cache::{Cache, Caches};
 #[derive(Clone, Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ApiOptions {
-    /// Manage API keys (Secrets in the tenant's namespace) instead of serving.
+    /// Manage API keys (RenderAPIKeys in the tenant's namespace) instead of serving.
     #[command(subcommand)]
     pub command: Option<ApiCommand>,
     /// Address to listen on.
@@ -71,7 +72,7 @@ pub struct ApiOptions {
 /// `folio api <command>`.
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum ApiCommand {
-    /// Create, list and revoke API keys: Secrets holding only the key's hash.
+    /// Create, list, revoke and migrate API keys: RenderAPIKeys holding only the key's hash.
     Keys {
         /// What to do.
         #[command(subcommand)]
@@ -207,6 +208,10 @@ impl ClusterBackend {
         Api::namespaced(self.client.clone(), tenant)
     }
 
+    fn shares_api(&self, tenant: &str) -> Api<RenderShare> {
+        Api::namespaced(self.client.clone(), tenant)
+    }
+
     fn templates_api(&self, tenant: &str) -> Api<RenderTemplate> {
         Api::namespaced(self.client.clone(), tenant)
     }
@@ -280,72 +285,110 @@ impl ClusterBackend {
         objects::account(accounts, jobs, tenant)
     }
 
-    fn cached_share(&self, token: &str) -> Option<(String, Share)> {
-        let name = objects::share_secret_name(token);
-        let secret = self.caches.shares.store().find(|s| s.metadata.name.as_deref() == Some(name.as_str()))?;
-        let share = objects::share_of(&secret).filter(|s| s.token == token)?;
-        Some((secret.namespace()?, share))
+    /// The live share link with `token` (any tenant: the token is the credential).
+    fn cached_share(&self, token: &str) -> Option<Arc<RenderShare>> {
+        let name = objects::share_name(token);
+        self.caches
+            .shares
+            .store()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()) && objects::share_matches(s, token))
     }
 
-    /// Create the Secret of a webhook secret, then the job referring to it, then make
-    /// the job own the Secret. The Secret comes first so that the operator never sees
-    /// a job whose secret is missing.
-    /// Create the job (and its webhook Secret); `false` when a keyed job of the same
-    /// id was created first, by this replica or another, and that one is returned.
+    /// `tenant`'s share link named by `token`: the token itself, or, as listings show a
+    /// link, the token's prefix (with or without the trailing `…`) when exactly one of
+    /// the tenant's links has it. Revoking is the tenant's own act on its own links, so a
+    /// prefix (which opens nothing) is enough to name one.
+    fn tenant_share(&self, tenant: &str, token: &str) -> Option<Arc<RenderShare>> {
+        if let Some(share) = self.cached_share(token).filter(|s| s.metadata.namespace.as_deref() == Some(tenant)) {
+            return Some(share);
+        }
+        let prefix = token.strip_suffix(objects::ELIDED).unwrap_or(token);
+        if prefix.chars().count() != objects::SHARE_TOKEN_PREFIX_LEN {
+            return None;
+        }
+        let mut matching = self.caches.shares.store().state_filter(|s| {
+            s.metadata.namespace.as_deref() == Some(tenant)
+                && objects::is_live(&s.metadata)
+                && s.spec.token_prefix == prefix
+        });
+        if matching.len() == 1 { matching.pop() } else { None }
+    }
+
+    /// Create the job, then the Secret holding its webhook signing secret, owned by the
+    /// job; `false` when a keyed job of the same id was created first, by this replica or
+    /// another, and that one is returned.
+    ///
+    /// The signing secret is the one the client sent (its receiver checks signatures
+    /// with it), so it has to be stored somewhere the operator can read: a Secret, like
+    /// the ones users name in RenderJobs they apply themselves. `folio api` may only
+    /// *create* Secrets: it never gets, lists, watches, patches or deletes one, not even
+    /// its own, so a bug in the API or a leaked token of its ServiceAccount reads no
+    /// Secret of the cluster. That is why the job comes first: the Secret is created
+    /// already owned by it (an owner reference needs the job's uid), instead of being
+    /// patched afterwards, and the garbage collector removes it with the job. When the
+    /// Secret cannot be created, the job is deleted again, so that a failed request
+    /// leaves nothing behind. Deriving each job's secret from one key of folio's instead
+    /// would need no Secret per job, but the signature would no longer be made with the
+    /// secret the client chose, and one leaked key would forge every job's webhooks.
     async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), ApiError> {
         let id = keyed_job_id(tenant, &new).unwrap_or_else(new_job_id);
         let mut spec = new.spec;
-        let secret = match (new.webhook_secret, spec.webhook.as_mut()) {
+        let webhook_secret = match (new.webhook_secret, spec.webhook.as_mut()) {
             (Some(secret), Some(hook)) => {
                 hook.secret_ref = Some(SecretKeyRef {
                     name: objects::webhook_secret_name(&id),
                     key: objects::WEBHOOK_SECRET_FIELD.to_owned(),
                 });
-                Some(objects::webhook_secret(tenant, &id, &secret))
+                Some(secret)
             }
             _ => None,
         };
         let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
-        // Nothing is created (not even the webhook Secret) for a job that would be refused.
+        // Nothing is created (neither the job nor its webhook Secret) for a job that
+        // would be refused.
         admission::check_job(&job)?;
-        let secrets = self.secrets_api(tenant);
         let post = PostParams::default();
-        if let Some(secret) = &secret {
-            match secrets.create(&post, secret).await {
-                Ok(_) => {}
-                // A concurrent request with the same key made it; its job decides.
-                Err(err) if is_already_exists(&err) => {}
-                Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
-            }
-        }
         let created = match self.jobs_api(tenant).create(&post, &job).await {
             Ok(created) => created,
             Err(err) if is_already_exists(&err) => {
-                // The same key reached another replica (or this one) first.
+                // The same key reached another replica (or this one) first; that request
+                // makes the webhook Secret.
                 let existing = self.load_job(tenant, &id).await?;
                 return Ok((existing, false));
             }
-            Err(err) => {
-                if secret.is_some()
-                    && let Err(cleanup) =
-                        secrets.delete(&objects::webhook_secret_name(&id), &DeleteParams::default()).await
-                {
-                    tracing::warn!(error = %cleanup, %tenant, %id, "could not delete the webhook Secret of a job not created");
-                }
-                return Err(cluster_error(err, || ApiError::not_found("namespace")));
-            }
+            Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
         };
-        if secret.is_some()
-            && let Some(owner) = objects::owned_by(&created)
-        {
-            let patch = json!({"metadata": {"ownerReferences": [owner]}});
-            let name = objects::webhook_secret_name(&id);
-            if let Err(err) = secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                tracing::warn!(error = %err, %tenant, secret = %name, "the webhook Secret is not owned by its job; delete it with the job");
+        if let Some(secret) = webhook_secret {
+            let secret = objects::webhook_secret(&created, &secret);
+            if let Err(err) = self.secrets_api(tenant).create(&post, &secret).await {
+                let answer = if is_already_exists(&err) {
+                    // The Secret of an earlier job of this id (same idempotency key) has
+                    // not been collected yet; it cannot be read, so it is not reused.
+                    ApiError::conflict(
+                        "CONFLICT",
+                        "the webhook secret of an earlier job with this id is still being removed; try again",
+                    )
+                } else {
+                    cluster_error(err, || ApiError::not_found("namespace"))
+                };
+                self.delete_created_job(&created).await;
+                return Err(answer);
             }
         }
         self.await_cached(&created).await;
         Ok((created, true))
+    }
+
+    /// Delete a job this request created, and only that one (by uid).
+    async fn delete_created_job(&self, job: &RenderJob) {
+        let (tenant, id) = (job.namespace().unwrap_or_default(), job.name_any());
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions { uid: job.metadata.uid.clone(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        if let Err(err) = self.jobs_api(&tenant).delete(&id, &params).await {
+            tracing::warn!(error = %err, %tenant, %id, "could not delete the job whose webhook Secret was refused");
+        }
     }
 }
 
@@ -369,8 +412,8 @@ impl Backend for ClusterBackend {
         if !self.caches.keys.is_synced() {
             return Err(starting());
         }
-        let hash = crate::api_keys::hash(api_key);
-        Ok(self.caches.keys.store().find(|s| objects::key_matches(s, &hash)).and_then(|s| s.namespace()))
+        let (hash, now) = (crate::api_keys::hash(api_key), Timestamp::now());
+        Ok(self.caches.keys.store().find(|k| objects::key_matches(k, &hash, now)).and_then(|k| k.namespace()))
     }
 
     async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
@@ -481,26 +524,26 @@ impl Backend for ClusterBackend {
         let job = self.load_job(tenant, id).await?;
         output_key_of(&job)?;
         let token = new_share_token();
-        let secret = objects::share_secret(&job, &token, expires_at);
+        let share = objects::share(&job, &token, expires_at);
         let created = self
-            .secrets_api(tenant)
-            .create(&PostParams::default(), &secret)
+            .shares_api(tenant)
+            .create(&PostParams::default(), &share)
             .await
             .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
-        let name = created.name_any();
-        self.caches
-            .shares
-            .wait_until(self.settle, |s| s.find(|c| c.metadata.name.as_deref() == Some(&name)).is_some())
-            .await;
+        let key = kube::runtime::reflector::ObjectRef::<RenderShare>::new(&created.name_any()).within(tenant);
+        self.caches.shares.wait_until(self.settle, |s| s.get(&key).is_some()).await;
         let mut share =
             objects::share_of(&created).ok_or_else(|| ApiError::internal("a created share link reads back empty"))?;
+        // The one time the token is known: the answer to this request.
         share.token = token;
         Ok(share)
     }
 
     async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
         let gone = || ApiError::not_found("share link");
-        let (tenant, share) = self.cached_share(token).ok_or_else(gone)?;
+        let cached = self.cached_share(token).ok_or_else(gone)?;
+        let tenant = cached.namespace().ok_or_else(gone)?;
+        let share = objects::share_of(&cached).ok_or_else(gone)?;
         if !objects::share_is_live(&share, Timestamp::now()) {
             return Err(gone());
         }
@@ -523,27 +566,25 @@ impl Backend for ClusterBackend {
     }
 
     async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
-        let (namespace, share) =
-            self.cached_share(token).filter(|(ns, _)| ns == tenant).ok_or_else(|| ApiError::not_found("share link"))?;
-        if share.revoked_at.is_some() {
+        let share = self.tenant_share(tenant, token).ok_or_else(|| ApiError::not_found("share link"))?;
+        if share.spec.revoked_at.is_some() {
             return Ok(());
         }
-        let name = objects::share_secret_name(token);
-        let patch =
-            json!({"metadata": {"annotations": {objects::SHARE_REVOKED_ANNOTATION: Timestamp::now().to_string()}}});
+        let name = share.name_any();
+        let patch = json!({"spec": {"revokedAt": Timestamp::now()}});
         let patched = self
-            .secrets_api(&namespace)
+            .shares_api(tenant)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| cluster_error(e, || ApiError::not_found("share link")))?;
         let wanted = patched.metadata.resource_version.clone();
+        let key = kube::runtime::reflector::ObjectRef::<RenderShare>::new(&name).within(tenant);
         self.caches
             .shares
             .wait_until(self.settle, |s| {
-                s.find(|c| c.metadata.name.as_deref() == Some(&name) && c.metadata.namespace.as_deref() == Some(tenant))
-                    .is_some_and(|c| {
-                        objects::version_reached(c.metadata.resource_version.as_deref(), wanted.as_deref())
-                    })
+                s.get(&key).is_some_and(|c| {
+                    objects::version_reached(c.metadata.resource_version.as_deref(), wanted.as_deref())
+                })
             })
             .await;
         Ok(())

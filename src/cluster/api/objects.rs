@@ -3,8 +3,8 @@
 //!
 //! - a job is a RenderJob named by its id; its `Idempotency-Key` is an annotation;
 //! - a webhook secret given in a request is a Secret owned by its job;
-//! - an API key is a Secret labelled `folio.dev/api-key` holding only the key's hash;
-//! - a share link is a Secret labelled `folio.dev/share`, named by a hash of its token,
+//! - an API key is a RenderAPIKey holding only the key's hash;
+//! - a share link is a RenderShare holding only the token's hash, named by that hash,
 //!   owned by its job (so deleting the job deletes its links);
 //! - the render log is a filter, an order and a page over the cached RenderJobs.
 
@@ -21,32 +21,23 @@ use sha2::{Digest, Sha256};
 use crate::api_keys::NewKey;
 use crate::http::backend::{JobFilter, JobView, Share, TemplateView};
 use crate::lifecycle::{self, Charge, Phase};
-use crate::resources::{RenderAccount, RenderJob, RenderJobSpec, RenderTemplate, default_account};
+use crate::resources::{
+    RenderAccount, RenderApiKey, RenderApiKeySpec, RenderJob, RenderJobSpec, RenderShare, RenderShareSpec,
+    RenderTemplate, default_account,
+};
 
 /// Annotation of a job created with an `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_ANNOTATION: &str = "folio.dev/idempotency-key";
 /// Annotation asking the operator to settle a blocked job again (RFC 3339 time).
 pub const RESUME_ANNOTATION: &str = "folio.dev/resume-requested";
-/// Label of the Secrets that hold API keys (value `"true"`).
-pub const API_KEY_LABEL: &str = "folio.dev/api-key";
-/// Annotation of an API key Secret: the key's first characters.
-pub const KEY_PREFIX_ANNOTATION: &str = "folio.dev/key-prefix";
-/// Field of an API key Secret holding the SHA-256 of the key, hex.
-pub const KEY_HASH_FIELD: &str = "hash";
-/// Label of the Secrets that are share links (value `"true"`).
-pub const SHARE_LABEL: &str = "folio.dev/share";
-/// Annotation of a share link: the job whose PDF it serves.
-pub const SHARE_JOB_ANNOTATION: &str = crate::cluster::pod::JOB_LABEL;
-/// Annotation of a share link: when it stops working (RFC 3339).
-pub const SHARE_EXPIRES_ANNOTATION: &str = "folio.dev/expires-at";
-/// Annotation of a share link: when it was revoked (RFC 3339).
-pub const SHARE_REVOKED_ANNOTATION: &str = "folio.dev/revoked-at";
-/// Field of a share link Secret holding its token.
-pub const SHARE_TOKEN_FIELD: &str = "token";
 /// Key of the webhook signing secret in a job's webhook Secret.
 pub const WEBHOOK_SECRET_FIELD: &str = "secret";
 /// `kubectl apply`'s copy of the whole object: not worth keeping in the cache.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Characters of a share token kept in clear to recognise the link.
+pub const SHARE_TOKEN_PREFIX_LEN: usize = 12;
+/// What ends a share token shown by its prefix only (listings).
+pub const ELIDED: char = '\u{2026}';
 
 /// Whether an object is still there for the API: not being deleted.
 pub fn is_live(meta: &ObjectMeta) -> bool {
@@ -154,16 +145,18 @@ pub fn webhook_secret_name(job_id: &str) -> String {
     format!("{job_id}-webhook")
 }
 
-/// The Secret holding a job's webhook signing secret.
-pub fn webhook_secret(tenant: &str, job_id: &str, secret: &str) -> Secret {
+/// The Secret holding the webhook signing secret of `job` (created), which owns it.
+pub fn webhook_secret(job: &RenderJob, secret: &str) -> Secret {
+    let job_id = job.name_any();
     Secret {
         metadata: ObjectMeta {
-            name: Some(webhook_secret_name(job_id)),
-            namespace: Some(tenant.to_owned()),
+            name: Some(webhook_secret_name(&job_id)),
+            namespace: job.metadata.namespace.clone(),
             labels: Some(BTreeMap::from([(
                 crate::cluster::pod::JOB_LABEL.to_owned(),
-                crate::cluster::pod::label_value(job_id),
+                crate::cluster::pod::label_value(&job_id),
             )])),
+            owner_references: owned_by(job).map(|o| vec![o]),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(WEBHOOK_SECRET_FIELD.to_owned(), ByteString(secret.as_bytes().to_vec()))])),
@@ -172,92 +165,99 @@ pub fn webhook_secret(tenant: &str, job_id: &str, secret: &str) -> Secret {
     }
 }
 
-/// An owner reference to `job`, so that what hangs off it is deleted with it.
+/// An owner reference to `job`, so that what hangs off it is deleted with it. Without
+/// `blockOwnerDeletion`, which would need `update` on the job's finalizers.
 pub fn owned_by(job: &RenderJob) -> Option<OwnerReference> {
     job.owner_ref(&())
 }
 
-/// The name of an API key's Secret: from the key's hash, so names never collide in
-/// practice and reveal nothing.
-pub fn api_key_secret_name(key_hash: &str) -> String {
+/// The SHA-256 of a key or a token, hex: all that is stored of either.
+pub fn secret_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The name of an API key's RenderAPIKey: from the key's hash, so names never collide
+/// in practice and reveal nothing. (The Secrets of earlier versions had the same
+/// names, so a migrated key keeps its name.)
+pub fn api_key_name(key_hash: &str) -> String {
     format!("folio-api-key-{}", &key_hash[..key_hash.len().min(16)])
 }
 
-/// The Secret of a new API key in `namespace`: the hash and the prefix, never the key.
-pub fn api_key_secret(namespace: &str, key: &NewKey) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(api_key_secret_name(&key.hash)),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([(API_KEY_LABEL.to_owned(), "true".to_owned())])),
-            annotations: Some(BTreeMap::from([(KEY_PREFIX_ANNOTATION.to_owned(), key.prefix.clone())])),
-            ..Default::default()
+/// The RenderAPIKey of a new key in `namespace`: the hash and the prefix, never the key.
+pub fn api_key(namespace: &str, key: &NewKey, created_at: Timestamp, expires_at: Option<Timestamp>) -> RenderApiKey {
+    let mut object = RenderApiKey::new(
+        &api_key_name(&key.hash),
+        RenderApiKeySpec {
+            key_hash: key.hash.clone(),
+            prefix: key.prefix.clone(),
+            created_at: Some(created_at),
+            expires_at,
+            revoked_at: None,
         },
-        data: Some(BTreeMap::from([(KEY_HASH_FIELD.to_owned(), ByteString(key.hash.clone().into_bytes()))])),
-        type_: Some("Opaque".to_owned()),
-        ..Default::default()
-    }
+    );
+    object.metadata.namespace = Some(namespace.to_owned());
+    object
 }
 
-/// A field of a Secret as text (from `data`, or `stringData` as a user may write it).
-fn secret_field<'a>(secret: &'a Secret, field: &str) -> Option<&'a str> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(field))
-        .and_then(|b| std::str::from_utf8(&b.0).ok())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(field)).map(String::as_str))
+/// Whether a RenderAPIKey is the key whose hash is `key_hash` and works at `now`.
+pub fn key_matches(key: &RenderApiKey, key_hash: &str, now: Timestamp) -> bool {
+    is_live(&key.metadata) && key.spec.key_hash == key_hash && key.spec.is_usable(now)
 }
 
-/// Whether an API key Secret holds the hash `key_hash`.
-pub fn key_matches(secret: &Secret, key_hash: &str) -> bool {
-    is_live(&secret.metadata)
-        && secret.labels().get(API_KEY_LABEL).is_some_and(|v| v == "true")
-        && secret_field(secret, KEY_HASH_FIELD).is_some_and(|h| h.trim() == key_hash)
+/// The name of a share link's RenderShare: from the token's hash, so that the link
+/// finds its object without the token appearing in any name. (The Secrets of earlier
+/// versions had the same names.)
+pub fn share_name_of_hash(token_hash: &str) -> String {
+    format!("folio-share-{}", &token_hash[..token_hash.len().min(40)])
 }
 
-/// The name of a share link's Secret: a hash of the token, so that the link finds its
-/// Secret without the token appearing in any name.
-pub fn share_secret_name(token: &str) -> String {
-    format!("folio-share-{}", &hex::encode(Sha256::digest(token.as_bytes()))[..40])
+/// The name of the RenderShare of the link with `token`.
+pub fn share_name(token: &str) -> String {
+    share_name_of_hash(&secret_hash(token))
 }
 
-/// The Secret of a new share link of `job` (which owns it).
-pub fn share_secret(job: &RenderJob, token: &str, expires_at: Option<Timestamp>) -> Secret {
-    let job_id = job.name_any();
-    let mut annotations = BTreeMap::from([(SHARE_JOB_ANNOTATION.to_owned(), job_id.clone())]);
-    if let Some(expires_at) = expires_at {
-        annotations.insert(SHARE_EXPIRES_ANNOTATION.to_owned(), expires_at.to_string());
-    }
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(share_secret_name(token)),
-            namespace: job.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([(SHARE_LABEL.to_owned(), "true".to_owned())])),
-            annotations: Some(annotations),
-            owner_references: owned_by(job).map(|o| vec![o]),
-            ..Default::default()
+/// The clear prefix of a share token.
+pub fn token_prefix(token: &str) -> String {
+    token.chars().take(SHARE_TOKEN_PREFIX_LEN).collect()
+}
+
+/// The RenderShare of a new share link of `job` (which owns it).
+pub fn share(job: &RenderJob, token: &str, expires_at: Option<Timestamp>) -> RenderShare {
+    let mut object = RenderShare::new(
+        &share_name(token),
+        RenderShareSpec {
+            job_name: job.name_any(),
+            token_hash: secret_hash(token),
+            token_prefix: token_prefix(token),
+            expires_at,
+            revoked_at: None,
         },
-        data: Some(BTreeMap::from([(SHARE_TOKEN_FIELD.to_owned(), ByteString(token.as_bytes().to_vec()))])),
-        type_: Some("Opaque".to_owned()),
-        ..Default::default()
-    }
+    );
+    object.metadata.namespace = job.metadata.namespace.clone();
+    object.metadata.owner_references = owned_by(job).map(|o| vec![o]);
+    object
 }
 
-/// The share link a Secret holds, if it is one.
-pub fn share_of(secret: &Secret) -> Option<Share> {
-    if !is_live(&secret.metadata) || secret.labels().get(SHARE_LABEL).is_none_or(|v| v != "true") {
+/// The share link a RenderShare records, as listings show it: the token is not
+/// stored, so only its prefix, ending in `…`.
+pub fn share_of(share: &RenderShare) -> Option<Share> {
+    if !is_live(&share.metadata) {
         return None;
     }
-    let annotation = |name: &str| secret.annotations().get(name).cloned();
-    let time = |name: &str| annotation(name).and_then(|v| v.parse::<Timestamp>().ok());
     Some(Share {
-        token: secret_field(secret, SHARE_TOKEN_FIELD)?.to_owned(),
-        job_id: annotation(SHARE_JOB_ANNOTATION)?,
-        created_at: created_at(&secret.metadata),
-        expires_at: time(SHARE_EXPIRES_ANNOTATION),
-        revoked_at: time(SHARE_REVOKED_ANNOTATION),
+        token: format!("{}{ELIDED}", share.spec.token_prefix),
+        job_id: share.spec.job_name.clone(),
+        created_at: created_at(&share.metadata),
+        expires_at: share.spec.expires_at,
+        revoked_at: share.spec.revoked_at,
     })
+}
+
+/// Whether a RenderShare is the link with `token`.
+pub fn share_matches(share: &RenderShare, token: &str) -> bool {
+    is_live(&share.metadata)
+        && share.metadata.name.as_deref() == Some(share_name(token).as_str())
+        && share.spec.token_hash == secret_hash(token)
 }
 
 /// Whether a share link serves its PDF at `now`.
@@ -411,42 +411,52 @@ mod tests {
     }
 
     #[test]
-    fn api_key_secrets_hold_the_hash_and_never_the_key() {
+    fn api_keys_hold_the_hash_and_never_the_key_and_stop_when_revoked_or_expired() {
         let key = crate::api_keys::generate();
-        let secret = api_key_secret("acme", &key);
-        let text = serde_json::to_string(&secret).unwrap();
-        assert!(!text.contains(&key.plaintext));
-        assert!(key_matches(&secret, &crate::api_keys::hash(&key.plaintext)));
-        assert!(!key_matches(&secret, &crate::api_keys::hash("folio_other")));
-        let mut unlabelled = secret.clone();
-        unlabelled.metadata.labels = None;
-        assert!(!key_matches(&unlabelled, &key.hash));
+        let mut object = api_key("acme", &key, at(100), Some(at(500)));
+        let text = serde_json::to_string(&object).unwrap();
+        assert!(!text.contains(&key.plaintext) && !text.contains(&key.plaintext[crate::api_keys::KEY_PREFIX.len()..]));
+        assert_eq!(object.metadata.name, Some(api_key_name(&key.hash)));
+        assert_eq!(object.metadata.namespace.as_deref(), Some("acme"));
+        let hash = crate::api_keys::hash(&key.plaintext);
+        assert!(key_matches(&object, &hash, at(499)));
+        assert!(!key_matches(&object, &hash, at(500)), "expired");
+        assert!(!key_matches(&object, &crate::api_keys::hash("folio_other"), at(200)));
+        object.spec.revoked_at = Some(at(200));
+        assert!(!key_matches(&object, &hash, at(201)), "revoked");
+        object.spec.revoked_at = None;
+        object.metadata.deletion_timestamp = Some(Time(at(300)));
+        assert!(!key_matches(&object, &hash, at(301)), "being deleted");
     }
 
     #[test]
-    fn share_links_round_trip_through_their_secret() {
+    fn share_links_hold_the_hash_of_their_token_and_are_owned_by_their_job() {
         let mut job = RenderJob::clone(&job("acme", "j1", 100, Some(Phase::Succeeded)));
         job.metadata.uid = Some("uid-1".into());
-        let mut secret = share_secret(&job, "tok", Some(at(500)));
-        assert_eq!(secret.metadata.name, Some(share_secret_name("tok")));
-        assert!(!share_secret_name("tok").contains("tok"));
-        assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
-        secret.metadata.creation_timestamp = Some(Time(at(120)));
-        let share = share_of(&secret).unwrap();
+        let token = crate::http::backend::new_share_token();
+        let mut object = share(&job, &token, Some(at(500)));
+        assert_eq!(object.metadata.name, Some(share_name(&token)));
+        assert!(!serde_json::to_string(&object).unwrap().contains(&token), "the token is stored nowhere");
+        assert_eq!(object.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
+        assert_eq!(object.metadata.namespace.as_deref(), Some("acme"));
+        assert!(share_matches(&object, &token));
+        assert!(!share_matches(&object, &crate::http::backend::new_share_token()));
+        object.metadata.creation_timestamp = Some(Time(at(120)));
+        let listed = share_of(&object).unwrap();
         assert_eq!(
-            share,
+            listed,
             Share {
-                token: "tok".into(),
+                token: format!("{}\u{2026}", &token[..SHARE_TOKEN_PREFIX_LEN]),
                 job_id: "j1".into(),
                 created_at: at(120),
                 expires_at: Some(at(500)),
                 revoked_at: None,
             }
         );
-        assert!(share_is_live(&share, at(499)));
-        assert!(!share_is_live(&share, at(500)));
-        secret.metadata.annotations.as_mut().unwrap().insert(SHARE_REVOKED_ANNOTATION.into(), at(130).to_string());
-        assert!(!share_is_live(&share_of(&secret).unwrap(), at(131)));
+        assert!(share_is_live(&listed, at(499)));
+        assert!(!share_is_live(&listed, at(500)));
+        object.spec.revoked_at = Some(at(130));
+        assert!(!share_is_live(&share_of(&object).unwrap(), at(131)));
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::http::backend::{Backend, JobFilter, NewJob};
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
 use crate::resources::{
-    RenderAccount, RenderAccountSpec, RenderAccountStatus, RenderJob, RenderJobSpec, RenderJobStatus, RenderTemplate,
-    WebhookSpec,
+    RenderAccount, RenderAccountSpec, RenderAccountStatus, RenderApiKey, RenderJob, RenderJobSpec, RenderJobStatus,
+    RenderShare, RenderTemplate, WebhookSpec,
 };
 use crate::signing::UrlSigner;
 use crate::storage::S3Bucket;
@@ -81,8 +81,8 @@ struct Fixture {
     jobs: Feed<RenderJob>,
     templates: Feed<RenderTemplate>,
     accounts: Feed<RenderAccount>,
-    keys: Feed<Secret>,
-    shares: Feed<Secret>,
+    keys: Feed<RenderApiKey>,
+    shares: Feed<RenderShare>,
     bucket: S3Bucket,
     _s3_root: tempfile::TempDir,
 }
@@ -188,12 +188,11 @@ fn succeeded(tenant: &str, id: &str) -> RenderJob {
     job
 }
 
-fn api_key(namespace: &str) -> (String, Secret) {
+fn api_key(namespace: &str) -> (String, RenderApiKey) {
     let key = crate::api_keys::generate();
-    let mut secret = objects::api_key_secret(namespace, &key);
-    // As the apiserver returns it: `data`, never `stringData`.
-    secret.metadata.resource_version = Some("1".into());
-    (key.plaintext, secret)
+    let mut object = objects::api_key(namespace, &key, Timestamp::now(), None);
+    object.metadata.resource_version = Some("1".into());
+    (key.plaintext, object)
 }
 
 async fn s3_server(root: &std::path::Path) -> String {
@@ -215,14 +214,17 @@ async fn s3_server(root: &std::path::Path) -> String {
 }
 
 #[tokio::test]
-async fn keys_authenticate_from_the_secret_cache_once_it_is_synced() {
+async fn keys_authenticate_from_the_key_cache_once_it_is_synced_until_revoked() {
     let mut fixture = Fixture::new().await;
-    let (key, secret) = api_key("acme");
+    let (key, mut object) = api_key("acme");
     let early = fixture.backend.authenticate(&key).await.unwrap_err();
     assert_eq!(early.status, StatusCode::SERVICE_UNAVAILABLE);
-    fixture.keys.sync(vec![secret]);
+    fixture.keys.sync(vec![object.clone()]);
     assert_eq!(fixture.backend.authenticate(&key).await.unwrap().as_deref(), Some("acme"));
     assert_eq!(fixture.backend.authenticate("folio_unknown").await.unwrap(), None);
+    object.spec.revoked_at = Some(Timestamp::now());
+    fixture.keys.apply(object);
+    assert_eq!(fixture.backend.authenticate(&key).await.unwrap(), None, "revoked");
 }
 
 #[tokio::test]
@@ -234,7 +236,7 @@ async fn readiness_waits_for_every_cache() {
     fixture.accounts.sync(Vec::new());
     fixture.keys.sync(Vec::new());
     let waiting = fixture.backend.not_ready().await.unwrap();
-    assert!(waiting.contains("share links") && !waiting.contains("RenderJob"), "{waiting}");
+    assert!(waiting.contains("RenderShare") && !waiting.contains("RenderJob,"), "{waiting}");
     fixture.shares.sync(Vec::new());
     assert_eq!(fixture.backend.not_ready().await, None);
 }
@@ -281,7 +283,7 @@ async fn a_render_becomes_a_render_job_named_by_its_id_and_is_read_back_from_the
 }
 
 #[tokio::test]
-async fn a_webhook_secret_becomes_a_secret_owned_by_its_job() {
+async fn a_webhook_secret_becomes_a_secret_created_owned_by_its_job_after_it() {
     let mut fixture = Fixture::synced(Vec::new()).await;
     let backend = fixture.backend.clone();
     let spec = RenderJobSpec {
@@ -291,31 +293,63 @@ async fn a_webhook_secret_becomes_a_secret_owned_by_its_job() {
     let call = tokio::spawn(async move {
         backend.create_job("acme", NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) }).await
     });
-    let (method, path, secret, send) = fixture.next().await;
-    assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/v1/namespaces/acme/secrets"));
-    assert_eq!(secret["data"]["secret"], "czNjcmV0", "base64 of the secret");
-    let secret_name = secret["metadata"]["name"].as_str().unwrap().to_owned();
-    respond(send, StatusCode::CREATED, &stored::<Secret>(&secret, "3").0);
-
-    let (method, _, job, send) = fixture.next().await;
-    assert_eq!(method, "POST");
-    assert_eq!(job["spec"]["webhook"]["secretRef"], json!({"name": secret_name, "key": "secret"}));
+    let (method, path, job, send) = fixture.next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs"));
+    let secret_name = job["spec"]["webhook"]["secretRef"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(job["spec"]["webhook"]["secretRef"]["key"], "secret");
     assert!(!job.to_string().contains("s3cret"), "the job never carries the secret itself");
     let (object, typed) = stored::<RenderJob>(&job, "4");
     respond(send, StatusCode::CREATED, &object);
 
-    let (method, path, patch, send) = fixture.next().await;
-    assert_eq!((method.as_str(), path), ("PATCH", format!("/api/v1/namespaces/acme/secrets/{secret_name}")));
-    let owner = &patch["metadata"]["ownerReferences"][0];
+    let (method, path, secret, send) = fixture.next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/v1/namespaces/acme/secrets"));
+    assert_eq!(secret["metadata"]["name"], secret_name.as_str());
+    assert_eq!(secret["data"]["secret"], "czNjcmV0", "base64 of the secret");
+    let owner = &secret["metadata"]["ownerReferences"][0];
     assert_eq!(
         (owner["kind"].as_str(), owner["uid"].as_str()),
         (Some("RenderJob"), object["metadata"]["uid"].as_str())
     );
-    respond(send, StatusCode::OK, &stored::<Secret>(&secret, "6").0);
+    assert!(owner.get("blockOwnerDeletion").is_none_or(Value::is_null), "no update on the job's finalizers needed");
+    respond(send, StatusCode::CREATED, &stored::<Secret>(&secret, "5").0);
     fixture.jobs.apply(typed);
     let (view, created) = call.await.unwrap().unwrap();
     assert!(created);
     assert_eq!(view.job.spec.webhook.unwrap().secret_ref.unwrap().name, secret_name);
+    // Nothing else: the Secret is never patched nor read.
+    let sent = tokio::time::timeout(Duration::from_millis(50), fixture.apiserver.next_request()).await;
+    assert!(sent.is_err(), "no further apiserver call");
+}
+
+#[tokio::test]
+async fn a_refused_webhook_secret_deletes_the_job_it_was_for() {
+    let mut fixture = Fixture::synced(Vec::new()).await;
+    let backend = fixture.backend.clone();
+    let spec = RenderJobSpec {
+        webhook: Some(WebhookSpec { url: "https://hooks.example/x".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let call = tokio::spawn(async move {
+        backend.create_job("acme", NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) }).await
+    });
+    let (_, _, job, send) = fixture.next().await;
+    let (object, _) = stored::<RenderJob>(&job, "4");
+    respond(send, StatusCode::CREATED, &object);
+    let (method, path, _, send) = fixture.next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/v1/namespaces/acme/secrets"));
+    let quota = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": "secrets \"x\" is forbidden: exceeded quota: few-secrets, requested: secrets=1"});
+    respond(send, StatusCode::FORBIDDEN, &quota);
+    let (method, path, body, send) = fixture.next().await;
+    let id = object["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        (method.as_str(), path),
+        ("DELETE", format!("/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs/{id}"))
+    );
+    assert_eq!(body["preconditions"]["uid"], object["metadata"]["uid"], "that job only");
+    respond(send, StatusCode::OK, &object);
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!((err.status, err.code), (StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED"));
 }
 
 #[tokio::test]
@@ -467,36 +501,45 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
 
     let backend = fixture.backend.clone();
     let call = tokio::spawn(async move { backend.create_share("acme", "done", None).await });
-    let (method, path, secret, send) = fixture.next().await;
-    assert_eq!((method.as_str(), path.as_str()), ("POST", "/api/v1/namespaces/acme/secrets"));
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["name"], "done");
-    let (object, mut typed) = stored::<Secret>(&secret, "7");
+    let (method, path, body, send) = fixture.next().await;
+    assert_eq!((method.as_str(), path.as_str()), ("POST", "/apis/folio.dev/v1alpha1/namespaces/acme/rendershares"));
+    assert_eq!(body["metadata"]["ownerReferences"][0]["name"], "done");
+    assert_eq!(body["spec"]["jobName"], "done");
+    let (object, mut typed) = stored::<RenderShare>(&body, "7");
     respond(send, StatusCode::CREATED, &object);
-    let token_text = String::from_utf8(typed.data.as_ref().unwrap()["token"].0.clone()).unwrap();
     fixture.shares.apply(typed.clone());
     let share = call.await.unwrap().unwrap();
-    assert_eq!((share.token.as_str(), share.job_id.as_str()), (token_text.as_str(), "done"));
+    assert_eq!(share.job_id, "done");
+    assert!(!body.to_string().contains(&share.token), "only the token's hash is stored");
+    assert_eq!(body["spec"]["tokenHash"], objects::secret_hash(&share.token));
     assert_eq!(fixture.backend.shared_output(&share.token).await.unwrap(), b"%PDF-1.7 done");
-    assert_eq!(fixture.backend.shares("acme").await.unwrap(), vec![share.clone()]);
+    let listed = fixture.backend.shares("acme").await.unwrap();
+    let shown = format!("{}\u{2026}", &share.token[..objects::SHARE_TOKEN_PREFIX_LEN]);
+    assert_eq!(listed.iter().map(|s| s.token.as_str()).collect::<Vec<_>>(), [shown.as_str()], "listed by prefix");
+    assert_eq!(fixture.backend.shared_output(&shown).await.unwrap_err().status, StatusCode::NOT_FOUND);
     assert!(fixture.backend.shares("globex").await.unwrap().is_empty());
     assert_eq!(fixture.backend.revoke_share("globex", &share.token).await.unwrap_err().status, StatusCode::NOT_FOUND);
+    assert_eq!(fixture.backend.revoke_share("globex", &shown).await.unwrap_err().status, StatusCode::NOT_FOUND);
 
     let backend = fixture.backend.clone();
     let token = share.token.clone();
     let call = tokio::spawn(async move { backend.revoke_share("acme", &token).await });
-    let (method, _, patch, send) = fixture.next().await;
-    assert_eq!(method, "PATCH");
-    assert!(patch["metadata"]["annotations"][objects::SHARE_REVOKED_ANNOTATION].is_string());
-    typed
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(objects::SHARE_REVOKED_ANNOTATION.to_owned(), Timestamp::now().to_string());
+    let (method, path, patch, send) = fixture.next().await;
+    let name = objects::share_name(&share.token);
+    assert_eq!(
+        (method.as_str(), path),
+        ("PATCH", format!("/apis/folio.dev/v1alpha1/namespaces/acme/rendershares/{name}"))
+    );
+    assert!(patch["spec"]["revokedAt"].as_str().unwrap().parse::<Timestamp>().is_ok(), "{patch}");
+    typed.spec.revoked_at = Some(Timestamp::now());
     typed.metadata.resource_version = Some("8".into());
     respond(send, StatusCode::OK, &serde_json::to_value(&typed).unwrap());
     fixture.shares.apply(typed);
     call.await.unwrap().unwrap();
     assert_eq!(fixture.backend.shared_output(&share.token).await.unwrap_err().status, StatusCode::NOT_FOUND);
+    // Revoking again, by token or by the prefix a listing shows, changes nothing.
+    let backend = fixture.backend.clone();
+    answered_alone(&mut fixture, backend.revoke_share("acme", &shown)).await.unwrap();
 }
 
 #[tokio::test]
