@@ -316,6 +316,7 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     let token = share_url.rsplit('/').next().unwrap().to_owned();
     let shown = shares["data"][0]["token"].as_str().unwrap();
     assert_eq!(shown, format!("{}\u{2026}", &token[..12]), "a listing shows the token's prefix only: {shares}");
+    assert!(shares["data"][0].get("shareUrl").is_none(), "no link that could not open: {shares}");
     let stored = cluster.key_and_share_objects(&ns).await;
     assert!(stored.contains(&objects::secret_hash(&token)) && !stored.contains(&token), "a share keeps its hash only");
     let (status, _) = cluster.call("DELETE", &format!("/v1/shares/{token}"), &globex, None).await;

@@ -64,8 +64,11 @@ pub struct JobFilter {
 /// A share link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
-    /// The token at the end of the link.
+    /// The token at the end of the link; in listings of the cluster home only its
+    /// prefix (see `elided`), because the cluster keeps only the token's hash.
     pub token: String,
+    /// `token` is only the token's prefix: the link cannot be rebuilt from it.
+    pub elided: bool,
     /// The job whose PDF it serves.
     pub job_id: String,
     /// When it was made.

@@ -369,12 +369,14 @@ pub struct SignedUrlResponse {
 #[derive(Serialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareResponse {
-    /// The token.
+    /// The token; in the cluster home's listings only its first characters and `…`
+    /// (only the token's hash is kept), which `DELETE /v1/shares/{token}` also takes.
     pub token: String,
     /// The job it serves.
     pub render_id: String,
-    /// The link.
-    pub share_url: String,
+    /// The link; absent where only the token's prefix is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_url: Option<String>,
     /// Whether it works now.
     pub active: bool,
     /// When it was made.
@@ -389,7 +391,7 @@ impl ShareResponse {
     /// The API view of a share link at `now`.
     pub fn new(share: &Share, public_url: &str, now: Timestamp) -> ShareResponse {
         ShareResponse {
-            share_url: format!("{public_url}/v1/share/{}", share.token),
+            share_url: (!share.elided).then(|| format!("{public_url}/v1/share/{}", share.token)),
             token: share.token.clone(),
             render_id: share.job_id.clone(),
             active: share.revoked_at.is_none() && share.expires_at.is_none_or(|e| e > now),

@@ -485,6 +485,7 @@ impl Backend for Standalone {
 fn share_of(share: ShareRecord) -> Share {
     Share {
         token: share.token,
+        elided: false,
         job_id: share.job_id,
         created_at: share.created_at,
         expires_at: share.expires_at,

@@ -536,6 +536,7 @@ impl Backend for ClusterBackend {
             objects::share_of(&created).ok_or_else(|| ApiError::internal("a created share link reads back empty"))?;
         // The one time the token is known: the answer to this request.
         share.token = token;
+        share.elided = false;
         Ok(share)
     }
 

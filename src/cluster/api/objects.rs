@@ -246,6 +246,7 @@ pub fn share_of(share: &RenderShare) -> Option<Share> {
     }
     Some(Share {
         token: format!("{}{ELIDED}", share.spec.token_prefix),
+        elided: true,
         job_id: share.spec.job_name.clone(),
         created_at: created_at(&share.metadata),
         expires_at: share.spec.expires_at,
@@ -447,6 +448,7 @@ mod tests {
             listed,
             Share {
                 token: format!("{}\u{2026}", &token[..SHARE_TOKEN_PREFIX_LEN]),
+                elided: true,
                 job_id: "j1".into(),
                 created_at: at(120),
                 expires_at: Some(at(500)),
