@@ -384,14 +384,16 @@ async fn a_webhook_is_signed_with_the_secret_given_and_a_refused_create_leaves_n
     assert_eq!(signature, hmac_sha256_hex("s3cret", &delivery.raw), "signed with the secret given in the POST");
     assert_ne!(signature, hmac_sha256_hex("another", &delivery.raw));
 
-    // No Secret may be created (a quota of none): the job made first is deleted again.
+    // No Secret may be created (a quota of none): the job made first is deleted again,
+    // even when an operator has picked it up meanwhile.
     let other = cluster.globex.clone();
     let globex = cluster.key(&other).await;
+    let second_operator = Operator::spawn(cluster.plane, &other, &cluster.s3, "operator-1", &[]).await;
     let request =
         json!({"template": {"source": "= Hi"}, "webhook": {"url": "https://hooks.example/x", "secret": "s3cret"}});
     cluster.quota(&other, "no-more-secrets", "secrets").await;
     let (status, body) = cluster.call("POST", "/v1/renders", &globex, Some(request.clone())).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("QUOTA_EXCEEDED")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("QUOTA_EXCEEDED")));
     assert!(
         body["error"]["message"].as_str().unwrap_or_default().contains("exceeded quota: no-more-secrets"),
         "{body}"
@@ -408,11 +410,12 @@ async fn a_webhook_is_signed_with_the_secret_given_and_a_refused_create_leaves_n
     // No more RenderJobs: the API server refuses the job, and no Secret is made.
     cluster.quota(&other, "no-more-jobs", "count/renderjobs.folio.dev").await;
     let (status, body) = cluster.call("POST", "/v1/renders", &globex, Some(request)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("QUOTA_EXCEEDED")));
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("QUOTA_EXCEEDED")));
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("exceeded quota: no-more-jobs"), "the client is told why: {body}");
     assert!(cluster.list("RenderJob", &other).await.is_empty());
     assert!(cluster.list("Secret", &other).await.is_empty());
+    second_operator.stop().await;
     let mut cluster = cluster;
     if let Some(operator) = cluster.operator.take() {
         operator.stop().await;

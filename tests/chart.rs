@@ -71,28 +71,3 @@ fn the_image_dependency_stage_stubs_every_declared_target() {
         assert!(dir.path().join(stub).exists(), "the stub step leaves {stub} missing");
     }
 }
-
-/// The verbs of every rule on `resources: [secrets]` in a template of the chart.
-fn secret_verbs(template: &str) -> Vec<String> {
-    let text = repo_file(&format!("charts/folio/templates/{template}"));
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut verbs = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        if line.starts_with("resources:") && line.contains("secrets") {
-            let rule = lines[n + 1..].iter().take_while(|l| !l.starts_with("- apiGroups:") && !l.starts_with("---"));
-            for l in rule.filter_map(|l| l.strip_prefix("verbs:")) {
-                verbs.extend(l.trim().trim_matches(['[', ']']).split(',').map(|v| v.trim().to_owned()));
-            }
-        }
-    }
-    verbs
-}
-
-/// No ServiceAccount of the chart lists or watches Secrets: `folio api` only creates a
-/// job's webhook Secret, the operator only gets the one a job names (tests/security.rs
-/// checks the same on a real API server, `.ci/chart-check` on the rendered chart).
-#[test]
-fn the_api_only_creates_secrets_and_the_operator_only_gets_them() {
-    assert_eq!(secret_verbs("api-rbac.yaml"), ["create"]);
-    assert_eq!(secret_verbs("operator-rbac.yaml"), ["get"]);
-}

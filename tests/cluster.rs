@@ -22,8 +22,8 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-/// The cluster and bucket to test against, or why there are none.
-async fn cluster() -> Option<(Client, S3Bucket)> {
+/// The cluster and bucket to test against.
+async fn cluster() -> (Client, S3Bucket) {
     let (Ok(_), Ok(endpoint)) = (std::env::var("KUBECONFIG"), std::env::var("FOLIO_TEST_S3_ENDPOINT")) else {
         panic!("set KUBECONFIG and FOLIO_TEST_S3_ENDPOINT to run the cluster suite (see the README)");
     };
@@ -37,7 +37,7 @@ async fn cluster() -> Option<(Client, S3Bucket)> {
     )
     .await
     .expect("the MinIO of FOLIO_TEST_S3_ENDPOINT");
-    Some((client, bucket))
+    (client, bucket)
 }
 
 /// A fresh namespace for one test.
@@ -64,7 +64,7 @@ async fn wait_for(jobs: &Api<RenderJob>, name: &str, phases: &[Phase]) -> Render
 #[tokio::test]
 #[ignore = "needs an existing cluster with folio installed: KUBECONFIG and FOLIO_TEST_S3_ENDPOINT"]
 async fn apply_a_job_get_a_pdf_in_the_bucket_and_a_charged_account() {
-    let Some((client, bucket)) = cluster().await else { return };
+    let (client, bucket) = cluster().await;
     let ns = namespace(&client).await;
     let accounts: Api<RenderAccount> = Api::namespaced(client.clone(), &ns);
     let account = serde_json::from_value(json!({
@@ -111,7 +111,7 @@ async fn apply_a_job_get_a_pdf_in_the_bucket_and_a_charged_account() {
 #[tokio::test]
 #[ignore = "needs an existing cluster with folio installed: KUBECONFIG and FOLIO_TEST_S3_ENDPOINT"]
 async fn a_template_error_fails_the_job_with_its_code_and_line() {
-    let Some((client, _)) = cluster().await else { return };
+    let (client, _) = cluster().await;
     let ns = namespace(&client).await;
     let jobs: Api<RenderJob> = Api::namespaced(client.clone(), &ns);
     let job = serde_json::from_value(json!({

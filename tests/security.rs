@@ -146,3 +146,72 @@ async fn each_service_account_holds_exactly_the_documented_verbs_on_secrets() {
         );
     }
 }
+
+/// A key's hash never changes and a revoked key or share link stays revoked, whoever
+/// writes the object (the CRDs' validation rules, enforced by the API server); and a
+/// key hash planted in a second namespace makes the key work for neither tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_hashes_are_fixed_revocations_final_and_a_planted_copy_refused() {
+    use folio::resources::RenderApiKey;
+    let plane = control_plane::shared();
+    let admin = plane.admin().await;
+    let (first, second) = (plane.namespace("keys").await, plane.namespace("planted").await);
+    let key = folio::api_keys::generate();
+    let object = |revoked: bool| -> RenderApiKey {
+        let mut spec = json!({"keyHash": key.hash, "prefix": key.prefix});
+        if revoked {
+            spec["revokedAt"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAPIKey",
+            "metadata": {"name": "k"}, "spec": spec}))
+        .unwrap()
+    };
+    let keys: Api<RenderApiKey> = Api::namespaced(admin.clone(), &first);
+    keys.create(&PostParams::default(), &object(false)).await.unwrap();
+    let other_hash = json!({"spec": {"keyHash": "0".repeat(64)}});
+    let refused = keys.patch("k", &PatchParams::default(), &Patch::Merge(&other_hash)).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("spec.keyHash cannot change")),
+        "{refused:?}"
+    );
+    keys.patch("k", &PatchParams::default(), &Patch::Merge(json!({"spec": {"revokedAt": "2026-01-01T00:00:00Z"}})))
+        .await
+        .unwrap();
+    let unrevoke = keys.patch("k", &PatchParams::default(), &Patch::Merge(json!({"spec": {"revokedAt": null}}))).await;
+    assert!(
+        matches!(&unrevoke, Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("cannot change once set")),
+        "{unrevoke:?}"
+    );
+
+    // The same hash, live, in two namespaces: `folio api` trusts neither.
+    keys.delete("k", &DeleteParams::default()).await.unwrap();
+    keys.create(&PostParams::default(), &object(false)).await.unwrap();
+    Api::<RenderApiKey>::namespaced(admin, &second).create(&PostParams::default(), &object(false)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = plane.kubeconfig(dir.path(), &plane.api_token, &first);
+    let s3 = support::s3::s3_server(dir.path()).await;
+    let mut api = support::dies_with_test(support::folio())
+        .args(["api", "--listen", "127.0.0.1:0", "--s3-endpoint", &s3])
+        .args(["--s3-access-key", support::s3::ACCESS_KEY, "--s3-secret-key", support::s3::SECRET_KEY])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(api.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let mut status = None;
+    for _ in 0..100 {
+        let answer = http.get(format!("{url}/v1/account")).bearer_auth(&key.plaintext).send().await;
+        status = answer.ok().map(|r| r.status().as_u16());
+        // 503 while its caches fill; the first other answer decides.
+        if status.is_some_and(|s| s != 503) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = api.kill();
+    assert_eq!(status, Some(401), "a key whose hash two namespaces carry authenticates no one");
+}

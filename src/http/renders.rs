@@ -26,10 +26,10 @@ const MAX_ID_LENGTH: usize = 255;
     responses((status = 202, body = RenderResponse, description = "Accepted; poll `pollUrl`"),
         (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody, description = "A policy of the cluster refused the job (cluster home)"),
+        (status = 403, body = super::error::ErrorBody, description = "The tenant's quota of jobs is used up (QUOTA_EXCEEDED), or a policy of the cluster refused the job (REFUSED_BY_CLUSTER); cluster home"),
         (status = 404, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody),
-        (status = 429, body = super::error::ErrorBody, description = "Rate limited, or the tenant's quota of jobs is used up")),
+        (status = 429, body = super::error::ErrorBody, description = "Rate limited; retry after Retry-After seconds")),
     security(("apiKey" = [])))]
 pub async fn create<B: Backend>(
     State(state): State<AppState<B>>,

@@ -16,6 +16,7 @@
 
 use jiff::Timestamp;
 use kube::CustomResource;
+use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,10 @@ use super::optional_date_time;
     printcolumn(name = "Prefix", type_ = "string", json_path = ".spec.prefix"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
     printcolumn(name = "Revoked", type_ = "string", json_path = ".spec.revokedAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // A key's hash is fixed, and a revoked key stays revoked, whoever may write it.
+    validation = Rule::new("self.spec.keyHash == oldSelf.spec.keyHash").message("spec.keyHash cannot change"),
+    validation = Rule::new("!has(oldSelf.spec.revokedAt) || (has(self.spec.revokedAt) && self.spec.revokedAt == oldSelf.spec.revokedAt)").message("spec.revokedAt cannot change once set")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderApiKeySpec {

@@ -8,6 +8,7 @@
 
 use jiff::Timestamp;
 use kube::CustomResource;
+use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,10 @@ use super::optional_date_time;
     printcolumn(name = "Prefix", type_ = "string", json_path = ".spec.tokenPrefix"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
     printcolumn(name = "Revoked", type_ = "string", json_path = ".spec.revokedAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // A link's identity is fixed, and a revoked link stays revoked, whoever may write it.
+    validation = Rule::new("self.spec.tokenHash == oldSelf.spec.tokenHash && self.spec.jobName == oldSelf.spec.jobName").message("spec.tokenHash and spec.jobName cannot change"),
+    validation = Rule::new("!has(oldSelf.spec.revokedAt) || (has(self.spec.revokedAt) && self.spec.revokedAt == oldSelf.spec.revokedAt)").message("spec.revokedAt cannot change once set")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderShareSpec {

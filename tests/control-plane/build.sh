@@ -13,10 +13,13 @@ STAGING_VERSION=v0.37.2
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v4.3.1
 
-if ! command -v go >/dev/null; then
-  echo "control-plane: Go is needed to build kube-apiserver and etcd for the cluster tests; install Go 1.26 or newer (https://go.dev/dl or apt-get install golang)" >&2
+need_go() {
+  echo "control-plane: $1; the cluster tests build kube-apiserver and etcd with Go 1.26 or newer (https://go.dev/dl; Go 1.21+ fetches the 1.26 toolchain by itself)" >&2
   exit 1
-fi
+}
+command -v go >/dev/null || need_go "no go command on PATH"
+go_minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+[[ -n "$go_minor" && "$go_minor" -ge 21 ]] || need_go "$(go version) is too old"
 
 CACHE="${FOLIO_CONTROL_PLANE_CACHE:-$HOME/.cache/folio-control-plane}"
 KEY="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_$(go env GOVERSION)"

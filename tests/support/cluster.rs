@@ -137,11 +137,17 @@ const TEST_MANAGER: &str = "folio-test";
 impl Harness {
     /// A namespace, an S3 server and an operator for one test.
     pub async fn start(extra_args: &[&str]) -> Harness {
+        let mut harness = Harness::start_idle().await;
+        harness.operator = Some(harness.operator("operator-0", extra_args).await);
+        harness
+    }
+
+    /// A namespace and an S3 server, with no operator yet.
+    pub async fn start_idle() -> Harness {
         let plane = control_plane::shared();
         let namespace = plane.namespace("acme").await;
         let s3_root = tempfile::tempdir().unwrap();
         let endpoint = s3_server(s3_root.path()).await;
-        let operator = Operator::spawn(plane, &namespace, &endpoint, "operator-0", extra_args).await;
         let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
         Harness {
             plane,
@@ -150,7 +156,7 @@ impl Harness {
             bucket,
             endpoint,
             kubelet: &plane.kubelet,
-            operator: Some(operator),
+            operator: None,
             _s3_root: s3_root,
         }
     }
@@ -248,8 +254,7 @@ impl Harness {
 
     /// The reasons of the Events about `name`, oldest first.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
-        let mut events: Vec<Value> =
-            self.list("Event").await.into_iter().filter(|e| e["regarding"]["name"] == name).collect();
+        let mut events = self.events(name).await;
         events.sort_by_key(|e| e["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned());
         events.iter().map(|e| e["reason"].as_str().unwrap_or_default().to_owned()).collect()
     }

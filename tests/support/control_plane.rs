@@ -196,7 +196,9 @@ async fn start() -> anyhow::Result<(ControlPlane, Children)> {
         format!("--cert-dir={}", dir.join("pki").display()),
         format!("--token-auth-file={}", dir.join("tokens.csv").display()),
         "--authorization-mode=Node,RBAC".to_owned(),
-        "--enable-admission-plugins=NodeRestriction".to_owned(),
+        // Beside the defaults: what hardened clusters add (an owner reference that
+        // blocks its owner's deletion needs update on the owner's finalizers).
+        "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement".to_owned(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
         format!("--service-account-key-file={}", key.display()),
         format!("--service-account-signing-key-file={}", key.display()),
@@ -446,7 +448,12 @@ impl ControlPlane {
 
     /// The audit log's entries so far (one JSON object a request).
     pub fn audit_entries(&self) -> Vec<Value> {
+        self.audit_entries_about("")
+    }
+
+    /// The audit log's entries whose line contains `needle` (e.g. a namespace).
+    pub fn audit_entries_about(&self, needle: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
-        text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+        text.lines().filter(|line| line.contains(needle)).filter_map(|line| serde_json::from_str(line).ok()).collect()
     }
 }

@@ -21,7 +21,7 @@
 //! that admission puts on a new Node is removed by the admin, standing in for the
 //! node lifecycle controller.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub struct Kubelet {
     started: Mutex<Vec<String>>,
     /// Pods (`namespace/name`) whose process was stopped by SIGTERM for a deletion.
     terminated: Mutex<Vec<String>>,
+    /// How each Pod's container (`namespace/name`) exited.
+    exits: Mutex<Vec<(String, i32)>>,
 }
 
 impl Kubelet {
@@ -76,6 +78,12 @@ impl Kubelet {
         let prefix = format!("{namespace}/");
         let started = self.started.lock().unwrap();
         started.iter().filter_map(|p| p.strip_prefix(&prefix)).map(str::to_owned).collect()
+    }
+
+    /// The exit code of the container of Pod `name` in `namespace`, once it exited.
+    pub fn exit_code(&self, namespace: &str, name: &str) -> Option<i32> {
+        let pod = format!("{namespace}/{name}");
+        self.exits.lock().unwrap().iter().find(|(p, _)| *p == pod).map(|(_, code)| *code)
     }
 
     /// The Pods of `namespace` stopped by SIGTERM.
@@ -261,39 +269,34 @@ async fn run_pod(node: Client, kubelet: Arc<Kubelet>, running: Pods, log: Arc<Lo
         "containerStatuses": [{"name": container.name, "image": image, "imageID": "", "ready": true,
             "restartCount": 0, "started": true, "state": {"running": {"startedAt": started_at.to_string()}}}]}});
     report(&api, &name, &running_status, &log).await;
-    kubelet.started.lock().unwrap().push(format!("{namespace}/{name}"));
-    log.line(format!("{namespace}/{name}: started"));
+    let pod_name = format!("{namespace}/{name}");
 
     let deadline = spec.active_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64));
     let ended = match kubelet.behaviour(&namespace, &job) {
-        Behaviour::CrashFirstAttempt if attempt == "0" => {
-            Ended { exit_code: 137, reason: "Error", message: String::new(), pod_reason: None }
-        }
-        Behaviour::OutOfMemory => {
-            Ended { exit_code: 137, reason: "OOMKilled", message: String::new(), pod_reason: None }
+        behaviour @ (Behaviour::CrashFirstAttempt | Behaviour::OutOfMemory)
+            if behaviour == Behaviour::OutOfMemory || attempt == "0" =>
+        {
+            kubelet.started.lock().unwrap().push(pod_name.clone());
+            let reason = if behaviour == Behaviour::OutOfMemory { "OOMKilled" } else { "Error" };
+            Ended { exit_code: 137, reason, message: String::new(), pod_reason: None }
         }
         Behaviour::Hang => {
-            let child = tokio::process::Command::new("sleep").arg("3600").kill_on_drop(true).spawn().unwrap();
-            run_process(child, None, &running, &uid, deadline).await
+            let mut sleep = super::dies_with_test(std::process::Command::new("sleep"));
+            sleep.arg("3600");
+            run_process(sleep, None, (&kubelet, &pod_name), &running, &uid, deadline).await
         }
         _ => match lay_out_input(&node, &namespace, &spec, &container).await {
             Ok((dir, args)) => {
                 let termination_log = dir.path().join("termination-log");
-                let child = tokio::process::Command::from(super::folio())
-                    .args(&args)
-                    .arg("--termination-log")
-                    .arg(&termination_log)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap();
-                run_process(child, Some(&termination_log), &running, &uid, deadline).await
+                let mut render = super::dies_with_test(super::folio());
+                render.args(&args).arg("--termination-log").arg(&termination_log);
+                run_process(render, Some(&termination_log), (&kubelet, &pod_name), &running, &uid, deadline).await
             }
             Err(message) => Ended { exit_code: 128, reason: "ContainerCannotRun", message, pod_reason: None },
         },
     };
     log.line(format!("{namespace}/{name}: exited {} ({})", ended.exit_code, ended.reason));
+    kubelet.exits.lock().unwrap().push((pod_name, ended.exit_code));
     let (deleting, confirm) = {
         let mut table = running.lock().unwrap();
         let entry = table.entry(uid).or_default();
@@ -325,15 +328,31 @@ async fn run_pod(node: Client, kubelet: Arc<Kubelet>, running: Pods, log: Arc<Lo
     report(&api, &name, &json!({ "status": status }), &log).await;
 }
 
-/// Wait for the container's process, killing it at the Pod's deadline.
+/// Start the container's process (unless the Pod is being deleted already) and wait
+/// for it, killing it at the Pod's deadline.
 async fn run_process(
-    mut child: tokio::process::Child,
+    command: std::process::Command,
     termination_log: Option<&std::path::Path>,
+    (kubelet, pod_name): (&Kubelet, &str),
     running: &Pods,
     uid: &str,
     deadline: Option<Duration>,
 ) -> Ended {
-    running.lock().unwrap().entry(uid.to_owned()).or_default().pid = child.id();
+    let mut command = tokio::process::Command::from(command);
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    let mut child = {
+        // Under the table's lock, so a deletion either sees the process or stops it
+        // from starting.
+        let mut table = running.lock().unwrap();
+        let entry = table.entry(uid.to_owned()).or_default();
+        if entry.deleting {
+            return Ended { exit_code: 137, reason: "Error", message: String::new(), pod_reason: None };
+        }
+        let child = command.spawn().unwrap();
+        entry.pid = child.id();
+        child
+    };
+    kubelet.started.lock().unwrap().push(pod_name.to_owned());
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let output = async {
@@ -433,9 +452,4 @@ async fn report(api: &Api<Pod>, name: &str, status: &Value, log: &Log) {
     if let Err(err) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await {
         log.line(format!("{name}: writing pods/status failed: {err}"));
     }
-}
-
-/// The set of Pod names in `pods`.
-pub fn names(pods: &[Pod]) -> HashSet<String> {
-    pods.iter().map(ResourceExt::name_any).collect()
 }

@@ -149,11 +149,12 @@ impl Drop for Server {
     }
 }
 
-/// A kubeconfig file in `dir` pointing at the API server `url` (no credentials).
+/// A kubeconfig file in `dir` pointing at `url` (no credentials), for commands that
+/// must fail before they reach an API server.
 pub fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
     let file = dir.join("kubeconfig");
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {url}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: test\n    namespace: default\ncurrent-context: standin\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\n"
     );
     std::fs::write(&file, text).unwrap();
     file

@@ -1,10 +1,10 @@
 //! What the API server would refuse, refused by `folio api` first: before a RenderJob
-//! or RenderTemplate (or the webhook Secret that comes before its job) is created.
+//! or RenderTemplate is created.
 //!
 //! The handlers already check each request field in the request's own terms (shared
-//! with `folio serve`); this is the cluster's backstop, so that no object the API server
-//! refuses gets half-way (a Secret created for a job that then fails) or comes back as
-//! the API server's 422 in words the client never wrote. It checks:
+//! with `folio serve`); this is the cluster's backstop, so that what the API server
+//! would refuse never comes back as its 422 in words the client never wrote (and costs
+//! no call). It checks:
 //!
 //! - the object against its CRD's own schema, the one `folio crd` generates from the
 //!   Rust types (minimums, maximums, enums, required fields, types), so the check and

@@ -152,10 +152,10 @@ fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiE
             ApiError::conflict("CONFLICT", "the object changed meanwhile; try again")
         }
         kube::Error::Api(status) if status.is_invalid() => ApiError::bad_request(status.message.clone()),
-        // A ResourceQuota of the tenant's namespace is used up: the tenant's limit,
-        // not an outage, and not folio's to retry.
+        // A ResourceQuota of the tenant's namespace is used up: the tenant's limit, not
+        // an outage, and not a rate that frees itself (so no 429 and no Retry-After).
         kube::Error::Api(status) if status.is_forbidden() && status.message.contains("exceeded quota") => {
-            ApiError::new(http::StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED", status.message.clone())
+            ApiError::new(http::StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", status.message.clone())
         }
         // An admission policy of the cluster refused the object; folio's own RBAC
         // refusals (naming its ServiceAccount) are an outage below.
@@ -167,6 +167,19 @@ fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiE
             ApiError::unavailable("the cluster API is unavailable; try again")
         }
     }
+}
+
+/// The one object a hash names. Hashes are not secret to whoever may read a tenant's
+/// namespace, so a copy planted in another namespace must not decide which tenant a
+/// key or link belongs to: two matches are no match (and a warning).
+fn the_only<K: ResourceExt>(what: &str, mut matching: Vec<Arc<K>>) -> Option<Arc<K>> {
+    if matching.len() > 1 {
+        let names: Vec<String> =
+            matching.iter().map(|m| format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any())).collect();
+        tracing::warn!(what, objects = ?names, "several objects carry the same hash; refusing it");
+        return None;
+    }
+    matching.pop()
 }
 
 /// The answer while the caches are still filling.
@@ -288,10 +301,11 @@ impl ClusterBackend {
     /// The live share link with `token` (any tenant: the token is the credential).
     fn cached_share(&self, token: &str) -> Option<Arc<RenderShare>> {
         let name = objects::share_name(token);
-        self.caches
-            .shares
-            .store()
-            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()) && objects::share_matches(s, token))
+        let matching =
+            self.caches.shares.store().state_filter(|s| {
+                s.metadata.name.as_deref() == Some(name.as_str()) && objects::share_matches(s, token)
+            });
+        the_only("share link", matching)
     }
 
     /// `tenant`'s share link named by `token`: the token itself, or, as listings show a
@@ -413,7 +427,8 @@ impl Backend for ClusterBackend {
             return Err(starting());
         }
         let (hash, now) = (crate::api_keys::hash(api_key), Timestamp::now());
-        Ok(self.caches.keys.store().find(|k| objects::key_matches(k, &hash, now)).and_then(|k| k.namespace()))
+        let matching = self.caches.keys.store().state_filter(|k| objects::key_matches(k, &hash, now));
+        Ok(the_only("API key", matching).and_then(|k| k.namespace()))
     }
 
     async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
