@@ -16,7 +16,6 @@
 
 use jiff::Timestamp;
 use kube::CustomResource;
-use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,6 @@
 
 use jiff::Timestamp;
 use kube::CustomResource;
-use kube::core::Rule;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
