@@ -4,19 +4,24 @@
 //! answers the API server gives. A reconcile that makes a request the scenario does
 //! not expect, or fails to make one, fails the test (with a timeout, never a hang).
 //!
+//! The operator reads from watch caches, not from the API server: each scenario
+//! says what its caches hold (the job itself, its renderer Pod, the namespace's
+//! RenderAccount), and the scripts hold only what the operator sends. That is the
+//! point of several scenarios: no read, and no delete of what is gone already.
+//!
 //! What this does not emulate: the answers are scripted, not computed by an API
 //! server, so these tests pin down what the controller asks and how it reacts to
-//! given answers. `tests/operator.rs` runs the real controller loop against a
-//! stand-in API server that keeps state; `tests/cluster.rs` against a real cluster.
-//! Kubernetes Events the controller publishes are answered and kept, not scripted.
-//! The bucket is real: an in-process S3 server (`s3s-fs`).
+//! given answers; the caches do not follow the writes. `tests/operator.rs` runs the
+//! real controller loop against a real control plane. Kubernetes Events the
+//! controller publishes are answered and kept, not scripted. The bucket is real: an
+//! in-process S3 server (`s3s-fs`).
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use folio::cluster::controller::{Context, reconcile};
+use folio::cluster::controller::{Caches, Context, reconcile};
 use folio::cluster::metrics::OperatorMetrics;
 use folio::cluster::pod::{RendererReport, RendererSettings};
 use folio::lifecycle::ErrorCode;
@@ -92,24 +97,78 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) -> Observed {
     seen
 }
 
-/// Run one reconcile of `job` against `script`; the reconcile's outcome and the
-/// requests seen.
+/// What the operator's watch caches hold besides the job itself.
+#[derive(Default)]
+struct Cached {
+    /// Renderer Pods.
+    pods: Vec<Value>,
+    /// RenderAccounts.
+    accounts: Vec<Value>,
+    /// Other RenderJobs (or another copy of the job: the cache's, when the
+    /// reconcile is handed an older one).
+    jobs: Vec<Value>,
+}
+
+impl Cached {
+    fn pod(pod: Value) -> Cached {
+        Cached { pods: vec![pod], ..Default::default() }
+    }
+
+    fn account(account: Value) -> Cached {
+        Cached { accounts: vec![account], ..Default::default() }
+    }
+
+    fn and_account(mut self, account: Value) -> Cached {
+        self.accounts.push(account);
+        self
+    }
+
+    /// The caches of a reconcile of `job`: the job itself unless another copy of it
+    /// is given.
+    fn caches(self, job: &Value) -> Caches {
+        let mut jobs = self.jobs;
+        if !jobs.iter().any(|j| j["metadata"]["name"] == job["metadata"]["name"]) {
+            jobs.push(job.clone());
+        }
+        Caches::holding(parse(jobs), parse(self.pods), parse(self.accounts), Vec::new())
+    }
+}
+
+/// Objects of one kind from their JSON.
+fn parse<K: serde::de::DeserializeOwned>(values: Vec<Value>) -> Vec<K> {
+    values.into_iter().map(|v| serde_json::from_value(v).unwrap()).collect()
+}
+
+/// Run one reconcile of `job` against `script`, with nothing cached but the job; the
+/// reconcile's outcome and the requests seen.
 async fn run(job: Value, script: Vec<Expect>, bucket: &S3Bucket) -> (Result<(), String>, Vec<Seen>) {
-    let (outcome, seen) = run_with(job, script, bucket, START_TIMEOUT).await;
+    run_cached(job, Cached::default(), script, bucket).await
+}
+
+/// Run one reconcile of `job` with `cached` in the caches.
+async fn run_cached(
+    job: Value,
+    cached: Cached,
+    script: Vec<Expect>,
+    bucket: &S3Bucket,
+) -> (Result<(), String>, Vec<Seen>) {
+    let (outcome, seen) = run_with(job, cached, script, bucket, START_TIMEOUT).await;
     (outcome, seen.requests)
 }
 
 /// The operator's renderer start timeout in these scenarios.
 const START_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Run one reconcile of `job` against `script` with the renderer start timeout
-/// `start_timeout`; the reconcile's outcome, the requests seen and the Events.
-async fn run_with(
-    job: Value,
+/// Run reconciles of `jobs`, one after the other with one operator (its memory of
+/// what it wrote kept between them), against one `script`; each outcome, the
+/// requests seen and the Events.
+async fn run_jobs(
+    jobs: Vec<Value>,
+    cached: Cached,
     script: Vec<Expect>,
     bucket: &S3Bucket,
     start_timeout: Duration,
-) -> (Result<(), String>, Observed) {
+) -> (Vec<Result<(), String>>, Observed) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let settings = RendererSettings {
@@ -120,18 +179,37 @@ async fn run_with(
         memory_request: "128Mi".into(),
         memory_limit: "512Mi".into(),
     };
+    let caches = cached.caches(&jobs[0]);
     let ctx = Context::new(client, bucket.clone(), settings, Arc::new(OperatorMetrics::new()), None);
-    let ctx = Arc::new(ctx.with_renderer_start_timeout(start_timeout));
-    let job: RenderJob = serde_json::from_value(job).unwrap();
+    let ctx = Arc::new(ctx.with_renderer_start_timeout(start_timeout).with_caches(caches));
     let server = tokio::spawn(serve(handle, script));
-    let outcome = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(job), ctx))
-        .await
-        .expect("the reconcile did not finish in time");
+    let mut outcomes = Vec::new();
+    for job in jobs {
+        let job: RenderJob = serde_json::from_value(job).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(job), ctx.clone()))
+            .await
+            .expect("the reconcile did not finish in time");
+        outcomes.push(outcome.map(|_| ()).map_err(|err| err.to_string()));
+    }
+    drop(ctx);
     let seen = tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .expect("the client was still in use after the reconcile")
         .unwrap();
-    (outcome.map(|_| ()).map_err(|err| err.to_string()), seen)
+    (outcomes, seen)
+}
+
+/// Run one reconcile of `job` against `script` with the renderer start timeout
+/// `start_timeout`; the reconcile's outcome, the requests seen and the Events.
+async fn run_with(
+    job: Value,
+    cached: Cached,
+    script: Vec<Expect>,
+    bucket: &S3Bucket,
+    start_timeout: Duration,
+) -> (Result<(), String>, Observed) {
+    let (mut outcomes, seen) = run_jobs(vec![job], cached, script, bucket, start_timeout).await;
+    (outcomes.remove(0), seen)
 }
 
 async fn bucket() -> (tempfile::TempDir, S3Bucket) {
@@ -172,17 +250,39 @@ fn patched(job: &Value) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static 
     }
 }
 
+/// As [`patched`], with a new `resourceVersion`, and the answer kept in `keep`.
+fn patched_into(
+    job: &Value,
+    version: &str,
+    keep: Arc<std::sync::Mutex<Value>>,
+) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
+    let job = job.clone();
+    let version = version.to_owned();
+    move |patch| {
+        let mut job = job;
+        job["status"] = patch["status"].clone();
+        job["metadata"]["resourceVersion"] = json!(version);
+        *keep.lock().unwrap() = job.clone();
+        (200, job)
+    }
+}
+
 fn account(credits: Option<i64>, used: i64, pending: Value) -> Value {
     json!({
         "apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
-        "metadata": {"name": "acme", "namespace": "acme", "resourceVersion": "7"},
+        "metadata": {"name": "acme", "namespace": "acme", "uid": "account-uid", "resourceVersion": "7"},
         "spec": {"credits": credits},
         "status": {"creditsUsed": used, "pendingCharges": pending},
     })
 }
 
-fn list(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccountList", "metadata": {"resourceVersion": "7"}, "items": items})
+/// The account's write as the API server answers it: the body, with a new version.
+fn account_written(version: &'static str) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
+    move |body| {
+        let mut account = body.clone();
+        account["metadata"]["resourceVersion"] = json!(version);
+        (200, account)
+    }
 }
 
 fn echo(status: u16) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
@@ -191,9 +291,13 @@ fn echo(status: u16) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
 
 /// A finished renderer Pod whose termination message is `report`.
 fn finished_pod(phase: &str, report: &RendererReport) -> Value {
+    finished_pod_named("invoice-1-render-0", phase, report)
+}
+
+fn finished_pod_named(name: &str, phase: &str, report: &RendererReport) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "invoice-1-render-0", "namespace": "acme", "ownerReferences": [owner()]},
+        "metadata": {"name": name, "namespace": "acme", "ownerReferences": [owner()]},
         "status": {"phase": phase, "containerStatuses": [{
             "name": "renderer", "image": "folio:test", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": if phase == "Succeeded" { 0 } else { 1 }, "message": report.to_message()}},
@@ -215,12 +319,6 @@ fn running_pod() -> Value {
     })
 }
 
-/// The job as the API server holds it (for the ledger's freshness check).
-fn stored(job: &Value) -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
-    let job = job.clone();
-    move |_| (200, job)
-}
-
 /// Store the PDF a success report describes (20 000 bytes), as the renderer would have.
 async fn store_reported_pdf(bucket: &S3Bucket) {
     bucket.put("acme/invoice-1.pdf", vec![b'%'; 20_000]).await.unwrap();
@@ -237,6 +335,15 @@ fn not_found() -> impl FnOnce(&Value) -> (u16, Value) + Send + 'static {
     |_| (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}))
 }
 
+/// `job` as the cache shows it some seconds after it succeeded: `completedAt` moved
+/// back by `seconds`.
+fn succeeded_ago(job: &Value, seconds: i64) -> Value {
+    let mut job = job.clone();
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds);
+    job["status"]["completedAt"] = json!(at.to_string());
+    job
+}
+
 #[tokio::test]
 async fn a_new_job_gets_the_finalizer_first() {
     let (_root, bucket) = bucket().await;
@@ -251,41 +358,43 @@ async fn a_new_job_gets_the_finalizer_first() {
     );
 }
 
+/// A job that can start does so in the same reconcile: its input, its Pod and one
+/// status write straight to Rendering (no Queued write, no Queued Event).
 #[tokio::test]
-async fn an_accepted_job_is_queued_then_started_in_a_locked_down_pod() {
+async fn an_accepted_job_starts_at_once_in_a_locked_down_pod_with_one_status_write() {
     let (_root, bucket) = bucket().await;
     let job = job_with(Value::Null, json!({"activeDeadlineSeconds": 60}));
-    let queued = {
-        let mut queued = job.clone();
-        queued["status"] = json!({"phase": "Queued"});
-        queued
-    };
     let script = vec![
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
         expect("PATCH", "/api/v1/namespaces/acme/configmaps/invoice-1-render-0-input", echo(200)),
         expect("PATCH", POD, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&queued)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    assert_eq!(seen[0].body["status"]["phase"], "Queued");
-    assert_eq!(seen[0].body["status"]["observedGeneration"], 1);
-    let input = &seen[1].body;
+    let input = &seen.requests[0].body;
     assert!(input["data"]["upload-url"].as_str().unwrap().contains("X-Amz-Signature"), "{input}");
     assert_eq!(input["data"]["output-key"], "acme/invoice-1.pdf");
     let request: Value = serde_json::from_str(input["data"]["request.json"].as_str().unwrap()).unwrap();
     assert_eq!(request["data"], "{\"customer\":\"ACME\"}");
-    let pod = &seen[2].body;
+    let pod = &seen.requests[1].body;
     assert_eq!(pod["spec"]["activeDeadlineSeconds"], 60);
     assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
     assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-    let rendering = &seen[3].body["status"];
+    let rendering = &seen.requests[2].body;
+    assert_eq!(rendering["metadata"]["resourceVersion"], "10", "the write is conditional on the version read");
+    let rendering = &rendering["status"];
     assert_eq!(rendering["phase"], "Rendering");
+    assert_eq!(rendering["observedGeneration"], 1);
     assert!(rendering["startedAt"].is_string());
     assert_eq!(rendering["conditions"][0]["type"], "Ready");
     assert_eq!(rendering["conditions"][0]["status"], "False");
+    let reasons: Vec<&str> = seen.events.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["Rendering"], "one Event, for the attempt's Pod");
 }
 
+/// The template is not in the cache: it is read from the API server (it may be newer
+/// than the cache), and the job fails when the server does not have it either. No
+/// Pod was made, so none is deleted.
 #[tokio::test]
 async fn a_job_whose_template_is_missing_fails_without_a_pod() {
     let (_root, bucket) = bucket().await;
@@ -293,45 +402,99 @@ async fn a_job_whose_template_is_missing_fails_without_a_pod() {
     job["spec"] = json!({"templateRef": {"name": "missing"}, "data": {}});
     let script = vec![
         expect("GET", "/apis/folio.dev/v1alpha1/namespaces/acme/rendertemplates/missing", not_found()),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, not_found()),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[3].body["status"];
+    let status = &seen[1].body["status"];
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["errorCode"], "TEMPLATE_NOT_FOUND");
     assert!(status["expiresAt"].is_string());
 }
 
+/// A template in the cache is not read again.
+#[tokio::test]
+async fn a_cached_template_is_not_read_from_the_api_server() {
+    let (_root, bucket) = bucket().await;
+    let mut job = job_with(json!({"phase": "Queued"}), json!({}));
+    job["spec"] = json!({"templateRef": {"name": "invoice"}, "data": {"customer": "ACME"}});
+    let template: folio::resources::RenderTemplate = serde_json::from_value(json!({
+        "apiVersion": "folio.dev/v1alpha1", "kind": "RenderTemplate",
+        "metadata": {"name": "invoice", "namespace": "acme"},
+        "spec": {"source": "= Invoice from a template"},
+    }))
+    .unwrap();
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let settings = RendererSettings {
+        image: "folio:test".into(),
+        image_pull_policy: "IfNotPresent".into(),
+        cpu_request: "100m".into(),
+        cpu_limit: "1".into(),
+        memory_request: "128Mi".into(),
+        memory_limit: "512Mi".into(),
+    };
+    let typed: RenderJob = serde_json::from_value(job.clone()).unwrap();
+    let caches = Caches::holding(vec![typed.clone()], Vec::new(), Vec::new(), vec![template]);
+    let ctx = Context::new(kube::Client::new(service, "default"), bucket.clone(), settings, Arc::default(), None);
+    let ctx = Arc::new(ctx.with_caches(caches));
+    let script = vec![
+        expect("PATCH", INPUT, echo(200)),
+        expect("PATCH", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let server = tokio::spawn(serve(handle, script));
+    tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(typed), ctx.clone())).await.unwrap().unwrap();
+    drop(ctx);
+    let seen = server.await.unwrap();
+    let request: Value = serde_json::from_str(seen.requests[0].body["data"]["request.json"].as_str().unwrap()).unwrap();
+    assert!(request.to_string().contains("Invoice from a template"), "{request}");
+}
+
+/// The charge: the account is written (conditional on the version the operator
+/// knows), then the job; the account's entry of the charge is removed once the
+/// cache shows the job Succeeded, a little later unless another charge of the
+/// namespace removes it on the way.
 #[tokio::test]
 async fn a_successful_render_is_charged_then_recorded_then_the_charge_is_settled() {
     let (_root, bucket) = bucket().await;
     store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let done = Arc::new(std::sync::Mutex::new(Value::Null));
     let script = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
-        expect("DELETE", INPUT, not_found()),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
-        expect("GET", JOBS, stored(&job)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+        expect("DELETE", INPUT, echo(200)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
+        expect("PATCH", &format!("{JOBS}/status"), patched_into(&job, "11", done.clone())),
     ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(10), 2, json!([])));
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
     outcome.unwrap();
-    let debit = &seen[4].body;
-    assert_eq!(debit["metadata"]["resourceVersion"], "7", "the debit is conditional on the version read");
+    let debit = &seen[1].body;
+    assert_eq!(debit["metadata"]["resourceVersion"], "7", "the debit is conditional on the version known");
     assert_eq!(debit["status"]["creditsUsed"], 5);
     assert_eq!(debit["status"]["pendingCharges"][0]["jobUid"], "uid-1");
-    let status = &seen[5].body["status"];
+    let status = &seen[2].body["status"];
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!((status["pageCount"].as_i64(), status["creditsUsed"].as_i64()), (Some(3), Some(3)));
     assert_eq!(status["creditsRemaining"], 5);
     assert_eq!(status["outputKey"], "acme/invoice-1.pdf");
     assert_eq!(status["conditions"][0]["status"], "True");
-    let settled = &seen[6].body;
+    let mut charged = debit.clone();
+    charged["metadata"]["resourceVersion"] = json!("8");
+
+    // The cache shows the job Succeeded at once: the entry stays a little, no write.
+    let done = done.lock().unwrap().clone();
+    let (outcome, seen) = run_cached(done.clone(), Cached::account(charged.clone()), vec![], &bucket).await;
+    outcome.unwrap();
+    assert!(seen.is_empty());
+
+    // Some seconds later nothing else has removed it: the job's reconcile does.
+    let later = succeeded_ago(&done, 5);
+    let script = vec![expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("9"))];
+    let (outcome, seen) = run_cached(later, Cached::account(charged), script, &bucket).await;
+    outcome.unwrap();
+    let settled = &seen[0].body;
+    assert_eq!(settled["metadata"]["resourceVersion"], "8");
     assert_eq!(settled["status"]["creditsUsed"], 5);
     assert_eq!(settled["status"].get("pendingCharges"), None, "the pending charge is removed");
 }
@@ -345,11 +508,8 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
     store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let first = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
-        expect("DELETE", INPUT, not_found()),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(10), 2, json!([]))]))),
-        expect("GET", JOBS, stored(&job)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+        expect("DELETE", INPUT, echo(200)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
         expect("PATCH", &format!("{JOBS}/status"), |_| {
             (
                 500,
@@ -357,27 +517,120 @@ async fn a_crash_between_the_account_write_and_the_job_write_never_charges_twice
             )
         }),
     ];
-    let (outcome, seen) = run(job.clone(), first, &bucket).await;
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(10), 2, json!([])));
+    let (outcome, seen) = run_cached(job.clone(), cached, first, &bucket).await;
     assert!(outcome.is_err(), "the reconcile reports the failed write");
-    let charged = seen[4].body.clone();
+    let mut charged = seen[1].body.clone();
     assert_eq!(charged["status"]["creditsUsed"], 5);
+    charged["metadata"]["resourceVersion"] = json!("8");
 
     // After the restart the account holds the charge; the job still says Rendering.
-    let after_restart = charged.clone();
+    // The new operator does not know the input is gone: it deletes it once more.
+    let done = Arc::new(std::sync::Mutex::new(Value::Null));
     let second = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
         expect("DELETE", INPUT, not_found()),
-        expect("GET", ACCOUNTS, move |_| (200, list(vec![after_restart]))),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched_into(&job, "11", done.clone())),
     ];
-    let (outcome, seen) = run(job, second, &bucket).await;
+    let cached = Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(charged.clone());
+    let (outcome, seen) = run_cached(job, cached, second, &bucket).await;
     outcome.unwrap();
-    assert!(seen.iter().filter(|s| s.method == "PUT").all(|s| s.body["status"]["creditsUsed"] == 5), "no second debit");
-    let status = &seen[3].body["status"];
+    assert!(seen.iter().all(|s| s.method != "PUT"), "no second debit");
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["creditsUsed"].as_i64()), (Some("Succeeded"), Some(3)));
     assert_eq!(status["creditsRemaining"], 5);
-    assert_eq!(seen[4].body["status"].get("pendingCharges"), None);
+
+    // The entry goes later, the credits used unchanged.
+    let later = succeeded_ago(&done.lock().unwrap(), 5);
+    let script = vec![expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("9"))];
+    let (outcome, seen) = run_cached(later, Cached::account(charged), script, &bucket).await;
+    outcome.unwrap();
+    assert_eq!(seen[0].body["status"]["creditsUsed"], 5);
+    assert_eq!(seen[0].body["status"].get("pendingCharges"), None);
+}
+
+/// A reconcile handed a copy of the job older than the cache's (which shows the job
+/// settled) charges nothing: the charge was taken, and its entry may be gone.
+#[tokio::test]
+async fn a_stale_copy_of_a_settled_job_is_never_charged_again() {
+    let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
+    let stale = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let mut settled = stale.clone();
+    settled["metadata"]["resourceVersion"] = json!("12");
+    settled["status"] = json!({"phase": "Succeeded", "creditsUsed": 3, "retryCount": 0});
+    let cached = Cached {
+        pods: vec![finished_pod("Succeeded", &succeeded_report(3))],
+        accounts: vec![account(Some(10), 5, json!([]))],
+        jobs: vec![settled],
+    };
+    let (outcome, seen) = run_cached(stale, cached, vec![expect("DELETE", INPUT, echo(200))], &bucket).await;
+    let err = outcome.expect_err("retried on the cache's copy");
+    assert!(err.ends_with("the RenderJob changed meanwhile"), "{err}");
+    assert!(seen.iter().all(|s| s.method != "PUT"), "no account write: {seen:?}");
+}
+
+/// Another writer changed the account since the operator's copy: the debit is
+/// refused with a conflict, the account is read afresh and the charge decided again
+/// on it, in the same reconcile.
+#[tokio::test]
+async fn a_conflicting_account_write_is_decided_again_on_a_fresh_copy() {
+    let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let mut topped_up = account(Some(20), 4, json!([]));
+    topped_up["metadata"]["resourceVersion"] = json!("9");
+    let script = vec![
+        expect("DELETE", INPUT, echo(200)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), api_error("conflict")),
+        expect("GET", &format!("{ACCOUNTS}/acme"), move |_| (200, topped_up)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("10")),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(10), 2, json!([])));
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
+    outcome.unwrap();
+    let retried = &seen[3].body;
+    assert_eq!(retried["metadata"]["resourceVersion"], "9", "written from the fresh copy");
+    assert_eq!((retried["status"]["creditsUsed"].as_i64(), retried["spec"]["credits"].as_i64()), (Some(7), Some(20)));
+    assert_eq!(seen[4].body["status"]["creditsRemaining"], 13);
+}
+
+/// Charges of one namespace share the account: a charge removes on the way the
+/// entries of jobs the cache shows settled, so those need no write of their own.
+#[tokio::test]
+async fn a_charge_removes_the_entries_of_jobs_already_settled() {
+    let (_root, bucket) = bucket().await;
+    store_reported_pdf(&bucket).await;
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
+    let mut earlier = job_with(json!({"phase": "Succeeded", "creditsUsed": 2}), json!({}));
+    earlier["metadata"]["name"] = json!("invoice-0");
+    earlier["metadata"]["uid"] = json!("uid-0");
+    let pending = json!([
+        {"jobUid": "uid-0", "jobName": "invoice-0", "credits": 2},
+        {"jobUid": "uid-9", "jobName": "invoice-9", "credits": 1},
+    ]);
+    let script = vec![
+        expect("DELETE", INPUT, echo(200)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let cached = Cached {
+        pods: vec![finished_pod("Succeeded", &succeeded_report(3))],
+        accounts: vec![account(Some(10), 3, pending)],
+        jobs: vec![earlier],
+    };
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
+    outcome.unwrap();
+    let entries: Vec<&str> = seen[1].body["status"]["pendingCharges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["jobUid"].as_str().unwrap())
+        .collect();
+    assert_eq!(entries, ["uid-9", "uid-1"], "the settled job's entry went, an unknown one stays");
+    assert_eq!(seen[1].body["status"]["creditsUsed"], 6);
 }
 
 #[tokio::test]
@@ -385,39 +638,31 @@ async fn a_short_balance_blocks_and_a_top_up_completes_the_job() {
     let (_root, bucket) = bucket().await;
     store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
-    let blocked_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let keep = blocked_job.clone();
+    let blocked_job = Arc::new(std::sync::Mutex::new(Value::Null));
     let script = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
-        expect("DELETE", INPUT, not_found()),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(4), 2, json!([]))]))),
-        expect("PATCH", &format!("{JOBS}/status"), move |patch| {
-            let (status, answer) = patched(&job)(patch);
-            *keep.lock().unwrap() = answer.clone();
-            (status, answer)
-        }),
+        expect("DELETE", INPUT, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched_into(&job, "10", blocked_job.clone())),
     ];
-    let (outcome, seen) =
-        run(job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({})), script, &bucket).await;
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(4), 2, json!([])));
+    let (outcome, seen) = run_with(job, cached, script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    let status = &seen[3].body["status"];
+    let status = &seen.requests[1].body["status"];
     assert_eq!(status["phase"], "Blocked");
     assert_eq!(status["creditsRemaining"], 2);
     assert!(status["errorMessage"].as_str().unwrap().contains("costs 3 credits"));
+    assert_eq!(seen.events[0]["reason"], "InsufficientCredits");
 
     // The account is topped up: the blocked job is charged and succeeds, no re-render.
     let blocked = blocked_job.lock().unwrap().clone();
     let script = vec![
-        expect("GET", ACCOUNTS, |_| (200, list(vec![account(Some(20), 2, json!([]))]))),
-        expect("GET", JOBS, stored(&blocked)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
         expect("PATCH", &format!("{JOBS}/status"), patched(&blocked)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
     ];
-    let (outcome, seen) = run(blocked, script, &bucket).await;
+    let (outcome, seen) = run_cached(blocked, Cached::account(account(Some(20), 2, json!([]))), script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[2].body["status"]["creditsUsed"], 5);
-    let status = &seen[3].body["status"];
+    assert_eq!(seen[0].body["status"]["creditsUsed"], 5);
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["creditsRemaining"].as_i64()), (Some("Succeeded"), Some(15)));
 }
 
@@ -426,15 +671,10 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let (_root, bucket) = bucket().await;
     let crashed = RendererReport::Failed { error_code: ErrorCode::RendererCrashed, error_message: "killed".into() };
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 1}));
-    let report = crashed.clone();
-    let script = vec![
-        expect("GET", POD, move |_| (200, finished_pod("Failed", &report))),
-        expect("DELETE", INPUT, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run(job.clone(), script, &bucket).await;
+    let script = vec![expect("DELETE", INPUT, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_cached(job.clone(), Cached::pod(finished_pod("Failed", &crashed)), script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[2].body["status"];
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["retryCount"].as_i64()), (Some("Rendering"), Some(1)));
     assert_eq!(status["errorCode"], "RENDERER_CRASHED");
     let next: jiff::Timestamp = status["nextAttemptAt"].as_str().unwrap().parse().unwrap();
@@ -444,16 +684,15 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let job = job_with(json!({"phase": "Rendering", "retryCount": 1}), json!({"backoffLimit": 1}));
     let pod1 = "/api/v1/namespaces/acme/pods/invoice-1-render-1";
     let script = vec![
-        expect("GET", pod1, move |_| (200, finished_pod("Failed", &crashed))),
-        expect("DELETE", "/api/v1/namespaces/acme/configmaps/invoice-1-render-1-input", not_found()),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
+        expect("DELETE", "/api/v1/namespaces/acme/configmaps/invoice-1-render-1-input", echo(200)),
         expect("DELETE", pod1, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let cached = Cached::pod(finished_pod_named("invoice-1-render-1", "Failed", &crashed));
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[3].body["gracePeriodSeconds"], 0);
-    let status = &seen[4].body["status"];
+    assert_eq!(seen[1].body["gracePeriodSeconds"], 0);
+    let status = &seen[2].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("RENDERER_CRASHED")));
 }
 
@@ -462,16 +701,11 @@ async fn a_job_past_its_deadline_expires_and_its_pod_is_removed() {
     let (_root, bucket) = bucket().await;
     let mut job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"activeDeadlineSeconds": 5}));
     job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let script = vec![
-        expect("GET", POD, |_| (200, running_pod())),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_cached(job, Cached::pod(running_pod()), script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[2].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[2].body);
-    let status = &seen[3].body["status"];
+    assert_eq!(seen[0].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[0].body);
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Expired"), Some("DEADLINE_EXCEEDED")));
     assert_eq!(
         status["errorMessage"], "the job did not finish within activeDeadlineSeconds (5 s)",
@@ -483,18 +717,13 @@ async fn a_job_past_its_deadline_expires_and_its_pod_is_removed() {
 async fn spec_cancel_deletes_the_pod_and_cancels() {
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
-    let script = vec![
-        expect("GET", POD, |_| (200, running_pod())),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_cached(job, Cached::pod(running_pod()), script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[2].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[2].body);
-    assert_eq!(seen[2].body["propagationPolicy"], "Background");
-    assert_eq!(seen[3].body["status"]["phase"], "Cancelled");
-    assert_eq!(seen[3].body["status"]["conditions"][0]["reason"], "Cancelled");
+    assert_eq!(seen[0].body["gracePeriodSeconds"], 0, "the renderer goes at once: {}", seen[0].body);
+    assert_eq!(seen[0].body["propagationPolicy"], "Background");
+    assert_eq!(seen[1].body["status"]["phase"], "Cancelled");
+    assert_eq!(seen[1].body["status"]["conditions"][0]["reason"], "Cancelled");
 }
 
 #[tokio::test]
@@ -513,17 +742,17 @@ async fn deleting_a_job_deletes_its_pdf_then_the_finalizer() {
     let mut job = job_with(json!({"phase": "Succeeded", "outputKey": "acme/invoice-1.pdf"}), json!({}));
     job["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
     let answer = job.clone();
-    let script = vec![expect("DELETE", POD, not_found()), expect("PATCH", JOBS, move |_| (200, answer))];
-    let (outcome, seen) = run(job.clone(), script, &bucket).await;
+    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", JOBS, move |_| (200, answer))];
+    let (outcome, seen) = run_cached(job.clone(), Cached::pod(running_pod()), script, &bucket).await;
     outcome.unwrap();
     assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None, "the PDF is gone");
     assert_eq!(seen[0].body["gracePeriodSeconds"], 0, "a deleted job's renderer goes at once");
     assert!(!root.path().join("folio/acme/invoice-1.pdf").exists());
     assert!(seen[1].body.to_string().contains("remove"), "the finalizer is removed: {}", seen[1].body);
 
-    // A job that never produced a PDF is deleted just as well.
+    // A job that never produced a PDF is deleted just as well; no Pod, no delete of one.
     let answer = job.clone();
-    let script = vec![expect("DELETE", POD, not_found()), expect("PATCH", JOBS, move |_| (200, answer))];
+    let script = vec![expect("PATCH", JOBS, move |_| (200, answer))];
     let (outcome, _) = run(job, script, &bucket).await;
     outcome.unwrap();
 }
@@ -534,14 +763,10 @@ async fn cancelling_a_blocked_job_drops_its_unpaid_pdf() {
     bucket.put("acme/invoice-1.pdf", b"%PDF-1.7 unpaid".to_vec()).await.unwrap();
     let status = json!({"phase": "Blocked", "outputKey": "acme/invoice-1.pdf", "pageCount": 3});
     let job = job_with(status, json!({"cancel": true}));
-    let script = vec![
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, not_found()),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[2].body["status"]["phase"], "Cancelled");
+    assert_eq!(seen[0].body["status"]["phase"], "Cancelled");
     assert_eq!(bucket.get("acme/invoice-1.pdf").await.unwrap(), None);
 }
 
@@ -553,39 +778,45 @@ async fn a_charged_render_is_settled_even_when_cancel_arrives_before_the_job_wri
     store_reported_pdf(&bucket).await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
     let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
-    let script = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
-        expect("DELETE", INPUT, not_found()),
-        expect("GET", ACCOUNTS, move |_| (200, list(vec![account(Some(10), 5, pending)]))),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
-    ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let script = vec![expect("DELETE", INPUT, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(10), 5, pending));
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[3].body["status"]["phase"], "Succeeded");
-    assert_eq!(seen[4].body["status"]["creditsUsed"], 5, "no second charge");
+    assert_eq!(seen[1].body["status"]["phase"], "Succeeded");
+    assert_eq!(seen[1].body["status"]["creditsRemaining"], 5, "no second charge");
 }
 
 /// A charge whose job then ends otherwise (its Pod gone, the job cancelled) is
-/// given back, so only successes are ever charged.
+/// given back once the job's end is written, so only successes are ever charged.
 #[tokio::test]
 async fn a_pending_charge_of_a_job_that_ends_otherwise_is_refunded() {
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"cancel": true}));
     let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
     let script = vec![
-        expect("GET", POD, not_found()),
-        expect("GET", ACCOUNTS, move |_| (200, list(vec![account(Some(10), 5, pending)]))),
-        expect("DELETE", POD, not_found()),
-        expect("PUT", &format!("{ACCOUNTS}/acme/status"), echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
     ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let (outcome, seen) = run_cached(job, Cached::account(account(Some(10), 5, pending)), script, &bucket).await;
     outcome.unwrap();
-    let refund = &seen[3].body["status"];
+    assert_eq!(seen[0].body["status"]["phase"], "Cancelled");
+    let refund = &seen[1].body["status"];
     assert_eq!((refund["creditsUsed"].as_i64(), refund["creditsRemaining"].as_i64()), (Some(2), Some(8)));
     assert_eq!(refund.get("pendingCharges"), None);
-    assert_eq!(seen[4].body["status"]["phase"], "Cancelled");
+}
+
+/// The job ended otherwise but the operator stopped before giving the charge back:
+/// the ended job's next reconcile does.
+#[tokio::test]
+async fn a_charge_left_on_a_job_that_ended_otherwise_is_refunded_by_its_next_reconcile() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(json!({"phase": "Cancelled", "completedAt": jiff::Timestamp::now().to_string()}), json!({}));
+    let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
+    let script = vec![expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8"))];
+    let (outcome, seen) = run_cached(job, Cached::account(account(Some(10), 5, pending)), script, &bucket).await;
+    outcome.unwrap();
+    assert_eq!(seen[0].body["status"]["creditsUsed"], 2);
 }
 
 /// A Pod of the right name that another owner made (or a tenant replaced) is not
@@ -596,15 +827,10 @@ async fn a_pod_not_owned_by_the_job_is_not_believed() {
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let mut forged = finished_pod("Succeeded", &succeeded_report(0));
     forged["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
-    let script = vec![
-        expect("GET", POD, move |_| (200, forged)),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_cached(job, Cached::pod(forged), script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[3].body["status"];
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("INTERNAL")));
     assert!(status["errorMessage"].as_str().unwrap().contains("not this job's renderer"));
 }
@@ -615,16 +841,52 @@ async fn a_pod_not_owned_by_the_job_is_not_believed() {
 async fn a_success_report_without_its_pdf_in_the_bucket_is_retried_not_charged() {
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
-    let script = vec![
-        expect("GET", POD, |_| (200, finished_pod("Succeeded", &succeeded_report(3)))),
-        expect("DELETE", INPUT, not_found()),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run(job, script, &bucket).await;
+    let script = vec![expect("DELETE", INPUT, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let cached =
+        Cached::pod(finished_pod("Succeeded", &succeeded_report(3))).and_account(account(Some(10), 2, json!([])));
+    let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[2].body["status"];
+    let status = &seen[1].body["status"];
     assert_eq!((status["retryCount"].as_i64(), status["errorCode"].as_str()), (Some(1), Some("RENDERER_CRASHED")));
     assert!(status["errorMessage"].as_str().unwrap().contains("the bucket holds nothing"), "{status}");
+}
+
+/// After the operator's own status write, a reconcile handed the cache's older copy
+/// sends nothing: it waits for the cache to show the write (the watch event wakes
+/// the job), instead of applying the Pod again for a job already Rendering.
+#[tokio::test]
+async fn a_reconcile_waits_for_the_cache_to_show_the_operators_own_write() {
+    let (_root, bucket) = bucket().await;
+    let job = job_with(Value::Null, json!({}));
+    let script = vec![
+        expect("PATCH", INPUT, echo(200)),
+        expect("PATCH", POD, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), patched_into(&job, "11", Arc::default())),
+    ];
+    let (outcomes, seen) =
+        run_jobs(vec![job.clone(), job.clone()], Cached::default(), script, &bucket, START_TIMEOUT).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(seen.requests.len(), 3, "the second reconcile sent nothing");
+    assert_eq!(seen.events.len(), 1);
+}
+
+/// An input deleted once is not deleted again by a reconcile repeated after a
+/// failure (here, the job's write refused with a conflict).
+#[tokio::test]
+async fn the_input_is_deleted_once_even_when_the_reconcile_is_repeated() {
+    let (_root, bucket) = bucket().await;
+    let crashed = RendererReport::Failed { error_code: ErrorCode::RendererCrashed, error_message: "killed".into() };
+    let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 1}));
+    let script = vec![
+        expect("DELETE", INPUT, echo(200)),
+        expect("PATCH", &format!("{JOBS}/status"), api_error("conflict")),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcomes, seen) =
+        run_jobs(vec![job.clone(), job], Cached::pod(finished_pod("Failed", &crashed)), script, &bucket, START_TIMEOUT)
+            .await;
+    assert!(outcomes[0].is_err() && outcomes[1].is_ok(), "{outcomes:?}");
+    assert_eq!(seen.requests.iter().filter(|s| s.method == "DELETE").count(), 1);
 }
 
 /// A Pod from `tests/fixtures/pods/` (as a kube-apiserver, scheduler and kubelet
@@ -657,13 +919,14 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 const LIMIT_RANGE_MESSAGE: &str =
     "pods \"invoice-1-render-0\" is forbidden: maximum memory usage per Container is 512Mi, but limit is 1Gi";
 
-/// A LimitRange below the renderer's memory limit: the job shows the API server's
-/// refusal at once (a condition and one Warning Event), stays Queued and the
-/// reconcile is retried with backoff; nothing is written again while it repeats.
+/// A LimitRange below the renderer's memory limit: the new job shows the API
+/// server's refusal at once (a condition and one Warning Event), is written Queued
+/// and the reconcile is retried with backoff; nothing is written again while it
+/// repeats.
 #[tokio::test]
 async fn an_admission_refusal_shows_at_once_as_a_condition_and_one_warning_event() {
     let (_root, bucket) = bucket().await;
-    let job = job_with(json!({"phase": "Queued"}), json!({}));
+    let job = job_with(Value::Null, json!({}));
     let refused_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
     let keep = refused_job.clone();
     let script = vec![
@@ -676,7 +939,7 @@ async fn an_admission_refusal_shows_at_once_as_a_condition_and_one_warning_event
         }),
     ];
     let (outcome, seen) =
-        run_with(job_with(json!({"phase": "Queued"}), json!({})), script, &bucket, Duration::from_secs(60)).await;
+        run_with(job_with(Value::Null, json!({})), Cached::default(), script, &bucket, Duration::from_secs(60)).await;
     let err = outcome.expect_err("the reconcile is retried with backoff");
     assert!(err.contains("maximum memory usage per Container is 512Mi"), "{err}");
     let status = &seen.requests[2].body["status"];
@@ -696,7 +959,7 @@ async fn an_admission_refusal_shows_at_once_as_a_condition_and_one_warning_event
     // Refused again: the status says so already, so neither it nor an Event is written.
     let refused = refused_job.lock().unwrap().clone();
     let script = vec![expect("PATCH", INPUT, echo(200)), expect("PATCH", POD, api_error("limit-range"))];
-    let (outcome, seen) = run_with(refused.clone(), script, &bucket, Duration::from_secs(60)).await;
+    let (outcome, seen) = run_with(refused.clone(), Cached::default(), script, &bucket, Duration::from_secs(60)).await;
     assert!(outcome.is_err());
     assert!(seen.events.is_empty(), "no second Event: {:?}", seen.events);
 
@@ -706,7 +969,7 @@ async fn an_admission_refusal_shows_at_once_as_a_condition_and_one_warning_event
         expect("PATCH", POD, echo(201)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&refused)),
     ];
-    let (outcome, seen) = run_with(refused, script, &bucket, Duration::from_secs(60)).await;
+    let (outcome, seen) = run_with(refused, Cached::default(), script, &bucket, Duration::from_secs(60)).await;
     outcome.unwrap();
     let status = &seen.requests[2].body["status"];
     assert_eq!(status["phase"], "Rendering");
@@ -722,7 +985,7 @@ async fn a_forbidden_input_config_map_is_shown_without_trying_the_pod() {
     let job = job_with(json!({"phase": "Queued"}), json!({}));
     let script =
         vec![expect("PATCH", INPUT, api_error("rbac")), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
-    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(60)).await;
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, Duration::from_secs(60)).await;
     assert!(outcome.is_err());
     let admitted = condition(&seen.requests[1].body["status"], "RendererAdmitted");
     assert_eq!(admitted["reason"], "Forbidden");
@@ -736,7 +999,7 @@ async fn a_conflict_or_a_server_error_is_not_shown_as_a_refusal() {
     for error in ["conflict", "internal", "unavailable"] {
         let job = job_with(json!({"phase": "Queued"}), json!({}));
         let script = vec![expect("PATCH", INPUT, echo(200)), expect("PATCH", POD, api_error(error))];
-        let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(60)).await;
+        let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, Duration::from_secs(60)).await;
         assert!(outcome.is_err(), "{error}");
         assert!(seen.events.is_empty(), "{error}: {:?}", seen.events);
     }
@@ -759,7 +1022,7 @@ async fn a_refusal_past_the_start_timeout_fails_the_attempt_with_renderer_unavai
         expect("DELETE", INPUT, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
-    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(2)).await;
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, Duration::from_secs(2)).await;
     outcome.unwrap();
     let status = &seen.requests[3].body["status"];
     assert_eq!((status["retryCount"].as_i64(), status["errorCode"].as_str()), (Some(1), Some("RENDERER_UNAVAILABLE")));
@@ -771,17 +1034,13 @@ async fn a_refusal_past_the_start_timeout_fails_the_attempt_with_renderer_unavai
     assert_eq!(condition(status, "RendererAdmitted")["status"], "False");
     assert!(seen.events.iter().any(|e| e["reason"] == "RetryScheduled"), "{:?}", seen.events);
 
-    // No retry left: the job fails with the same code.
+    // No retry left: the job fails with the same code (no Pod was made: none is deleted).
     let job = job_with(refused, json!({"backoffLimit": 0}));
-    let script = vec![
-        expect("PATCH", INPUT, api_error("rbac")),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, not_found()),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(2)).await;
+    let script =
+        vec![expect("PATCH", INPUT, api_error("rbac")), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, Duration::from_secs(2)).await;
     outcome.unwrap();
-    let status = &seen.requests[3].body["status"];
+    let status = &seen.requests[1].body["status"];
     assert_eq!(
         (status["phase"].as_str(), status["errorCode"].as_str()),
         (Some("Failed"), Some("RENDERER_UNAVAILABLE"))
@@ -798,19 +1057,21 @@ async fn an_unschedulable_pod_shows_the_schedulers_reason_while_it_waits() {
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let waiting_job = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
     let keep = waiting_job.clone();
-    let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::ZERO))),
-        expect("PATCH", &format!("{JOBS}/status"), move |patch| {
-            let (status, answer) = patched(&job)(patch);
-            *keep.lock().unwrap() = answer.clone();
-            (status, answer)
-        }),
-    ];
-    let (outcome, seen) =
-        run_with(job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({})), script, &bucket, START_TIMEOUT)
-            .await;
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), move |patch| {
+        let (status, answer) = patched(&job)(patch);
+        *keep.lock().unwrap() = answer.clone();
+        (status, answer)
+    })];
+    let (outcome, seen) = run_with(
+        job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({})),
+        Cached::pod(pod_fixture("unschedulable.yaml", Duration::ZERO)),
+        script,
+        &bucket,
+        START_TIMEOUT,
+    )
+    .await;
     outcome.unwrap();
-    let status = &seen.requests[1].body["status"];
+    let status = &seen.requests[0].body["status"];
     assert_eq!(status["phase"], "Rendering");
     let started = condition(status, "RendererStarted");
     assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("False"), Some("Unschedulable")));
@@ -824,19 +1085,18 @@ async fn an_unschedulable_pod_shows_the_schedulers_reason_while_it_waits() {
     assert!(note.starts_with("the renderer Pod could not be scheduled: 0/1 nodes are available"), "{note}");
 
     let waiting = waiting_job.lock().unwrap().clone();
-    let script = vec![expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::from_secs(1))))];
-    let (outcome, seen) = run_with(waiting.clone(), script, &bucket, START_TIMEOUT).await;
+    let cached = Cached::pod(pod_fixture("unschedulable.yaml", Duration::from_secs(1)));
+    let (outcome, seen) = run_with(waiting.clone(), cached, vec![], &bucket, START_TIMEOUT).await;
     outcome.unwrap();
+    assert!(seen.requests.is_empty(), "nothing read, nothing written");
     assert!(seen.events.is_empty(), "one Event, not one per reconcile: {:?}", seen.events);
 
     // The node is uncordoned and the renderer runs: the condition says so.
-    let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("running.yaml", Duration::from_secs(2)))),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&waiting)),
-    ];
-    let (outcome, seen) = run_with(waiting, script, &bucket, START_TIMEOUT).await;
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), patched(&waiting))];
+    let cached = Cached::pod(pod_fixture("running.yaml", Duration::from_secs(2)));
+    let (outcome, seen) = run_with(waiting, cached, script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    let started = condition(&seen.requests[1].body["status"], "RendererStarted");
+    let started = condition(&seen.requests[0].body["status"], "RendererStarted");
     assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("True"), Some("Started")));
 }
 
@@ -845,13 +1105,11 @@ async fn an_unschedulable_pod_shows_the_schedulers_reason_while_it_waits() {
 async fn an_image_that_cannot_be_pulled_shows_the_kubelets_reason() {
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
-    let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("err-image-pull.yaml", Duration::ZERO))),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let cached = Cached::pod(pod_fixture("err-image-pull.yaml", Duration::ZERO));
+    let (outcome, seen) = run_with(job, cached, script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    let started = condition(&seen.requests[1].body["status"], "RendererStarted");
+    let started = condition(&seen.requests[0].body["status"], "RendererStarted");
     assert_eq!((started["status"].as_str(), started["reason"].as_str()), (Some("False"), Some("ErrImagePull")));
     assert!(started["message"].as_str().unwrap().contains("registry.invalid/folio:missing"));
     assert_eq!(seen.events.len(), 1);
@@ -864,15 +1122,15 @@ async fn a_pending_pod_past_the_start_timeout_becomes_a_retry_with_renderer_unav
     let (_root, bucket) = bucket().await;
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 2}));
     let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::from_secs(10)))),
         expect("DELETE", INPUT, echo(200)),
         expect("DELETE", POD, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
-    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    let cached = Cached::pod(pod_fixture("unschedulable.yaml", Duration::from_secs(10)));
+    let (outcome, seen) = run_with(job, cached, script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    assert_eq!(seen.requests[2].body["gracePeriodSeconds"], 0);
-    let status = &seen.requests[3].body["status"];
+    assert_eq!(seen.requests[1].body["gracePeriodSeconds"], 0);
+    let status = &seen.requests[2].body["status"];
     assert_eq!((status["phase"].as_str(), status["retryCount"].as_i64()), (Some("Rendering"), Some(1)));
     assert_eq!(status["errorCode"], "RENDERER_UNAVAILABLE");
     let message = status["errorMessage"].as_str().unwrap();
@@ -888,16 +1146,15 @@ async fn a_pending_pod_past_the_start_timeout_becomes_a_retry_with_renderer_unav
     // The last attempt: the job fails, its Pod deleted when it ends.
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"backoffLimit": 0}));
     let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("image-pull-backoff.yaml", Duration::from_secs(10)))),
         expect("DELETE", INPUT, echo(200)),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
         expect("DELETE", POD, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
-    let (outcome, seen) = run_with(job, script, &bucket, START_TIMEOUT).await;
+    let cached = Cached::pod(pod_fixture("image-pull-backoff.yaml", Duration::from_secs(10)));
+    let (outcome, seen) = run_with(job, cached, script, &bucket, START_TIMEOUT).await;
     outcome.unwrap();
-    assert_eq!(seen.requests[3].body["gracePeriodSeconds"], 0);
-    let status = &seen.requests[4].body["status"];
+    assert_eq!(seen.requests[1].body["gracePeriodSeconds"], 0);
+    let status = &seen.requests[2].body["status"];
     assert_eq!(
         (status["phase"].as_str(), status["errorCode"].as_str()),
         (Some("Failed"), Some("RENDERER_UNAVAILABLE"))
@@ -912,15 +1169,11 @@ async fn a_deadline_that_passes_before_the_renderer_started_names_why() {
     let (_root, bucket) = bucket().await;
     let mut job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({"activeDeadlineSeconds": 5}));
     job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let script = vec![
-        expect("GET", POD, |_| (200, pod_fixture("unschedulable.yaml", Duration::ZERO))),
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, echo(200)),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(120)).await;
+    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let cached = Cached::pod(pod_fixture("unschedulable.yaml", Duration::ZERO));
+    let (outcome, seen) = run_with(job, cached, script, &bucket, Duration::from_secs(120)).await;
     outcome.unwrap();
-    let status = &seen.requests[3].body["status"];
+    let status = &seen.requests[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Expired"), Some("DEADLINE_EXCEEDED")));
     let message = status["errorMessage"].as_str().unwrap();
     assert!(message.starts_with("the job did not finish within activeDeadlineSeconds (5 s)"), "{message}");
@@ -936,14 +1189,10 @@ async fn a_deadline_that_passes_before_the_renderer_started_names_why() {
         "lastTransitionTime": since}]});
     let mut job = job_with(refused, json!({"activeDeadlineSeconds": 5}));
     job["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let script = vec![
-        expect("GET", ACCOUNTS, |_| (200, list(vec![]))),
-        expect("DELETE", POD, not_found()),
-        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
-    ];
-    let (outcome, seen) = run_with(job, script, &bucket, Duration::from_secs(120)).await;
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, Duration::from_secs(120)).await;
     outcome.unwrap();
-    let status = &seen.requests[2].body["status"];
+    let status = &seen.requests[0].body["status"];
     assert_eq!(status["phase"], "Expired");
     let message = status["errorMessage"].as_str().unwrap();
     assert!(message.contains("the API server refused it (Forbidden)"), "{message}");

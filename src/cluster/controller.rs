@@ -3,6 +3,22 @@
 //! blocked jobs), and reconciles one job at a time through [`job::apply`] inside
 //! the finalizer that removes the stored PDF when a job is deleted.
 //!
+//! Reads come from watch caches, not from the API server: the controller's own
+//! RenderJob store, the store of renderer Pods it owns, and the RenderAccounts and
+//! RenderTemplates of the watched namespaces ([`Caches`]), each filled by one watch.
+//! A cache can lag behind the operator's own last write, so the operator remembers
+//! what it wrote ([`Expectations`]): a job whose cached copy does not show the
+//! operator's last status write yet, or whose renderer Pod the cache does not show
+//! yet, is looked at again when the watch event arrives (it is on its way), instead
+//! of acting on the older copy. Every write that decides something is conditional
+//! on the `resourceVersion` it was decided on, so a copy older than the stored
+//! object is refused with a conflict and retried shortly; the exactly-once ledger
+//! ([`super::ledger`]) does not depend on the expectations (see its docs).
+//!
+//! The cached RenderJobs leave out what no reconcile reads (managed fields, the
+//! last-applied annotation, and the template and data of jobs that have ended),
+//! so 10,000 finished jobs cost little memory.
+//!
 //! Errors carry a kind: a conflict or an unreachable API server or bucket heals by
 //! itself and is retried with exponential backoff per job; so is a renderer the API
 //! server refuses (admission, quota, RBAC: a platform team may fix it), which the
@@ -11,25 +27,26 @@
 //! change of the job.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::job;
+use super::ledger::Ledgers;
 use super::metrics::OperatorMetrics;
 use super::pod::RendererSettings;
 use super::webhooks::Delivery;
 use crate::lifecycle::Phase;
 use crate::prepare::LookupError;
-use crate::resources::{RenderAccount, RenderJob, WebhookSpec};
+use crate::resources::{RenderAccount, RenderJob, RenderTemplate, WebhookSpec};
 use crate::storage::{S3Bucket, S3Error};
 
 /// The field manager of everything the operator writes.
@@ -38,16 +55,26 @@ pub const FIELD_MANAGER: &str = "folio-operator";
 pub const FINALIZER: &str = "folio.dev/output";
 /// First delay after a transient error; doubles per consecutive error of a job.
 const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Longest wait for the accounts cache before reconciling.
-const ACCOUNTS_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the caches to be filled before a reconcile gives up (and is
+/// retried): acting on an empty cache of Pods or accounts would start a second
+/// renderer or charge nothing.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delay after a write conflict (times the consecutive conflicts).
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
+/// Delay before looking again at a job whose cache lags behind the operator's own
+/// write; its watch event usually wakes the job before.
+const EXPECTATION_RETRY: Duration = Duration::from_millis(200);
+/// How long an expected watch event is waited for before the cache is believed
+/// anyway (a watch that lost the event relists, which also ends the wait).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest delay after transient errors.
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Default longest wait for a renderer Pod to be admitted, scheduled and started.
 pub const DEFAULT_RENDERER_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// The API's limit of an Event's note, in bytes.
 const MAX_EVENT_NOTE_BYTES: usize = 1024;
+/// The annotation `kubectl apply` (client side) keeps a copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Why a reconcile stopped.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +91,9 @@ pub enum Error {
     /// The job changed since this reconcile read it; it runs again on the new copy.
     #[error("the RenderJob changed meanwhile")]
     Stale,
+    /// The watch caches are not filled yet (the operator just started).
+    #[error("the operator's caches of Pods and RenderAccounts are not filled yet")]
+    NotSynced,
     /// The job lacks what any object built for it needs (a bug or a hand-made object).
     #[error("the RenderJob cannot be reconciled: {0}")]
     Invalid(String),
@@ -88,7 +118,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
             Error::Stale => "conflict",
-            Error::Kube(_) => "kube",
+            Error::Kube(_) | Error::NotSynced => "kube",
             Error::Storage(_) => "storage",
             Error::Lookup(_) => "lookup",
             Error::Invalid(_) => "invalid",
@@ -120,6 +150,165 @@ impl Error {
     }
 }
 
+/// The watch caches reconciles read from. The RenderJobs are the controller's own
+/// store; the renderer Pods are the ones it owns (by label); the RenderAccounts wake
+/// blocked jobs when they change; the RenderTemplates are read by name (a template
+/// missing from the cache is read from the API server, since it may be newer than
+/// the cache).
+#[derive(Clone)]
+pub struct Caches {
+    /// The RenderJobs (without what no reconcile reads: see [`trim_job`]).
+    pub jobs: Store<RenderJob>,
+    /// The renderer Pods (metadata and status only).
+    pub pods: Store<Pod>,
+    /// The RenderAccounts.
+    pub accounts: Store<RenderAccount>,
+    /// The RenderTemplates.
+    pub templates: Store<RenderTemplate>,
+}
+
+impl Caches {
+    /// Caches that hold exactly these objects, filled and ready (for tests and tools
+    /// that reconcile without watching).
+    pub fn holding(
+        jobs: Vec<RenderJob>,
+        pods: Vec<Pod>,
+        accounts: Vec<RenderAccount>,
+        templates: Vec<RenderTemplate>,
+    ) -> Caches {
+        Caches { jobs: filled(jobs), pods: filled(pods), accounts: filled(accounts), templates: filled(templates) }
+    }
+
+    /// Wait until the Pods and accounts have been listed once.
+    async fn ready(&self) -> bool {
+        let both = futures::future::join(self.pods.wait_until_ready(), self.accounts.wait_until_ready());
+        matches!(tokio::time::timeout(CACHE_SYNC_TIMEOUT, both).await, Ok((Ok(()), Ok(()))))
+    }
+}
+
+/// A ready store holding `objects`.
+fn filled<K>(objects: Vec<K>) -> Store<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+/// A version of an object the operator wrote and its cache has not shown yet.
+struct Expected {
+    resource_version: String,
+    since: Instant,
+}
+
+/// How two `resourceVersion`s of one kind of object compare: as the positive decimal
+/// integers the API server guarantees since Kubernetes 1.35 (KEP-5504, comparable
+/// resource versions; the rule of client-go's `CompareResourceVersion`). `None` when
+/// either is not one (an older or unusual server): then only equality is known.
+pub fn compare_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    let valid = |v: &str| !v.is_empty() && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit());
+    if !valid(a) || !valid(b) {
+        return None;
+    }
+    Some(a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+}
+
+/// Whether the version `cached` is `written` or a later one.
+fn shows(cached: &str, written: &str) -> bool {
+    match compare_versions(cached, written) {
+        Some(order) => order.is_ge(),
+        None => cached == written,
+    }
+}
+
+/// What the operator wrote and waits to see in a cache, per object (the pattern of
+/// Kubernetes' own controllers): while a cache lags behind the operator's own write,
+/// its copy is older than what the operator knows, and acting on it would repeat
+/// work (apply the Pod again, write a status that is refused with a conflict). The
+/// cache has caught up once it holds the written version or a later one (another
+/// writer, such as the scheduler binding a Pod, may come right after).
+pub struct Expectations<K: Resource> {
+    pending: Mutex<HashMap<ObjectRef<K>, Expected>>,
+}
+
+impl<K> Default for Expectations<K>
+where
+    K: Resource,
+    K::DynamicType: Eq + std::hash::Hash,
+{
+    fn default() -> Self {
+        Expectations { pending: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K> Expectations<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectRef<K>, Expected>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wait for `written` (as the API server answered a write) to reach `cache`.
+    /// Taken under the same lock as [`Expectations::observe`], after the cache was
+    /// updated, so an event that arrived before this call is not waited for.
+    pub fn expect(&self, cache: &Store<K>, written: &K) {
+        let Some(version) = written.meta().resource_version.clone() else {
+            return;
+        };
+        let key = ObjectRef::from_obj(written);
+        let mut pending = self.lock();
+        if cache
+            .get(&key)
+            .and_then(|cached| cached.meta().resource_version.clone())
+            .is_some_and(|v| shows(&v, &version))
+        {
+            return;
+        }
+        pending.insert(key, Expected { resource_version: version, since: Instant::now() });
+    }
+
+    /// A watch event, once the cache holds it.
+    pub fn observe(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                let key = ObjectRef::from_obj(object);
+                let mut pending = self.lock();
+                let version = object.meta().resource_version.as_deref().unwrap_or_default();
+                if pending.get(&key).is_some_and(|expected| shows(version, &expected.resource_version)) {
+                    pending.remove(&key);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                self.lock().remove(&ObjectRef::from_obj(object));
+            }
+            // A relist replaced the cache with the objects as they are now.
+            watcher::Event::InitDone => self.lock().clear(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// Whether the cache has not shown the operator's last write of `key` yet.
+    pub fn pending(&self, key: &ObjectRef<K>) -> bool {
+        let mut pending = self.lock();
+        match pending.get(key) {
+            Some(expected) if expected.since.elapsed() > EXPECTATION_TIMEOUT => {
+                tracing::warn!(object = %key, version = %expected.resource_version, "the watch never showed the operator's write; reading the cache as it is");
+                pending.remove(key);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
 /// What every reconcile needs.
 pub struct Context {
     /// The API client.
@@ -134,8 +323,16 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     /// How webhooks go out (none: the operator delivers no webhooks).
     pub webhooks: Option<Delivery>,
-    /// The RenderAccounts, for their default webhooks (filled by [`run`]).
-    accounts: OnceLock<Store<RenderAccount>>,
+    /// The watch caches (filled by [`run`], or given by [`Context::with_caches`]).
+    caches: OnceLock<Caches>,
+    /// Job status writes the job cache has not shown yet.
+    pub(super) written_jobs: Expectations<RenderJob>,
+    /// Renderer Pods applied that the Pod cache has not shown yet.
+    pub(super) applied_pods: Expectations<Pod>,
+    /// Input ConfigMaps deleted, so that none is deleted twice.
+    deleted_inputs: Mutex<HashMap<String, Instant>>,
+    /// The RenderAccounts' writes, one at a time per namespace.
+    pub(super) ledgers: Ledgers,
     /// Consecutive transient errors per job, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
     /// Longest wait for an attempt's renderer Pod to be admitted and to start.
@@ -162,7 +359,11 @@ impl Context {
             recorder,
             metrics,
             webhooks: None,
-            accounts: OnceLock::new(),
+            caches: OnceLock::new(),
+            written_jobs: Expectations::default(),
+            applied_pods: Expectations::default(),
+            deleted_inputs: Mutex::new(HashMap::new()),
+            ledgers: Ledgers::default(),
             failures: Mutex::new(HashMap::new()),
             renderer_start_timeout: DEFAULT_RENDERER_START_TIMEOUT,
             watch_namespace: None,
@@ -179,6 +380,17 @@ impl Context {
     pub fn watching(mut self, namespace: Option<String>) -> Context {
         self.watch_namespace = namespace;
         self
+    }
+
+    /// Read from `caches` instead of the ones [`run`] fills (tests, tools).
+    pub fn with_caches(self, caches: Caches) -> Context {
+        let _ = self.caches.set(caches);
+        self
+    }
+
+    /// The watch caches; empty ones when nothing fills them.
+    pub fn caches(&self) -> &Caches {
+        self.caches.get_or_init(|| Caches::holding(Vec::new(), Vec::new(), Vec::new(), Vec::new()))
     }
 
     /// An API over the watched namespaces: one, or all of them.
@@ -199,13 +411,46 @@ impl Context {
         self
     }
 
+    /// The namespace's RenderAccount (the first by name when there are several), from
+    /// the cache of accounts.
+    pub fn account(&self, namespace: &str) -> Option<Arc<RenderAccount>> {
+        let accounts = self.caches().accounts.state();
+        accounts.into_iter().filter(|a| a.namespace().as_deref() == Some(namespace)).min_by_key(|a| a.name_any())
+    }
+
     /// The default webhook of `namespace`'s account, from the cache of accounts.
     pub fn account_webhook(&self, namespace: &str) -> Option<WebhookSpec> {
-        let accounts = self.accounts.get()?.state();
-        let mut in_namespace: Vec<_> =
-            accounts.iter().filter(|a| a.namespace().as_deref() == Some(namespace)).collect();
-        in_namespace.sort_by_key(|a| a.name_any());
-        in_namespace.first()?.spec.webhook.clone()
+        self.account(namespace)?.spec.webhook.clone()
+    }
+
+    /// The renderer Pod `name` of `namespace` as the Pod cache holds it.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.caches().pods.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Remember that the API server answered a status write of a job with `written`.
+    pub(super) fn wrote_job(&self, written: &RenderJob) {
+        self.written_jobs.expect(&self.caches().jobs, written);
+    }
+
+    /// Remember that the API server answered the apply of a renderer Pod with `applied`.
+    pub(super) fn applied_pod(&self, applied: &Pod) {
+        self.applied_pods.expect(&self.caches().pods, applied);
+    }
+
+    /// Whether the input ConfigMap `namespace/name` was deleted by this operator
+    /// already; records it as deleted from now on.
+    pub(super) fn input_deleted_before(&self, namespace: &str, name: &str) -> bool {
+        let mut deleted = self.deleted_inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The same name is used again only by a job of the same name made anew.
+        deleted.retain(|_, at| at.elapsed() < Duration::from_secs(600));
+        deleted.insert(format!("{namespace}/{name}"), Instant::now()).is_some()
+    }
+
+    /// Forget that the input ConfigMap `namespace/name` was deleted (the delete failed).
+    pub(super) fn input_not_deleted(&self, namespace: &str, name: &str) {
+        let mut deleted = self.deleted_inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        deleted.remove(&format!("{namespace}/{name}"));
     }
 
     /// Publish an Event about `job`; a failure to publish is logged, never fatal.
@@ -225,6 +470,20 @@ impl Context {
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<RenderJob>, u32>> {
         self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Whether a cache lags behind the operator's own write of `job` or of its current
+    /// renderer Pod.
+    fn behind_own_writes(&self, job: &RenderJob) -> bool {
+        if self.written_jobs.pending(&ObjectRef::from_obj(job)) {
+            return true;
+        }
+        let (Some(namespace), Some(name)) = (job.metadata.namespace.as_deref(), job.metadata.name.as_deref()) else {
+            return false;
+        };
+        let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+        let pod = super::pod::pod_name(name, attempt);
+        self.applied_pods.pending(&ObjectRef::new(&pod).within(namespace))
+    }
 }
 
 /// `note` as an Event's note: the API refuses notes over 1,024 bytes (not characters).
@@ -236,6 +495,13 @@ fn event_note(note: &str) -> String {
 pub async fn reconcile(job: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = job.namespace().ok_or_else(|| Error::Invalid("the RenderJob has no namespace".into()))?;
+    if ctx.behind_own_writes(&job) {
+        // The watch event of that write is on its way and wakes the job again.
+        return Ok(Action::requeue(EXPECTATION_RETRY));
+    }
+    if !ctx.caches().ready().await {
+        return Err(Error::NotSynced);
+    }
     let api: Api<RenderJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = ObjectRef::from_obj(job.as_ref());
     let outcome = finalizer(&api, FINALIZER, job, |event| async {
@@ -278,38 +544,76 @@ fn backoff(count: u32) -> Duration {
     ERROR_BACKOFF_BASE.saturating_mul(1 << count.saturating_sub(1).min(16)).min(ERROR_BACKOFF_MAX)
 }
 
+/// What the RenderJob cache keeps of a job: no reconcile reads managed fields or the
+/// last-applied annotation, and a job that has ended is never rendered again, so its
+/// template and data go too (its status keeps everything it reports). A job still
+/// to render keeps its spec whole: its Pod's input is built from it.
+pub fn trim_job(job: &mut RenderJob) {
+    job.metadata.managed_fields = None;
+    if let Some(annotations) = job.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    if job.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal) {
+        job.spec.data = None;
+        job.spec.template = None;
+    }
+}
+
+/// What the Pod cache keeps of a renderer Pod: its metadata (name, owner, creation
+/// time) and its status, which say how the attempt goes; not its spec.
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.spec = None;
+}
+
 /// Run the controller until `shutdown` resolves; reconciles in flight finish first.
 pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let controller = Controller::new(ctx.watched::<RenderJob>(), watcher::Config::default());
-    let jobs = controller.store();
-    ctx.metrics.watch_jobs(jobs.clone());
-    // A cache of the accounts for their default webhooks; `watches` below wakes the
-    // blocked jobs of an account that changes.
+    let (jobs, jobs_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
     let (accounts, accounts_writer) = reflector::store();
-    let _ = ctx.accounts.set(accounts.clone());
-    let account_cache =
-        reflector(accounts_writer, watcher::watcher(ctx.watched::<RenderAccount>(), watcher::Config::default()))
-            .default_backoff()
-            .for_each(|_| async {});
-    let account_cache = tokio::spawn(account_cache);
-    // Phase changes queue the account's default webhook: wait for the accounts first.
-    let shutdown = shutdown.boxed().shared();
-    tokio::select! {
-        synced = tokio::time::timeout(ACCOUNTS_SYNC_TIMEOUT, accounts.wait_until_ready()) => {
-            if synced.is_err() {
-                tracing::warn!("the RenderAccounts are not listed yet; default webhooks may be missed until they are");
-            }
-        }
-        _ = shutdown.clone() => {
-            account_cache.abort();
-            return;
-        }
+    let (templates, templates_writer) = reflector::store();
+    let caches = Caches { jobs: jobs.clone(), pods, accounts, templates };
+    if ctx.caches.set(caches).is_err() {
+        tracing::error!("the controller's context has caches of its own already; not reconciling");
+        return;
     }
-    controller
-        .owns(ctx.watched::<Pod>(), watcher::Config::default().labels(super::pod::RENDERER_SELECTOR))
-        .watches(ctx.watched::<RenderAccount>(), watcher::Config::default(), move |account| {
-            blocked_jobs_of(&jobs, &account)
-        })
+    ctx.metrics.watch_jobs(jobs.clone());
+    let observer = ctx.clone();
+    // Listed (and listed again after a watch expires) by a consistent read, not from
+    // the API server's own cache: the ledger relies on a new operator's cache holding
+    // every job write made before it started (see `ledger`).
+    let job_config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    let job_events = watcher::watcher(ctx.watched::<RenderJob>(), job_config)
+        .default_backoff()
+        .modify(trim_job)
+        .reflect(jobs_writer)
+        .inspect_ok(move |event| observer.written_jobs.observe(event))
+        .applied_objects();
+    let observer = ctx.clone();
+    let pod_config = watcher::Config::default().labels(super::pod::RENDERER_SELECTOR);
+    let pod_events = watcher::watcher(ctx.watched::<Pod>(), pod_config)
+        .default_backoff()
+        .modify(trim_pod)
+        .reflect(pods_writer)
+        .inspect_ok(move |event| observer.applied_pods.observe(event))
+        .touched_objects();
+    let account_events = watcher::watcher(ctx.watched::<RenderAccount>(), watcher::Config::default())
+        .default_backoff()
+        .modify(|account| account.metadata.managed_fields = None)
+        .reflect(accounts_writer)
+        .touched_objects();
+    // Templates wake no job; they are only read.
+    let template_cache = watcher::watcher(ctx.watched::<RenderTemplate>(), watcher::Config::default())
+        .default_backoff()
+        .modify(|template| template.metadata.managed_fields = None)
+        .reflect(templates_writer)
+        .for_each(|_| async {});
+    let template_cache = tokio::spawn(template_cache);
+    let blocked_of = jobs.clone();
+    Controller::for_stream(job_events, jobs)
+        .owns_stream(pod_events)
+        .watches_stream(account_events, move |account| blocked_jobs_of(&blocked_of, &account))
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -319,7 +623,7 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
             }
         })
         .await;
-    account_cache.abort();
+    template_cache.abort();
 }
 
 /// The blocked jobs an account change may free: every Blocked job of its namespace.
@@ -365,6 +669,82 @@ mod tests {
         assert!(!wrapped.is_permanent());
         assert_eq!(wrapped.retry_within(), Some(Duration::from_secs(3)));
         assert_eq!(Error::Invalid("x".into()).retry_within(), None);
+    }
+
+    fn pod(version: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "invoice-1-render-0", "namespace": "acme", "resourceVersion": version},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_expected_write_is_pending_until_its_watch_event_or_a_relist() {
+        let key = ObjectRef::new("invoice-1-render-0").within("acme");
+        let expectations = Expectations::<Pod>::default();
+        let (cache, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("5")));
+        expectations.expect(&cache, &pod("6"));
+        assert!(expectations.pending(&key));
+        // An older event, or another object's, does not end the wait.
+        expectations.observe(&watcher::Event::Apply(pod("5")));
+        assert!(expectations.pending(&key));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("6")));
+        expectations.observe(&watcher::Event::Apply(pod("6")));
+        assert!(!expectations.pending(&key));
+
+        // An event that came before the write's answer was handled is not waited for,
+        // nor one the cache has gone past already (the scheduler bound the Pod).
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("7")));
+        expectations.expect(&cache, &pod("7"));
+        assert!(!expectations.pending(&key));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("12")));
+        expectations.expect(&cache, &pod("11"));
+        assert!(!expectations.pending(&key));
+        // A later version than the one written ends the wait too.
+        expectations.expect(&cache, &pod("13"));
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("14")));
+        expectations.observe(&watcher::Event::Apply(pod("14")));
+        assert!(!expectations.pending(&key));
+
+        // A relist ends every wait: the cache holds the objects as they are now.
+        expectations.expect(&cache, &pod("20"));
+        assert!(expectations.pending(&key));
+        expectations.observe(&watcher::Event::InitDone);
+        assert!(!expectations.pending(&key));
+    }
+
+    #[test]
+    fn resource_versions_compare_as_integers_of_any_length_or_not_at_all() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("9", "10"), Some(Less));
+        assert_eq!(compare_versions("123456789012345678901234", "123456789012345678901233"), Some(Greater));
+        assert_eq!(compare_versions("42", "42"), Some(Equal));
+        for odd in ["", "0", "042", "12a", "-3"] {
+            assert_eq!(compare_versions(odd, "5"), None, "{odd:?}");
+        }
+        assert!(shows("10", "9") && !shows("9", "10"));
+        assert!(shows("opaque", "opaque") && !shows("other", "opaque"), "only equality without numbers");
+    }
+
+    #[test]
+    fn the_job_cache_keeps_the_spec_of_jobs_still_to_render_only() {
+        let mut job: RenderJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "folio.dev/v1alpha1", "kind": "RenderJob",
+            "metadata": {"name": "invoice-1", "namespace": "acme",
+                "annotations": {LAST_APPLIED: "{}", "team": "billing"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"template": {"source": "= Invoice"}, "data": {"customer": "ACME"}},
+            "status": {"phase": "Rendering"},
+        }))
+        .unwrap();
+        trim_job(&mut job);
+        assert_eq!(job.metadata.managed_fields, None);
+        assert_eq!(job.annotations().keys().collect::<Vec<_>>(), ["team"]);
+        assert!(job.spec.data.is_some() && job.spec.template.is_some(), "a job still to render keeps its input");
+        job.status.as_mut().unwrap().phase = Some(Phase::Succeeded);
+        trim_job(&mut job);
+        assert!(job.spec.data.is_none() && job.spec.template.is_none(), "an ended job's input is not kept");
     }
 
     #[test]

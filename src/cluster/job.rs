@@ -1,11 +1,19 @@
 //! One reconcile of one RenderJob: read where it stands (its status and its current
-//! renderer Pod), take the one step the lifecycle rules allow, and record it with a
-//! server-side apply of the whole status. Every step is idempotent: a reconcile cut
-//! short anywhere is repeated from what the API server holds.
+//! renderer Pod, both from the operator's watch caches), take the one step the
+//! lifecycle rules allow, and record it with a server-side apply of the whole
+//! status, conditional on the job's `resourceVersion`. Every step is idempotent: a
+//! reconcile cut short anywhere is repeated from what the API server holds.
 //!
-//! - new job → `Queued`
-//! - `Queued` → resolve the references (`prepare`), create the input ConfigMap and
-//!   the renderer Pod for attempt `retryCount` → `Rendering`
+//! Each job costs few requests: the finalizer, the input ConfigMap and the Pod (two
+//! applies), one status write to `Rendering` (a job that can start at once is never
+//! written `Queued`), one delete of the input once the Pod's outcome is taken, the
+//! ledger's write and the final status, and an Event for the transitions a user
+//! looks for (the attempt's Pod, the outcome, a retry, a renderer that cannot
+//! start). Nothing is deleted that the caches say is gone already.
+//!
+//! - new job → resolve the references (`prepare`), create the input ConfigMap and
+//!   the renderer Pod for attempt `retryCount` → `Rendering` (`Queued` while the
+//!   API server refuses its renderer or a retry waits)
 //! - `Rendering` → wait for the Pod; a report of success goes to the [`ledger`];
 //!   a failure is retried per `backoffLimit` (a new Pod after `nextAttemptAt`) or
 //!   fails the job
@@ -79,9 +87,8 @@ pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = names(job)?;
     // A renderer still running would upload after the delete below.
     delete_renderer(job, ctx).await?;
-    if job.status.as_ref().and_then(|s| s.phase) != Some(Phase::Succeeded) {
-        ledger::refund_pending(job, ctx, ledger::account_of(ctx, namespace).await?).await?;
-    }
+    // A charge of a job that did not succeed goes back; a settled one is forgotten.
+    ledger::refund_deleted(job, ctx, Timestamp::now()).await?;
     ctx.bucket.delete(&output_key(namespace, name)).await?;
     tracing::info!(job = name, namespace, "deleted the job's PDF");
     Ok(Action::await_change())
@@ -90,12 +97,8 @@ pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
 async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
     let now = Timestamp::now();
     let status = job.status.clone().unwrap_or_default();
-    let Some(phase) = status.phase else {
-        let queued = RenderJobStatus { phase: Some(Phase::Queued), ..status };
-        let job = write_status(job, ctx, queued).await?;
-        ctx.publish(&job, false, "Queued", "the job was accepted".into()).await;
-        return Ok(Next::Continue(Box::new(job)));
-    };
+    // A new job is queued; it is written so only if it cannot start at once.
+    let phase = status.phase.unwrap_or(Phase::Queued);
     if phase.is_terminal() {
         return finished(job, ctx, now).await.map(Next::Done);
     }
@@ -133,7 +136,7 @@ async fn start_attempt(
         let to_deadline = deadline.and_then(|d| until(now, d)).unwrap_or(wait);
         return Ok(Next::Done(Some(wait.min(to_deadline))));
     }
-    let request = match prepare_job(&ctx.client, job).await? {
+    let request = match prepare_job(ctx, job).await? {
         Ok(request) => request,
         Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),
         Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
@@ -157,8 +160,9 @@ async fn start_attempt(
         return refused(job, ctx, err, Refused::Input, now).await;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    if let Err(err) = pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await {
-        return refused(job, ctx, err, Refused::Pod, now).await;
+    match pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await {
+        Ok(applied) => ctx.applied_pod(&applied),
+        Err(err) => return refused(job, ctx, err, Refused::Pod, now).await,
     }
     let mut rendering = status;
     rendering.phase = Some(lifecycle::next_phase(Phase::Queued, Event::Start).unwrap_or(Phase::Rendering));
@@ -206,6 +210,8 @@ async fn refused(
         Refused::Pod => "Pod",
     };
     let message = format!("the API server refused the renderer {object}: {}", refusal.message);
+    // A new job waits in the queue while its renderer is refused.
+    status.phase = status.phase.or(Some(Phase::Queued));
     let since = status.renderer_refused_at.unwrap_or(now);
     let waited = Duration::try_from(since.duration_until(now)).unwrap_or_default();
     if waited >= ctx.renderer_start_timeout {
@@ -242,8 +248,8 @@ async fn follow_attempt(
 ) -> Result<Next, Error> {
     let (namespace, name) = names(job)?;
     let status = job.status.clone().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(pod) = pods.get_opt(&pod_name(name, status.retry_count)).await? else {
+    // The cache shows the Pod this operator applied (a reconcile waits until it does).
+    let Some(pod) = ctx.pod(namespace, &pod_name(name, status.retry_count)) else {
         if let Some(next) = cancel_or_expire(job, ctx, now, deadline, never_started(job)).await? {
             return Ok(next);
         }
@@ -461,8 +467,8 @@ async fn stop(
     now: Timestamp,
 ) -> Result<Next, Error> {
     let (namespace, name) = names(job)?;
-    let account = ledger::account_of(ctx, namespace).await?;
-    let retention = account.as_ref().map(|a| a.spec.retention.clone()).unwrap_or_default();
+    let account = ledger::account_of(ctx, namespace);
+    let retention = account.map(|a| a.spec.retention).unwrap_or_default();
     let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
         return Ok(Next::Done(None));
     };
@@ -471,32 +477,50 @@ async fn stop(
         // The PDF of a job that was never paid for is not kept.
         ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
-    // A charge taken by a reconcile that stopped short goes back: this job did not succeed.
-    ledger::refund_pending(job, ctx, account).await?;
     let phase = ended.phase.unwrap_or(Phase::Failed);
     let note = ended.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name()));
     let job = write_status(job, ctx, ended).await?;
+    // A charge taken by a reconcile that stopped short goes back: this job did not
+    // succeed, as the write just accepted (conditional on this copy) says. Should
+    // the refund fail, the ended job's next reconcile gives it back.
+    ledger::close_pending(&job, ctx, now).await?;
     ctx.publish(&job, phase != Phase::Cancelled, reason(phase), note).await;
     Ok(Next::Continue(Box::new(job)))
 }
 
 /// Delete the Pod of the job's current attempt, if there is one, without a grace
 /// period: a renderer of a job that ended or went must not go on rendering (or
-/// uploading) through one.
+/// uploading) through one. The Pod cache says whether there is one (the operator
+/// waits for it to show the Pods it applies, so a Pod it does not hold is gone or
+/// was never made).
 async fn delete_renderer(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = names(job)?;
     let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+    let pod = pod_name(name, attempt);
+    if ctx.pod(namespace, &pod).is_none() {
+        return Ok(());
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    delete_if_present(&pods, &pod_name(name, attempt), &DeleteParams::background().grace_period(0)).await?;
+    delete_if_present(&pods, &pod, &DeleteParams::background().grace_period(0)).await?;
     Ok(())
 }
 
-/// Delete the input ConfigMap of the job's current attempt, if there is one.
+/// Delete the input ConfigMap of the job's current attempt, once: the outcome of an
+/// attempt is taken once, and a delete repeated by a reconcile cut short after it is
+/// not sent again (the operator remembers what it deleted).
 async fn delete_input(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = names(job)?;
     let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
+    let input = input_name(&pod_name(name, attempt));
+    let key = format!("{}/{input}", job.metadata.uid.as_deref().unwrap_or_default());
+    if ctx.input_deleted_before(namespace, &key) {
+        return Ok(());
+    }
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    delete_if_present(&config_maps, &input_name(&pod_name(name, attempt)), &DeleteParams::background()).await?;
+    if let Err(err) = delete_if_present(&config_maps, &input, &DeleteParams::background()).await {
+        ctx.input_not_deleted(namespace, &key);
+        return Err(err);
+    }
     Ok(())
 }
 
@@ -512,15 +536,16 @@ where
     }
 }
 
-/// An ended job: settle a charge left half-written, then delete the job when it
+/// An ended job: settle a charge left on its account, then delete the job when it
 /// expires.
 async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
-    ledger::forget_pending(job, ctx).await?;
+    let entry_wait = ledger::close_pending(job, ctx, now).await?;
     let Some(expires_at) = job.status.as_ref().and_then(|s| s.expires_at) else {
-        return Ok(None);
+        return Ok(entry_wait);
     };
     if let Some(wait) = until(now, expires_at) {
-        return Ok(Some(wait.min(Duration::from_secs(3600))));
+        let wait = wait.min(Duration::from_secs(3600));
+        return Ok(Some(entry_wait.map_or(wait, |entry| entry.min(wait))));
     }
     if let Some(hooks) = job.status.as_ref().and_then(|s| s.webhook.as_ref())
         && !hooks.queue.is_empty()
@@ -561,7 +586,10 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
         "status": status,
     });
     let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(jobs.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?)
+    let written = jobs.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    // Until the job cache shows this write, its copy is older: reconciles wait for it.
+    ctx.wrote_job(&written);
+    Ok(written)
 }
 
 /// The Event reason of reaching `phase`.

@@ -2,33 +2,141 @@
 //! namespace's RenderAccount exactly once, though the charge (on the account) and
 //! the job's new status are two writes to two objects with no transaction between.
 //!
-//! The account is written first, with optimistic concurrency (its
-//! `resourceVersion`: a concurrent writer makes the replace fail with a conflict,
-//! and the reconcile is retried on fresh data), and the charge is listed in the
-//! account's `pendingCharges` under the job's uid. The job is written second; the
-//! entry is removed third. A reconcile that stops after the first write finds the
-//! entry and does not charge again; one that stops after the second removes it
-//! when it next sees the ended job.
+//! The account is written first and the charge is listed in the account's
+//! `pendingCharges` under the job's uid; the job is written second; the entry is
+//! removed later, once the operator's cache of jobs shows the job `Succeeded`. A
+//! reconcile that stops after the first write finds the entry and does not charge
+//! again.
+//!
+//! Why a charge is taken once, with every read served from watch caches:
+//! - Writes to a namespace's account go one at a time through this operator (an
+//!   async lock per namespace), each decided on the newest version the operator
+//!   knows (the one it last wrote, or the cache's when that is newer) and
+//!   conditional on that version's `resourceVersion`. A version older than the
+//!   stored account is refused with a conflict; the account is then read afresh
+//!   and the decision taken again. So every decision sees the account as stored,
+//!   entries included.
+//! - A cached job may be older than the job as stored (the cache lags behind the
+//!   operator's own `Succeeded`). An entry is removed only while the job cache
+//!   shows its job `Succeeded`, and a charge is decided only while the job cache
+//!   does not show the job ended, both under the namespace's lock. The cache only
+//!   moves forward, so when a charge is decided either the entry of an earlier
+//!   charge is still on the account (and nothing is charged again) or the job has
+//!   not been charged at all. The job's write is conditional on the version the
+//!   reconcile read, so a stale copy's write is refused and retried on a fresh copy.
+//! - A new operator (restart, another leader) lists the jobs with a consistent read
+//!   before it reconciles, so its cache holds every `Succeeded` written before.
+//!
+//! A charge whose job ends otherwise (failed, cancelled, expired, deleted) is given
+//! back after the job's end is written, so only successes are ever charged.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
+use tokio::sync::Mutex as AsyncMutex;
 
-use super::controller::{Context, Error};
-use super::job::{names, reason, write_status};
+use super::controller::{Context, Error, compare_versions};
+use super::job::{names, reason, until, write_status};
 use crate::lifecycle::{self, Charge, Phase};
 use crate::render::RenderFacts;
 use crate::resources::{PendingCharge, RenderAccount, RenderJob};
 use crate::transitions;
 
-/// The namespace's RenderAccount (the first by name when there are several), if any.
-pub async fn account_of(ctx: &Context, namespace: &str) -> Result<Option<RenderAccount>, Error> {
+/// How long the entry of a settled charge stays on the account at least: a write
+/// for another job of the namespace within that time removes it on the way, so a
+/// burst of jobs costs one account write per job, not two.
+const SETTLED_ENTRY_DELAY: Duration = Duration::from_secs(2);
+/// Conflicts in a row before a reconcile gives up on an account write (and is
+/// retried with backoff).
+const MAX_CONFLICTS: usize = 5;
+
+/// The accounts' writes, one namespace at a time: per namespace, a lock held across
+/// a decision and its write, and the account as the API server answered the
+/// operator's last write.
+#[derive(Default)]
+pub struct Ledgers {
+    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<Option<RenderAccount>>>>>,
+}
+
+impl Ledgers {
+    fn of(&self, namespace: &str) -> Arc<AsyncMutex<Option<RenderAccount>>> {
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        namespaces.entry(namespace.to_owned()).or_default().clone()
+    }
+}
+
+/// The namespace's RenderAccount (the first by name when there are several), if any,
+/// from the cache of accounts.
+pub fn account_of(ctx: &Context, namespace: &str) -> Option<RenderAccount> {
+    ctx.account(namespace).map(|account| account.as_ref().clone())
+}
+
+/// The newer of the cached account and the one this operator last wrote (their
+/// versions compared as [`compare_versions`] does; when they cannot be, the
+/// operator's own write is taken, and a wrong guess only costs a conflict and a
+/// fresh read).
+fn newest(cached: Option<RenderAccount>, written: Option<&RenderAccount>) -> Option<RenderAccount> {
+    let Some(written) = written else {
+        return cached;
+    };
+    let Some(cached) = cached else {
+        return Some(written.clone());
+    };
+    if cached.uid() != written.uid() {
+        // Another account (a new one, or one first by name now): the cache's.
+        return Some(cached);
+    }
+    let (cached_version, written_version) = (cached.resource_version(), written.resource_version());
+    match (cached_version, written_version) {
+        (Some(c), Some(w)) if compare_versions(&c, &w).is_some_and(|order| order.is_gt()) => Some(cached),
+        _ => Some(written.clone()),
+    }
+}
+
+/// The namespace's account as the API server holds it now (after a conflict).
+async fn read_fresh(ctx: &Context, namespace: &str, name: &str) -> Result<Option<RenderAccount>, Error> {
     let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut items = accounts.list(&ListParams::default()).await?.items;
-    items.sort_by_key(|account| account.name_any());
-    Ok(items.into_iter().next())
+    Ok(accounts.get_opt(name).await?)
+}
+
+/// Write the status of `account`, conditional on its `resourceVersion`: `None` on
+/// a conflict (the version was not the stored one).
+async fn write_account(ctx: &Context, account: &RenderAccount) -> Result<Option<RenderAccount>, Error> {
+    let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
+    match accounts.replace_status(&account.name_any(), &PostParams::default(), account).await {
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether the job cache shows the job `uid` named `name` in `namespace` in a phase
+/// for which `ended` holds.
+fn cached_job_is(ctx: &Context, namespace: &str, name: &str, uid: &str, ended: impl Fn(Phase) -> bool) -> bool {
+    ctx.caches()
+        .jobs
+        .get(&ObjectRef::new(name).within(namespace))
+        .filter(|job| job.metadata.uid.as_deref() == Some(uid))
+        .and_then(|job| job.status.as_ref().and_then(|s| s.phase))
+        .is_some_and(ended)
+}
+
+/// Drop the entries of charges whose jobs the job cache shows `Succeeded` (their
+/// jobs say so now); whether any was dropped.
+fn drop_settled(ctx: &Context, namespace: &str, account: &mut RenderAccount) -> bool {
+    let Some(status) = account.status.as_mut() else {
+        return false;
+    };
+    let before = status.pending_charges.len();
+    status
+        .pending_charges
+        .retain(|c| !cached_job_is(ctx, namespace, &c.job_name, &c.job_uid, |p| p == Phase::Succeeded));
+    status.pending_charges.len() != before
 }
 
 /// Charge the rendered `job` (its PDF described by `facts`): `Succeeded` when the
@@ -41,36 +149,61 @@ pub async fn settle(
 ) -> Result<Option<Duration>, Error> {
     let (namespace, name) = names(job)?;
     let uid = job.metadata.uid.clone().ok_or_else(|| Error::Invalid("the RenderJob has no uid".into()))?;
-    let account = account_of(ctx, namespace).await?;
-    let terms = account.as_ref().map(|a| a.spec.clone()).unwrap_or_default();
-    let mut price = lifecycle::price(facts.page_count, facts.total_bytes, job.spec.preview, &terms.pricing);
-    let mut charged = None;
-    let charge = match account {
-        None => Charge::Charged { credits_remaining: None },
-        Some(account) => {
-            let spent = account.status.clone().unwrap_or_default();
-            let remaining = account.spec.credits.map(|granted| granted - spent.credits_used);
-            if let Some(pending) = spent.pending_charges.iter().find(|c| c.job_uid == uid) {
-                // Charged by a reconcile that stopped before the job said so.
-                price.credits_used = pending.credits;
-                charged = Some(account);
-                Charge::Charged { credits_remaining: remaining }
-            } else {
-                let charge = lifecycle::charge(account.spec.credits, spent.credits_used, price);
-                if let Charge::Charged { credits_remaining } = charge
-                    && price.credits_used > 0
-                {
-                    ensure_fresh(job, ctx).await?;
-                    let entry =
-                        PendingCharge { job_uid: uid.clone(), job_name: name.to_owned(), credits: price.credits_used };
-                    charged = Some(debit(ctx, account, entry, credits_remaining).await?);
+    let ledger = ctx.ledgers.of(namespace);
+    let mut written = ledger.lock().await;
+    let mut conflicts = 0;
+    let (account, price, charge) = loop {
+        if cached_job_is(ctx, namespace, name, &uid, Phase::is_terminal) {
+            // This copy is older than the cache: the job was settled already.
+            return Err(Error::Stale);
+        }
+        let account = newest(account_of(ctx, namespace), written.as_ref());
+        let terms = account.as_ref().map(|a| a.spec.clone()).unwrap_or_default();
+        let mut price = lifecycle::price(facts.page_count, facts.total_bytes, job.spec.preview, &terms.pricing);
+        let Some(mut account) = account else {
+            break (None, price, Charge::Charged { credits_remaining: None });
+        };
+        let spent = account.status.clone().unwrap_or_default();
+        let remaining = account.spec.credits.map(|granted| granted - spent.credits_used);
+        if let Some(pending) = spent.pending_charges.iter().find(|c| c.job_uid == uid) {
+            // Charged by a reconcile that stopped before the job said so.
+            price.credits_used = pending.credits;
+            break (Some(account), price, Charge::Charged { credits_remaining: remaining });
+        }
+        let charge = lifecycle::charge(account.spec.credits, spent.credits_used, price);
+        let Charge::Charged { credits_remaining } = charge else {
+            break (Some(account), price, charge);
+        };
+        if price.credits_used == 0 {
+            break (Some(account), price, charge);
+        }
+        drop_settled(ctx, namespace, &mut account);
+        let status = account.status.get_or_insert_with(Default::default);
+        status.credits_used += price.credits_used;
+        status.credits_remaining = credits_remaining;
+        status.pending_charges.push(PendingCharge {
+            job_uid: uid.clone(),
+            job_name: name.to_owned(),
+            credits: price.credits_used,
+        });
+        match write_account(ctx, &account).await? {
+            Some(stored) => {
+                *written = Some(stored.clone());
+                break (Some(stored), price, charge);
+            }
+            None => {
+                conflicts += 1;
+                if conflicts >= MAX_CONFLICTS {
+                    return Err(Error::Stale);
                 }
-                charge
+                *written = read_fresh(ctx, namespace, &account.name_any()).await?;
             }
         }
     };
+    drop(written);
+    let retention = account.map(|a| a.spec.retention).unwrap_or_default();
     let before = job.status.as_ref().and_then(|s| s.phase);
-    let status = transitions::settled(job, price, charge, &terms.retention, now);
+    let status = transitions::settled(job, price, charge, &retention, now);
     let phase = status.phase.unwrap_or(Phase::Blocked);
     let note = match phase {
         Phase::Succeeded => {
@@ -82,91 +215,83 @@ pub async fn settle(
     if before != Some(phase) {
         ctx.publish(&job, phase == Phase::Blocked, reason(phase), note).await;
     }
-    if let Some(account) = charged {
-        forget(ctx, account, &uid).await;
-    }
+    // The entry goes once the job cache shows the job Succeeded (see the module docs).
     Ok(None)
 }
 
-/// After the job is written: drop a pending charge left by a reconcile that stopped
-/// between the job's write and the entry's removal.
-pub async fn forget_pending(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
+/// The charge entry of an ended `job`, if its account still lists one: removed when
+/// the job succeeded (after [`SETTLED_ENTRY_DELAY`], unless another write of the
+/// namespace's account removes it first), given back at once otherwise. `job` is
+/// the cache's copy or the one the API server answered its last write with; when
+/// the entry must wait, how long.
+pub async fn close_pending(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
     let status = job.status.as_ref();
-    if status.and_then(|s| s.phase) != Some(Phase::Succeeded) || status.and_then(|s| s.credits_used).unwrap_or(0) == 0 {
-        return Ok(());
-    }
+    let Some(phase) = status.and_then(|s| s.phase).filter(|p| p.is_terminal()) else {
+        return Ok(None);
+    };
+    close_entry(job, ctx, phase == Phase::Succeeded, status.and_then(|s| s.completed_at), now).await
+}
+
+/// Give back the charge of a job that is being deleted without having succeeded.
+pub async fn refund_deleted(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<(), Error> {
+    let succeeded = job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
+    close_entry(job, ctx, succeeded, None, now).await.map(|_| ())
+}
+
+/// Remove `job`'s entry from its namespace's account: as settled (`succeeded`, not
+/// before `completed_at` + [`SETTLED_ENTRY_DELAY`]) or as a refund.
+async fn close_entry(
+    job: &RenderJob,
+    ctx: &Context,
+    succeeded: bool,
+    completed_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<Duration>, Error> {
     let (namespace, _) = names(job)?;
     let Some(uid) = job.metadata.uid.as_deref() else {
-        return Ok(());
+        return Ok(None);
     };
-    if let Some(account) = account_of(ctx, namespace).await?
-        && account.status.as_ref().is_some_and(|s| s.pending_charges.iter().any(|c| c.job_uid == uid))
-    {
-        forget(ctx, account, uid).await;
-    }
-    Ok(())
-}
-
-/// Fail with a conflict unless `job` is the stored version. The controller's cache
-/// can lag behind this job's own last write (say, the Succeeded that settled it),
-/// and a charge decided on such a copy would be a second one.
-async fn ensure_fresh(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
-    let (namespace, name) = names(job)?;
-    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
-    let stored = jobs.get_opt(name).await?;
-    if stored.as_ref().and_then(|j| j.metadata.resource_version.as_deref()) != job.metadata.resource_version.as_deref()
-    {
-        return Err(Error::Stale);
-    }
-    Ok(())
-}
-
-/// Give back a charge listed for `job` that the job never recorded: it ends
-/// otherwise than `Succeeded` (cancelled, expired, failed or deleted), so it is not
-/// charged at all. `account` is the namespace's, as just read.
-pub async fn refund_pending(job: &RenderJob, ctx: &Context, account: Option<RenderAccount>) -> Result<(), Error> {
-    let (Some(uid), Some(mut account)) = (job.metadata.uid.as_deref(), account) else {
-        return Ok(());
+    let lists = |account: &RenderAccount| {
+        account.status.as_ref().is_some_and(|s| s.pending_charges.iter().any(|c| c.job_uid == uid))
     };
-    let granted = account.spec.credits;
-    let Some(status) = account.status.as_mut() else {
-        return Ok(());
-    };
-    let Some(position) = status.pending_charges.iter().position(|c| c.job_uid == uid) else {
-        return Ok(());
-    };
-    let refunded = status.pending_charges.remove(position);
-    status.credits_used -= refunded.credits;
-    status.credits_remaining = granted.map(|granted| granted - status.credits_used);
-    let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
-    accounts.replace_status(&account.name_any(), &PostParams::default(), &account).await?;
-    tracing::info!(job = %job.name_any(), credits = refunded.credits, "refunded the charge of a job that did not succeed");
-    Ok(())
-}
-
-/// Add `entry` to the account's spending; fails on a concurrent change.
-async fn debit(
-    ctx: &Context,
-    mut account: RenderAccount,
-    entry: PendingCharge,
-    credits_remaining: Option<i64>,
-) -> Result<RenderAccount, Error> {
-    let status = account.status.get_or_insert_with(Default::default);
-    status.credits_used += entry.credits;
-    status.credits_remaining = credits_remaining;
-    status.pending_charges.push(entry);
-    let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
-    Ok(accounts.replace_status(&account.name_any(), &PostParams::default(), &account).await?)
-}
-
-/// Remove the job's entry from the account. A failure only leaves the entry for the
-/// next reconcile of the ended job.
-async fn forget(ctx: &Context, mut account: RenderAccount, uid: &str) {
-    if let Some(status) = account.status.as_mut() {
-        status.pending_charges.retain(|c| c.job_uid != uid);
-    }
-    let accounts: Api<RenderAccount> = Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
-    if let Err(err) = accounts.replace_status(&account.name_any(), &PostParams::default(), &account).await {
-        tracing::debug!(error = %err, "removing a settled charge from the account failed; the next reconcile retries");
+    let ledger = ctx.ledgers.of(namespace);
+    let mut written = ledger.lock().await;
+    let mut conflicts = 0;
+    loop {
+        let Some(mut account) = newest(account_of(ctx, namespace), written.as_ref()) else {
+            return Ok(None);
+        };
+        if !lists(&account) {
+            return Ok(None);
+        }
+        let removable_at = completed_at.and_then(|at| at.checked_add(SETTLED_ENTRY_DELAY).ok());
+        if succeeded && let Some(wait) = removable_at.and_then(|at| until(now, at)) {
+            return Ok(Some(wait));
+        }
+        drop_settled(ctx, namespace, &mut account);
+        let granted = account.spec.credits;
+        if let Some(status) = account.status.as_mut()
+            && let Some(position) = status.pending_charges.iter().position(|c| c.job_uid == uid)
+        {
+            let entry = status.pending_charges.remove(position);
+            if !succeeded {
+                status.credits_used -= entry.credits;
+                status.credits_remaining = granted.map(|granted| granted - status.credits_used);
+                tracing::info!(job = %job.name_any(), credits = entry.credits, "refunding the charge of a job that did not succeed");
+            }
+        }
+        match write_account(ctx, &account).await? {
+            Some(stored) => {
+                *written = Some(stored);
+                return Ok(None);
+            }
+            None => {
+                conflicts += 1;
+                if conflicts >= MAX_CONFLICTS {
+                    return Err(Error::Stale);
+                }
+                *written = read_fresh(ctx, namespace, &account.name_any()).await?;
+            }
+        }
     }
 }

@@ -1,14 +1,23 @@
-//! Resolving a RenderJob's references through the API server for the shared
-//! [`prepare`] rules, which are synchronous: run them over what has been fetched so
-//! far, note what they asked for and did not find, fetch that, and run them again.
-//! A job refers to a handful of objects at most, so this settles in two or three
-//! rounds and no rule of `prepare` is written a second time for the cluster.
+//! Resolving a RenderJob's references for the shared [`prepare`] rules, which are
+//! synchronous: run them over what has been fetched so far, note what they asked
+//! for and did not find, fetch that, and run them again. A job refers to a handful
+//! of objects at most, so this settles in two or three rounds and no rule of
+//! `prepare` is written a second time for the cluster.
+//!
+//! RenderTemplates come from the operator's watch cache; one the cache does not hold
+//! is read from the API server, since it may have been created with the job and not
+//! reached the cache yet (a job must not fail for a template that exists).
+//! ConfigMaps a job or template refers to are read by name: watching every
+//! ConfigMap of every namespace would cost more than the few reads.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::{Api, Client};
+use kube::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::controller::Context;
 
 use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::{RenderFailure, RenderRequest};
@@ -61,14 +70,11 @@ impl Lookup for FetchedLookup<'_> {
 /// The render request of `job`, its references read from its namespace.
 /// `Err(LookupError)` means the API server could not be read (transient);
 /// `Ok(Err(failure))` means the job cannot be rendered as it stands.
-pub async fn prepare_job(
-    client: &Client,
-    job: &RenderJob,
-) -> Result<Result<RenderRequest, RenderFailure>, LookupError> {
+pub async fn prepare_job(ctx: &Context, job: &RenderJob) -> Result<Result<RenderRequest, RenderFailure>, LookupError> {
     let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
     let name = job.metadata.name.as_deref().unwrap_or_default();
-    let templates: Api<RenderTemplate> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let templates: Api<RenderTemplate> = Api::namespaced(ctx.client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let mut fetched = Fetched::default();
     for _ in 0..MAX_ROUNDS {
         let lookup = FetchedLookup { fetched: &fetched, missing: RefCell::new(Vec::new()) };
@@ -82,9 +88,16 @@ pub async fn prepare_job(
         for reference in missing {
             match reference {
                 Missing::Template(name) => {
-                    let found =
-                        templates.get_opt(&name).await.map_err(|err| api_error("RenderTemplate", &name, err))?;
-                    fetched.templates.insert(name, found.map(|t| t.spec));
+                    let cached = ctx.caches().templates.get(&ObjectRef::new(&name).within(namespace));
+                    let found = match cached {
+                        Some(template) => Some(template.spec.clone()),
+                        None => templates
+                            .get_opt(&name)
+                            .await
+                            .map_err(|err| api_error("RenderTemplate", &name, err))?
+                            .map(|t| t.spec),
+                    };
+                    fetched.templates.insert(name, found);
                 }
                 Missing::ConfigMap(name) => {
                     let found = config_maps.get_opt(&name).await.map_err(|err| api_error("ConfigMap", &name, err))?;

@@ -7,6 +7,14 @@
 //!
 //! A delivery is sent within a reconcile of its job, bounded by the webhook
 //! timeout; other jobs are reconciled meanwhile (the controller's concurrency).
+//!
+//! The job is read from the operator's cache, not from the API server. A cached
+//! copy older than the operator's own last write of the job could still list a
+//! delivery that write recorded as done; the controller does not reconcile a job
+//! until its cache shows the operator's last write (see `controller`), so such a
+//! copy does not reach this code. Should it anyway (a watch event that never came),
+//! the outcome's write is conditional on the copy's `resourceVersion` and refused,
+//! and the delivery went out once more: deliveries are at least once, never lost.
 
 use std::time::Duration;
 
@@ -86,16 +94,7 @@ pub async fn deliver_due(job: &RenderJob, ctx: &Context) -> Result<(RenderJob, O
     if let Some(wait) = hooks.next_attempt_at.and_then(|at| until(now, at)) {
         return Ok((job.clone(), Some(wait)));
     }
-    // The controller's cache may not show this job's last delivery yet: read the job
-    // itself before sending, so a delivery is not repeated for a stale copy.
-    let (namespace, name) = names(job)?;
-    let jobs: Api<RenderJob> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(fresh) = jobs.get_opt(name).await? else {
-        return Ok((job.clone(), None));
-    };
-    if fresh.metadata.resource_version != job.metadata.resource_version {
-        return Box::pin(deliver_due(&fresh, ctx)).await;
-    }
+    let (namespace, _) = names(job)?;
     let secret = match &first.secret_ref {
         Some(reference) => secret_value(ctx, namespace, reference).await?,
         None => None,
