@@ -355,10 +355,19 @@ async fn a_pending_delivery_survives_an_operator_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
     let harness = Harness::start(&[]).await;
-    let stranded =
-        support::cluster::Operator::spawn(harness.plane, &harness.namespace, "http://127.0.0.1:9", "operator-1", &[])
-            .await;
-    let ops = stranded.metrics_url.replace("/metrics", "");
+    // A `folio operator` process of its own, whose bucket does not answer.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = harness.plane.kubeconfig(dir.path(), &harness.plane.operator_token, &harness.namespace);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut stranded = support::dies_with_test(support::folio())
+        .args(["operator", "--no-leader-election", "--watch-namespace", &harness.namespace])
+        .args(["--s3-endpoint", "http://127.0.0.1:9", "--s3-access-key", "a", "--s3-secret-key", "b"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    let ops = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut health = None;
     for _ in 0..100 {
@@ -383,7 +392,11 @@ async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, Some(reqwest::StatusCode::OK));
-    stranded.stop().await;
+    // SIGTERM stops it cleanly even while it waits for its bucket.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(stranded.id() as i32, libc::SIGTERM) };
+    let exited = tokio::task::spawn_blocking(move || stranded.wait()).await.unwrap().unwrap();
+    assert!(exited.success(), "{exited}");
     harness.stop().await;
 }
 

@@ -213,5 +213,6 @@ async fn key_hashes_are_fixed_revocations_final_and_a_planted_copy_refused() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let _ = api.kill();
+    let _ = api.wait();
     assert_eq!(status, Some(401), "a key whose hash two namespaces carry authenticates no one");
 }

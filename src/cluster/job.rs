@@ -318,7 +318,9 @@ async fn follow_attempt(
                 return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now, false).await;
             }
             ctx.metrics.rendered(facts.duration_ms);
-            let mut rendered = status;
+            // From the job as set right above: a RendererStarted condition that said
+            // the Pod could not start is True now.
+            let mut rendered = job.status.clone().unwrap_or_default();
             rendered.page_count = Some(facts.page_count);
             rendered.total_bytes = Some(facts.total_bytes);
             rendered.sha256 = Some(facts.sha256.clone());

@@ -95,16 +95,26 @@ pub async fn deliver_due(job: &RenderJob, ctx: &Context) -> Result<(RenderJob, O
         return Ok((job.clone(), Some(wait)));
     }
     let (namespace, _) = names(job)?;
+    // A delivery that should be signed never goes out unsigned: while its Secret cannot
+    // be read (not made yet, deleted, or the API failing), the attempt fails and is
+    // retried like a receiver's failure.
     let secret = match &first.secret_ref {
-        Some(reference) => secret_value(ctx, namespace, reference).await?,
-        None => None,
+        Some(reference) => match secret_value(ctx, namespace, reference).await {
+            Ok(Some(value)) => Ok(Some(value)),
+            Ok(None) => {
+                Err(format!("the webhook Secret {namespace}/{} has no key {:?}", reference.name, reference.key))
+            }
+            Err(err) => Err(format!("reading the webhook Secret {namespace}/{}: {err}", reference.name)),
+        },
+        None => Ok(None),
     };
-    let outcome = match serde_json::from_str::<EventBody>(&first.body) {
-        Ok(mut body) => {
+    let outcome = match (secret, serde_json::from_str::<EventBody>(&first.body)) {
+        (Err(error), _) => Outcome::Failed { status: None, error },
+        (Ok(secret), Ok(mut body)) => {
             body.download_url = download_url(job, &body, ctx).await;
             delivery.sender.send(&first.url, secret.as_deref(), &first.id, &body).await
         }
-        Err(err) => Outcome::Refused { error: format!("the queued event is not valid: {err}") },
+        (Ok(_), Err(err)) => Outcome::Refused { error: format!("the queued event is not valid: {err}") },
     };
     ctx.metrics.webhook_attempt(outcome_label(&outcome));
     record(hooks, outcome, &delivery.retry, now);
@@ -165,7 +175,7 @@ async fn download_url(job: &RenderJob, body: &EventBody, ctx: &Context) -> Optio
     ctx.bucket.presigned_get(&key, lifetime).await.ok()
 }
 
-/// The signing secret; a missing Secret or key sends the event unsigned (and says so).
+/// The signing secret, or none when the Secret or its key is missing.
 async fn secret_value(ctx: &Context, namespace: &str, reference: &SecretKeyRef) -> Result<Option<String>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let value = secrets
@@ -173,9 +183,6 @@ async fn secret_value(ctx: &Context, namespace: &str, reference: &SecretKeyRef) 
         .await?
         .and_then(|secret| secret.data?.remove(&reference.key))
         .and_then(|bytes| String::from_utf8(bytes.0).ok());
-    if value.is_none() {
-        tracing::warn!(namespace, secret = %reference.name, "the webhook secret is missing; the delivery goes out unsigned");
-    }
     Ok(value)
 }
 

@@ -417,10 +417,19 @@ async fn lay_out_input(
         let Some(volume) = spec.volumes.iter().flatten().find(|v| v.name == mount.name) else { continue };
         let Some(source) = &volume.config_map else { continue };
         let config_maps: Api<ConfigMap> = Api::namespaced(node.clone(), namespace);
-        let input = config_maps
-            .get(&source.name)
-            .await
-            .map_err(|err| format!("MountVolume.SetUp failed for volume \"{}\": {err}", volume.name))?;
+        // As a kubelet retries a mount: the Node authorizer learns of a Pod's binding
+        // (and so of the ConfigMaps the node may read) a moment after the scheduler.
+        let mut tries = 0;
+        let input = loop {
+            match config_maps.get(&source.name).await {
+                Ok(input) => break input,
+                Err(_) if tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => return Err(format!("MountVolume.SetUp failed for volume \"{}\": {err}", volume.name)),
+            }
+        };
         let local = dir.path().join(&mount.name);
         std::fs::create_dir(&local).map_err(|e| e.to_string())?;
         for (key, value) in input.data.unwrap_or_default() {

@@ -349,7 +349,7 @@ async fn a_refused_webhook_secret_deletes_the_job_it_was_for() {
     assert_eq!(body["preconditions"]["uid"], object["metadata"]["uid"], "that job only");
     respond(send, StatusCode::OK, &object);
     let err = call.await.unwrap().unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED"));
+    assert_eq!((err.status, err.code), (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED"));
 }
 
 #[tokio::test]
