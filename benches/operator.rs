@@ -184,19 +184,8 @@ async fn resident_memory_with_cached_jobs(harness: &Harness, count: usize) {
         .await;
     println!("created {count} finished RenderJobs in {:.1} s", started.elapsed().as_secs_f64());
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = plane.kubeconfig(dir.path(), &plane.operator_token, RELEASE_NAMESPACE);
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut operator = support::folio()
-        .args(["operator", "--no-leader-election", "--watch-namespace", &namespace])
-        .args(["--s3-endpoint", &harness.endpoint, "--s3-access-key", support::s3::ACCESS_KEY])
-        .args(["--s3-secret-key", support::s3::SECRET_KEY])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let (mut operator, ops) = support::cluster::operator_process(plane, &namespace, &harness.endpoint);
+    let metrics_url = format!("{ops}/metrics");
     let want = format!("folio_jobs{{phase=\"succeeded\"}} {count}");
     let started = Instant::now();
     loop {

@@ -356,18 +356,8 @@ async fn a_pending_delivery_survives_an_operator_restart() {
 async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
     let harness = Harness::start(&[]).await;
     // A `folio operator` process of its own, whose bucket does not answer.
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = harness.plane.kubeconfig(dir.path(), &harness.plane.operator_token, &harness.namespace);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut stranded = support::dies_with_test(support::folio())
-        .args(["operator", "--no-leader-election", "--watch-namespace", &harness.namespace])
-        .args(["--s3-endpoint", "http://127.0.0.1:9", "--s3-access-key", "a", "--s3-secret-key", "b"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
-    let ops = format!("http://127.0.0.1:{port}");
+    let (mut stranded, ops) =
+        support::cluster::operator_process(harness.plane, &harness.namespace, "http://127.0.0.1:9");
     let client = reqwest::Client::new();
     let mut health = None;
     for _ in 0..100 {

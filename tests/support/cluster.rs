@@ -114,6 +114,25 @@ impl Operator {
     }
 }
 
+/// A `folio operator` process of its own, as the chart's operator ServiceAccount, for
+/// `namespace`, storing into the S3 server at `endpoint` (credentials the test S3
+/// server's); killed with the test. The process and the base URL of its ops server.
+pub fn operator_process(plane: &ControlPlane, namespace: &str, endpoint: &str) -> (std::process::Child, String) {
+    let dir = plane.dir.join(format!("operator-{namespace}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = plane.kubeconfig(&dir, &plane.operator_token, namespace);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = super::dies_with_test(super::folio())
+        .args(["operator", "--no-leader-election", "--watch-namespace", namespace, "--s3-endpoint", endpoint])
+        .args(["--s3-access-key", ACCESS_KEY, "--s3-secret-key", SECRET_KEY])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
 /// The API resource of `kind` (the kinds the tests write and read).
 pub fn resource(kind: &str) -> ApiResource {
     let (group, version) = match kind {
