@@ -98,6 +98,26 @@ where
         });
         waited.await.unwrap_or_else(|_| done(&self.store))
     }
+
+    /// Wait (at most `timeout`) until the cache shows `written` at its resourceVersion or
+    /// a later one, so the next request reads it from there; whether it did.
+    pub async fn wait_for_write(&self, timeout: Duration, written: &K) -> bool {
+        let key = ObjectRef::from_obj(written);
+        let wanted = written.meta().resource_version.clone();
+        self.wait_until(timeout, |s| {
+            s.get(&key).is_some_and(|c| {
+                super::objects::version_reached(c.meta().resource_version.as_deref(), wanted.as_deref())
+            })
+        })
+        .await
+    }
+
+    /// Wait (at most `timeout`) until the cache no longer shows `name` in `namespace` as
+    /// live (gone, or being deleted).
+    pub async fn wait_for_removal(&self, timeout: Duration, namespace: &str, name: &str) -> bool {
+        let key = ObjectRef::new(name).within(namespace);
+        self.wait_until(timeout, |s| s.get(&key).is_none_or(|c| !super::objects::is_live(c.meta()))).await
+    }
 }
 
 /// Every cache of the facade, and the tasks that keep them current.

@@ -267,11 +267,8 @@ impl ClusterBackend {
     /// Wait until the cache shows `written` (its resourceVersion or a later one), so
     /// that the next request reads it from there.
     async fn await_cached(&self, written: &RenderJob) {
-        let (tenant, id) = (written.namespace().unwrap_or_default(), written.name_any());
-        let wanted = written.metadata.resource_version.clone();
-        let version_seen =
-            |j: &RenderJob| objects::version_reached(j.metadata.resource_version.as_deref(), wanted.as_deref());
-        if self.settled_job(&tenant, &id, version_seen).await.is_none() {
+        if !self.caches.jobs.wait_for_write(self.settle, written).await {
+            let (tenant, id) = (written.namespace().unwrap_or_default(), written.name_any());
             tracing::debug!(%tenant, %id, "the cache has not shown a write yet; reads fall back to the apiserver");
         }
     }
@@ -504,8 +501,7 @@ impl Backend for ClusterBackend {
             .delete(id, &DeleteParams::background())
             .await
             .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
-        let key = kube::runtime::reflector::ObjectRef::<RenderJob>::new(id).within(tenant);
-        self.caches.jobs.wait_until(self.settle, |s| s.get(&key).is_none_or(|j| !objects::is_live(&j.metadata))).await;
+        self.caches.jobs.wait_for_removal(self.settle, tenant, id).await;
         Ok(())
     }
 
@@ -545,8 +541,7 @@ impl Backend for ClusterBackend {
             .create(&PostParams::default(), &share)
             .await
             .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
-        let key = kube::runtime::reflector::ObjectRef::<RenderShare>::new(&created.name_any()).within(tenant);
-        self.caches.shares.wait_until(self.settle, |s| s.get(&key).is_some()).await;
+        self.caches.shares.wait_for_write(self.settle, &created).await;
         let mut share =
             objects::share_of(&created).ok_or_else(|| ApiError::internal("a created share link reads back empty"))?;
         // The one time the token is known: the answer to this request.
@@ -593,16 +588,7 @@ impl Backend for ClusterBackend {
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| cluster_error(e, || ApiError::not_found("share link")))?;
-        let wanted = patched.metadata.resource_version.clone();
-        let key = kube::runtime::reflector::ObjectRef::<RenderShare>::new(&name).within(tenant);
-        self.caches
-            .shares
-            .wait_until(self.settle, |s| {
-                s.get(&key).is_some_and(|c| {
-                    objects::version_reached(c.metadata.resource_version.as_deref(), wanted.as_deref())
-                })
-            })
-            .await;
+        self.caches.shares.wait_for_write(self.settle, &patched).await;
         Ok(())
     }
 
@@ -665,16 +651,7 @@ impl Backend for ClusterBackend {
             }
             Err(err) => return Err(cluster_error(err, not_found)),
         };
-        let wanted = written.metadata.resource_version.clone();
-        let key = kube::runtime::reflector::ObjectRef::<RenderTemplate>::new(&name).within(tenant);
-        self.caches
-            .templates
-            .wait_until(self.settle, |s| {
-                s.get(&key).is_some_and(|t| {
-                    objects::version_reached(t.metadata.resource_version.as_deref(), wanted.as_deref())
-                })
-            })
-            .await;
+        self.caches.templates.wait_for_write(self.settle, &written).await;
         Ok((objects::template_view(written), created))
     }
 
@@ -686,11 +663,7 @@ impl Backend for ClusterBackend {
             .delete(name, &DeleteParams::background())
             .await
             .map_err(|e| cluster_error(e, || ApiError::template_not_found(name)))?;
-        let key = kube::runtime::reflector::ObjectRef::<RenderTemplate>::new(name).within(tenant);
-        self.caches
-            .templates
-            .wait_until(self.settle, |s| s.get(&key).is_none_or(|t| !objects::is_live(&t.metadata)))
-            .await;
+        self.caches.templates.wait_for_removal(self.settle, tenant, name).await;
         Ok(())
     }
 
