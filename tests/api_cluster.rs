@@ -349,7 +349,7 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     assert!(revoked.lines().any(|l| l.contains(&name) && !l.trim_end().ends_with('-')), "revoked at: {revoked}");
     let mut cluster = cluster;
     if let Some(operator) = cluster.operator.take() {
-        operator.stop().await;
+        operator.abort();
     }
 }
 
@@ -415,10 +415,10 @@ async fn a_webhook_is_signed_with_the_secret_given_and_a_refused_create_leaves_n
     assert!(message.contains("exceeded quota: no-more-jobs"), "the client is told why: {body}");
     assert!(cluster.list("RenderJob", &other).await.is_empty());
     assert!(cluster.list("Secret", &other).await.is_empty());
-    second_operator.stop().await;
+    second_operator.abort();
     let mut cluster = cluster;
     if let Some(operator) = cluster.operator.take() {
-        operator.stop().await;
+        operator.abort();
     }
 }
 
