@@ -9,7 +9,8 @@
 //! - [`transitions`]: how each lifecycle outcome is written into a job's status.
 //! - [`manifest`]: reading manifest files.
 //! - [`run`]: `folio run`.
-//! - [`http`]: the REST facade, written once against the port both homes implement.
+//! - [`port`]: the operations the REST facade needs from a home; both homes implement it.
+//! - [`http`]: the REST facade, written once against the port.
 //! - [`standalone`]: the embedded default home (`folio serve`).
 //! - [`cluster`]: the Kubernetes home: the RenderJob controller (`folio operator`),
 //!   the renderer Pods (`folio render`) and the REST facade over resources.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
+pub mod port;
 pub mod prepare;
 pub mod render;
 pub mod resources;

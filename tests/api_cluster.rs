@@ -464,7 +464,7 @@ async fn keys_and_share_links_kept_in_secrets_keep_working_after_migrate() {
         })
         .await;
     let job = cluster.get("RenderJob", &ns, &id).await.unwrap();
-    let token = folio::http::backend::new_share_token();
+    let token = folio::port::new_share_token();
     let share_name = objects::share_name(&token);
     let old_share = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": share_name, "labels": {"folio.dev/share": "true"},

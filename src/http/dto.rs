@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::backend::{JobView, Share, TemplateView};
 use crate::lifecycle::Phase;
+use crate::port::{JobView, Share, TemplateView};
 use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).

@@ -1,7 +1,6 @@
 //! The REST facade: axum routes, API-key authentication, the error shape, OpenAPI.
-//! It is written once against the [`backend::Backend`] port, and serves both homes.
+//! It is written once against the [`crate::port::Backend`] port, and serves both homes.
 
-pub mod backend;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -27,7 +26,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::{HttpLabels, Metrics};
-use backend::Backend;
+use crate::port::Backend;
 use error::ApiError;
 
 /// Largest request body: inline data is capped at 256 KiB; templates and their

@@ -6,10 +6,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::backend::Backend;
 use super::error::ApiError;
 use crate::lifecycle::Phase;
 use crate::metrics::PhaseLabels;
+use crate::port::Backend;
 
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Json<serde_json::Value> {

@@ -7,12 +7,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 
-use super::backend::{Backend, JobFilter, JobView, NewJob};
 use super::dto::{CreateRender, Page, Pagination, RenderLogQuery, RenderResponse};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use super::{AppState, Tenant};
 use crate::lifecycle::Phase;
+use crate::port::{Backend, JobFilter, JobView, NewJob};
 use crate::prepare;
 use crate::resources::{InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec};
 

@@ -7,12 +7,12 @@ use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
-use super::backend::Backend;
 use super::dto::{Page, ShareResponse, SignedUrlRequest, SignedUrlResponse};
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::renders::pdf_response;
 use super::{AppState, Tenant};
+use crate::port::Backend;
 
 const MIN_LIFETIME_SECONDS: i64 = 60;
 const MAX_LIFETIME_SECONDS: i64 = 90 * 24 * 3600;

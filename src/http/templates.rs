@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::backend::Backend;
 use super::dto::{AccountResponse, Page, TemplateBody, TemplateResponse};
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::{AppState, Tenant};
+use crate::port::Backend;
 use crate::resources::{RenderTemplate, RenderTemplateSpec};
 
 /// `GET /v1/templates`.

@@ -6,6 +6,7 @@
 //! - [`worker`]: claims queued jobs, renders them, settles charges.
 //! - this module: the [`Backend`] the REST facade calls, and `folio serve`.
 
+mod settle;
 pub mod store;
 mod webhooks;
 mod worker;
@@ -21,19 +22,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
 use crate::http::error::ApiError;
 use crate::http::{AppState, app};
-use crate::lifecycle::{self, Charge, Event, Phase};
+use crate::lifecycle::{Event, Phase};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
+use crate::port::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
 use crate::render::pool::{PoolConfig, RenderPool};
 use crate::resources::{
     RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate, default_account,
 };
 use crate::signing::UrlSigner;
 use crate::storage::{LocalFolder, output_key};
-use crate::transitions;
+use settle::end_job;
 use store::{JobRecord, ShareRecord, Store, StoreError};
 
 impl From<StoreError> for ApiError {
@@ -125,33 +126,6 @@ impl Standalone {
         Ok(())
     }
 
-    /// Settle `tenant`'s blocked jobs, oldest first, while the balance covers them.
-    pub fn settle_blocked(&self, tenant: &str) -> Result<usize, StoreError> {
-        let blocked = self.store.read(|c| store::jobs_in_phase(c, Some(tenant), &[Phase::Blocked]))?;
-        let mut settled = 0;
-        for record in blocked {
-            if self.settle_one(tenant, record.id())? == Some(Phase::Succeeded) {
-                settled += 1;
-            }
-        }
-        Ok(settled)
-    }
-
-    /// Settle one blocked job if the balance covers it; returns its phase afterwards.
-    fn settle_one(&self, tenant: &str, id: &str) -> Result<Option<Phase>, StoreError> {
-        let phase = self.store.write(|tx| {
-            let Some(mut record) = store::load_job(tx, Some(tenant), id)? else { return Ok(None) };
-            if record.phase() != Phase::Blocked {
-                return Ok(None);
-            }
-            Ok(Some(settle(tx, &mut record, Timestamp::now())?))
-        })?;
-        if phase == Some(Phase::Succeeded) {
-            self.metrics.job_finished(Phase::Succeeded);
-        }
-        Ok(phase)
-    }
-
     /// The API view of a stored job, with its webhook delivery state.
     fn job_view(&self, record: JobRecord) -> Result<JobView, StoreError> {
         let mut job = record.job;
@@ -202,57 +176,6 @@ impl Standalone {
             tracing::warn!(error = %err, key, "could not delete an output");
         }
     }
-}
-
-/// Charge a rendered job against its tenant's account: `Succeeded` when the balance
-/// covers it, `Blocked` otherwise. Runs inside the transaction that saves the job, so
-/// the charge and the phase change happen together or not at all.
-fn settle(tx: &rusqlite::Connection, record: &mut JobRecord, now: Timestamp) -> Result<Phase, StoreError> {
-    let tenant = record.tenant().to_owned();
-    let stored_account = store::load_account(tx, &tenant)?;
-    let account = stored_account.clone().unwrap_or_else(|| default_account(&tenant));
-    let used = account.status.as_ref().map_or(0, |s| s.credits_used);
-    let before = record.phase();
-    let status = record.job.status.clone().unwrap_or_default();
-    let price = lifecycle::price(
-        status.page_count.unwrap_or(0),
-        status.total_bytes.unwrap_or(0),
-        record.job.spec.preview,
-        &account.spec.pricing,
-    );
-    let charge = lifecycle::charge(account.spec.credits, used, price);
-    if let (Charge::Charged { .. }, Some(mut account)) = (charge, stored_account) {
-        account.status.get_or_insert_with(Default::default).credits_used = used + price.credits_used;
-        store::save_account(tx, &account)?;
-    }
-    record.job.status = Some(transitions::settled(&record.job, price, charge, &account.spec.retention, now));
-    record.updated_at = now;
-    record.claimed_by = None;
-    webhooks::save_transition(tx, record, before, now)?;
-    Ok(record.phase())
-}
-
-/// End a job by `event` (fail, cancel, deadline) and save it, inside the caller's
-/// transaction. Returns the phase it ends in (unchanged if the rules refuse the event).
-fn end_job(
-    tx: &rusqlite::Connection,
-    record: &mut JobRecord,
-    event: Event,
-    error: Option<(crate::lifecycle::ErrorCode, String)>,
-    now: Timestamp,
-) -> Result<Phase, StoreError> {
-    let before = record.phase();
-    let tenant = record.tenant().to_owned();
-    let retention = store::load_account(tx, &tenant)?.unwrap_or_else(|| default_account(&tenant)).spec.retention;
-    let Some(status) = transitions::ended(&record.job, event, error, &retention, now) else {
-        return Ok(before);
-    };
-    let next = status.phase.unwrap_or(before);
-    record.job.status = Some(status);
-    record.updated_at = now;
-    record.claimed_by = None;
-    webhooks::save_transition(tx, record, before, now)?;
-    Ok(next)
 }
 
 impl Backend for Standalone {

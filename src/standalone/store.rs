@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::http::backend::JobFilter;
 use crate::lifecycle::Phase;
+use crate::port::JobFilter;
 use crate::resources::{RenderAccount, RenderJob, RenderTemplate, WebhookDeliveryStatus};
 
 /// A database error.

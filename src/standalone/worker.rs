@@ -13,8 +13,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tokio::sync::watch;
 
+use super::Standalone;
+use super::settle::{end_job, settle};
 use super::store::{self, JobRecord};
-use super::{Standalone, end_job, settle};
 use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
 use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;

@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_share_secret_becomes_a_render_share_holding_only_the_tokens_hash() {
-        let token = crate::http::backend::new_share_token();
+        let token = crate::port::new_share_token();
         let mut old = secret(
             &objects::share_name(&token),
             LEGACY_SHARE_LABEL,

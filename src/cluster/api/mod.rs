@@ -31,11 +31,11 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::backend::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
 use crate::http::error::ApiError;
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
+use crate::port::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
 use crate::resources::{RenderAccount, RenderJob, RenderShare, RenderTemplate, SecretKeyRef};
 use crate::signing::UrlSigner;
 use crate::storage::{MAX_PRESIGNED_LIFETIME, S3Bucket, S3Options};

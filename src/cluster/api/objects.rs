@@ -19,8 +19,8 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::api_keys::NewKey;
-use crate::http::backend::{JobFilter, JobView, Share, TemplateView};
 use crate::lifecycle::{self, Charge, Phase};
+use crate::port::{JobFilter, JobView, Share, TemplateView};
 use crate::resources::{
     RenderAccount, RenderApiKey, RenderApiKeySpec, RenderJob, RenderJobSpec, RenderShare, RenderShareSpec,
     RenderTemplate, default_account,
@@ -434,14 +434,14 @@ mod tests {
     fn share_links_hold_the_hash_of_their_token_and_are_owned_by_their_job() {
         let mut job = RenderJob::clone(&job("acme", "j1", 100, Some(Phase::Succeeded)));
         job.metadata.uid = Some("uid-1".into());
-        let token = crate::http::backend::new_share_token();
+        let token = crate::port::new_share_token();
         let mut object = share(&job, &token, Some(at(500)));
         assert_eq!(object.metadata.name, Some(share_name(&token)));
         assert!(!serde_json::to_string(&object).unwrap().contains(&token), "the token is stored nowhere");
         assert_eq!(object.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
         assert_eq!(object.metadata.namespace.as_deref(), Some("acme"));
         assert!(share_matches(&object, &token));
-        assert!(!share_matches(&object, &crate::http::backend::new_share_token()));
+        assert!(!share_matches(&object, &crate::port::new_share_token()));
         object.metadata.creation_timestamp = Some(Time(at(120)));
         let listed = share_of(&object).unwrap();
         assert_eq!(

@@ -21,9 +21,9 @@ use tower_test::mock::{Handle, SendResponse};
 
 use super::objects::{self, IDEMPOTENCY_KEY_ANNOTATION, RESUME_ANNOTATION};
 use super::{Cache, Caches, ClusterBackend};
-use crate::http::backend::{Backend, JobFilter, NewJob};
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
+use crate::port::{Backend, JobFilter, NewJob};
 use crate::resources::{
     RenderAccount, RenderAccountSpec, RenderAccountStatus, RenderApiKey, RenderJob, RenderJobSpec, RenderJobStatus,
     RenderShare, RenderTemplate, WebhookSpec,

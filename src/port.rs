@@ -7,7 +7,7 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use crate::lifecycle::Phase;
 use crate::resources::{RenderAccount, RenderJob, RenderJobSpec, RenderTemplate};
 
