@@ -10,18 +10,22 @@
 //!
 //! One file per group of tables, each with the reads and writes made of it; the
 //! callers use them through this module (`store::load_job`, `store::Delivery`), so
-//! where a function lives is the store's own business.
+//! where a function lives is the store's own business. `migrations.rs` holds the
+//! schema and brings an older database up to it when the file is opened.
 
 mod accounts;
 mod deliveries;
 mod jobs;
 mod keys;
+mod migrations;
 mod queue;
 mod settings;
 mod shares;
 mod templates;
+#[cfg(test)]
+mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -51,94 +55,33 @@ pub enum StoreError {
     /// A stored object could not be read back.
     #[error("stored object: {0}")]
     Json(#[from] serde_json::Error),
+    /// The database file could not be opened or brought to the current schema.
+    #[error("database {}: {error}", .path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        error: rusqlite::Error,
+    },
+    /// The database was written by a newer folio, with a schema this build does not
+    /// know; using it could lose what that folio stored.
+    #[error(
+        "database {} is at schema version {found}, but this folio knows versions up to {latest}: \
+         a newer folio wrote it; open it with that folio or a later one",
+        .path.display()
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version the file is at (SQLite's `user_version`).
+        found: i64,
+        /// The newest version this build knows.
+        latest: i64,
+    },
 }
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    template TEXT,
-    external_id TEXT,
-    idempotency_key TEXT,
-    preview INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    next_attempt_at INTEGER,
-    expires_at INTEGER,
-    claimed_by TEXT,
-    deadline_at INTEGER,
-    webhook_secret TEXT,
-    object TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_log ON jobs (tenant, created_at DESC, id DESC);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_external ON jobs (tenant, external_id) WHERE external_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (phase, created_at) WHERE claimed_by IS NULL;
-CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_deadline ON jobs (deadline_at) WHERE deadline_at IS NOT NULL AND claimed_by IS NULL;
-CREATE TABLE IF NOT EXISTS templates (
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    object TEXT NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS accounts (
-    tenant TEXT PRIMARY KEY,
-    object TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS shares (
-    token TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS shares_job ON shares (job_id);
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    job_id TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    url TEXT NOT NULL,
-    secret TEXT,
-    body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    last_status INTEGER,
-    last_error TEXT,
-    last_attempt_at INTEGER,
-    delivered_at INTEGER,
-    given_up_at INTEGER,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (job_id, seq) WHERE delivered_at IS NULL AND given_up_at IS NULL;
-CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id);
-CREATE TABLE IF NOT EXISTS secrets (
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS settings (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-";
 
 /// The database: one writer connection and a few readers (WAL lets them read while
 /// the writer writes).
@@ -175,11 +118,15 @@ fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
 }
 
 impl Store {
-    /// Open (or create) the database at `path`.
+    /// Open (or create) the database at `path`, bringing it to the current schema.
+    /// Errors name the file; one written by a newer folio is refused
+    /// ([`StoreError::NewerSchema`]), not used.
     pub fn open(path: &Path) -> StoreResult<Store> {
-        let writer = open_connection(path)?;
-        writer.execute_batch(SCHEMA)?;
-        let readers = (0..4).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let open_error = |error| StoreError::Open { path: path.to_owned(), error };
+        let mut writer = open_connection(path).map_err(open_error)?;
+        migrations::migrate(&mut writer, path)?;
+        let readers =
+            (0..4).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 
