@@ -6,7 +6,6 @@
 //! - [`render`]: the Typst engine, post-processing, and the worker pool that bounds
 //!   each render's time and memory.
 //! - [`prepare`]: what a job and its references turn into for the renderer.
-//! - [`transitions`]: how each lifecycle outcome is written into a job's status.
 //! - [`manifest`]: reading manifest files.
 //! - [`run`]: `folio run`.
 //! - [`port`]: the operations the REST facade needs from a home; both homes implement it.
@@ -32,7 +31,7 @@ pub mod run;
 pub mod signing;
 pub mod standalone;
 pub mod storage;
-pub mod transitions;
+
 pub mod webhooks;
 
 /// An error and its causes, joined by `: `, for messages and logs.

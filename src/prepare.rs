@@ -10,8 +10,8 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
-use crate::lifecycle::ErrorCode;
 use crate::render::{Asset, RenderFailure, RenderRequest};
+use crate::resources::ErrorCode;
 use crate::resources::{ConfigMapKeyRef, MAX_INLINE_DATA_BYTES, RenderJobSpec, RenderTemplateSpec};
 
 /// Where a job's references are found, within the job's namespace.

@@ -3,7 +3,8 @@
 //!
 //! Jobs render in parallel in the worker pool; charges are then settled in the order
 //! the jobs appear in the files, so which job a short account blocks does not depend
-//! on which render finished first.
+//! on which render finished first. Every step is the lifecycle core's decision, as
+//! in the other homes, so a job's status reads the same as the cluster would write.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -14,15 +15,15 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
 
-use crate::lifecycle::{self, AfterFailure, Charge, ErrorCode, Event, Phase};
+use crate::lifecycle::{self, Account, ErrorCode, Observed, Phase, decide};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::prepare::{Lookup, LookupError, prepare};
+use crate::render::Rendered;
 use crate::render::pool::RenderPool;
-use crate::render::{RenderFailure, Rendered};
-use crate::resources::{API_VERSION, RenderAccountSpec, RenderJob, RenderJobStatus, RenderTemplateSpec};
+use crate::resources::{API_VERSION, RenderJob, RenderJobStatus, RenderTemplateSpec};
 
 /// How `folio run` renders.
 pub struct RunOptions {
@@ -88,11 +89,8 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
     (meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()), meta.name.clone().unwrap_or_default())
 }
 
-/// An account's balance while the run settles charges.
-struct Ledger {
-    spec: RenderAccountSpec,
-    used: i64,
-}
+/// An account while the run settles charges: its terms and what it has spent.
+type Ledger = Account;
 
 /// Render every job in `manifests` and write the PDFs of those that succeed.
 pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptions) -> std::io::Result<Vec<JobReport>> {
@@ -105,33 +103,33 @@ pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptio
         .iter()
         .map(|a| {
             let used = a.status.as_ref().map_or(0, |s| s.credits_used);
-            (key_of(&a.metadata).0, Ledger { spec: a.spec.clone(), used })
+            (key_of(&a.metadata).0, Account { spec: a.spec.clone(), used, charged_for_job: None })
         })
         .collect();
     let progress = progress_bar(options.progress, manifests.jobs.len());
+    let accepted_at = Timestamp::now();
     let mut attempts = Vec::with_capacity(manifests.jobs.len());
     for job in &manifests.jobs {
-        let job = job.clone();
+        let job = accepted(job, accepted_at);
         let (catalog, pool, progress) = (catalog.clone(), pool.clone(), progress.clone());
         let timeout = options.render_timeout;
         attempts.push(tokio::spawn(async move {
-            let outcome = attempt(&job, &catalog, &pool, timeout).await;
+            let outcome = attempt(job, &catalog, &pool, timeout).await;
             progress.inc(1);
             outcome
         }));
     }
     let mut reports = Vec::with_capacity(attempts.len());
     for (job, handle) in manifests.jobs.iter().zip(attempts) {
-        let outcome = handle.await.unwrap_or_else(|err| Outcome {
-            started_at: Timestamp::now(),
-            retry_count: 0,
-            result: Err(Finish::Failed(RenderFailure::new(
-                ErrorCode::Internal,
-                format!("the render task failed: {err}"),
-            ))),
-        });
         let (namespace, name) = key_of(&job.metadata);
-        let status = settle(job, outcome, ledgers.get_mut(&namespace), &options.out_dir)?;
+        let outcome = handle.await.unwrap_or_else(|err| {
+            let failure =
+                Observed::Unrenderable { code: ErrorCode::Internal, message: format!("the render task failed: {err}") };
+            let job = accepted(job, accepted_at);
+            Outcome { status: observe(&job, failure, &Account::default()), rendered: None }
+        });
+        let ledger = ledgers.entry(namespace.clone()).or_default();
+        let status = settle(job, accepted_at, outcome, ledger, &options.out_dir)?;
         reports.push(JobReport {
             api_version: API_VERSION,
             kind: "RenderJob",
@@ -141,6 +139,17 @@ pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptio
     }
     progress.finish_and_clear();
     Ok(reports)
+}
+
+/// `job` as accepted by the run: queued, in its namespace, created when the run began
+/// (its `activeDeadlineSeconds` counts from then).
+fn accepted(job: &RenderJob, at: Timestamp) -> RenderJob {
+    let mut job = job.clone();
+    let (namespace, _) = key_of(&job.metadata);
+    job.metadata.namespace = Some(namespace);
+    job.metadata.creation_timestamp = job.metadata.creation_timestamp.or(Some(Time(at)));
+    job.status = Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() });
+    job
 }
 
 fn progress_bar(wanted: bool, jobs: usize) -> ProgressBar {
@@ -157,152 +166,110 @@ fn progress_bar(wanted: bool, jobs: usize) -> ProgressBar {
     bar
 }
 
-/// How a job's rendering ended, before charges are settled.
-enum Finish {
-    Failed(RenderFailure),
-    Expired(RenderFailure),
-    Cancelled,
-}
-
+/// How a job's rendering ended, before its charge is settled: its status so far and,
+/// when its last attempt rendered, the PDF.
 struct Outcome {
-    started_at: Timestamp,
-    retry_count: i32,
-    result: Result<Rendered, Finish>,
+    status: RenderJobStatus,
+    rendered: Option<Rendered>,
 }
 
-/// Prepare and render one job, retrying per `backoffLimit`.
-async fn attempt(job: &RenderJob, catalog: &Catalog, pool: &RenderPool, default_limit: Duration) -> Outcome {
-    let started_at = Timestamp::now();
-    let mut outcome = Outcome { started_at, retry_count: 0, result: Err(Finish::Cancelled) };
-    if job.spec.cancel {
-        return outcome;
+/// The status after the core's decision on `observed`; a refusal cannot happen on
+/// this path (the run feeds each job's own outcomes in order), so it is reported as
+/// an internal failure rather than hidden.
+fn observe(job: &RenderJob, observed: Observed, account: &Account) -> RenderJobStatus {
+    let now = Timestamp::now();
+    match decide(job, observed, account, now) {
+        Ok(decision) => decision.status,
+        Err(refused) => {
+            let internal = Observed::Unrenderable { code: ErrorCode::Internal, message: refused.to_string() };
+            decide(job, internal, account, now)
+                .map(|d| d.status)
+                .unwrap_or_else(|_| job.status.clone().unwrap_or_default())
+        }
     }
+}
+
+/// Prepare and render one job, attempt after attempt, as the core decides.
+async fn attempt(mut job: RenderJob, catalog: &Catalog, pool: &RenderPool, default_limit: Duration) -> Outcome {
+    // The run's account is settled afterwards, in file order; until then none is needed.
+    let account = Account::default();
     let (namespace, name) = key_of(&job.metadata);
     let lookup = NamespaceLookup { catalog, namespace: &namespace };
-    let request = match prepare(&name, &job.spec, &lookup) {
-        Ok(request) => request,
-        Err(failure) => {
-            outcome.result = Err(Finish::Failed(failure));
-            return outcome;
-        }
-    };
-    let deadline = lifecycle::deadline(started_at, job.spec.active_deadline_seconds);
+    let request = prepare(&name, &job.spec, &lookup);
     loop {
-        let (limit, deadline_binds) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
-        let failure = match pool.render(&request, limit).await {
-            Ok(rendered) => {
-                outcome.result = Ok(rendered);
-                return outcome;
-            }
-            Err(failure) if failure.code == ErrorCode::DeadlineExceeded && deadline_binds => {
-                let message = format!(
-                    "the job did not finish within activeDeadlineSeconds ({} s)",
-                    job.spec.active_deadline_seconds.unwrap_or_default()
-                );
-                outcome.result = Err(Finish::Expired(RenderFailure::new(ErrorCode::DeadlineExceeded, message)));
-                return outcome;
-            }
-            Err(failure) => failure,
+        let look = decide(&job, Observed::Look, &account, Timestamp::now());
+        let Some(decision) = look.ok().filter(|d| d.attempt_to_start().is_some() || d.wake_at().is_some()) else {
+            return Outcome { status: job.status.clone().unwrap_or_default(), rendered: None };
         };
-        match lifecycle::after_failure(failure.code, outcome.retry_count, job.spec.backoff_limit) {
-            AfterFailure::Retry { delay, retry_count } => {
-                outcome.retry_count = retry_count;
-                tokio::time::sleep(delay).await;
+        if decision.phase().is_terminal() {
+            return Outcome { status: decision.status, rendered: None };
+        }
+        if decision.attempt_to_start().is_none() {
+            // A retry waits for its turn.
+            let wait = decision.wake_at().map(|at| Timestamp::now().duration_until(at));
+            tokio::time::sleep(wait.and_then(|w| Duration::try_from(w).ok()).unwrap_or_default()).await;
+            continue;
+        }
+        job.status = Some(observe(&job, Observed::AttemptBegan, &account));
+        let result = match &request {
+            Ok(request) => {
+                let deadline = lifecycle::deadline(created_at(&job), job.spec.active_deadline_seconds);
+                let (limit, _) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
+                pool.render(request, limit).await
             }
-            AfterFailure::Fail => {
-                outcome.result = Err(Finish::Failed(failure));
-                return outcome;
+            Err(failure) => Err(failure.clone()),
+        };
+        match result {
+            Ok(rendered) => {
+                return Outcome { status: job.status.clone().unwrap_or_default(), rendered: Some(rendered) };
+            }
+            Err(failure) => {
+                let failed = Observed::AttemptFailed { code: failure.code, message: failure.message };
+                job.status = Some(observe(&job, failed, &account));
+                if job.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal) {
+                    return Outcome { status: job.status.clone().unwrap_or_default(), rendered: None };
+                }
             }
         }
     }
 }
 
-/// Walk the job through the lifecycle's transitions; the rules refuse nothing on this
-/// path, so a refusal is a bug worth reporting as an internal error.
-fn walk(events: &[Event]) -> Phase {
-    events.iter().try_fold(Phase::Queued, |phase, event| lifecycle::next_phase(phase, *event)).unwrap_or(Phase::Failed)
+fn created_at(job: &RenderJob) -> Timestamp {
+    job.metadata.creation_timestamp.as_ref().map_or_else(Timestamp::now, |t| t.0)
 }
 
-/// Charge, store and describe one finished job.
+/// Charge one rendered job against its namespace's account (in file order), and
+/// write its PDF when the core says it succeeded.
 fn settle(
     job: &RenderJob,
+    accepted_at: Timestamp,
     outcome: Outcome,
-    ledger: Option<&mut Ledger>,
+    ledger: &mut Ledger,
     out_dir: &Path,
 ) -> std::io::Result<RenderJobStatus> {
-    let now = Timestamp::now();
+    let mut job = accepted(job, accepted_at);
+    job.status = Some(outcome.status);
+    let Some(rendered) = outcome.rendered else {
+        return Ok(job.status.unwrap_or_default());
+    };
     let (namespace, name) = key_of(&job.metadata);
-    let mut status = RenderJobStatus {
-        retry_count: outcome.retry_count,
-        observed_generation: job.metadata.generation,
-        ..Default::default()
-    };
-    let rendered = match outcome.result {
-        Ok(rendered) => rendered,
-        Err(finish) => {
-            let (phase, failure) = match finish {
-                Finish::Cancelled => (walk(&[Event::Cancel]), None),
-                Finish::Expired(failure) => (walk(&[Event::Start, Event::DeadlinePassed]), Some(failure)),
-                Finish::Failed(failure) => (walk(&[Event::Start, Event::Fail]), Some(failure)),
-            };
-            if phase != Phase::Cancelled {
-                status.started_at = Some(outcome.started_at);
-            }
-            status.phase = Some(phase);
-            status.completed_at = Some(now);
-            if let Some(failure) = failure {
-                status.error_code = Some(failure.code);
-                status.error_message = Some(failure.message);
-            }
-            return Ok(status);
-        }
-    };
-    status.started_at = Some(outcome.started_at);
-    status.page_count = Some(rendered.facts.page_count);
-    status.total_bytes = Some(rendered.facts.total_bytes);
-    status.sha256 = Some(rendered.facts.sha256.clone());
-    status.duration_ms = Some(rendered.facts.duration_ms);
-    let account = ledger.as_ref().map(|l| l.spec.clone()).unwrap_or_default();
-    let price =
-        lifecycle::price(rendered.facts.page_count, rendered.facts.total_bytes, job.spec.preview, &account.pricing);
-    status.base_credits = Some(price.base_credits);
-    status.size_extra = Some(price.size_extra);
-    let charge = match ledger {
-        Some(ledger) => {
-            let charge = lifecycle::charge(ledger.spec.credits, ledger.used, price);
-            if matches!(charge, Charge::Charged { .. }) {
-                ledger.used += price.credits_used;
-            }
-            charge
-        }
-        None => Charge::Charged { credits_remaining: None },
-    };
-    match charge {
-        Charge::Insufficient { credits_remaining } => {
-            status.phase = Some(walk(&[Event::Start, Event::InsufficientCredits]));
-            status.credits_remaining = Some(credits_remaining);
-            status.error_message = Some(format!(
-                "the render costs {} credits and the account has {credits_remaining} left; add credits to the RenderAccount and run again",
-                price.credits_used
+    let output_key = format!("{namespace}/{name}.pdf");
+    let observed = Observed::Rendered { facts: rendered.facts.clone(), output_key };
+    let decision = match decide(&job, observed, ledger, Timestamp::now()) {
+        Ok(decision) => decision,
+        Err(refused) => {
+            return Ok(observe(
+                &job,
+                Observed::Unrenderable { code: ErrorCode::Internal, message: refused.to_string() },
+                ledger,
             ));
         }
-        Charge::Charged { credits_remaining } => {
-            let path = out_dir.join(&namespace).join(format!("{name}.pdf"));
-            write_atomically(&path, &rendered.pdf)?;
-            status.phase = Some(walk(&[Event::Start, Event::Succeed]));
-            status.credits_used = Some(price.credits_used);
-            status.credits_remaining = credits_remaining;
-            status.output_key = Some(format!("{namespace}/{name}.pdf"));
-            status.completed_at = Some(now);
-            status.expires_at = Some(lifecycle::expires_at(
-                now,
-                job.spec.ttl_seconds_after_finished,
-                job.spec.preview,
-                &account.retention,
-            ));
-        }
+    };
+    ledger.used += decision.charge().unwrap_or(0);
+    if decision.phase() == Phase::Succeeded {
+        write_atomically(&out_dir.join(&namespace).join(format!("{name}.pdf")), &rendered.pdf)?;
     }
-    Ok(status)
+    Ok(decision.status)
 }
 
 /// Write through a temporary file so that a reader never sees half a PDF.

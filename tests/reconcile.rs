@@ -680,19 +680,18 @@ async fn a_crashed_renderer_is_retried_with_backoff_then_the_job_fails_at_the_li
     let next: jiff::Timestamp = status["nextAttemptAt"].as_str().unwrap().parse().unwrap();
     assert!(next > jiff::Timestamp::now(), "the retry waits");
 
-    // The second attempt crashes too: the limit (1 retry) is reached.
+    // The second attempt crashes too: the limit (1 retry) is reached. Its Pod ended
+    // by itself and stays (with its logs) until the job goes: nothing is deleted but
+    // the input.
     let job = job_with(json!({"phase": "Rendering", "retryCount": 1}), json!({"backoffLimit": 1}));
-    let pod1 = "/api/v1/namespaces/acme/pods/invoice-1-render-1";
     let script = vec![
         expect("DELETE", "/api/v1/namespaces/acme/configmaps/invoice-1-render-1-input", echo(200)),
-        expect("DELETE", pod1, echo(200)),
         expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
     ];
     let cached = Cached::pod(finished_pod_named("invoice-1-render-1", "Failed", &crashed));
     let (outcome, seen) = run_cached(job, cached, script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[1].body["gracePeriodSeconds"], 0);
-    let status = &seen[2].body["status"];
+    let status = &seen[1].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("RENDERER_CRASHED")));
 }
 
@@ -827,10 +826,11 @@ async fn a_pod_not_owned_by_the_job_is_not_believed() {
     let job = job_with(json!({"phase": "Rendering", "retryCount": 0}), json!({}));
     let mut forged = finished_pod("Succeeded", &succeeded_report(0));
     forged["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
-    let script = vec![expect("DELETE", POD, echo(200)), expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
+    // The Pod is not the job's: it is left alone.
+    let script = vec![expect("PATCH", &format!("{JOBS}/status"), patched(&job))];
     let (outcome, seen) = run_cached(job, Cached::pod(forged), script, &bucket).await;
     outcome.unwrap();
-    let status = &seen[1].body["status"];
+    let status = &seen[0].body["status"];
     assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("INTERNAL")));
     assert!(status["errorMessage"].as_str().unwrap().contains("not this job's renderer"));
 }

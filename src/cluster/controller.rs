@@ -488,7 +488,7 @@ impl Context {
 
 /// `note` as an Event's note: the API refuses notes over 1,024 bytes (not characters).
 fn event_note(note: &str) -> String {
-    crate::transitions::cut_to_bytes(note, MAX_EVENT_NOTE_BYTES)
+    crate::lifecycle::status::cut_to_bytes(note, MAX_EVENT_NOTE_BYTES)
 }
 
 /// Reconcile one job: the finalizer first, then [`job::apply`] or [`job::cleanup`].

@@ -43,11 +43,11 @@ use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
 use super::pod::{StartProblem, admission_refusal, input_name, pod_name, pod_outcome, renderer_pod};
 use super::{ledger, webhooks};
-use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
+use crate::lifecycle::status::{RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
+use crate::lifecycle::{self, Decision, Effect, ErrorCode, Observed, Phase, decide};
 use crate::prepare::LookupError;
-use crate::resources::{RenderJob, RenderJobStatus};
+use crate::resources::{RESUME_ANNOTATION, RenderJob, RenderJobStatus};
 use crate::storage::output_key;
-use crate::transitions::{self, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
 
 /// Longest wait between two looks at a job that is waiting for something.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -85,64 +85,122 @@ pub async fn apply(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
 /// The finalizer's work: delete the job's PDF (there may never have been one).
 pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = names(job)?;
+    let now = Timestamp::now();
+    let deleted = decide_now(job, ctx, Observed::Deleted, now)?;
     // A renderer still running would upload after the delete below.
-    delete_renderer(job, ctx).await?;
+    if deleted.has(&Effect::StopRenderer) {
+        delete_renderer(job, ctx).await?;
+    }
     // A charge of a job that did not succeed goes back; a settled one is forgotten.
-    ledger::refund_deleted(job, ctx, Timestamp::now()).await?;
-    ctx.bucket.delete(&output_key(namespace, name)).await?;
+    ledger::close_pending(job, ctx, deleted.refund().is_some(), now).await?;
+    if deleted.has(&Effect::DeleteOutput) {
+        ctx.bucket.delete(&output_key(namespace, name)).await?;
+    }
     tracing::info!(job = name, namespace, "deleted the job's PDF");
     Ok(Action::await_change())
 }
 
 async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
     let now = Timestamp::now();
-    let status = job.status.clone().unwrap_or_default();
     // A new job is queued; it is written so only if it cannot start at once.
-    let phase = status.phase.unwrap_or(Phase::Queued);
-    if phase.is_terminal() {
-        return finished(job, ctx, now).await.map(Next::Done);
-    }
-    let deadline = deadline_of(job);
-    if phase == Phase::Rendering {
+    match job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued) {
+        phase if phase.is_terminal() => finished(job, ctx, now).await.map(Next::Done),
         // A render that already succeeded is settled before a cancel or a deadline
         // is considered: it may have been charged by a reconcile that stopped short.
-        return follow_attempt(job, ctx, now, deadline).await;
+        Phase::Rendering => follow_attempt(job, ctx, now).await,
+        // A blocked job's charge is tried again (an account change woke it); a resume
+        // request asks the same, and only of a blocked job.
+        Phase::Blocked => {
+            let observed = if resume_requested(job) { Observed::Resume } else { Observed::Look };
+            let decision = ledger::settle(job, ctx, observed, now).await?;
+            carry_out(job, ctx, decision, now).await
+        }
+        _ => {
+            let decision = decide_now(job, ctx, Observed::Look, now)?;
+            match decision.attempt_to_start() {
+                Some(attempt) => start_attempt(job, ctx, attempt, now).await,
+                None => carry_out(job, ctx, decision, now).await,
+            }
+        }
     }
-    if let Some(next) = cancel_or_expire(job, ctx, now, deadline, never_started(job)).await? {
-        return Ok(next);
+}
+
+/// Whether `folio api` asked this job to resume (its annotation).
+fn resume_requested(job: &RenderJob) -> bool {
+    job.annotations().contains_key(RESUME_ANNOTATION)
+}
+
+/// The core's decision on `observed` for `job`, with the account as the caches show it.
+fn decide_now(job: &RenderJob, ctx: &Context, observed: Observed, now: Timestamp) -> Result<Decision, Error> {
+    let account = ledger::account_view(ctx, job);
+    decide(job, observed, &account, now).map_err(|refused| Error::Invalid(refused.to_string()))
+}
+
+/// Carry out `decision` about `job`: stop its renderer, delete an unpaid output,
+/// write the status (with its webhook event), give a charge back, and tell the
+/// user with an Event. Returns what the reconcile does next.
+async fn carry_out(job: &RenderJob, ctx: &Context, decision: Decision, now: Timestamp) -> Result<Next, Error> {
+    carry_out_failure(job, ctx, decision, None, now).await
+}
+
+/// [`carry_out`] a decision on a failed attempt (`failure`: its code and message,
+/// which a retry's Event repeats).
+async fn carry_out_failure(
+    job: &RenderJob,
+    ctx: &Context,
+    decision: Decision,
+    failure: Option<(ErrorCode, &str)>,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let (namespace, name) = names(job)?;
+    if decision.has(&Effect::StopRenderer) {
+        delete_renderer(job, ctx).await?;
     }
-    match phase {
-        Phase::Queued => start_attempt(job, ctx, now, deadline).await,
-        Phase::Rendering => follow_attempt(job, ctx, now, deadline).await,
-        Phase::Blocked => match facts_of_blocked(job) {
-            Some(facts) => ledger::settle(job, ctx, &facts, now).await.map(Next::Done),
-            None => fail(job, ctx, ErrorCode::Internal, "the blocked job lost its render facts".into(), now).await,
-        },
-        Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired => Ok(Next::Done(None)),
+    if decision.has(&Effect::DeleteOutput) {
+        ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
+    let retried = decision.status.retry_count > job.status.as_ref().map_or(0, |s| s.retry_count);
+    let written = write_decision(job, ctx, &decision).await?;
+    if decision.refund().is_some() {
+        // The write just accepted (conditional on this copy) says the job did not
+        // succeed; should the refund fail, the ended job's next reconcile gives it back.
+        ledger::close_pending(&written, ctx, true, now).await?;
+    }
+    let phase = decision.phase();
+    let status = &decision.status;
+    if let (true, Some((code, message))) = (retried, failure) {
+        let delay = status.next_attempt_at.and_then(|at| until(now, at)).unwrap_or_default();
+        let note = format!("attempt {} failed, retrying in {delay:?}: {code}: {message}", status.retry_count - 1);
+        ctx.publish(&written, true, "RetryScheduled", note).await;
+    } else if phase != decision.from {
+        let note = match phase {
+            Phase::Succeeded => format!(
+                "{} pages, {} bytes, {} credits",
+                status.page_count.unwrap_or(0),
+                status.total_bytes.unwrap_or(0),
+                status.credits_used.unwrap_or(0)
+            ),
+            _ => status.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name())),
+        };
+        let warning = !matches!(phase, Phase::Succeeded | Phase::Cancelled | Phase::Rendering | Phase::Queued);
+        ctx.publish(&written, warning, reason(phase), note).await;
+    }
+    if phase.is_terminal() {
+        // What an ended job does next (its retention) is the next step's.
+        return Ok(Next::Continue(Box::new(written)));
+    }
+    Ok(Next::Done(decision.wake_at().map(|at| until(now, at).unwrap_or(Duration::ZERO).min(MAX_WAIT))))
 }
 
 /// Create the input and the Pod of the job's current attempt, unless a retry must
 /// still wait.
-async fn start_attempt(
-    job: &RenderJob,
-    ctx: &Context,
-    now: Timestamp,
-    deadline: Option<Timestamp>,
-) -> Result<Next, Error> {
-    let status = job.status.clone().unwrap_or_default();
-    if let Some(wait) = status.next_attempt_at.and_then(|at| until(now, at)) {
-        // Wake at the deadline if it comes first.
-        let to_deadline = deadline.and_then(|d| until(now, d)).unwrap_or(wait);
-        return Ok(Next::Done(Some(wait.min(to_deadline))));
-    }
+async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp) -> Result<Next, Error> {
     let request = match prepare_job(ctx, job).await? {
         Ok(request) => request,
         Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),
         Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
     };
     let (namespace, name) = names(job)?;
-    let attempt = status.retry_count;
     let pod_deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS).max(1) as u64;
     let key = output_key(namespace, name);
     let url = ctx.bucket.presigned_put(&key, Duration::from_secs(pod_deadline + 300)).await?;
@@ -164,16 +222,13 @@ async fn start_attempt(
         Ok(applied) => ctx.applied_pod(&applied),
         Err(err) => return refused(job, ctx, err, Refused::Pod, now).await,
     }
-    let mut rendering = status;
-    rendering.phase = Some(lifecycle::next_phase(Phase::Queued, Event::Start).unwrap_or(Phase::Rendering));
-    rendering.started_at = rendering.started_at.or(Some(now));
-    rendering.next_attempt_at = None;
-    rendering.renderer_refused_at = None;
-    if failing_condition(&rendering, RENDERER_ADMITTED).is_some() {
+    let mut began = decide_now(job, ctx, Observed::AttemptBegan, now)?;
+    if failing_condition(&began.status, RENDERER_ADMITTED).is_some() {
         let message = format!("the API server admitted the renderer Pod {}", pod.name_any());
-        set_condition(&mut rendering, job.metadata.generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
+        set_condition(&mut began.status, job.metadata.generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
     }
-    let job = write_status(job, ctx, rendering).await?;
+    let deadline = began.wake_at();
+    let job = write_decision(job, ctx, &began).await?;
     ctx.publish(&job, false, "Rendering", format!("attempt {attempt} started in Pod {}", pod.name_any())).await;
     // A Pod that does not start is looked at again when its start timeout ends.
     let wake = ctx.renderer_start_timeout.min(MAX_WAIT);
@@ -220,7 +275,7 @@ async fn refused(
             delete_input(job, ctx).await?;
         }
         let message = format!("{message} (refused for {} s)", waited.as_secs());
-        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now, false).await;
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now).await;
     }
     status.renderer_refused_at = Some(since);
     let first = set_condition(
@@ -240,21 +295,17 @@ async fn refused(
 }
 
 /// Look at the current attempt's Pod and act on how it ended.
-async fn follow_attempt(
-    job: &RenderJob,
-    ctx: &Context,
-    now: Timestamp,
-    deadline: Option<Timestamp>,
-) -> Result<Next, Error> {
+async fn follow_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Next, Error> {
     let (namespace, name) = names(job)?;
     let status = job.status.clone().unwrap_or_default();
     // The cache shows the Pod this operator applied (a reconcile waits until it does).
     let Some(pod) = ctx.pod(namespace, &pod_name(name, status.retry_count)) else {
-        if let Some(next) = cancel_or_expire(job, ctx, now, deadline, never_started(job)).await? {
-            return Ok(next);
-        }
         // A retry waiting for its turn, or a Pod that was never made or was removed.
-        return start_attempt(job, ctx, now, deadline).await;
+        let decision = decide_now(job, ctx, Observed::RendererGone, now)?;
+        return match decision.attempt_to_start() {
+            Some(attempt) => start_attempt(job, ctx, attempt, now).await,
+            None => carry_out(job, ctx, decision, now).await,
+        };
     };
     let outcome = pod_outcome(&pod);
     let succeeded = matches!(outcome, PodOutcome::Finished(RendererReport::Succeeded { .. }));
@@ -266,8 +317,10 @@ async fn follow_attempt(
             )),
             _ => None,
         };
-    if !succeeded && let Some(next) = cancel_or_expire(job, ctx, now, deadline, not_started).await? {
-        return Ok(next);
+    // Unless it succeeded, a cancel or a passed deadline comes before the attempt.
+    let look = decide_now(job, ctx, not_started.map_or(Observed::Look, Observed::RendererPending), now)?;
+    if !succeeded && look.ended() {
+        return carry_out(job, ctx, look, now).await;
     }
     if !owned_by_job(&pod, job) {
         let message = format!("the Pod {} is not this job's renderer (its owner differs)", pod.name_any());
@@ -277,7 +330,7 @@ async fn follow_attempt(
         // The input holds a presigned upload URL: it goes as soon as it has served.
         delete_input(job, ctx).await?;
     }
-    let to_deadline = deadline.and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+    let to_deadline = look.wake_at().and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
     // The renderer started (or ended having run): a condition that said it could not
     // start is set right, on its own when nothing else is written.
     let started = match &outcome {
@@ -315,23 +368,16 @@ async fn follow_attempt(
                     facts.total_bytes,
                     stored.map_or_else(|| "nothing".to_owned(), |size| format!("{size} bytes"))
                 );
-                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now, false).await;
+                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now).await;
             }
             ctx.metrics.rendered(facts.duration_ms);
             // From the job as set right above: a RendererStarted condition that said
             // the Pod could not start is True now.
-            let mut rendered = job.status.clone().unwrap_or_default();
-            rendered.page_count = Some(facts.page_count);
-            rendered.total_bytes = Some(facts.total_bytes);
-            rendered.sha256 = Some(facts.sha256.clone());
-            rendered.duration_ms = Some(facts.duration_ms);
-            rendered.output_key = Some(output_key.clone());
-            let mut job = job.clone();
-            job.status = Some(rendered);
-            ledger::settle(&job, ctx, &facts, now).await.map(Next::Done)
+            let decision = ledger::settle(job, ctx, Observed::Rendered { facts, output_key }, now).await?;
+            carry_out(job, ctx, decision, now).await
         }
         PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) => {
-            after_failed_attempt(job, ctx, error_code, error_message, now, false).await
+            after_failed_attempt(job, ctx, error_code, error_message, now).await
         }
     }
 }
@@ -357,7 +403,7 @@ async fn renderer_pending(
             None => format!("the renderer Pod {} did not start within {} s", pod.name_any(), timeout.as_secs()),
         };
         delete_input(job, ctx).await?;
-        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now, true).await;
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now).await;
     }
     let wake = Some((timeout - waited).min(to_deadline));
     let Some(problem) = problem else {
@@ -380,69 +426,17 @@ async fn renderer_pending(
     Ok(Next::Done(wake))
 }
 
-/// Retry a failed attempt per `backoffLimit`, or fail the job. `renderer_left`: the
-/// attempt's Pod is still there (it never started) and goes before a retry.
+/// Hand a failed attempt to the core: retried per `backoffLimit` (the attempt's
+/// renderer, if it is still there, goes first) or the job fails.
 async fn after_failed_attempt(
     job: &RenderJob,
     ctx: &Context,
-    error_code: ErrorCode,
-    error_message: String,
+    code: ErrorCode,
+    message: String,
     now: Timestamp,
-    renderer_left: bool,
 ) -> Result<Next, Error> {
-    let retries = job.status.as_ref().map_or(0, |s| s.retry_count);
-    match lifecycle::after_failure(error_code, retries, job.spec.backoff_limit) {
-        // Ending the job removes the Pod.
-        AfterFailure::Fail => fail(job, ctx, error_code, error_message, now).await,
-        AfterFailure::Retry { delay, retry_count } => {
-            if renderer_left {
-                delete_renderer(job, ctx).await?;
-            }
-            let retrying = transitions::retrying(job, retry_count, delay, error_code, &error_message, now);
-            let job = write_status(job, ctx, retrying).await?;
-            let note =
-                format!("attempt {} failed, retrying in {delay:?}: {error_code}: {error_message}", retry_count - 1);
-            ctx.publish(&job, true, "RetryScheduled", note).await;
-            Ok(Next::Done(Some(delay)))
-        }
-    }
-}
-
-/// End the job if it was cancelled or its deadline passed. `not_started`: why the
-/// current attempt's renderer has not started, if it has not, so that the deadline's
-/// message does not hide it.
-async fn cancel_or_expire(
-    job: &RenderJob,
-    ctx: &Context,
-    now: Timestamp,
-    deadline: Option<Timestamp>,
-    not_started: Option<String>,
-) -> Result<Option<Next>, Error> {
-    if job.spec.cancel {
-        return stop(job, ctx, Event::Cancel, None, now).await.map(Some);
-    }
-    if lifecycle::deadline_passed(deadline, now) {
-        let seconds = job.spec.active_deadline_seconds.unwrap_or_default();
-        let mut message = format!("the job did not finish within activeDeadlineSeconds ({seconds} s)");
-        if let Some(why) = not_started {
-            message = format!("{message}; its renderer never started: {why}");
-        }
-        return stop(job, ctx, Event::DeadlinePassed, Some((ErrorCode::DeadlineExceeded, message)), now)
-            .await
-            .map(Some);
-    }
-    Ok(None)
-}
-
-/// Why the job's renderer has not started, as its conditions say (refused by the
-/// API server, or not started when last seen).
-fn never_started(job: &RenderJob) -> Option<String> {
-    let status = job.status.as_ref()?;
-    if let Some(refused) = failing_condition(status, RENDERER_ADMITTED) {
-        return Some(format!("the API server refused it ({}): {}", refused.reason, refused.message));
-    }
-    let pending = failing_condition(status, RENDERER_STARTED)?;
-    Some(format!("its Pod did not start ({}): {}", pending.reason, pending.message))
+    let decision = decide_now(job, ctx, Observed::AttemptFailed { code, message: message.clone() }, now)?;
+    carry_out_failure(job, ctx, decision, Some((code, &message)), now).await
 }
 
 /// Whether `pod` is controlled by `job` (by uid, not only by name).
@@ -455,51 +449,27 @@ fn owned_by_job(pod: &Pod, job: &RenderJob) -> bool {
         .any(|owner| owner.controller == Some(true) && Some(owner.uid.as_str()) == uid)
 }
 
-/// Fail the job for good.
+/// Fail the job for good: nothing built for it can render it.
 async fn fail(job: &RenderJob, ctx: &Context, code: ErrorCode, message: String, now: Timestamp) -> Result<Next, Error> {
-    stop(job, ctx, Event::Fail, Some((code, message)), now).await
+    let decision = decide_now(job, ctx, Observed::Unrenderable { code, message }, now)?;
+    carry_out(job, ctx, decision, now).await
 }
 
-/// End the job by `event`, removing a renderer that may still run.
-async fn stop(
-    job: &RenderJob,
-    ctx: &Context,
-    event: Event,
-    error: Option<(ErrorCode, String)>,
-    now: Timestamp,
-) -> Result<Next, Error> {
-    let (namespace, name) = names(job)?;
-    let account = ledger::account_of(ctx, namespace);
-    let retention = account.map(|a| a.spec.retention).unwrap_or_default();
-    let Some(ended) = transitions::ended(job, event, error, &retention, now) else {
-        return Ok(Next::Done(None));
-    };
-    delete_renderer(job, ctx).await?;
-    if job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Blocked) {
-        // The PDF of a job that was never paid for is not kept.
-        ctx.bucket.delete(&output_key(namespace, name)).await?;
-    }
-    let phase = ended.phase.unwrap_or(Phase::Failed);
-    let note = ended.error_message.clone().unwrap_or_else(|| format!("the job was {}", phase.api_name()));
-    let job = write_status(job, ctx, ended).await?;
-    // A charge taken by a reconcile that stopped short goes back: this job did not
-    // succeed, as the write just accepted (conditional on this copy) says. Should
-    // the refund fail, the ended job's next reconcile gives it back.
-    ledger::close_pending(&job, ctx, now).await?;
-    ctx.publish(&job, phase != Phase::Cancelled, reason(phase), note).await;
-    Ok(Next::Continue(Box::new(job)))
-}
-
-/// Delete the Pod of the job's current attempt, if there is one, without a grace
-/// period: a renderer of a job that ended or went must not go on rendering (or
-/// uploading) through one. The Pod cache says whether there is one (the operator
+/// Delete the Pod of the job's current attempt, if there is one that has not
+/// finished, without a grace period: a renderer of a job that ended or went must not
+/// go on rendering (or uploading) through one. The Pod cache says whether there is one (the operator
 /// waits for it to show the Pods it applies, so a Pod it does not hold is gone or
 /// was never made).
 async fn delete_renderer(job: &RenderJob, ctx: &Context) -> Result<(), Error> {
     let (namespace, name) = names(job)?;
     let attempt = job.status.as_ref().map_or(0, |s| s.retry_count);
     let pod = pod_name(name, attempt);
-    if ctx.pod(namespace, &pod).is_none() {
+    let Some(cached) = ctx.pod(namespace, &pod) else {
+        return Ok(());
+    };
+    if matches!(pod_outcome(&cached), PodOutcome::Finished(_)) || !owned_by_job(&cached, job) {
+        // A finished renderer runs nothing any more; it stays, with its logs, until
+        // the job goes. A Pod of that name that is not the job's is not the job's to delete.
         return Ok(());
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
@@ -538,16 +508,17 @@ where
     }
 }
 
-/// An ended job: settle a charge left on its account, then delete the job when it
-/// expires.
+/// An ended job: give back or close the charge entry left on its account, then
+/// delete the job when its retention ends (after the deliveries it still owes).
 async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
-    let entry_wait = ledger::close_pending(job, ctx, now).await?;
-    let Some(expires_at) = job.status.as_ref().and_then(|s| s.expires_at) else {
-        return Ok(entry_wait);
-    };
-    if let Some(wait) = until(now, expires_at) {
-        let wait = wait.min(Duration::from_secs(3600));
+    let decision = decide_now(job, ctx, Observed::Look, now)?;
+    let entry_wait = ledger::close_pending(job, ctx, decision.refund().is_some(), now).await?;
+    if let Some(at) = decision.wake_at() {
+        let wait = until(now, at).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600));
         return Ok(Some(entry_wait.map_or(wait, |entry| entry.min(wait))));
+    }
+    if !decision.has(&Effect::DeleteJob) {
+        return Ok(entry_wait);
     }
     if let Some(hooks) = job.status.as_ref().and_then(|s| s.webhook.as_ref())
         && !hooks.queue.is_empty()
@@ -564,6 +535,17 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
     Ok(None)
 }
 
+/// Write the status `decision` leaves `job` in, and queue the webhook event it asks
+/// for in the same write.
+pub async fn write_decision(job: &RenderJob, ctx: &Context, decision: &Decision) -> Result<RenderJob, Error> {
+    let mut status = decision.status.clone();
+    if decision.effects.iter().any(|e| matches!(e, Effect::Notify(_))) {
+        let (namespace, _) = names(job)?;
+        webhooks::enqueue(job, &mut status, || ctx.account_webhook(namespace), Timestamp::now());
+    }
+    write_status(job, ctx, status).await
+}
+
 /// Write the whole status by server-side apply, with `observedGeneration` and the
 /// `Ready` condition, if `job` is still the stored version; the job as the API
 /// server now holds it.
@@ -571,9 +553,7 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
     let (namespace, name) = names(job)?;
     let mut status = status;
     status.observed_generation = job.metadata.generation;
-    let namespace_default = || ctx.account_webhook(namespace);
-    webhooks::enqueue(job, &mut status, namespace_default, Timestamp::now());
-    let status = transitions::with_ready_condition(status, Timestamp::now());
+    let status = lifecycle::status::with_ready_condition(status, Timestamp::now());
     if job.status.as_ref() == Some(&status) {
         // Nothing changed: writing would only wake this job's reconcile again.
         return Ok(job.clone());
@@ -605,25 +585,6 @@ pub fn reason(phase: Phase) -> &'static str {
         Phase::Cancelled => "Cancelled",
         Phase::Expired => "Expired",
     }
-}
-
-/// The render facts a Blocked job kept from its successful attempt.
-fn facts_of_blocked(job: &RenderJob) -> Option<crate::render::RenderFacts> {
-    let status = job.status.as_ref()?;
-    let facts = crate::render::RenderFacts {
-        page_count: status.page_count?,
-        total_bytes: status.total_bytes?,
-        sha256: status.sha256.clone()?,
-        duration_ms: status.duration_ms.unwrap_or(0),
-    };
-    status.output_key.as_ref()?;
-    Some(facts)
-}
-
-/// When the job's deadline passes: counted from its acceptance (creation).
-fn deadline_of(job: &RenderJob) -> Option<Timestamp> {
-    let created = job.metadata.creation_timestamp.as_ref()?.0;
-    lifecycle::deadline(created, job.spec.active_deadline_seconds)
 }
 
 /// How long from `now` until `at`, if that is in the future.

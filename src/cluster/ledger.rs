@@ -41,11 +41,9 @@ use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::controller::{Context, Error, compare_versions};
-use super::job::{names, reason, until, write_status};
-use crate::lifecycle::{self, Charge, Phase};
-use crate::render::RenderFacts;
+use super::job::{names, until};
+use crate::lifecycle::{Account, Decision, Observed, Phase, credits_remaining, decide};
 use crate::resources::{PendingCharge, RenderAccount, RenderJob};
-use crate::transitions;
 
 /// How long the entry of a settled charge stays on the account at least: a write
 /// for another job of the namespace within that time removes it on the way, so a
@@ -139,57 +137,44 @@ fn drop_settled(ctx: &Context, namespace: &str, account: &mut RenderAccount) -> 
     status.pending_charges.len() != before
 }
 
-/// Charge the rendered `job` (its PDF described by `facts`): `Succeeded` when the
-/// account covers it, `Blocked` until it does.
-pub async fn settle(
-    job: &RenderJob,
-    ctx: &Context,
-    facts: &RenderFacts,
-    now: Timestamp,
-) -> Result<Option<Duration>, Error> {
+/// The account as the caches show it, for a decision about `job`: its terms, what
+/// it spent, and the charge entry of this job if a reconcile that stopped short left
+/// one.
+pub fn account_view(ctx: &Context, job: &RenderJob) -> Account {
+    let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+    Account::of(account_of(ctx, namespace).as_ref(), job.metadata.uid.as_deref().unwrap_or_default())
+}
+
+/// Decide `observed` about a rendered or blocked `job` and take the charge the core
+/// asks for: written to the namespace's account (with the job's entry) before the
+/// caller writes the job, decided again on a fresh account after a conflict.
+pub async fn settle(job: &RenderJob, ctx: &Context, observed: Observed, now: Timestamp) -> Result<Decision, Error> {
     let (namespace, name) = names(job)?;
     let uid = job.metadata.uid.clone().ok_or_else(|| Error::Invalid("the RenderJob has no uid".into()))?;
     let ledger = ctx.ledgers.of(namespace);
     let mut written = ledger.lock().await;
     let mut conflicts = 0;
-    let (account, price, charge) = loop {
+    loop {
         if cached_job_is(ctx, namespace, name, &uid, Phase::is_terminal) {
             // This copy is older than the cache: the job was settled already.
             return Err(Error::Stale);
         }
         let account = newest(account_of(ctx, namespace), written.as_ref());
-        let terms = account.as_ref().map(|a| a.spec.clone()).unwrap_or_default();
-        let mut price = lifecycle::price(facts.page_count, facts.total_bytes, job.spec.preview, &terms.pricing);
-        let Some(mut account) = account else {
-            break (None, price, Charge::Charged { credits_remaining: None });
+        let decision = decide(job, observed.clone(), &Account::of(account.as_ref(), &uid), now)
+            .map_err(|refused| Error::Invalid(refused.to_string()))?;
+        let (Some(credits), Some(mut account)) = (decision.charge(), account) else {
+            return Ok(decision);
         };
-        let spent = account.status.clone().unwrap_or_default();
-        let remaining = account.spec.credits.map(|granted| granted - spent.credits_used);
-        if let Some(pending) = spent.pending_charges.iter().find(|c| c.job_uid == uid) {
-            // Charged by a reconcile that stopped before the job said so.
-            price.credits_used = pending.credits;
-            break (Some(account), price, Charge::Charged { credits_remaining: remaining });
-        }
-        let charge = lifecycle::charge(account.spec.credits, spent.credits_used, price);
-        let Charge::Charged { credits_remaining } = charge else {
-            break (Some(account), price, charge);
-        };
-        if price.credits_used == 0 {
-            break (Some(account), price, charge);
-        }
         drop_settled(ctx, namespace, &mut account);
         let status = account.status.get_or_insert_with(Default::default);
-        status.credits_used += price.credits_used;
-        status.credits_remaining = credits_remaining;
-        status.pending_charges.push(PendingCharge {
-            job_uid: uid.clone(),
-            job_name: name.to_owned(),
-            credits: price.credits_used,
-        });
+        status.credits_used += credits;
+        status.credits_remaining = decision.status.credits_remaining;
+        status.pending_charges.push(PendingCharge { job_uid: uid.clone(), job_name: name.to_owned(), credits });
         match write_account(ctx, &account).await? {
             Some(stored) => {
-                *written = Some(stored.clone());
-                break (Some(stored), price, charge);
+                *written = Some(stored);
+                // The entry goes once the job cache shows the job Succeeded (see the module docs).
+                return Ok(decision);
             }
             None => {
                 conflicts += 1;
@@ -199,43 +184,22 @@ pub async fn settle(
                 *written = read_fresh(ctx, namespace, &account.name_any()).await?;
             }
         }
-    };
-    drop(written);
-    let retention = account.map(|a| a.spec.retention).unwrap_or_default();
-    let before = job.status.as_ref().and_then(|s| s.phase);
-    let status = transitions::settled(job, price, charge, &retention, now);
-    let phase = status.phase.unwrap_or(Phase::Blocked);
-    let note = match phase {
-        Phase::Succeeded => {
-            format!("{} pages, {} bytes, {} credits", facts.page_count, facts.total_bytes, price.credits_used)
-        }
-        _ => status.error_message.clone().unwrap_or_default(),
-    };
-    let job = write_status(job, ctx, status).await?;
-    if before != Some(phase) {
-        ctx.publish(&job, phase == Phase::Blocked, reason(phase), note).await;
     }
-    // The entry goes once the job cache shows the job Succeeded (see the module docs).
-    Ok(None)
 }
 
-/// The charge entry of an ended `job`, if its account still lists one: removed when
-/// the job succeeded (after [`SETTLED_ENTRY_DELAY`], unless another write of the
-/// namespace's account removes it first), given back at once otherwise. `job` is
-/// the cache's copy or the one the API server answered its last write with; when
-/// the entry must wait, how long.
-pub async fn close_pending(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
-    let status = job.status.as_ref();
-    let Some(phase) = status.and_then(|s| s.phase).filter(|p| p.is_terminal()) else {
-        return Ok(None);
-    };
-    close_entry(job, ctx, phase == Phase::Succeeded, status.and_then(|s| s.completed_at), now).await
-}
-
-/// Give back the charge of a job that is being deleted without having succeeded.
-pub async fn refund_deleted(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<(), Error> {
-    let succeeded = job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
-    close_entry(job, ctx, succeeded, None, now).await.map(|_| ())
+/// Close the charge entry of an ended (or deleted) `job`, if its account still
+/// lists one: given back when the core says so (`refund`: the job did not succeed),
+/// else removed as settled, not before [`SETTLED_ENTRY_DELAY`] after the job ended
+/// (another write of the namespace's account may remove it first). When the entry
+/// must wait, how long.
+pub async fn close_pending(
+    job: &RenderJob,
+    ctx: &Context,
+    refund: bool,
+    now: Timestamp,
+) -> Result<Option<Duration>, Error> {
+    let completed_at = job.status.as_ref().and_then(|s| s.completed_at);
+    close_entry(job, ctx, !refund, completed_at.filter(|_| !refund), now).await
 }
 
 /// Remove `job`'s entry from its namespace's account: as settled (`succeeded`, not
@@ -243,7 +207,7 @@ pub async fn refund_deleted(job: &RenderJob, ctx: &Context, now: Timestamp) -> R
 async fn close_entry(
     job: &RenderJob,
     ctx: &Context,
-    succeeded: bool,
+    keep_charge: bool,
     completed_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Option<Duration>, Error> {
@@ -265,18 +229,17 @@ async fn close_entry(
             return Ok(None);
         }
         let removable_at = completed_at.and_then(|at| at.checked_add(SETTLED_ENTRY_DELAY).ok());
-        if succeeded && let Some(wait) = removable_at.and_then(|at| until(now, at)) {
+        if keep_charge && let Some(wait) = removable_at.and_then(|at| until(now, at)) {
             return Ok(Some(wait));
         }
         drop_settled(ctx, namespace, &mut account);
-        let granted = account.spec.credits;
         if let Some(status) = account.status.as_mut()
             && let Some(position) = status.pending_charges.iter().position(|c| c.job_uid == uid)
         {
             let entry = status.pending_charges.remove(position);
-            if !succeeded {
+            if !keep_charge {
                 status.credits_used -= entry.credits;
-                status.credits_remaining = granted.map(|granted| granted - status.credits_used);
+                status.credits_remaining = credits_remaining(&account.spec, status.credits_used);
                 tracing::info!(job = %job.name_any(), credits = entry.credits, "refunding the charge of a job that did not succeed");
             }
         }

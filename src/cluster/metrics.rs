@@ -99,7 +99,7 @@ impl OperatorMetrics {
     pub fn encode(&self) -> String {
         let store = self.store.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(store) = store {
-            let mut counts: HashMap<Phase, i64> = Phase::ALL.into_iter().map(|p| (p, 0)).collect();
+            let mut counts: HashMap<Phase, i64> = Phase::all().map(|p| (p, 0)).collect();
             for job in store.state() {
                 let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued);
                 *counts.entry(phase).or_default() += 1;

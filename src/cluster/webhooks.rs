@@ -18,15 +18,16 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::controller::{Context, Error};
 use super::job::{names, until, write_status};
 use crate::lifecycle::Phase;
+use crate::lifecycle::deliveries::{Step, after_attempt};
 use crate::resources::{QueuedDelivery, RenderJob, RenderJobStatus, SecretKeyRef, WebhookSpec};
-use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for, wants};
+use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for};
 
 /// What the operator delivers webhooks with.
 pub struct Delivery {
@@ -36,24 +37,17 @@ pub struct Delivery {
     pub retry: RetryPolicy,
 }
 
-/// Queue the event of the phase change from `job`'s status to `status`, when the
-/// job's webhook (or else its account's default) wants it.
+/// Queue the event of `job` changing into `status`'s phase (the core decided it is
+/// wanted) for the job's webhook, or else its account's default.
 pub fn enqueue(
     job: &RenderJob,
     status: &mut RenderJobStatus,
     account_default: impl FnOnce() -> Option<WebhookSpec>,
     now: Timestamp,
 ) {
-    let before = job.status.as_ref().and_then(|s| s.phase);
-    let Some(phase) = status.phase.filter(|after| Some(*after) != before) else {
-        return;
-    };
     let Some(hook) = job.spec.webhook.clone().or_else(account_default) else {
         return;
     };
-    if !wants(hook.events, phase) {
-        return;
-    }
     let mut snapshot = job.clone();
     snapshot.status = Some(status.clone());
     let created_at = job.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
@@ -116,53 +110,51 @@ pub async fn deliver_due(job: &RenderJob, ctx: &Context) -> Result<(RenderJob, O
         }
         (Ok(_), Err(err)) => Outcome::Refused { error: format!("the queued event is not valid: {err}") },
     };
-    ctx.metrics.webhook_attempt(outcome_label(&outcome));
-    record(hooks, outcome, &delivery.retry, now);
+    let label = record(hooks, outcome, &delivery.retry, now);
+    ctx.metrics.webhook_attempt(label);
     let next = hooks.next_attempt_at.and_then(|at| until(now, at)).or(hooks.next_attempt_at.map(|_| Duration::ZERO));
     let job = write_status(job, ctx, status).await?;
     Ok((job, next))
 }
 
-/// Record one attempt's outcome on the queue's first delivery.
-fn record(hooks: &mut crate::resources::WebhookDeliveryStatus, outcome: Outcome, retry: &RetryPolicy, now: Timestamp) {
+/// Record one attempt's outcome on the queue's first delivery, as the core's
+/// delivery rules say; the metric label of the attempt.
+fn record(
+    hooks: &mut crate::resources::WebhookDeliveryStatus,
+    outcome: Outcome,
+    retry: &RetryPolicy,
+    now: Timestamp,
+) -> &'static str {
     hooks.attempts += 1;
     hooks.last_attempt_at = Some(now);
     let Some(first) = hooks.queue.first_mut() else {
-        return;
+        return "failed";
     };
     first.attempts += 1;
-    let attempts = first.attempts;
-    let queued_at = first.queued_at.unwrap_or(now);
-    let done = match outcome {
+    let attempts = u32::try_from(first.attempts).unwrap_or(u32::MAX);
+    let step = after_attempt(&outcome, attempts, first.queued_at.unwrap_or(now), now, retry);
+    match outcome {
         Outcome::Delivered { status } => {
             hooks.last_response_code = Some(i32::from(status));
             hooks.last_error = None;
-            hooks.delivered += 1;
-            true
         }
         Outcome::Failed { status, error } => {
             hooks.last_response_code = status.map(i32::from);
             hooks.last_error = Some(error);
-            let gives_up = !retry.within_age(queued_at, now);
-            if gives_up {
-                hooks.failed += 1;
-            } else {
-                let delay = retry.delay(u32::try_from(attempts).unwrap_or(u32::MAX));
-                hooks.next_attempt_at = now.checked_add(SignedDuration::try_from(delay).unwrap_or_default()).ok();
-            }
-            gives_up
         }
-        Outcome::Refused { error } => {
-            hooks.last_error = Some(error);
-            hooks.failed += 1;
-            true
-        }
-    };
-    if done {
+        Outcome::Refused { error } => hooks.last_error = Some(error),
+    }
+    match step {
+        Step::Delivered => hooks.delivered += 1,
+        Step::GiveUp => hooks.failed += 1,
+        Step::RetryAt(at) => hooks.next_attempt_at = Some(at),
+    }
+    if step.is_done() {
         hooks.queue.remove(0);
         hooks.next_attempt_at = if hooks.queue.is_empty() { None } else { Some(now) };
     }
     hooks.pending = hooks.queue.len() as i64;
+    step.label()
 }
 
 /// A presigned download URL for a succeeded event of a job whose PDF is stored.
@@ -184,14 +176,6 @@ async fn secret_value(ctx: &Context, namespace: &str, reference: &SecretKeyRef) 
         .and_then(|secret| secret.data?.remove(&reference.key))
         .and_then(|bytes| String::from_utf8(bytes.0).ok());
     Ok(value)
-}
-
-fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Delivered { .. } => "delivered",
-        Outcome::Failed { .. } => "retry",
-        Outcome::Refused { .. } => "failed",
-    }
 }
 
 #[cfg(test)]
@@ -243,15 +227,13 @@ mod tests {
     }
 
     #[test]
-    fn only_wanted_phase_changes_are_queued_with_the_job_hook_before_the_account_default() {
+    fn the_job_hook_comes_before_the_account_default() {
         let mut job = RenderJob::new("invoice-1", RenderJobSpec::default());
         job.metadata.namespace = Some("acme".into());
         job.status = Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() });
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let hook = |url: &str, events| Some(WebhookSpec { url: url.into(), secret_ref: None, events });
         let mut rendering = RenderJobStatus { phase: Some(Phase::Rendering), ..Default::default() };
-        enqueue(&job, &mut rendering, || hook("https://account.example/", WebhookEvents::Terminal), now);
-        assert!(rendering.webhook.is_none(), "terminal events only");
         enqueue(&job, &mut rendering, || hook("https://account.example/", WebhookEvents::All), now);
         assert_eq!(rendering.webhook.as_ref().unwrap().queue[0].url, "https://account.example/");
 
@@ -264,8 +246,5 @@ mod tests {
         let queued = &succeeded.webhook.unwrap().queue[0];
         assert_eq!(queued.url, "https://job.example/");
         assert!(queued.body.contains("\"event\":\"render.succeeded\""), "{}", queued.body);
-        let mut again = RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() };
-        enqueue(&job, &mut again, || None, now);
-        assert!(again.webhook.is_none(), "no change, no event");
     }
 }

@@ -438,7 +438,7 @@ impl From<&RenderAccount> for AccountResponse {
             tenant: account.metadata.namespace.clone().unwrap_or_default(),
             credits_granted: spec.credits,
             credits_used: status.credits_used,
-            credits_remaining: spec.credits.map(|c| c - status.credits_used),
+            credits_remaining: crate::lifecycle::credits_remaining(spec, status.credits_used),
             blocked_jobs: status.blocked_jobs,
             credits_per_page: spec.pricing.credits_per_page,
             size_threshold_bytes: spec.pricing.size_threshold_bytes,

@@ -51,7 +51,7 @@ mod tests {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        for code in ErrorCode::ALL {
+        for code in ErrorCode::all() {
             assert!(description.contains(&format!("`{code}`")), "{code} is missing from: {description}");
         }
     }

@@ -27,7 +27,7 @@ pub async fn readyz<B: Backend>(State(state): State<AppState<B>>) -> Result<Json
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics<B: Backend>(State(state): State<AppState<B>>) -> Result<Response, ApiError> {
     let counts = state.backend.job_counts().await?;
-    for phase in Phase::ALL {
+    for phase in Phase::all() {
         let count = counts.iter().find(|(p, _)| *p == phase).map_or(0, |(_, n)| *n);
         state.metrics.jobs.get_or_create(&PhaseLabels { phase: phase.api_name().to_owned() }).set(count);
     }

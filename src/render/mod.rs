@@ -22,7 +22,7 @@ use typst_layout::PagedDocument;
 pub use postprocess::WATERMARK_TEXT;
 pub use world::{DATA_FILE, MAIN_FILE};
 
-use crate::lifecycle::ErrorCode;
+use crate::resources::ErrorCode;
 
 /// Largest PDF a render may produce.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 100 * 1024 * 1024;

@@ -22,7 +22,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
 use super::{Engine, RenderFacts, RenderFailure, RenderRequest, Rendered};
-use crate::lifecycle::ErrorCode;
+use crate::resources::ErrorCode;
 
 /// The hidden subcommand a worker runs as.
 pub const WORKER_SUBCOMMAND: &str = "render-worker";

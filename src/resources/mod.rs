@@ -6,12 +6,14 @@
 //! from them (`folio crd`), `folio run` and `folio serve -f` read the same manifests,
 //! and the REST API maps onto the same fields. Nothing here talks to a cluster.
 
+mod phase;
 mod render_account;
 mod render_api_key;
 mod render_job;
 mod render_share;
 mod render_template;
 
+pub use phase::*;
 pub use render_account::*;
 pub use render_api_key::*;
 pub use render_job::*;

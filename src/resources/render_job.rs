@@ -11,8 +11,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigMapKeyRef, SecretKeyRef, TemplateEngine, free_form_object, optional_date_time};
-use crate::lifecycle::{ErrorCode, Phase};
+use super::{ErrorCode, Phase};
 
+/// Annotation asking the operator to try a blocked job's charge again (RFC 3339 time
+/// of the request; `folio api` writes it on `POST /v1/renders/{id}/resume`).
+pub const RESUME_ANNOTATION: &str = "folio.dev/resume-requested";
 /// Largest `data` accepted inline; larger data goes through `dataFrom`.
 pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
 

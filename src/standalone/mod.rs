@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::http::error::ApiError;
 use crate::http::{AppState, app};
-use crate::lifecycle::{Event, Phase};
+use crate::lifecycle::Phase;
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
 use crate::port::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
@@ -34,7 +34,6 @@ use crate::resources::{
 };
 use crate::signing::UrlSigner;
 use crate::storage::{LocalFolder, output_key};
-use settle::end_job;
 use store::{JobRecord, ShareRecord, Store, StoreError};
 
 impl From<StoreError> for ApiError {
@@ -240,22 +239,16 @@ impl Backend for Standalone {
 
     async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
         let now = Timestamp::now();
-        let record = self.store.write(|tx| {
+        let (record, decision) = self.store.write(|tx| {
             let Some(mut record) = store::load_job(tx, Some(tenant), id)? else {
                 return Ok(Err(ApiError::render_not_found(id)));
             };
-            let phase = record.phase();
-            if phase.is_terminal() {
-                return Ok(Err(ApiError::already_finished(id, phase)));
-            }
-            end_job(tx, &mut record, Event::Cancel, None, now)?;
-            Ok(Ok((record, phase)))
+            Ok(match settle::cancel(tx, &mut record, now)? {
+                Ok(decision) => Ok((record, decision)),
+                Err(refused) => Err(ApiError::already_finished(id, refused.from)),
+            })
         })??;
-        let (record, previous) = record;
-        if previous == Phase::Blocked {
-            self.forget_output(&record);
-        }
-        self.metrics.job_finished(Phase::Cancelled);
+        self.after_commit(&record, &decision);
         Ok(self.job_view(record)?)
     }
 
@@ -385,7 +378,7 @@ impl Backend for Standalone {
         let mut account = account.unwrap_or_else(|| default_account(tenant));
         let status = account.status.get_or_insert_with(Default::default);
         status.blocked_jobs = blocked;
-        status.credits_remaining = account.spec.credits.map(|c| c - status.credits_used);
+        status.credits_remaining = crate::lifecycle::credits_remaining(&account.spec, status.credits_used);
         Ok(account)
     }
 

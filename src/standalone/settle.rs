@@ -1,14 +1,52 @@
-//! The standalone home's job transitions, each inside the transaction that saves the
-//! job: settling a charge and ending a job.
+//! The standalone home carries out the lifecycle core's decisions: one decision per
+//! transaction, which saves the job's new status, its charge on the account and its
+//! queued webhook event together, or none of them (so a charge is never lost nor
+//! made twice, even under `kill -9`). Files are deleted by the caller once the
+//! transaction is committed.
 
 use jiff::Timestamp;
 
 use super::Standalone;
 use super::store::{self, JobRecord, StoreError};
 use super::webhooks;
-use crate::lifecycle::{self, Charge, Event, Phase};
-use crate::resources::default_account;
-use crate::transitions;
+use crate::lifecycle::{Account, Decision, Effect, Observed, Phase, TransitionRefused, decide};
+
+/// A decision carried out, or the rules' refusal (nothing was written then).
+pub type Applied = Result<Decision, TransitionRefused>;
+
+/// Decide what `observed` means for `record` and carry it out inside `tx`: the job's
+/// status, the account's charge and the webhook event are saved together. The job's
+/// claim is kept only when an attempt begins (the caller sets its token then).
+pub(super) fn apply(
+    tx: &rusqlite::Connection,
+    record: &mut JobRecord,
+    observed: Observed,
+    now: Timestamp,
+) -> Result<Applied, StoreError> {
+    let tenant = record.tenant().to_owned();
+    let stored_account = store::load_account(tx, &tenant)?;
+    let account = Account::of(stored_account.as_ref(), record.id());
+    let used = account.used;
+    let begins = observed == Observed::AttemptBegan;
+    let decision = match decide(&record.job, observed, &account, now) {
+        Ok(decision) => decision,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if let (Some(credits), Some(mut stored)) = (decision.charge(), stored_account) {
+        stored.status.get_or_insert_with(Default::default).credits_used = used + credits;
+        store::save_account(tx, &stored)?;
+    }
+    record.job.status = Some(decision.status.clone());
+    record.updated_at = now;
+    if !begins {
+        record.claimed_by = None;
+    }
+    store::save_job(tx, record)?;
+    if decision.effects.iter().any(|e| matches!(e, Effect::Notify(_))) {
+        webhooks::enqueue(tx, record, now)?;
+    }
+    Ok(Ok(decision))
+}
 
 impl Standalone {
     /// Settle `tenant`'s blocked jobs, oldest first, while the balance covers them.
@@ -23,69 +61,34 @@ impl Standalone {
         Ok(settled)
     }
 
-    /// Settle one blocked job if the balance covers it; returns its phase afterwards.
+    /// Try a blocked job's charge again; returns its phase afterwards (`None`: the job
+    /// is gone or not blocked).
     pub(super) fn settle_one(&self, tenant: &str, id: &str) -> Result<Option<Phase>, StoreError> {
-        let phase = self.store.write(|tx| {
+        let applied = self.store.write(|tx| {
             let Some(mut record) = store::load_job(tx, Some(tenant), id)? else { return Ok(None) };
-            if record.phase() != Phase::Blocked {
-                return Ok(None);
-            }
-            Ok(Some(settle(tx, &mut record, Timestamp::now())?))
+            let applied = apply(tx, &mut record, Observed::Resume, Timestamp::now())?;
+            Ok(applied.ok().map(|decision| (record, decision)))
         })?;
-        if phase == Some(Phase::Succeeded) {
-            self.metrics.job_finished(Phase::Succeeded);
+        let Some((record, decision)) = applied else { return Ok(None) };
+        self.after_commit(&record, &decision);
+        Ok(Some(decision.phase()))
+    }
+
+    /// What a committed decision about `record` leaves to do outside the database:
+    /// an unpaid output (or a job whose retention ended) goes with its PDF, and a job
+    /// that ended is counted.
+    pub(super) fn after_commit(&self, record: &JobRecord, decision: &Decision) {
+        if decision.has(&Effect::DeleteOutput) || decision.has(&Effect::DeleteJob) {
+            self.forget_output(record);
         }
-        Ok(phase)
+        if decision.ended() {
+            self.metrics.job_finished(decision.phase());
+        }
     }
 }
 
-/// Charge a rendered job against its tenant's account: `Succeeded` when the balance
-/// covers it, `Blocked` otherwise. Runs inside the transaction that saves the job, so
-/// the charge and the phase change happen together or not at all.
-pub(super) fn settle(tx: &rusqlite::Connection, record: &mut JobRecord, now: Timestamp) -> Result<Phase, StoreError> {
-    let tenant = record.tenant().to_owned();
-    let stored_account = store::load_account(tx, &tenant)?;
-    let account = stored_account.clone().unwrap_or_else(|| default_account(&tenant));
-    let used = account.status.as_ref().map_or(0, |s| s.credits_used);
-    let before = record.phase();
-    let status = record.job.status.clone().unwrap_or_default();
-    let price = lifecycle::price(
-        status.page_count.unwrap_or(0),
-        status.total_bytes.unwrap_or(0),
-        record.job.spec.preview,
-        &account.spec.pricing,
-    );
-    let charge = lifecycle::charge(account.spec.credits, used, price);
-    if let (Charge::Charged { .. }, Some(mut account)) = (charge, stored_account) {
-        account.status.get_or_insert_with(Default::default).credits_used = used + price.credits_used;
-        store::save_account(tx, &account)?;
-    }
-    record.job.status = Some(transitions::settled(&record.job, price, charge, &account.spec.retention, now));
-    record.updated_at = now;
-    record.claimed_by = None;
-    webhooks::save_transition(tx, record, before, now)?;
-    Ok(record.phase())
-}
-
-/// End a job by `event` (fail, cancel, deadline) and save it, inside the caller's
-/// transaction. Returns the phase it ends in (unchanged if the rules refuse the event).
-pub(super) fn end_job(
-    tx: &rusqlite::Connection,
-    record: &mut JobRecord,
-    event: Event,
-    error: Option<(crate::lifecycle::ErrorCode, String)>,
-    now: Timestamp,
-) -> Result<Phase, StoreError> {
-    let before = record.phase();
-    let tenant = record.tenant().to_owned();
-    let retention = store::load_account(tx, &tenant)?.unwrap_or_else(|| default_account(&tenant)).spec.retention;
-    let Some(status) = transitions::ended(&record.job, event, error, &retention, now) else {
-        return Ok(before);
-    };
-    let next = status.phase.unwrap_or(before);
-    record.job.status = Some(status);
-    record.updated_at = now;
-    record.claimed_by = None;
-    webhooks::save_transition(tx, record, before, now)?;
-    Ok(next)
+/// Cancel `record` inside the caller's transaction, or the rules' refusal (it has
+/// ended already).
+pub(super) fn cancel(tx: &rusqlite::Connection, record: &mut JobRecord, now: Timestamp) -> Result<Applied, StoreError> {
+    apply(tx, record, Observed::Cancel, now)
 }

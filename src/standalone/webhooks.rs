@@ -1,8 +1,8 @@
 //! Webhook delivery in the standalone home. A delivery is queued in the same
 //! transaction as the phase change it reports, so no change is lost to a crash; a
 //! delivery loop sends due deliveries (each job's oldest pending one first, so a job's
-//! events arrive in order), retries failures with backoff and jitter, and gives up
-//! after the retry period or when the target is refused.
+//! events arrive in order). What an attempt's outcome means (retry when, give up
+//! when, which metric label) is the core's rule set, `lifecycle::deliveries`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use super::Standalone;
 use super::store::{self, AttemptRecord, Delivery, JobRecord, StoreError};
 use crate::lifecycle::Phase;
+use crate::lifecycle::deliveries::{Step, after_attempt};
 use crate::resources::WebhookEvents;
 use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for, wants};
 
@@ -72,15 +73,6 @@ fn account_webhook(
         None => None,
     };
     Ok(Some((hook.url, hook.events, secret)))
-}
-
-/// Save `record` and, when its phase changed from `before`, queue the event.
-pub fn save_transition(tx: &Connection, record: &JobRecord, before: Phase, now: Timestamp) -> Result<(), StoreError> {
-    store::save_job(tx, record)?;
-    if record.phase() != before {
-        enqueue(tx, record, now)?;
-    }
-    Ok(())
 }
 
 /// Send due deliveries until `stop` turns true.
@@ -160,26 +152,15 @@ async fn attempt(home: &Standalone, sender: &Sender, retry: RetryPolicy, deliver
     }
     let outcome = sender.send(&delivery.url, delivery.secret.as_deref(), &delivery.id, &body).await;
     let now = Timestamp::now();
-    let attempts = (delivery.attempts + 1) as u32;
-    let record = match &outcome {
-        Outcome::Delivered { status } => AttemptRecord::Delivered(*status),
-        Outcome::Refused { error } => AttemptRecord::GiveUp(None, error),
-        Outcome::Failed { status, error } => {
-            let next = now
-                .checked_add(SignedDuration::try_from(retry.delay(attempts)).unwrap_or_default())
-                .unwrap_or(Timestamp::MAX);
-            if retry.within_age(delivery.created_at, next) {
-                AttemptRecord::Retry(*status, error, next)
-            } else {
-                AttemptRecord::GiveUp(*status, error)
-            }
-        }
+    let attempts = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
+    let step = after_attempt(&outcome, attempts, delivery.created_at, now, &retry);
+    let record = match (&outcome, &step) {
+        (Outcome::Delivered { status }, _) => AttemptRecord::Delivered(*status),
+        (Outcome::Failed { status, error }, Step::RetryAt(next)) => AttemptRecord::Retry(*status, error, *next),
+        (Outcome::Failed { status, error }, _) => AttemptRecord::GiveUp(*status, error),
+        (Outcome::Refused { error }, _) => AttemptRecord::GiveUp(None, error),
     };
-    let label = match &record {
-        AttemptRecord::Delivered(_) => "delivered",
-        AttemptRecord::Retry(..) => "retry",
-        AttemptRecord::GiveUp(..) => "failed",
-    };
+    let label = step.label();
     home.metrics.webhook_attempt(label);
     if let Err(err) = home.store.write(|tx| store::record_attempt(tx, &delivery.id, record, now)) {
         tracing::error!(error = %err, delivery = %delivery.id, "recording a webhook attempt failed; it will be sent again");

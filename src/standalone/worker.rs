@@ -1,6 +1,8 @@
 //! The standalone workers: each claims the oldest job that may run, renders it in the
-//! pool, stores the PDF and settles the charge; and the sweeper, which deletes jobs
-//! whose retention ended and expires jobs whose deadline passed while they waited.
+//! pool, stores the PDF and hands the outcome to the lifecycle core; and the sweeper,
+//! which deletes jobs whose retention ended and expires jobs whose deadline passed
+//! while they waited. What happens next is always the core's decision
+//! ([`super::settle::apply`]).
 //!
 //! A job is claimed by writing a token into its row; every later write checks that
 //! the token is still there, so a job cancelled or deleted mid-render is never
@@ -14,15 +16,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use tokio::sync::watch;
 
 use super::Standalone;
-use super::settle::{end_job, settle};
+use super::settle::apply;
 use super::store::{self, JobRecord};
-use crate::lifecycle::{self, AfterFailure, ErrorCode, Event, Phase};
+use crate::lifecycle::{self, Account, Decision, Effect, ErrorCode, Observed, Phase, decide};
 use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
 use crate::resources::RenderTemplateSpec;
 use crate::storage::output_key;
-use crate::transitions;
 
 /// How long an idle worker sleeps before looking again (new jobs wake it at once).
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -76,25 +77,33 @@ pub async fn run(
     }
 }
 
-/// Take the oldest runnable job and mark it as ours.
+/// Take the oldest runnable job and mark it as ours. A job that must end instead (a
+/// cancel or a deadline found on the way) is ended, and the next one looked at.
 fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreError> {
     let token = uuid::Uuid::now_v7().to_string();
     home.store.write(|tx| {
         let now = Timestamp::now();
-        let Some(mut record) = store::next_claimable(tx, now)? else {
-            return Ok(None);
-        };
-        let phase = record.phase();
-        let status = record.job.status.get_or_insert_with(Default::default);
-        if phase == Phase::Queued {
-            status.phase = Some(lifecycle::next_phase(phase, Event::Start).unwrap_or(Phase::Rendering));
+        while let Some(mut record) = store::next_claimable(tx, now)? {
+            // Unclaimed and due: its renderer is gone (a crash, a retry), so the core
+            // says whether its attempt starts.
+            let look = match apply(tx, &mut record, Observed::RendererGone, now)? {
+                Ok(look) => look,
+                Err(refused) => {
+                    tracing::error!(job = %record.id(), %refused, "a claimable job was refused; skipping it");
+                    return Ok(None);
+                }
+            };
+            if look.attempt_to_start().is_none() {
+                home.after_commit(&record, &look);
+                continue;
+            }
+            record.claimed_by = Some(token.clone());
+            match apply(tx, &mut record, Observed::AttemptBegan, now)? {
+                Ok(_) => return Ok(Some((record, token))),
+                Err(refused) => tracing::error!(job = %record.id(), %refused, "a claimed job could not begin"),
+            }
         }
-        status.started_at = status.started_at.or(Some(now));
-        status.next_attempt_at = None;
-        record.claimed_by = Some(token.clone());
-        record.updated_at = now;
-        super::webhooks::save_transition(tx, &record, phase, now)?;
-        Ok(Some((record, token)))
+        Ok(None)
     })
 }
 
@@ -102,50 +111,39 @@ fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreE
 enum Attempt {
     Rendered(Rendered),
     Failed(RenderFailure),
-    Expired(RenderFailure),
 }
 
 async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration, record: JobRecord, token: &str) {
     let tenant = record.tenant().to_owned();
     let id = record.id().to_owned();
     let deadline = lifecycle::deadline(record.created_at, record.job.spec.active_deadline_seconds);
-    let attempt = if lifecycle::deadline_passed(deadline, Timestamp::now()) {
-        Attempt::Expired(deadline_failure(&record))
-    } else {
-        let lookup = StoreLookup { home, tenant: &tenant };
-        match prepare(&id, &record.job.spec, &lookup) {
-            Err(failure) => Attempt::Failed(failure),
-            Ok(request) => {
-                let (limit, deadline_binds) = lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
-                let started_render = std::time::Instant::now();
-                // A job cancelled or deleted mid-render stops its render at once: dropping
-                // the render drops (and kills) the worker process running it.
-                let result = tokio::select! {
-                    result = pool.render(&request, limit) => result,
-                    () = taken_away(home, &tenant, &id, token) => return,
-                };
-                home.metrics.render_duration.observe(started_render.elapsed().as_secs_f64());
-                match result {
-                    Ok(rendered) => Attempt::Rendered(rendered),
-                    Err(failure) if failure.code == ErrorCode::DeadlineExceeded && deadline_binds => {
-                        Attempt::Expired(deadline_failure(&record))
-                    }
-                    Err(failure) => Attempt::Failed(failure),
-                }
+    let lookup = StoreLookup { home, tenant: &tenant };
+    let attempt = match prepare(&id, &record.job.spec, &lookup) {
+        Err(failure) => Attempt::Failed(failure),
+        Ok(request) => {
+            // A render that runs out of the time its deadline leaves fails at the
+            // deadline, and the core expires the job.
+            let (limit, _) = lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
+            let started_render = std::time::Instant::now();
+            // A job cancelled or deleted mid-render stops its render at once: dropping
+            // the render drops (and kills) the worker process running it.
+            let result = tokio::select! {
+                result = pool.render(&request, limit) => result,
+                () = taken_away(home, &tenant, &id, token) => return,
+            };
+            home.metrics.render_duration.observe(started_render.elapsed().as_secs_f64());
+            match result {
+                Ok(rendered) => Attempt::Rendered(rendered),
+                Err(failure) => Attempt::Failed(failure),
             }
         }
     };
     let outcome = match attempt {
         Attempt::Rendered(rendered) => store_and_settle(home, &tenant, &id, token, rendered).await,
         Attempt::Failed(failure) => record_failure(home, &tenant, &id, token, failure),
-        Attempt::Expired(failure) => end(home, &tenant, &id, token, Phase::Expired, failure),
     };
-    match outcome {
-        Ok(Some(phase)) if phase != Phase::Rendering => home.metrics.job_finished(phase),
-        Ok(_) => {}
-        Err(err) => {
-            tracing::error!(error = %err, job = %id, "recording a render's outcome failed; the job will be retried")
-        }
+    if let Err(err) = outcome {
+        tracing::error!(error = %err, job = %id, "recording a render's outcome failed; the job will be retried");
     }
 }
 
@@ -161,16 +159,6 @@ async fn taken_away(home: &Standalone, tenant: &str, id: &str, token: &str) {
     }
 }
 
-fn deadline_failure(record: &JobRecord) -> RenderFailure {
-    RenderFailure::new(
-        ErrorCode::DeadlineExceeded,
-        format!(
-            "the job did not finish within activeDeadlineSeconds ({} s)",
-            record.job.spec.active_deadline_seconds.unwrap_or_default()
-        ),
-    )
-}
-
 /// Load the job if it is still ours to write: same claim, still rendering.
 fn still_ours(
     tx: &rusqlite::Connection,
@@ -182,6 +170,26 @@ fn still_ours(
     Ok(record.filter(|r| r.claimed_by.as_deref() == Some(token) && r.phase() == Phase::Rendering))
 }
 
+/// Carry `observed` out on the job if it is still ours, in one transaction.
+fn observe(
+    home: &Standalone,
+    tenant: &str,
+    id: &str,
+    token: &str,
+    observed: Observed,
+) -> Result<Option<(JobRecord, Decision)>, store::StoreError> {
+    let applied = home.store.write(|tx| {
+        let Some(mut record) = still_ours(tx, tenant, id, token)? else {
+            return Ok(None);
+        };
+        Ok(apply(tx, &mut record, observed, Timestamp::now())?.ok().map(|decision| (record, decision)))
+    })?;
+    if let Some((record, decision)) = &applied {
+        home.after_commit(record, decision);
+    }
+    Ok(applied)
+}
+
 /// Write the PDF, then record facts and the charge in one transaction. A crash between
 /// the two leaves the job claimed-but-unsettled; at the next start it renders again
 /// and overwrites the same file, and the charge is made then, once.
@@ -191,7 +199,7 @@ async fn store_and_settle(
     id: &str,
     token: &str,
     rendered: Rendered,
-) -> Result<Option<Phase>, store::StoreError> {
+) -> Result<(), store::StoreError> {
     let key = output_key(tenant, id);
     let outputs = home.outputs.clone();
     let pdf = rendered.pdf;
@@ -202,75 +210,24 @@ async fn store_and_settle(
         let failure = RenderFailure::new(ErrorCode::StorageUnavailable, format!("the PDF could not be stored: {err}"));
         return record_failure(home, tenant, id, token, failure);
     }
-    let facts = rendered.facts;
-    let phase = home.store.write(|tx| {
-        let Some(mut record) = still_ours(tx, tenant, id, token)? else {
-            return Ok(None);
-        };
-        let status = record.job.status.get_or_insert_with(Default::default);
-        status.page_count = Some(facts.page_count);
-        status.total_bytes = Some(facts.total_bytes);
-        status.sha256 = Some(facts.sha256.clone());
-        status.duration_ms = Some(facts.duration_ms);
-        status.output_key = Some(key.clone());
-        Ok(Some(settle(tx, &mut record, Timestamp::now())?))
-    })?;
-    if phase.is_none() {
+    let observed = Observed::Rendered { facts: rendered.facts, output_key: key.clone() };
+    if observe(home, tenant, id, token, observed)?.is_none() {
         // Cancelled or deleted while rendering: the PDF belongs to nobody.
         let _ = home.outputs.delete(&key);
     }
-    Ok(phase)
+    Ok(())
 }
 
-/// Retry a failed attempt after a backoff, or fail the job.
+/// Hand a failed attempt to the core: retried after a backoff, failed, or expired.
 fn record_failure(
     home: &Standalone,
     tenant: &str,
     id: &str,
     token: &str,
     failure: RenderFailure,
-) -> Result<Option<Phase>, store::StoreError> {
-    let retries = home
-        .store
-        .read(|c| store::load_job(c, Some(tenant), id))?
-        .and_then(|r| r.job.status)
-        .map_or(0, |s| s.retry_count);
-    let backoff_limit =
-        home.store.read(|c| store::load_job(c, Some(tenant), id))?.and_then(|r| r.job.spec.backoff_limit);
-    match lifecycle::after_failure(failure.code, retries, backoff_limit) {
-        AfterFailure::Fail => end(home, tenant, id, token, Phase::Failed, failure),
-        AfterFailure::Retry { delay, retry_count } => home.store.write(|tx| {
-            let Some(mut record) = still_ours(tx, tenant, id, token)? else {
-                return Ok(None);
-            };
-            let now = Timestamp::now();
-            let status = transitions::retrying(&record.job, retry_count, delay, failure.code, &failure.message, now);
-            record.job.status = Some(status);
-            record.claimed_by = None;
-            record.updated_at = now;
-            store::save_job(tx, &record)?;
-            Ok(Some(Phase::Rendering))
-        }),
-    }
-}
-
-/// End the job in `phase` (Failed or Expired) with `failure`.
-fn end(
-    home: &Standalone,
-    tenant: &str,
-    id: &str,
-    token: &str,
-    phase: Phase,
-    failure: RenderFailure,
-) -> Result<Option<Phase>, store::StoreError> {
-    let event = if phase == Phase::Expired { Event::DeadlinePassed } else { Event::Fail };
-    home.store.write(|tx| {
-        let Some(mut record) = still_ours(tx, tenant, id, token)? else {
-            return Ok(None);
-        };
-        let error = Some((failure.code, failure.message.clone()));
-        Ok(Some(end_job(tx, &mut record, event, error, Timestamp::now())?))
-    })
+) -> Result<(), store::StoreError> {
+    let observed = Observed::AttemptFailed { code: failure.code, message: failure.message };
+    observe(home, tenant, id, token, observed).map(|_| ())
 }
 
 /// The sweeper: every `interval`, delete jobs whose retention ended (with their PDFs)
@@ -297,31 +254,42 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
         if batch.is_empty() {
             break;
         }
-        for record in &batch {
-            home.store.write(|tx| store::delete_job(tx, record.id()))?;
-            home.forget_output(record);
+        for record in batch {
+            let gone = home.store.write(|tx| {
+                // An ended job's retention depends on its status alone.
+                let retention_ended = decide(&record.job, Observed::Look, &Account::default(), now)
+                    .is_ok_and(|decision| decision.has(&Effect::DeleteJob));
+                if retention_ended {
+                    store::delete_job(tx, record.id())?;
+                }
+                Ok(retention_ended)
+            })?;
+            if !gone {
+                tracing::error!(job = %record.id(), "the store lists a job as expired that the rules keep");
+                return Ok((deleted, 0));
+            }
+            home.forget_output(&record);
             deleted += 1;
         }
     }
     let mut expired = 0;
     let overdue = home.store.read(|c| store::overdue_jobs(c, now, 500))?;
     for record in overdue {
-        let failure = deadline_failure(&record);
         let ended = home.store.write(|tx| {
             let Some(mut current) = store::load_job(tx, None, record.id())? else {
-                return Ok(false);
+                return Ok(None);
             };
+            // A claimed job's worker bounds its render by the deadline and ends it.
             if current.claimed_by.is_some() || current.phase().is_terminal() {
-                return Ok(false);
+                return Ok(None);
             }
-            let error = Some((failure.code, failure.message.clone()));
-            end_job(tx, &mut current, Event::DeadlinePassed, error, now)?;
-            Ok(true)
+            Ok(apply(tx, &mut current, Observed::Look, now)?.ok().map(|decision| (current, decision)))
         })?;
-        if ended {
-            home.forget_output(&record);
-            home.metrics.job_finished(Phase::Expired);
-            expired += 1;
+        if let Some((current, decision)) = ended {
+            home.after_commit(&current, &decision);
+            if decision.phase() == Phase::Expired {
+                expired += 1;
+            }
         }
     }
     Ok((deleted, expired))

@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+pub use crate::lifecycle::deliveries::{Outcome, RetryPolicy, wants};
 pub use target::{TargetPolicy, TargetRefused};
 
-use crate::lifecycle::Phase;
-use crate::resources::{RenderJob, WebhookEvents};
+use crate::resources::{Phase, RenderJob};
 
 /// The body of a webhook delivery.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -56,14 +55,6 @@ pub fn event_name(phase: Phase) -> String {
     format!("render.{}", phase.api_name())
 }
 
-/// Whether a subscription wants a change into `phase`.
-pub fn wants(events: WebhookEvents, phase: Phase) -> bool {
-    match events {
-        WebhookEvents::All => phase != Phase::Queued,
-        WebhookEvents::Terminal => phase.is_terminal(),
-    }
-}
-
 /// The event for `job` having just changed into its current phase.
 pub fn event_for(job: &RenderJob, created_at: Timestamp) -> EventBody {
     let status = job.status.clone().unwrap_or_default();
@@ -88,64 +79,6 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// How deliveries are retried.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Delay before the second attempt; it doubles with each further attempt.
-    pub base: Duration,
-    /// Longest delay between two attempts.
-    pub max_delay: Duration,
-    /// A delivery still failing this long after its event is given up.
-    pub max_age: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_secs(5),
-            max_delay: Duration::from_secs(3600),
-            max_age: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay after `attempts` failed attempts: exponential, with ±25 % jitter so
-    /// that many failing deliveries do not all come back at once.
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let exponential = self.base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(self.max_delay);
-        let jitter = rand::rng().random_range(0.75..1.25);
-        exponential.mul_f64(jitter)
-    }
-
-    /// Whether a delivery of an event from `created_at` may still be tried at `now`.
-    pub fn within_age(&self, created_at: Timestamp, now: Timestamp) -> bool {
-        Duration::try_from(created_at.duration_until(now)).is_ok_and(|age| age < self.max_age)
-    }
-}
-
-/// How one attempt went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The receiver answered 2xx.
-    Delivered {
-        /// Its status code.
-        status: u16,
-    },
-    /// Try again later.
-    Failed {
-        /// The status code, if the receiver answered.
-        status: Option<u16>,
-        /// What went wrong.
-        error: String,
-    },
-    /// Never try again: the target is not allowed.
-    Refused {
-        /// Why.
-        error: String,
-    },
 }
 
 /// Largest part of a receiver's answer that is read.
@@ -315,35 +248,5 @@ mod tests {
             sign("Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-    }
-
-    #[test]
-    fn subscriptions_choose_events() {
-        assert!(wants(WebhookEvents::Terminal, Phase::Succeeded));
-        assert!(wants(WebhookEvents::Terminal, Phase::Expired));
-        assert!(!wants(WebhookEvents::Terminal, Phase::Rendering));
-        assert!(!wants(WebhookEvents::Terminal, Phase::Blocked));
-        assert!(wants(WebhookEvents::All, Phase::Rendering));
-        assert!(wants(WebhookEvents::All, Phase::Blocked));
-        assert!(!wants(WebhookEvents::All, Phase::Queued));
-    }
-
-    #[test]
-    fn retry_delays_grow_with_jitter_and_are_capped() {
-        let policy = RetryPolicy {
-            base: Duration::from_secs(10),
-            max_delay: Duration::from_secs(60),
-            max_age: Duration::from_secs(100),
-        };
-        for _ in 0..50 {
-            let first = policy.delay(1);
-            assert!(first >= Duration::from_millis(7_500) && first <= Duration::from_millis(12_500), "{first:?}");
-            let second = policy.delay(2);
-            assert!(second >= Duration::from_secs(15) && second <= Duration::from_secs(25), "{second:?}");
-            assert!(policy.delay(30) <= Duration::from_secs(75));
-        }
-        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert!(policy.within_age(start, "2026-01-01T00:01:39Z".parse().unwrap()));
-        assert!(!policy.within_age(start, "2026-01-01T00:01:40Z".parse().unwrap()));
     }
 }

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::api_keys::NewKey;
-use crate::lifecycle::{self, Charge, Phase};
+use crate::lifecycle::{Account, Observed, Phase, credits_remaining, decide};
 use crate::port::{JobFilter, JobView, Share, TemplateView};
 use crate::resources::{
     RenderAccount, RenderApiKey, RenderApiKeySpec, RenderJob, RenderJobSpec, RenderShare, RenderShareSpec,
@@ -28,8 +28,7 @@ use crate::resources::{
 
 /// Annotation of a job created with an `Idempotency-Key`.
 pub const IDEMPOTENCY_KEY_ANNOTATION: &str = "folio.dev/idempotency-key";
-/// Annotation asking the operator to settle a blocked job again (RFC 3339 time).
-pub const RESUME_ANNOTATION: &str = "folio.dev/resume-requested";
+pub use crate::resources::RESUME_ANNOTATION;
 /// Key of the webhook signing secret in a job's webhook Secret.
 pub const WEBHOOK_SECRET_FIELD: &str = "secret";
 /// `kubectl apply`'s copy of the whole object: not worth keeping in the cache.
@@ -280,29 +279,20 @@ pub fn account(
         .map_or_else(|| default_account(tenant), |a| RenderAccount::clone(&a));
     let blocked = JobFilter { phase: Some(Phase::Blocked), ..Default::default() };
     let blocked_jobs = jobs.into_iter().filter(|j| matches(j, tenant, &blocked)).count() as i64;
-    let credits = account.spec.credits;
     let status = account.status.get_or_insert_with(Default::default);
     status.blocked_jobs = blocked_jobs;
-    status.credits_remaining = credits.map(|c| c - status.credits_used);
+    status.credits_remaining = credits_remaining(&account.spec, status.credits_used);
     account
 }
 
-/// Whether the account can pay for a blocked job now: the same rule the operator
-/// settles by. `Err` carries the message of the refusal.
+/// Whether the account can pay for a blocked job now: the core's decision on a
+/// resume, as the operator will take it. `Err` carries the message of the refusal.
 pub fn can_resume(job: &RenderJob, account: &RenderAccount) -> Result<(), String> {
-    let status = job.status.clone().unwrap_or_default();
-    let price = lifecycle::price(
-        status.page_count.unwrap_or(0),
-        status.total_bytes.unwrap_or(0),
-        job.spec.preview,
-        &account.spec.pricing,
-    );
-    let used = account.status.as_ref().map_or(0, |s| s.credits_used);
-    match lifecycle::charge(account.spec.credits, used, price) {
-        Charge::Charged { .. } => Ok(()),
-        Charge::Insufficient { credits_remaining } => {
-            Err(lifecycle::insufficient_credits_message(price, credits_remaining))
-        }
+    let view = Account::of(Some(account), job.metadata.uid.as_deref().unwrap_or_default());
+    match decide(job, Observed::Resume, &view, Timestamp::now()) {
+        Ok(decision) if decision.phase() == Phase::Blocked => Err(decision.status.error_message.unwrap_or_default()),
+        Ok(_) => Ok(()),
+        Err(refused) => Err(refused.to_string()),
     }
 }
 

@@ -1,14 +1,15 @@
-//! How each lifecycle outcome is written into a RenderJob's status. The rules that
-//! decide (`lifecycle`) are pure; so is recording them, and both homes record them
-//! through these functions so that a job reads the same whichever home ran it.
+//! How each lifecycle outcome is written into a RenderJob's status and conditions:
+//! pure, used by the decision function and, for the renderer's conditions, by the
+//! operator.
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::lifecycle::{self, Charge, ErrorCode, Event, Phase, Price};
-use crate::resources::{RenderJob, RenderJobStatus, Retention};
+use super::credits::{self, Charge, Price};
+use super::rules::{self, Event, TransitionRefused};
+use crate::resources::{ErrorCode, Phase, RenderJob, RenderJobStatus, Retention};
 
 /// The status of `job` after a charge of `price` came out as `charge`: `Succeeded`
 /// when the balance covered it, `Blocked` (with the reason) otherwise.
@@ -18,14 +19,14 @@ pub fn settled(
     charge: Charge,
     retention: &Retention,
     now: Timestamp,
-) -> RenderJobStatus {
+) -> Result<RenderJobStatus, TransitionRefused> {
     let mut status = job.status.clone().unwrap_or_default();
-    let phase = status.phase.unwrap_or(Phase::Rendering);
+    let phase = status.phase.unwrap_or(Phase::Queued);
     status.base_credits = Some(price.base_credits);
     status.size_extra = Some(price.size_extra);
     match charge {
         Charge::Charged { credits_remaining } => {
-            status.phase = Some(lifecycle::next_phase(phase, Event::Succeed).unwrap_or(Phase::Succeeded));
+            status.phase = Some(rules::next_phase(phase, Event::Succeed)?);
             status.credits_used = Some(price.credits_used);
             status.credits_remaining = credits_remaining;
             status.error_code = None;
@@ -36,26 +37,26 @@ pub fn settled(
         }
         Charge::Insufficient { credits_remaining } => {
             if phase != Phase::Blocked {
-                status.phase = Some(lifecycle::next_phase(phase, Event::InsufficientCredits).unwrap_or(Phase::Blocked));
+                status.phase = Some(rules::next_phase(phase, Event::InsufficientCredits)?);
             }
             status.credits_remaining = Some(credits_remaining);
-            status.error_message = Some(lifecycle::insufficient_credits_message(price, credits_remaining));
+            status.error_message = Some(credits::insufficient_credits_message(price, credits_remaining));
         }
     }
-    status
+    Ok(status)
 }
 
-/// The status of `job` ended by `event` (fail, cancel, deadline), or `None` when the
-/// rules refuse the event (the job has ended already).
+/// The status of `job` ended by `event` (fail, cancel, deadline), or why the rules
+/// refuse the event (the job has ended already).
 pub fn ended(
     job: &RenderJob,
     event: Event,
     error: Option<(ErrorCode, String)>,
     retention: &Retention,
     now: Timestamp,
-) -> Option<RenderJobStatus> {
+) -> Result<RenderJobStatus, TransitionRefused> {
     let mut status = job.status.clone().unwrap_or_default();
-    let next = lifecycle::next_phase(status.phase.unwrap_or(Phase::Queued), event).ok()?;
+    let next = rules::next_phase(status.phase.unwrap_or(Phase::Queued), event)?;
     status.phase = Some(next);
     status.completed_at = Some(now);
     status.next_attempt_at = None;
@@ -65,7 +66,7 @@ pub fn ended(
         status.error_code = Some(code);
         status.error_message = Some(message);
     }
-    Some(status)
+    Ok(status)
 }
 
 /// The status of `job` after failed attempt number `retry_count` that will be
@@ -90,7 +91,7 @@ pub fn retrying(
 
 /// When a job finished at `now` is deleted, with its PDF.
 fn expires_at(job: &RenderJob, retention: &Retention, now: Timestamp) -> Timestamp {
-    lifecycle::expires_at(now, job.spec.ttl_seconds_after_finished, job.spec.preview, retention)
+    rules::expires_at(now, job.spec.ttl_seconds_after_finished, job.spec.preview, retention)
 }
 
 /// The condition type saying whether the API server admitted the current attempt's
@@ -143,6 +144,16 @@ pub fn set_condition(
 /// The condition `type_` of `status`, if it is False: what is wrong.
 pub fn failing_condition<'a>(status: &'a RenderJobStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_ && c.status == "False")
+}
+
+/// Why the job's renderer has not started, as its conditions say (refused by the
+/// API server, or not started when last seen).
+pub fn never_started(status: &RenderJobStatus) -> Option<String> {
+    if let Some(refused) = failing_condition(status, RENDERER_ADMITTED) {
+        return Some(format!("the API server refused it ({}): {}", refused.reason, refused.message));
+    }
+    let pending = failing_condition(status, RENDERER_STARTED)?;
+    Some(format!("its Pod did not start ({}): {}", pending.reason, pending.message))
 }
 
 /// `reason` as a condition reason: letters, digits, `_`, `,` and `:`, starting with a
@@ -219,7 +230,8 @@ mod tests {
             Charge::Charged { credits_remaining: Some(6) },
             &Retention::default(),
             now,
-        );
+        )
+        .unwrap();
         assert_eq!(status.phase, Some(Phase::Succeeded));
         assert_eq!((status.credits_used, status.credits_remaining), (Some(4), Some(6)));
         assert_eq!(status.expires_at, Some(now + SignedDuration::from_hours(7 * 24)));
@@ -235,7 +247,8 @@ mod tests {
             Charge::Insufficient { credits_remaining: 1 },
             &Retention::default(),
             now,
-        );
+        )
+        .unwrap();
         assert_eq!(status.phase, Some(Phase::Blocked));
         assert_eq!(status.completed_at, None);
         assert!(status.error_message.unwrap().contains("costs 3 credits and the account has 1 left"));
@@ -246,7 +259,7 @@ mod tests {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let cancelled = ended(&job_in(Phase::Rendering), Event::Cancel, None, &Retention::default(), now).unwrap();
         assert_eq!(cancelled.phase, Some(Phase::Cancelled));
-        assert!(ended(&job_in(Phase::Succeeded), Event::Cancel, None, &Retention::default(), now).is_none());
+        assert!(ended(&job_in(Phase::Succeeded), Event::Cancel, None, &Retention::default(), now).is_err());
     }
 
     #[test]

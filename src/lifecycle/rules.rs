@@ -1,160 +1,12 @@
-//! The rules of a render job's life, as pure functions: which phase comes next, when
-//! a failed attempt is retried, when a deadline or a retention period has passed, and
-//! what a render costs.
-//!
-//! Both homes (the cluster controller and the standalone server) and `folio run` call
-//! these and nothing else to decide; none of them writes a rule of its own. Nothing
-//! here reads a clock: callers pass `now`.
+//! The rules of a job's life as pure functions: which phase an event leads to, when a
+//! failed attempt is retried, when a deadline or a retention period has passed.
+//! Nothing here reads a clock: callers pass `now`.
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-use crate::resources::{Pricing, Retention};
-
-/// Where a job is in its life.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum Phase {
-    /// Accepted, waiting for a renderer.
-    Queued,
-    /// A render attempt is running (or waiting to be retried).
-    Rendering,
-    /// Waiting for credits; resumes when the account has enough.
-    Blocked,
-    /// The PDF is stored and charged. Terminal.
-    Succeeded,
-    /// The job cannot produce a PDF. Terminal.
-    Failed,
-    /// Cancelled by the user. Terminal.
-    Cancelled,
-    /// Its deadline passed before it finished. Terminal.
-    Expired,
-}
-
-impl Phase {
-    /// Every phase, for exhaustive checks and metrics.
-    pub const ALL: [Phase; 7] = [
-        Phase::Queued,
-        Phase::Rendering,
-        Phase::Blocked,
-        Phase::Succeeded,
-        Phase::Failed,
-        Phase::Cancelled,
-        Phase::Expired,
-    ];
-
-    /// A terminal phase never changes again.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::Expired)
-    }
-
-    /// The lowercase name the REST API uses (`queued`, `succeeded`, ...).
-    pub fn api_name(self) -> &'static str {
-        match self {
-            Phase::Queued => "queued",
-            Phase::Rendering => "rendering",
-            Phase::Blocked => "blocked",
-            Phase::Succeeded => "succeeded",
-            Phase::Failed => "failed",
-            Phase::Cancelled => "cancelled",
-            Phase::Expired => "expired",
-        }
-    }
-
-    /// The phase named by [`Phase::api_name`].
-    pub fn from_api_name(name: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.api_name() == name)
-    }
-}
-
-/// Stable, machine-readable reasons a job did not succeed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// The template does not compile (syntax or evaluation error).
-    TemplateCompileError,
-    /// The data is not acceptable: not JSON, too large, or against the template's schema.
-    DataInvalid,
-    /// The job names a template that does not exist.
-    TemplateNotFound,
-    /// The job's spec contradicts itself (e.g. both `templateRef` and `template`).
-    SpecInvalid,
-    /// The job or render ran out of time.
-    DeadlineExceeded,
-    /// The render used more memory than a render may.
-    ResourceExhausted,
-    /// The PDF is larger than allowed.
-    OutputTooLarge,
-    /// The output could not be stored.
-    StorageUnavailable,
-    /// The renderer stopped unexpectedly.
-    RendererCrashed,
-    /// The renderer never started: its Pod could not be scheduled, its container
-    /// could not start (an image that cannot be pulled), or the API server refused
-    /// the Pod (admission: a LimitRange, Pod Security, a ResourceQuota, RBAC). The
-    /// message carries the scheduler's, kubelet's or API server's words.
-    RendererUnavailable,
-    /// The job was cancelled.
-    Cancelled,
-    /// Anything else; details are in the logs.
-    Internal,
-}
-
-impl ErrorCode {
-    /// Every code, for the lists that document them.
-    pub const ALL: [ErrorCode; 12] = [
-        ErrorCode::TemplateCompileError,
-        ErrorCode::DataInvalid,
-        ErrorCode::TemplateNotFound,
-        ErrorCode::SpecInvalid,
-        ErrorCode::DeadlineExceeded,
-        ErrorCode::ResourceExhausted,
-        ErrorCode::OutputTooLarge,
-        ErrorCode::StorageUnavailable,
-        ErrorCode::RendererCrashed,
-        ErrorCode::RendererUnavailable,
-        ErrorCode::Cancelled,
-        ErrorCode::Internal,
-    ];
-
-    /// Whether another attempt could succeed. Errors in the template, the data or the
-    /// job's limits would only repeat themselves.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::StorageUnavailable
-                | ErrorCode::RendererCrashed
-                | ErrorCode::RendererUnavailable
-                | ErrorCode::Internal
-        )
-    }
-
-    /// The code as written in status and API responses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::TemplateCompileError => "TEMPLATE_COMPILE_ERROR",
-            ErrorCode::DataInvalid => "DATA_INVALID",
-            ErrorCode::TemplateNotFound => "TEMPLATE_NOT_FOUND",
-            ErrorCode::SpecInvalid => "SPEC_INVALID",
-            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
-            ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
-            ErrorCode::RendererCrashed => "RENDERER_CRASHED",
-            ErrorCode::RendererUnavailable => "RENDERER_UNAVAILABLE",
-            ErrorCode::Cancelled => "CANCELLED",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::resources::{ErrorCode, Phase, Retention};
 
 /// Something that happens to a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +19,8 @@ pub enum Event {
     Fail,
     /// The account cannot pay for the job.
     InsufficientCredits,
-    /// Credits arrived, or the user resumed the job.
+    /// A blocked job's charge is tried again (credits arrived, or the user asked):
+    /// it succeeds from there, or stays blocked.
     Resume,
     /// The user cancelled the job.
     Cancel,
@@ -195,7 +48,7 @@ pub fn next_phase(from: Phase, event: Event) -> Result<Phase, TransitionRefused>
         (Rendering, Succeed) => Some(Succeeded),
         (Rendering, Fail) | (Queued, Fail) => Some(Failed),
         (Queued | Rendering, InsufficientCredits) => Some(Blocked),
-        (Blocked, Resume) => Some(Queued),
+        (Blocked, Resume) => Some(Blocked),
         (Blocked, Succeed) => Some(Succeeded),
         (Queued | Rendering | Blocked, Cancel) => Some(Cancelled),
         (Queued | Rendering | Blocked, DeadlinePassed) => Some(Expired),
@@ -285,72 +138,6 @@ pub fn expires_at(
     completed_at.checked_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MAX)
 }
 
-/// What a render costs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Price {
-    /// `pageCount × creditsPerPage`.
-    pub base_credits: i64,
-    /// Extra credits per started MiB above the size threshold.
-    pub size_extra: i64,
-    /// The sum: what is charged.
-    pub credits_used: i64,
-}
-
-const MIB: i64 = 1024 * 1024;
-
-/// The price of a successful render. Previews are free.
-pub fn price(page_count: i64, total_bytes: i64, preview: bool, pricing: &Pricing) -> Price {
-    if preview {
-        return Price::default();
-    }
-    let base_credits = page_count.max(0).saturating_mul(pricing.credits_per_page.max(0));
-    let above = total_bytes.saturating_sub(pricing.size_threshold_bytes.max(0));
-    let started_mib = if above > 0 { (above + MIB - 1) / MIB } else { 0 };
-    let size_extra = started_mib.saturating_mul(pricing.extra_credits_per_started_mib.max(0));
-    Price { base_credits, size_extra, credits_used: base_credits.saturating_add(size_extra) }
-}
-
-/// The result of charging an account for a render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
-    /// Charged; the balance afterwards (`None` for unlimited accounts).
-    Charged {
-        /// Credits left after the charge.
-        credits_remaining: Option<i64>,
-    },
-    /// Not enough credits: the job waits in `Blocked`.
-    Insufficient {
-        /// Credits left now.
-        credits_remaining: i64,
-    },
-}
-
-/// Charge `price` against an account with `granted` credits (`None` = unlimited) of
-/// which `used` are spent.
-pub fn charge(granted: Option<i64>, used: i64, price: Price) -> Charge {
-    match granted {
-        None => Charge::Charged { credits_remaining: None },
-        Some(granted) => {
-            let remaining = granted - used;
-            // A free render (a preview) goes through even on an overdrawn account.
-            if price.credits_used > 0 && price.credits_used > remaining {
-                Charge::Insufficient { credits_remaining: remaining }
-            } else {
-                Charge::Charged { credits_remaining: Some(remaining - price.credits_used) }
-            }
-        }
-    }
-}
-
-/// What a blocked job says about its wait: the same words in status and in a refused
-/// resume, whichever home wrote them.
-pub fn insufficient_credits_message(price: Price, credits_remaining: i64) -> String {
-    format!(
-        "the render costs {} credits and the account has {credits_remaining} left; it continues when credits are added",
-        price.credits_used
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,7 +155,7 @@ mod tests {
 
     #[test]
     fn terminal_phases_never_change_again() {
-        for phase in Phase::ALL.into_iter().filter(|p| p.is_terminal()) {
+        for phase in Phase::all().filter(|p| p.is_terminal()) {
             for event in EVENTS {
                 assert_eq!(next_phase(phase, event), Err(TransitionRefused { from: phase, event }));
             }
@@ -388,10 +175,10 @@ mod tests {
     }
 
     #[test]
-    fn blocked_jobs_resume_into_the_queue_or_settle_when_credits_arrive() {
+    fn blocked_jobs_are_charged_again_on_resume_and_settle_when_credits_arrive() {
         assert_eq!(next_phase(Phase::Rendering, Event::InsufficientCredits), Ok(Phase::Blocked));
         assert_eq!(next_phase(Phase::Queued, Event::InsufficientCredits), Ok(Phase::Blocked));
-        assert_eq!(next_phase(Phase::Blocked, Event::Resume), Ok(Phase::Queued));
+        assert_eq!(next_phase(Phase::Blocked, Event::Resume), Ok(Phase::Blocked));
         assert_eq!(next_phase(Phase::Blocked, Event::Succeed), Ok(Phase::Succeeded));
     }
 
@@ -423,20 +210,11 @@ mod tests {
     fn every_pair_of_phase_and_event_is_decided() {
         // 7 phases × 7 events: count the accepted transitions so that adding one is a
         // conscious change of this test.
-        let accepted = Phase::ALL
-            .iter()
-            .flat_map(|p| EVENTS.iter().map(move |e| (*p, *e)))
+        let accepted = Phase::all()
+            .flat_map(|p| EVENTS.iter().map(move |e| (p, *e)))
             .filter(|(p, e)| next_phase(*p, *e).is_ok())
             .count();
         assert_eq!(accepted, 14);
-    }
-
-    #[test]
-    fn api_names_round_trip() {
-        for phase in Phase::ALL {
-            assert_eq!(Phase::from_api_name(phase.api_name()), Some(phase));
-        }
-        assert_eq!(Phase::from_api_name("completed"), None);
     }
 
     #[test]
@@ -531,35 +309,5 @@ mod tests {
         assert_eq!(retention_seconds(Some(5), true, &r), 5);
         let done = ts("2026-01-01T00:00:00Z");
         assert_eq!(expires_at(done, None, false, &r), ts("2026-01-01T00:01:40Z"));
-    }
-
-    #[test]
-    fn price_is_pages_plus_started_mib_above_threshold() {
-        let pricing = Pricing { credits_per_page: 1, size_threshold_bytes: MIB, extra_credits_per_started_mib: 2 };
-        assert_eq!(price(3, 68_699, false, &pricing), Price { base_credits: 3, size_extra: 0, credits_used: 3 });
-        assert_eq!(price(3, MIB, false, &pricing).size_extra, 0);
-        assert_eq!(price(3, MIB + 1, false, &pricing).size_extra, 2);
-        assert_eq!(price(3, 2 * MIB, false, &pricing).size_extra, 2);
-        assert_eq!(price(3, 2 * MIB + 1, false, &pricing), Price { base_credits: 3, size_extra: 4, credits_used: 7 });
-        let per_page = Pricing { credits_per_page: 5, ..pricing };
-        assert_eq!(price(4, 10, false, &per_page).credits_used, 20);
-    }
-
-    #[test]
-    fn previews_are_free() {
-        let pricing = Pricing { credits_per_page: 3, size_threshold_bytes: 0, extra_credits_per_started_mib: 9 };
-        assert_eq!(price(10, 50 * MIB, true, &pricing), Price::default());
-    }
-
-    #[test]
-    fn charges_within_the_balance_and_blocks_beyond_it() {
-        let three = Price { base_credits: 3, size_extra: 0, credits_used: 3 };
-        assert_eq!(charge(Some(10), 5, three), Charge::Charged { credits_remaining: Some(2) });
-        assert_eq!(charge(Some(10), 7, three), Charge::Charged { credits_remaining: Some(0) });
-        assert_eq!(charge(Some(10), 8, three), Charge::Insufficient { credits_remaining: 2 });
-        assert_eq!(charge(None, 1_000_000, three), Charge::Charged { credits_remaining: None });
-        assert_eq!(charge(Some(0), 0, Price::default()), Charge::Charged { credits_remaining: Some(0) });
-        // An account granted less than it already spent still renders free previews.
-        assert_eq!(charge(Some(5), 8, Price::default()), Charge::Charged { credits_remaining: Some(-3) });
     }
 }
