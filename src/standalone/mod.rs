@@ -22,12 +22,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::http::error::ApiError;
 use crate::http::{AppState, app};
 use crate::lifecycle::{Event, Phase};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
-use crate::port::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
+use crate::port::{
+    Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_job_id, new_share_token,
+};
 use crate::render::pool::{PoolConfig, RenderPool};
 use crate::resources::{
     RenderAccount, RenderAccountStatus, RenderJob, RenderJobStatus, RenderTemplate, default_account,
@@ -37,10 +38,11 @@ use crate::storage::{LocalFolder, output_key};
 use settle::end_job;
 use store::{JobRecord, ShareRecord, Store, StoreError};
 
-impl From<StoreError> for ApiError {
+/// A store that fails is an outage to the client; what failed is for the log.
+impl From<StoreError> for HomeError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "store error");
-        ApiError::unavailable("the job store is unavailable; try again")
+        HomeError::Unavailable("the job store is unavailable; try again".to_owned())
     }
 }
 
@@ -142,30 +144,30 @@ impl Standalone {
         self.signer.download_url(&self.public_url, tenant, id, expires_at)
     }
 
-    fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, ApiError> {
-        self.store.read(|c| store::load_job(c, Some(tenant), id))?.ok_or_else(|| ApiError::render_not_found(id))
+    fn load(&self, tenant: &str, id: &str) -> Result<JobRecord, HomeError> {
+        self.store.read(|c| store::load_job(c, Some(tenant), id))?.ok_or_else(|| HomeError::render_not_found(id))
     }
 
-    fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
+    fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
         let record = self.load(tenant, id)?;
         let status = record.job.status.clone().unwrap_or_default();
         match (record.phase(), status.output_key) {
             (Phase::Succeeded, Some(key)) => Ok(key),
-            (phase, _) => Err(ApiError::output_not_ready(id, phase)),
+            (phase, _) => Err(HomeError::OutputNotReady { id: id.to_owned(), phase }),
         }
     }
 
     /// Read a PDF off the async threads (it may be large).
-    async fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
+    async fn read_output(&self, key: &str) -> Result<Vec<u8>, HomeError> {
         let (outputs, owned_key) = (self.outputs.clone(), key.to_owned());
         tokio::task::spawn_blocking(move || outputs.get(&owned_key))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(HomeError::internal)?
             .map_err(|err| {
                 tracing::error!(error = %err, key, "reading an output");
-                ApiError::unavailable("the output storage is unavailable")
+                HomeError::Unavailable("the output storage is unavailable".to_owned())
             })?
-            .ok_or_else(|| ApiError::not_found("output"))
+            .ok_or_else(|| HomeError::not_found(Object::Output))
     }
 
     /// Delete the stored output of `record`, logging (not failing) on errors: the row
@@ -179,12 +181,12 @@ impl Standalone {
 }
 
 impl Backend for Standalone {
-    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
+    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, HomeError> {
         let hash = crate::api_keys::hash(api_key);
         Ok(self.store.read(|c| store::tenant_of_key(c, &hash))?)
     }
 
-    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
+    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), HomeError> {
         // Stored to the millisecond; answer with what is stored.
         let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap_or_else(|_| Timestamp::now());
         let (record, created) = self.store.write(|tx| {
@@ -222,7 +224,7 @@ impl Backend for Standalone {
         Ok((self.job_view(record)?, created))
     }
 
-    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         Ok(self.job_view(self.load(tenant, id)?)?)
     }
 
@@ -232,21 +234,21 @@ impl Backend for Standalone {
         filter: JobFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<JobView>, i64), ApiError> {
+    ) -> Result<(Vec<JobView>, i64), HomeError> {
         let (records, total) = self.store.read(|c| store::list_jobs(c, tenant, &filter, limit, offset))?;
         let views = records.into_iter().map(|r| self.job_view(r)).collect::<Result<Vec<_>, _>>()?;
         Ok((views, total))
     }
 
-    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         let now = Timestamp::now();
         let record = self.store.write(|tx| {
             let Some(mut record) = store::load_job(tx, Some(tenant), id)? else {
-                return Ok(Err(ApiError::render_not_found(id)));
+                return Ok(Err(HomeError::render_not_found(id)));
             };
             let phase = record.phase();
             if phase.is_terminal() {
-                return Ok(Err(ApiError::already_finished(id, phase)));
+                return Ok(Err(HomeError::AlreadyFinished { id: id.to_owned(), phase }));
             }
             end_job(tx, &mut record, Event::Cancel, None, now)?;
             Ok(Ok((record, phase)))
@@ -259,21 +261,21 @@ impl Backend for Standalone {
         Ok(self.job_view(record)?)
     }
 
-    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         let record = self.load(tenant, id)?;
         if record.phase() != Phase::Blocked {
-            return Err(ApiError::not_blocked(id, record.phase()));
+            return Err(HomeError::NotBlocked { id: id.to_owned(), phase: record.phase() });
         }
         self.settle_one(tenant, id)?;
         let record = self.load(tenant, id)?;
         if record.phase() == Phase::Blocked {
             let message = record.job.status.and_then(|s| s.error_message).unwrap_or_default();
-            return Err(ApiError::conflict("INSUFFICIENT_CREDITS", message));
+            return Err(HomeError::InsufficientCredits(message));
         }
         Ok(self.job_view(record)?)
     }
 
-    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), ApiError> {
+    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), HomeError> {
         let record = self.store.write(|tx| {
             let record = store::load_job(tx, Some(tenant), id)?;
             if record.is_some() {
@@ -281,28 +283,28 @@ impl Backend for Standalone {
             }
             Ok(record)
         })?;
-        let record = record.ok_or_else(|| ApiError::render_not_found(id))?;
+        let record = record.ok_or_else(|| HomeError::render_not_found(id))?;
         self.forget_output(&record);
         Ok(())
     }
 
-    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, ApiError> {
+    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, HomeError> {
         let key = self.succeeded_output_key(tenant, id)?;
         self.read_output(&key).await
     }
 
-    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, ApiError> {
+    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, HomeError> {
         self.succeeded_output_key(tenant, id)?;
         Ok(self.signed_download_url(tenant, id, expires_at))
     }
 
-    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, ApiError> {
-        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(ApiError::signature_refused)?;
+    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, HomeError> {
+        self.signer.verify(tenant, id, expires, signature, Timestamp::now())?;
         let key = self.succeeded_output_key(tenant, id)?;
         self.read_output(&key).await
     }
 
-    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
+    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, HomeError> {
         self.succeeded_output_key(tenant, id)?;
         let share = ShareRecord {
             token: new_share_token(),
@@ -316,8 +318,8 @@ impl Backend for Standalone {
         Ok(share_of(share))
     }
 
-    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
-        let gone = || ApiError::not_found("share link");
+    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, HomeError> {
+        let gone = || HomeError::not_found(Object::ShareLink);
         let share = self.store.read(|c| store::load_share(c, token))?.ok_or_else(gone)?;
         if share.revoked_at.is_some() || share.expires_at.is_some_and(|e| e <= Timestamp::now()) {
             return Err(gone());
@@ -326,27 +328,27 @@ impl Backend for Standalone {
         self.read_output(&key).await
     }
 
-    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
+    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, HomeError> {
         Ok(self.store.read(|c| store::list_shares(c, tenant))?.into_iter().map(share_of).collect())
     }
 
-    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
+    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), HomeError> {
         if self.store.write(|tx| store::revoke_share(tx, tenant, token, Timestamp::now()))? {
             Ok(())
         } else {
-            Err(ApiError::not_found("share link"))
+            Err(HomeError::not_found(Object::ShareLink))
         }
     }
 
-    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, ApiError> {
+    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, HomeError> {
         Ok(self.store.read(|c| store::list_templates(c, tenant))?.into_iter().map(template_view).collect())
     }
 
-    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
+    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, HomeError> {
         self.store
             .read(|c| store::load_template(c, tenant, name))?
             .map(template_view)
-            .ok_or_else(|| ApiError::template_not_found(name))
+            .ok_or_else(|| HomeError::template_not_found(name))
     }
 
     async fn put_template(
@@ -354,7 +356,7 @@ impl Backend for Standalone {
         tenant: &str,
         template: RenderTemplate,
         replace: bool,
-    ) -> Result<(TemplateView, bool), ApiError> {
+    ) -> Result<(TemplateView, bool), HomeError> {
         let name = template.metadata.name.clone().unwrap_or_default();
         let now = Timestamp::now();
         let created = if replace {
@@ -362,20 +364,20 @@ impl Backend for Standalone {
         } else if self.store.write(|tx| store::create_template(tx, &template, now))? {
             true
         } else {
-            return Err(ApiError::template_exists(&name));
+            return Err(HomeError::TemplateExists(name));
         };
         Ok((self.template(tenant, &name).await?, created))
     }
 
-    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), HomeError> {
         if self.store.write(|tx| store::delete_template(tx, tenant, name))? {
             Ok(())
         } else {
-            Err(ApiError::not_found(&format!("template {name:?}")))
+            Err(HomeError::template_not_found(name))
         }
     }
 
-    async fn account(&self, tenant: &str) -> Result<RenderAccount, ApiError> {
+    async fn account(&self, tenant: &str) -> Result<RenderAccount, HomeError> {
         let (account, blocked) = self.store.read(|c| {
             let account = store::load_account(c, tenant)?;
             let filter = JobFilter { phase: Some(Phase::Blocked), ..Default::default() };
@@ -399,7 +401,7 @@ impl Backend for Standalone {
         None
     }
 
-    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, ApiError> {
+    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, HomeError> {
         let counts = self.store.read(store::count_by_phase)?;
         Ok(counts.into_iter().filter_map(|(name, n)| Phase::from_api_name(&name).map(|p| (p, n))).collect())
     }

@@ -31,11 +31,12 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::error::ApiError;
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
 use crate::metrics::Metrics;
-use crate::port::{Backend, JobFilter, JobView, NewJob, Share, TemplateView, new_job_id, new_share_token};
+use crate::port::{
+    Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_job_id, new_share_token,
+};
 use crate::resources::{RenderAccount, RenderJob, RenderShare, RenderTemplate, SecretKeyRef};
 use crate::signing::UrlSigner;
 use crate::storage::{MAX_PRESIGNED_LIFETIME, S3Bucket, S3Options};
@@ -143,28 +144,28 @@ pub struct ClusterBackend {
     create_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
-/// An apiserver error as the API answers it; `not_found` makes the 404 (never saying
+/// An apiserver error as the home reports it; `not_found` says what was missing (never
 /// whether another tenant has such an object).
-fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> ApiError) -> ApiError {
+fn cluster_error(err: kube::Error, not_found: impl FnOnce() -> HomeError) -> HomeError {
     match &err {
         kube::Error::Api(status) if status.is_not_found() => not_found(),
         kube::Error::Api(status) if status.is_conflict() => {
-            ApiError::conflict("CONFLICT", "the object changed meanwhile; try again")
+            HomeError::Conflict("the object changed meanwhile; try again".to_owned())
         }
-        kube::Error::Api(status) if status.is_invalid() => ApiError::bad_request(status.message.clone()),
+        kube::Error::Api(status) if status.is_invalid() => HomeError::invalid(status.message.clone()),
         // A ResourceQuota of the tenant's namespace is used up: the tenant's limit, not
-        // an outage, and not a rate that frees itself (so no 429 and no Retry-After).
+        // an outage, and not a rate that frees itself.
         kube::Error::Api(status) if status.is_forbidden() && status.message.contains("exceeded quota") => {
-            ApiError::new(http::StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", status.message.clone())
+            HomeError::QuotaExceeded(status.message.clone())
         }
         // An admission policy of the cluster refused the object; folio's own RBAC
         // refusals (naming its ServiceAccount) are an outage below.
         kube::Error::Api(status) if status.is_forbidden() && !status.message.contains("system:serviceaccount:") => {
-            ApiError::new(http::StatusCode::FORBIDDEN, "REFUSED_BY_CLUSTER", status.message.clone())
+            HomeError::RefusedByCluster(status.message.clone())
         }
         _ => {
             tracing::error!(error = %err, "cluster API call failed");
-            ApiError::unavailable("the cluster API is unavailable; try again")
+            HomeError::Unavailable("the cluster API is unavailable; try again".to_owned())
         }
     }
 }
@@ -183,15 +184,15 @@ fn the_only<K: ResourceExt>(what: &str, mut matching: Vec<Arc<K>>) -> Option<Arc
 }
 
 /// The answer while the caches are still filling.
-fn starting() -> ApiError {
-    ApiError::unavailable("the API is starting (its caches are not filled yet); try again")
+fn starting() -> HomeError {
+    HomeError::Unavailable("the API is starting (its caches are not filled yet); try again".to_owned())
 }
 
 /// The storage key of a job's PDF, once it has succeeded.
-fn output_key_of(job: &RenderJob) -> Result<String, ApiError> {
+fn output_key_of(job: &RenderJob) -> Result<String, HomeError> {
     match (objects::phase(job), job.status.as_ref().and_then(|s| s.output_key.clone())) {
         (Phase::Succeeded, Some(key)) => Ok(key),
-        (phase, _) => Err(ApiError::output_not_ready(&job.name_any(), phase)),
+        (phase, _) => Err(HomeError::OutputNotReady { id: job.name_any(), phase }),
     }
 }
 
@@ -234,27 +235,30 @@ impl ClusterBackend {
         &self.create_locks[usize::from(hash[0]) % self.create_locks.len()]
     }
 
-    fn ensure_synced(&self) -> Result<(), ApiError> {
+    fn ensure_synced(&self) -> Result<(), HomeError> {
         let missing = self.caches.not_synced();
         if missing.is_empty() { Ok(()) } else { Err(starting()) }
     }
 
     /// A live job of `tenant`: from the cache, or (a write the cache has not shown
     /// yet) from the apiserver.
-    async fn load_job(&self, tenant: &str, id: &str) -> Result<RenderJob, ApiError> {
+    async fn load_job(&self, tenant: &str, id: &str) -> Result<RenderJob, HomeError> {
         if let Some(job) = self.caches.jobs.get(tenant, id) {
             return if objects::is_live(&job.metadata) {
                 Ok(RenderJob::clone(&job))
             } else {
-                Err(ApiError::render_not_found(id))
+                Err(HomeError::render_not_found(id))
             };
         }
         if !admission::is_object_name(id) {
-            return Err(ApiError::render_not_found(id));
+            return Err(HomeError::render_not_found(id));
         }
-        let job =
-            self.jobs_api(tenant).get_opt(id).await.map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
-        job.filter(|j| objects::is_live(&j.metadata)).ok_or_else(|| ApiError::render_not_found(id))
+        let job = self
+            .jobs_api(tenant)
+            .get_opt(id)
+            .await
+            .map_err(|e| cluster_error(e, || HomeError::render_not_found(id)))?;
+        job.filter(|j| objects::is_live(&j.metadata)).ok_or_else(|| HomeError::render_not_found(id))
     }
 
     /// Wait until the cached job `id` satisfies `done`; the cached job if it does.
@@ -274,19 +278,19 @@ impl ClusterBackend {
     }
 
     /// The storage key of a succeeded job's PDF.
-    async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, ApiError> {
+    async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
         output_key_of(&self.load_job(tenant, id).await?)
     }
 
-    async fn read_output(&self, key: &str) -> Result<Vec<u8>, ApiError> {
+    async fn read_output(&self, key: &str) -> Result<Vec<u8>, HomeError> {
         self.bucket
             .get(key)
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, key, "reading an output");
-                ApiError::unavailable("the output storage is unavailable")
+                HomeError::Unavailable("the output storage is unavailable".to_owned())
             })?
-            .ok_or_else(|| ApiError::not_found("output"))
+            .ok_or_else(|| HomeError::not_found(Object::Output))
     }
 
     fn cached_account(&self, tenant: &str) -> RenderAccount {
@@ -341,7 +345,7 @@ impl ClusterBackend {
     /// leaves nothing behind. Deriving each job's secret from one key of folio's instead
     /// would need no Secret per job, but the signature would no longer be made with the
     /// secret the client chose, and one leaked key would forge every job's webhooks.
-    async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), ApiError> {
+    async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), HomeError> {
         let id = keyed_job_id(tenant, &new).unwrap_or_else(new_job_id);
         let mut spec = new.spec;
         let webhook_secret = match (new.webhook_secret, spec.webhook.as_mut()) {
@@ -367,7 +371,7 @@ impl ClusterBackend {
                 let existing = self.load_job(tenant, &id).await?;
                 return Ok((existing, false));
             }
-            Err(err) => return Err(cluster_error(err, || ApiError::not_found("namespace"))),
+            Err(err) => return Err(cluster_error(err, || HomeError::not_found(Object::Namespace))),
         };
         if let Some(secret) = webhook_secret {
             let secret = objects::webhook_secret(&created, &secret);
@@ -375,12 +379,12 @@ impl ClusterBackend {
                 let answer = if is_already_exists(&err) {
                     // The Secret of an earlier job of this id (same idempotency key) has
                     // not been collected yet; it cannot be read, so it is not reused.
-                    ApiError::conflict(
-                        "CONFLICT",
-                        "the webhook secret of an earlier job with this id is still being removed; try again",
+                    HomeError::Conflict(
+                        "the webhook secret of an earlier job with this id is still being removed; try again"
+                            .to_owned(),
                     )
                 } else {
-                    cluster_error(err, || ApiError::not_found("namespace"))
+                    cluster_error(err, || HomeError::not_found(Object::Namespace))
                 };
                 self.delete_created_job(&created).await;
                 return Err(answer);
@@ -419,7 +423,7 @@ fn keyed_job_id(tenant: &str, new: &NewJob) -> Option<String> {
 }
 
 impl Backend for ClusterBackend {
-    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, ApiError> {
+    async fn authenticate(&self, api_key: &str) -> Result<Option<String>, HomeError> {
         if !self.caches.keys.is_synced() {
             return Err(starting());
         }
@@ -428,7 +432,7 @@ impl Backend for ClusterBackend {
         Ok(the_only("API key", matching).and_then(|k| k.namespace()))
     }
 
-    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), ApiError> {
+    async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), HomeError> {
         self.ensure_synced()?;
         let keyed = new.idempotency_key.is_some() || new.spec.external_id.is_some();
         let _guard = if keyed { Some(self.create_lock(tenant).lock().await) } else { None };
@@ -444,7 +448,7 @@ impl Backend for ClusterBackend {
         Ok((objects::job_view(job), created))
     }
 
-    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         Ok(objects::job_view(self.load_job(tenant, id).await?))
     }
 
@@ -454,70 +458,69 @@ impl Backend for ClusterBackend {
         filter: JobFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<JobView>, i64), ApiError> {
+    ) -> Result<(Vec<JobView>, i64), HomeError> {
         self.ensure_synced()?;
         let jobs = self.caches.jobs.store().state_filter(|j| j.metadata.namespace.as_deref() == Some(tenant));
         Ok(objects::render_log(jobs, tenant, &filter, limit, offset))
     }
 
-    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         let job = self.load_job(tenant, id).await?;
         let phase = objects::phase(&job);
         if phase.is_terminal() {
-            return Err(ApiError::already_finished(id, phase));
+            return Err(HomeError::AlreadyFinished { id: id.to_owned(), phase });
         }
         let patch = json!({"spec": {"cancel": true}});
         let patched = self
             .jobs_api(tenant)
             .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+            .map_err(|e| cluster_error(e, || HomeError::render_not_found(id)))?;
         // The operator ends the job; answer with its verdict when it comes quickly.
         let ended = self.settled_job(tenant, id, |j| objects::phase(j).is_terminal()).await;
         Ok(objects::job_view(ended.unwrap_or(patched)))
     }
 
-    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, ApiError> {
+    async fn resume_job(&self, tenant: &str, id: &str) -> Result<JobView, HomeError> {
         let job = self.load_job(tenant, id).await?;
         let phase = objects::phase(&job);
         if phase != Phase::Blocked {
-            return Err(ApiError::not_blocked(id, phase));
+            return Err(HomeError::NotBlocked { id: id.to_owned(), phase });
         }
-        objects::can_resume(&job, &self.cached_account(tenant))
-            .map_err(|message| ApiError::conflict("INSUFFICIENT_CREDITS", message))?;
+        objects::can_resume(&job, &self.cached_account(tenant)).map_err(HomeError::InsufficientCredits)?;
         let patch = json!({"metadata": {"annotations": {objects::RESUME_ANNOTATION: Timestamp::now().to_string()}}});
         let patched = self
             .jobs_api(tenant)
             .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+            .map_err(|e| cluster_error(e, || HomeError::render_not_found(id)))?;
         let settled = self.settled_job(tenant, id, |j| objects::phase(j) != Phase::Blocked).await;
         Ok(objects::job_view(settled.unwrap_or(patched)))
     }
 
-    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), ApiError> {
+    async fn delete_job(&self, tenant: &str, id: &str) -> Result<(), HomeError> {
         self.load_job(tenant, id).await?;
         self.jobs_api(tenant)
             .delete(id, &DeleteParams::background())
             .await
-            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+            .map_err(|e| cluster_error(e, || HomeError::render_not_found(id)))?;
         self.caches.jobs.wait_for_removal(self.settle, tenant, id).await;
         Ok(())
     }
 
-    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, ApiError> {
+    async fn output(&self, tenant: &str, id: &str) -> Result<Vec<u8>, HomeError> {
         let key = self.succeeded_output_key(tenant, id).await?;
         self.read_output(&key).await
     }
 
-    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, ApiError> {
+    async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, HomeError> {
         let key = self.succeeded_output_key(tenant, id).await?;
         let lifetime = Timestamp::now().duration_until(expires_at);
         match Duration::try_from(lifetime) {
             Ok(lifetime) if lifetime <= MAX_PRESIGNED_LIFETIME => {
                 self.bucket.presigned_get(&key, lifetime).await.map_err(|err| {
                     tracing::error!(error = %err, key, "presigning a download");
-                    ApiError::unavailable("the output storage is unavailable")
+                    HomeError::Unavailable("the output storage is unavailable".to_owned())
                 })
             }
             // Longer than S3 allows: a URL folio signs and serves itself.
@@ -525,13 +528,13 @@ impl Backend for ClusterBackend {
         }
     }
 
-    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, ApiError> {
-        self.signer.verify(tenant, id, expires, signature, Timestamp::now()).map_err(ApiError::signature_refused)?;
+    async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, HomeError> {
+        self.signer.verify(tenant, id, expires, signature, Timestamp::now())?;
         let key = self.succeeded_output_key(tenant, id).await?;
         self.read_output(&key).await
     }
 
-    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, ApiError> {
+    async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, HomeError> {
         let job = self.load_job(tenant, id).await?;
         output_key_of(&job)?;
         let token = new_share_token();
@@ -540,18 +543,18 @@ impl Backend for ClusterBackend {
             .shares_api(tenant)
             .create(&PostParams::default(), &share)
             .await
-            .map_err(|e| cluster_error(e, || ApiError::render_not_found(id)))?;
+            .map_err(|e| cluster_error(e, || HomeError::render_not_found(id)))?;
         self.caches.shares.wait_for_write(self.settle, &created).await;
         let mut share =
-            objects::share_of(&created).ok_or_else(|| ApiError::internal("a created share link reads back empty"))?;
+            objects::share_of(&created).ok_or_else(|| HomeError::internal("a created share link reads back empty"))?;
         // The one time the token is known: the answer to this request.
         share.token = token;
         share.elided = false;
         Ok(share)
     }
 
-    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, ApiError> {
-        let gone = || ApiError::not_found("share link");
+    async fn shared_output(&self, token: &str) -> Result<Vec<u8>, HomeError> {
+        let gone = || HomeError::not_found(Object::ShareLink);
         let cached = self.cached_share(token).ok_or_else(gone)?;
         let tenant = cached.namespace().ok_or_else(gone)?;
         let share = objects::share_of(&cached).ok_or_else(gone)?;
@@ -562,7 +565,7 @@ impl Backend for ClusterBackend {
         self.read_output(&key).await
     }
 
-    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, ApiError> {
+    async fn shares(&self, tenant: &str) -> Result<Vec<Share>, HomeError> {
         self.ensure_synced()?;
         let mut shares: Vec<Share> = self
             .caches
@@ -576,8 +579,8 @@ impl Backend for ClusterBackend {
         Ok(shares)
     }
 
-    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
-        let share = self.tenant_share(tenant, token).ok_or_else(|| ApiError::not_found("share link"))?;
+    async fn revoke_share(&self, tenant: &str, token: &str) -> Result<(), HomeError> {
+        let share = self.tenant_share(tenant, token).ok_or_else(|| HomeError::not_found(Object::ShareLink))?;
         if share.spec.revoked_at.is_some() {
             return Ok(());
         }
@@ -587,12 +590,12 @@ impl Backend for ClusterBackend {
             .shares_api(tenant)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| cluster_error(e, || ApiError::not_found("share link")))?;
+            .map_err(|e| cluster_error(e, || HomeError::not_found(Object::ShareLink)))?;
         self.caches.shares.wait_for_write(self.settle, &patched).await;
         Ok(())
     }
 
-    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, ApiError> {
+    async fn templates(&self, tenant: &str) -> Result<Vec<TemplateView>, HomeError> {
         self.ensure_synced()?;
         let mut templates: Vec<RenderTemplate> = self
             .caches
@@ -606,7 +609,7 @@ impl Backend for ClusterBackend {
         Ok(templates.into_iter().map(objects::template_view).collect())
     }
 
-    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, ApiError> {
+    async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, HomeError> {
         let template = match self.caches.templates.get(tenant, name) {
             Some(cached) => Some(RenderTemplate::clone(&cached)),
             None if !admission::is_object_name(name) => None,
@@ -614,12 +617,12 @@ impl Backend for ClusterBackend {
                 .templates_api(tenant)
                 .get_opt(name)
                 .await
-                .map_err(|e| cluster_error(e, || ApiError::template_not_found(name)))?,
+                .map_err(|e| cluster_error(e, || HomeError::template_not_found(name)))?,
         };
         template
             .filter(|t| objects::is_live(&t.metadata))
             .map(objects::template_view)
-            .ok_or_else(|| ApiError::template_not_found(name))
+            .ok_or_else(|| HomeError::template_not_found(name))
     }
 
     async fn put_template(
@@ -627,14 +630,14 @@ impl Backend for ClusterBackend {
         tenant: &str,
         template: RenderTemplate,
         replace: bool,
-    ) -> Result<(TemplateView, bool), ApiError> {
+    ) -> Result<(TemplateView, bool), HomeError> {
         let name = template.name_any();
         admission::check_template(&template)?;
         let api = self.templates_api(tenant);
-        let not_found = || ApiError::not_found("namespace");
+        let not_found = || HomeError::not_found(Object::Namespace);
         let (written, created) = match api.create(&PostParams::default(), &template).await {
             Ok(created) => (created, true),
-            Err(err) if is_already_exists(&err) && !replace => return Err(ApiError::template_exists(&name)),
+            Err(err) if is_already_exists(&err) && !replace => return Err(HomeError::TemplateExists(name)),
             Err(err) if is_already_exists(&err) => {
                 // Replace the spec, keeping the object's labels and annotations; retry
                 // when someone else wrote it in between.
@@ -655,19 +658,19 @@ impl Backend for ClusterBackend {
         Ok((objects::template_view(written), created))
     }
 
-    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), HomeError> {
         if !admission::is_object_name(name) {
-            return Err(ApiError::template_not_found(name));
+            return Err(HomeError::template_not_found(name));
         }
         self.templates_api(tenant)
             .delete(name, &DeleteParams::background())
             .await
-            .map_err(|e| cluster_error(e, || ApiError::template_not_found(name)))?;
+            .map_err(|e| cluster_error(e, || HomeError::template_not_found(name)))?;
         self.caches.templates.wait_for_removal(self.settle, tenant, name).await;
         Ok(())
     }
 
-    async fn account(&self, tenant: &str) -> Result<RenderAccount, ApiError> {
+    async fn account(&self, tenant: &str) -> Result<RenderAccount, HomeError> {
         self.ensure_synced()?;
         Ok(self.cached_account(tenant))
     }
@@ -677,7 +680,7 @@ impl Backend for ClusterBackend {
         (!missing.is_empty()).then(|| format!("waiting for the cluster caches to fill: {}", missing.join(", ")))
     }
 
-    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, ApiError> {
+    async fn job_counts(&self) -> Result<Vec<(Phase, i64)>, HomeError> {
         let mut counts = std::collections::HashMap::<Phase, i64>::new();
         for job in self.caches.jobs.store().state() {
             if objects::is_live(&job.metadata) {
