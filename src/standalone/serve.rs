@@ -48,12 +48,7 @@ pub struct ServeOptions {
 /// Run `folio serve` until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let manifests = Manifests::load(&options.files)?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("listening on {}", options.listen))?;
-    let address = listener.local_addr()?;
-    let public_url =
-        options.public_url.clone().unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
+    let (listener, address, public_url) = crate::http::listen(options.listen, options.public_url.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     let home = Arc::new(Standalone::open(&options.data_dir, public_url.clone(), metrics.clone())?);
     let recovered = home.store.write(|tx| store::release_all_claims(tx))?;
