@@ -2,14 +2,18 @@
 //! jobs, templates, accounts and shares. The standalone home implements it over the
 //! embedded database; the cluster home over RenderJob resources. Handlers know only
 //! this trait, so every REST behaviour is written once.
+//!
+//! The port speaks the domain's language, not HTTP's: a home says what went wrong as a
+//! [`HomeError`], and only the REST facade turns that into a status code and an
+//! `errorCode`, so the two homes cannot drift apart in how they answer.
 
 use std::future::Future;
 
 use jiff::Timestamp;
 
-use crate::http::error::ApiError;
 use crate::lifecycle::Phase;
 use crate::resources::{RenderAccount, RenderJob, RenderJobSpec, RenderTemplate};
+use crate::signing::SignatureError;
 
 /// A job as the API shows it.
 #[derive(Clone, Debug)]
@@ -79,6 +83,152 @@ pub struct Share {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// What kind of object a request named that the tenant does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A render job.
+    Render,
+    /// A template.
+    Template,
+    /// A share link (never named back: its token is a credential).
+    ShareLink,
+    /// A job's stored PDF.
+    Output,
+    /// The tenant's namespace (cluster home).
+    Namespace,
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Object::Render => "render",
+            Object::Template => "template",
+            Object::ShareLink => "share link",
+            Object::Output => "output",
+            Object::Namespace => "namespace",
+        })
+    }
+}
+
+/// Why a home refused or failed a request. The messages are for a person and safe to
+/// show a client, except [`HomeError::Internal`]'s detail, which is only logged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HomeError {
+    /// Unknown, or another tenant's: the two are never told apart.
+    #[error("{}", not_found_text(*what, id.as_deref()))]
+    NotFound {
+        /// What was asked for.
+        what: Object,
+        /// Its id or name, where naming it back reveals nothing.
+        id: Option<String>,
+    },
+    /// Cancelling a job that has already ended.
+    #[error("render {id:?} already {}", phase.api_name())]
+    AlreadyFinished {
+        /// The job.
+        id: String,
+        /// The phase it ended in.
+        phase: Phase,
+    },
+    /// Resuming a job that is not blocked.
+    #[error("render {id:?} is {}; only blocked renders resume", phase.api_name())]
+    NotBlocked {
+        /// The job.
+        id: String,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// Resuming a blocked job the account still cannot pay for.
+    #[error("{0}")]
+    InsufficientCredits(String),
+    /// Creating a template whose name is taken.
+    #[error("template {0:?} exists")]
+    TemplateExists(String),
+    /// Asking for the PDF of a job that has not succeeded.
+    #[error("render {id:?} is {}; its PDF is available once it has succeeded", phase.api_name())]
+    OutputNotReady {
+        /// The job.
+        id: String,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// A signed URL that was altered or has expired.
+    #[error(transparent)]
+    SignatureRefused(#[from] SignatureError),
+    /// A quota of the tenant's is used up: its limit, not an outage.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A policy of the cluster refused the object.
+    #[error("{0}")]
+    RefusedByCluster(String),
+    /// The object changed meanwhile, or is still in the way; trying again helps.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request would make an object that is not valid.
+    #[error("{}", invalid_text(field.as_deref(), message))]
+    Invalid {
+        /// Where the problem is (`metadata.name`, …), when it is in one place.
+        field: Option<String>,
+        /// What is wrong there.
+        message: String,
+    },
+    /// The object would be larger than the home can keep.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The store, the storage or the cluster cannot be reached now; trying again helps.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of folio's; the detail is for the log, never for the client.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HomeError {
+    /// A job id this tenant does not have.
+    pub fn render_not_found(id: &str) -> HomeError {
+        HomeError::NotFound { what: Object::Render, id: Some(id.to_owned()) }
+    }
+
+    /// A template name this tenant does not have.
+    pub fn template_not_found(name: &str) -> HomeError {
+        HomeError::NotFound { what: Object::Template, id: Some(name.to_owned()) }
+    }
+
+    /// Something this tenant does not have, not named back.
+    pub fn not_found(what: Object) -> HomeError {
+        HomeError::NotFound { what, id: None }
+    }
+
+    /// A problem that is not about one field.
+    pub fn invalid(message: impl Into<String>) -> HomeError {
+        HomeError::Invalid { field: None, message: message.into() }
+    }
+
+    /// A problem with one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> HomeError {
+        HomeError::Invalid { field: Some(field.into()), message: message.into() }
+    }
+
+    /// A fault of folio's, with the detail for the log.
+    pub fn internal(detail: impl std::fmt::Display) -> HomeError {
+        HomeError::Internal(detail.to_string())
+    }
+}
+
+fn not_found_text(what: Object, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("{what} {id:?} not found"),
+        None => format!("{what} not found"),
+    }
+}
+
+fn invalid_text(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(field) => format!("{field}: {message}"),
+        None => message.to_owned(),
+    }
+}
+
 /// A new job id: a UUIDv7, so ids sort by acceptance time and are valid Kubernetes
 /// object names. Both homes name jobs this way.
 pub fn new_job_id() -> String {
@@ -93,16 +243,16 @@ pub fn new_share_token() -> String {
 }
 
 /// What a home offers the REST facade. Every method is scoped to a tenant, and a
-/// tenant's request for another tenant's object gets `404`.
+/// tenant's request for another tenant's object is [`HomeError::NotFound`].
 pub trait Backend: Send + Sync + 'static {
     /// The tenant an API key belongs to, or `None` for an unknown or revoked key.
-    fn authenticate(&self, api_key: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    fn authenticate(&self, api_key: &str) -> impl Future<Output = Result<Option<String>, HomeError>> + Send;
 
     /// Accept a job. A job with the same idempotency key or external id is returned
     /// instead of a new one (`false`: not created).
-    fn create_job(&self, tenant: &str, job: NewJob) -> impl Future<Output = Result<(JobView, bool), ApiError>> + Send;
+    fn create_job(&self, tenant: &str, job: NewJob) -> impl Future<Output = Result<(JobView, bool), HomeError>> + Send;
     /// One job.
-    fn job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, HomeError>> + Send;
     /// A page of the render log, newest first, and the number of all matches.
     fn jobs(
         &self,
@@ -110,31 +260,31 @@ pub trait Backend: Send + Sync + 'static {
         filter: JobFilter,
         limit: i64,
         offset: i64,
-    ) -> impl Future<Output = Result<(Vec<JobView>, i64), ApiError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<JobView>, i64), HomeError>> + Send;
     /// Cancel a job that has not finished.
-    fn cancel_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn cancel_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, HomeError>> + Send;
     /// Resume a blocked job.
-    fn resume_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, ApiError>> + Send;
+    fn resume_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<JobView, HomeError>> + Send;
     /// Delete a job and its output.
-    fn delete_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn delete_job(&self, tenant: &str, id: &str) -> impl Future<Output = Result<(), HomeError>> + Send;
     /// The PDF of a succeeded job.
-    fn output(&self, tenant: &str, id: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
+    fn output(&self, tenant: &str, id: &str) -> impl Future<Output = Result<Vec<u8>, HomeError>> + Send;
     /// A URL that downloads the PDF without an API key until `expires_at`.
     fn signed_url(
         &self,
         tenant: &str,
         id: &str,
         expires_at: Timestamp,
-    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    ) -> impl Future<Output = Result<String, HomeError>> + Send;
 
-    /// The PDF behind a signed URL this home minted (`404` if it mints none itself).
+    /// The PDF behind a signed URL this home minted.
     fn signed_output(
         &self,
         tenant: &str,
         id: &str,
         expires: i64,
         signature: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, HomeError>> + Send;
 
     /// Make a share link for a succeeded job.
     fn create_share(
@@ -142,35 +292,34 @@ pub trait Backend: Send + Sync + 'static {
         tenant: &str,
         id: &str,
         expires_at: Option<Timestamp>,
-    ) -> impl Future<Output = Result<Share, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Share, HomeError>> + Send;
     /// The PDF behind a live share link (no tenant: the token is the credential).
-    fn shared_output(&self, token: &str) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
+    fn shared_output(&self, token: &str) -> impl Future<Output = Result<Vec<u8>, HomeError>> + Send;
     /// The tenant's share links.
-    fn shares(&self, tenant: &str) -> impl Future<Output = Result<Vec<Share>, ApiError>> + Send;
+    fn shares(&self, tenant: &str) -> impl Future<Output = Result<Vec<Share>, HomeError>> + Send;
     /// Revoke a share link at once.
-    fn revoke_share(&self, tenant: &str, token: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn revoke_share(&self, tenant: &str, token: &str) -> impl Future<Output = Result<(), HomeError>> + Send;
 
     /// The tenant's templates.
-    fn templates(&self, tenant: &str) -> impl Future<Output = Result<Vec<TemplateView>, ApiError>> + Send;
+    fn templates(&self, tenant: &str) -> impl Future<Output = Result<Vec<TemplateView>, HomeError>> + Send;
     /// One template.
-    fn template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<TemplateView, ApiError>> + Send;
-    /// Create or replace a template (`true`: created).
+    fn template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<TemplateView, HomeError>> + Send;
     /// Create a template, or replace it when `replace` (`true` in the answer: created).
-    /// Without `replace`, an existing template is a `409`.
+    /// Without `replace`, an existing template is [`HomeError::TemplateExists`].
     fn put_template(
         &self,
         tenant: &str,
         template: RenderTemplate,
         replace: bool,
-    ) -> impl Future<Output = Result<(TemplateView, bool), ApiError>> + Send;
+    ) -> impl Future<Output = Result<(TemplateView, bool), HomeError>> + Send;
     /// Delete a template.
-    fn delete_template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn delete_template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<(), HomeError>> + Send;
 
     /// The tenant's account (defaults when none was applied), with its balance.
-    fn account(&self, tenant: &str) -> impl Future<Output = Result<RenderAccount, ApiError>> + Send;
+    fn account(&self, tenant: &str) -> impl Future<Output = Result<RenderAccount, HomeError>> + Send;
 
     /// Why the home cannot serve now, if it cannot (readiness).
     fn not_ready(&self) -> impl Future<Output = Option<String>> + Send;
     /// Jobs per phase and jobs waiting to render, for metrics.
-    fn job_counts(&self) -> impl Future<Output = Result<Vec<(Phase, i64)>, ApiError>> + Send;
+    fn job_counts(&self) -> impl Future<Output = Result<Vec<(Phase, i64)>, HomeError>> + Send;
 }

@@ -3,7 +3,8 @@
 //!
 //! Handlers return [`ApiError`]; its response carries the error as an extension, and
 //! [`with_request_id`] writes the body once the request id is known. Internal details
-//! are logged, never sent.
+//! are logged, never sent. A home's [`HomeError`] becomes an [`ApiError`] here and
+//! nowhere else, so status codes and `errorCode`s are chosen in one place.
 
 use axum::Json;
 use axum::extract::Request;
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::lifecycle::Phase;
+use crate::port::HomeError;
 use crate::signing::SignatureError;
 
 /// An error as the API answers it.
@@ -36,10 +37,6 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
     }
-    /// 404: unknown, or another tenant's (never reveal which).
-    pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
-    }
     /// 409: the request conflicts with the resource's state.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)
@@ -52,45 +49,38 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
-    /// 404 for a job id this tenant does not have.
-    pub fn render_not_found(id: &str) -> ApiError {
-        ApiError::not_found(&format!("render {id:?}"))
-    }
-    /// 404 for a template name this tenant does not have.
-    pub fn template_not_found(name: &str) -> ApiError {
-        ApiError::not_found(&format!("template {name:?}"))
-    }
-    /// 409: cancelling a job that already ended.
-    pub fn already_finished(id: &str, phase: Phase) -> ApiError {
-        ApiError::conflict("ALREADY_FINISHED", format!("render {id:?} already {}", phase.api_name()))
-    }
-    /// 409: resuming a job that is not blocked.
-    pub fn not_blocked(id: &str, phase: Phase) -> ApiError {
-        ApiError::conflict("NOT_BLOCKED", format!("render {id:?} is {}; only blocked renders resume", phase.api_name()))
-    }
-    /// 409: asking for the PDF of a job that has not succeeded.
-    pub fn output_not_ready(id: &str, phase: Phase) -> ApiError {
-        ApiError::conflict(
-            "NOT_READY",
-            format!("render {id:?} is {}; its PDF is available once it has succeeded", phase.api_name()),
-        )
-    }
-    /// 409: creating a template whose name is taken.
-    pub fn template_exists(name: &str) -> ApiError {
-        ApiError::conflict("TEMPLATE_EXISTS", format!("template {name:?} exists; PUT /v1/templates/{name} replaces it"))
-    }
-    /// 403 for a signed URL that was altered or has expired.
-    pub fn signature_refused(err: SignatureError) -> ApiError {
-        let code = match err {
-            SignatureError::Invalid => "SIGNATURE_INVALID",
-            SignatureError::Expired => "URL_EXPIRED",
-        };
-        ApiError::new(StatusCode::FORBIDDEN, code, err.to_string())
-    }
     /// 500: a fault of folio's; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; see the server log")
+    }
+}
+
+impl From<HomeError> for ApiError {
+    fn from(err: HomeError) -> ApiError {
+        let message = err.to_string();
+        let (status, code) = match err {
+            HomeError::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            HomeError::AlreadyFinished { .. } => (StatusCode::CONFLICT, "ALREADY_FINISHED"),
+            HomeError::NotBlocked { .. } => (StatusCode::CONFLICT, "NOT_BLOCKED"),
+            HomeError::InsufficientCredits(_) => (StatusCode::CONFLICT, "INSUFFICIENT_CREDITS"),
+            HomeError::TemplateExists(name) => {
+                let message = format!("{message}; PUT /v1/templates/{name} replaces it");
+                return ApiError::conflict("TEMPLATE_EXISTS", message);
+            }
+            HomeError::OutputNotReady { .. } => (StatusCode::CONFLICT, "NOT_READY"),
+            HomeError::SignatureRefused(SignatureError::Invalid) => (StatusCode::FORBIDDEN, "SIGNATURE_INVALID"),
+            HomeError::SignatureRefused(SignatureError::Expired) => (StatusCode::FORBIDDEN, "URL_EXPIRED"),
+            // The tenant's limit, not a rate that frees itself: no 429 and no Retry-After.
+            HomeError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED"),
+            HomeError::RefusedByCluster(_) => (StatusCode::FORBIDDEN, "REFUSED_BY_CLUSTER"),
+            HomeError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            HomeError::Invalid { .. } => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+            HomeError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            HomeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            HomeError::Internal(detail) => return ApiError::internal(detail),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
@@ -185,4 +175,62 @@ fn framework_error(response: &Response) -> Option<ApiError> {
         _ => ("INVALID_REQUEST", "the request is not valid"),
     };
     Some(ApiError::new(status, code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Phase;
+    use crate::port::Object;
+
+    #[test]
+    fn every_home_error_keeps_the_status_code_and_message_the_api_has_always_answered() {
+        let id = || "0197".to_owned();
+        let cases = [
+            (HomeError::render_not_found("0197"), 404, "NOT_FOUND", r#"render "0197" not found"#),
+            (HomeError::template_not_found("invoice"), 404, "NOT_FOUND", r#"template "invoice" not found"#),
+            (HomeError::not_found(Object::ShareLink), 404, "NOT_FOUND", "share link not found"),
+            (HomeError::not_found(Object::Output), 404, "NOT_FOUND", "output not found"),
+            (HomeError::not_found(Object::Namespace), 404, "NOT_FOUND", "namespace not found"),
+            (
+                HomeError::AlreadyFinished { id: id(), phase: Phase::Succeeded },
+                409,
+                "ALREADY_FINISHED",
+                r#"render "0197" already succeeded"#,
+            ),
+            (
+                HomeError::NotBlocked { id: id(), phase: Phase::Queued },
+                409,
+                "NOT_BLOCKED",
+                r#"render "0197" is queued; only blocked renders resume"#,
+            ),
+            (HomeError::InsufficientCredits("needs 2 credits".into()), 409, "INSUFFICIENT_CREDITS", "needs 2 credits"),
+            (
+                HomeError::TemplateExists("invoice".into()),
+                409,
+                "TEMPLATE_EXISTS",
+                r#"template "invoice" exists; PUT /v1/templates/invoice replaces it"#,
+            ),
+            (
+                HomeError::OutputNotReady { id: id(), phase: Phase::Rendering },
+                409,
+                "NOT_READY",
+                r#"render "0197" is rendering; its PDF is available once it has succeeded"#,
+            ),
+            (SignatureError::Invalid.into(), 403, "SIGNATURE_INVALID", "the signature is not valid"),
+            (SignatureError::Expired.into(), 403, "URL_EXPIRED", "the link has expired"),
+            (HomeError::QuotaExceeded("exceeded quota".into()), 403, "QUOTA_EXCEEDED", "exceeded quota"),
+            (HomeError::RefusedByCluster("denied".into()), 403, "REFUSED_BY_CLUSTER", "denied"),
+            (HomeError::Conflict("try again".into()), 409, "CONFLICT", "try again"),
+            (HomeError::invalid_field("metadata.name", "too long"), 400, "INVALID_REQUEST", "metadata.name: too long"),
+            (HomeError::invalid("refused by its CRD"), 400, "INVALID_REQUEST", "refused by its CRD"),
+            (HomeError::TooLarge("2 MiB".into()), 413, "PAYLOAD_TOO_LARGE", "2 MiB"),
+            (HomeError::Unavailable("try again".into()), 503, "UNAVAILABLE", "try again"),
+            (HomeError::internal("disk on fire"), 500, "INTERNAL", "internal error; see the server log"),
+        ];
+        for (err, status, code, message) in cases {
+            let answer = ApiError::from(err);
+            assert_eq!((answer.status.as_u16(), answer.code, answer.message.as_str()), (status, code, message));
+        }
+    }
 }

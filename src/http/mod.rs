@@ -11,8 +11,11 @@ pub use renders::DEFAULT_URL_LIFETIME;
 mod shares;
 mod templates;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
@@ -94,6 +97,19 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Tenant {
 /// Whether `name` can be a tenant: a Kubernetes namespace name (one DNS label).
 pub fn is_tenant_name(name: &str) -> bool {
     templates::is_dns_label(name)
+}
+
+/// The socket a home's API listens on, its address (the port may be the system's
+/// choice), and the URL clients reach it at: `public_url` without a trailing `/`, or
+/// else `http://<address>`.
+pub async fn listen(
+    address: SocketAddr,
+    public_url: Option<&str>,
+) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr, String)> {
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
+    let bound = listener.local_addr()?;
+    let public_url = public_url.map_or_else(|| format!("http://{bound}"), str::to_owned);
+    Ok((listener, bound, public_url.trim_end_matches('/').to_owned()))
 }
 
 /// The whole API as a router.

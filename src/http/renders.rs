@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use super::{AppState, Tenant};
 use crate::lifecycle::Phase;
-use crate::port::{Backend, JobFilter, JobView, NewJob};
+use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob};
 use crate::prepare;
 use crate::resources::{InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec};
 
@@ -144,16 +144,13 @@ async fn job_spec<B: Backend>(
         }
         (None, None) => return Err(ApiError::bad_request("give templateId or template")),
         (Some(id), None) => {
-            let stored = state.backend.template(tenant, &id).await.map_err(|err| {
-                if err.status == StatusCode::NOT_FOUND {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "TEMPLATE_NOT_FOUND",
-                        format!("templateId: template {id:?} not found"),
-                    )
-                } else {
-                    err
-                }
+            let stored = state.backend.template(tenant, &id).await.map_err(|err| match err {
+                HomeError::NotFound { .. } => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "TEMPLATE_NOT_FOUND",
+                    format!("templateId: template {id:?} not found"),
+                ),
+                other => other.into(),
             })?;
             let spec = &stored.template.spec;
             if let Some(schema) = &spec.data_schema {

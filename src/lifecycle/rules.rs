@@ -46,7 +46,7 @@ pub fn next_phase(from: Phase, event: Event) -> Result<Phase, TransitionRefused>
         (_, _) if from.is_terminal() => None,
         (Queued, Start) => Some(Rendering),
         (Rendering, Succeed) => Some(Succeeded),
-        (Rendering, Fail) | (Queued, Fail) => Some(Failed),
+        (Queued | Rendering | Blocked, Fail) => Some(Failed),
         (Queued | Rendering, InsufficientCredits) => Some(Blocked),
         (Blocked, Resume) => Some(Blocked),
         (Blocked, Succeed) => Some(Succeeded),
@@ -172,6 +172,8 @@ mod tests {
     fn a_failed_attempt_fails_the_job() {
         assert_eq!(next_phase(Phase::Rendering, Event::Fail), Ok(Phase::Failed));
         assert_eq!(next_phase(Phase::Queued, Event::Fail), Ok(Phase::Failed));
+        // A blocked job that can no longer be settled (its render facts are gone).
+        assert_eq!(next_phase(Phase::Blocked, Event::Fail), Ok(Phase::Failed));
     }
 
     #[test]
@@ -198,7 +200,6 @@ mod tests {
             (Phase::Rendering, Event::Start),
             (Phase::Rendering, Event::Resume),
             (Phase::Blocked, Event::Start),
-            (Phase::Blocked, Event::Fail),
             (Phase::Blocked, Event::InsufficientCredits),
         ];
         for (phase, event) in refused {
@@ -214,7 +215,7 @@ mod tests {
             .flat_map(|p| EVENTS.iter().map(move |e| (p, *e)))
             .filter(|(p, e)| next_phase(*p, *e).is_ok())
             .count();
-        assert_eq!(accepted, 14);
+        assert_eq!(accepted, 15);
     }
 
     #[test]

@@ -16,17 +16,17 @@
 //! - the size: an object must fit into etcd, and a job's render input into the
 //!   ConfigMap of its renderer Pod.
 //!
-//! Every refusal is a 400 (413 for the size) whose message says what is wrong and where.
+//! Every refusal is [`HomeError::Invalid`] ([`HomeError::TooLarge`] for the size), saying
+//! what is wrong and where.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use axum::http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{CustomResourceExt, Resource};
 use serde_json::Value;
 
-use crate::http::error::ApiError;
+use crate::port::HomeError;
 use crate::resources::{RenderJob, RenderTemplate};
 
 /// Largest object `folio api` creates, as JSON: a job's whole input must fit into its
@@ -40,13 +40,13 @@ const MAX_LABEL_LENGTH: usize = 63;
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 
 /// Refuse a RenderJob the API server would refuse.
-pub fn check_job(job: &RenderJob) -> Result<(), ApiError> {
+pub fn check_job(job: &RenderJob) -> Result<(), HomeError> {
     static SCHEMA: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     check_object(job, &job.metadata, &SCHEMA)
 }
 
 /// Refuse a RenderTemplate the API server would refuse.
-pub fn check_template(template: &RenderTemplate) -> Result<(), ApiError> {
+pub fn check_template(template: &RenderTemplate) -> Result<(), HomeError> {
     static SCHEMA: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     check_object(template, &template.metadata, &SCHEMA)
 }
@@ -63,28 +63,24 @@ fn check_object<K>(
     object: &K,
     meta: &ObjectMeta,
     schema: &OnceLock<Result<jsonschema::Validator, String>>,
-) -> Result<(), ApiError>
+) -> Result<(), HomeError>
 where
     K: Resource<DynamicType = ()> + CustomResourceExt + serde::Serialize,
 {
     let kind = K::kind(&());
     check_metadata(&kind, meta)?;
-    let value = serde_json::to_value(object).map_err(ApiError::internal)?;
+    let value = serde_json::to_value(object).map_err(HomeError::internal)?;
     let size = value.to_string().len();
     if size > MAX_OBJECT_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!(
-                "the {kind} would be {} KiB; at most {} KiB fit (keep large data and assets out of the request)",
-                size.div_ceil(1024),
-                MAX_OBJECT_BYTES / 1024
-            ),
-        ));
+        return Err(HomeError::TooLarge(format!(
+            "the {kind} would be {} KiB; at most {} KiB fit (keep large data and assets out of the request)",
+            size.div_ceil(1024),
+            MAX_OBJECT_BYTES / 1024
+        )));
     }
     let validator = schema.get_or_init(|| crd_validator::<K>()).as_ref().map_err(|err| {
         tracing::error!(%kind, error = %err, "the CRD schema does not compile as a JSON Schema");
-        ApiError::internal(err)
+        HomeError::internal(err)
     })?;
     let problems: Vec<String> = validator
         .iter_errors(&value)
@@ -98,7 +94,7 @@ where
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("the {kind} would be refused by its CRD: {}", problems.join("; "))))
+        Err(HomeError::invalid(format!("the {kind} would be refused by its CRD: {}", problems.join("; "))))
     }
 }
 
@@ -131,57 +127,70 @@ fn openapi_to_json_schema(node: Value) -> Value {
 }
 
 /// The checks the API server makes on every object's metadata.
-fn check_metadata(kind: &str, meta: &ObjectMeta) -> Result<(), ApiError> {
+fn check_metadata(kind: &str, meta: &ObjectMeta) -> Result<(), HomeError> {
     let name = meta.name.as_deref().unwrap_or_default();
     if !is_object_name(name) {
-        return Err(ApiError::bad_request(format!(
-            "metadata.name: {name:?} is not a valid {kind} name: at most {MAX_NAME_LENGTH} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-        )));
+        return Err(HomeError::invalid_field(
+            "metadata.name",
+            format!(
+                "{name:?} is not a valid {kind} name: at most {MAX_NAME_LENGTH} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+            ),
+        ));
     }
     if let Some(namespace) = meta.namespace.as_deref()
         && !is_dns_label(namespace)
     {
-        return Err(ApiError::bad_request(format!(
-            "metadata.namespace: {namespace:?} is not a namespace name: at most {MAX_LABEL_LENGTH} lowercase letters, digits and '-'"
-        )));
+        return Err(HomeError::invalid_field(
+            "metadata.namespace",
+            format!(
+                "{namespace:?} is not a namespace name: at most {MAX_LABEL_LENGTH} lowercase letters, digits and '-'"
+            ),
+        ));
     }
     for (key, value) in meta.labels.iter().flatten() {
         check_key("metadata.labels", key)?;
         if !is_label_value(value) {
-            return Err(ApiError::bad_request(format!(
-                "metadata.labels.{key}: {value:?} is not a label value: at most {MAX_LABEL_LENGTH} letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-            )));
+            return Err(HomeError::invalid_field(
+                format!("metadata.labels.{key}"),
+                format!(
+                    "{value:?} is not a label value: at most {MAX_LABEL_LENGTH} letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+                ),
+            ));
         }
     }
     check_annotations(meta.annotations.as_ref())
 }
 
-fn check_annotations(annotations: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
+fn check_annotations(annotations: Option<&BTreeMap<String, String>>) -> Result<(), HomeError> {
     let mut total = 0;
     for (key, value) in annotations.into_iter().flatten() {
         check_key("metadata.annotations", key)?;
         total += key.len() + value.len();
     }
     if total > MAX_ANNOTATIONS_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "metadata.annotations: {total} bytes in all; at most {MAX_ANNOTATIONS_BYTES}"
-        )));
+        return Err(HomeError::invalid_field(
+            "metadata.annotations",
+            format!("{total} bytes in all; at most {MAX_ANNOTATIONS_BYTES}"),
+        ));
     }
     Ok(())
 }
 
 /// A label or annotation key: an optional DNS-subdomain prefix and `/`, then a name of
 /// at most 63 characters.
-fn check_key(field: &str, key: &str) -> Result<(), ApiError> {
+fn check_key(field: &str, key: &str) -> Result<(), HomeError> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
     let prefix_ok = prefix.is_none_or(|p| !p.is_empty() && is_object_name(p));
     if !prefix_ok || name.is_empty() || !is_label_value(name) {
-        return Err(ApiError::bad_request(format!(
-            "{field}: {key:?} is not a valid key: [prefix/]name, the prefix a DNS subdomain, the name at most {MAX_LABEL_LENGTH} letters, digits, '-', '_' and '.'"
-        )));
+        return Err(HomeError::invalid_field(
+            field,
+            format!(
+                "{key:?} is not a valid key: [prefix/]name, the prefix a DNS subdomain, the name at most {MAX_LABEL_LENGTH} letters, digits, '-', '_' and '.'"
+            ),
+        ));
     }
     Ok(())
 }
@@ -246,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_bound_of_the_crd_is_refused_with_its_path() {
-        let refused = |spec: RenderJobSpec| check_job(&job(spec)).unwrap_err().message;
+        let refused = |spec: RenderJobSpec| check_job(&job(spec)).unwrap_err().to_string();
         let message = refused(RenderJobSpec { backoff_limit: Some(-1), ..Default::default() });
         assert!(message.contains("spec.backoffLimit: -1 is less than the minimum of 0"), "{message}");
         let message = refused(RenderJobSpec { data: Some(serde_json::json!("text")), ..Default::default() });
@@ -260,7 +269,7 @@ mod tests {
             job.metadata.labels = Some(labels.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
             job.metadata.annotations =
                 Some(annotations.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
-            check_job(&job).map_err(|e| e.message)
+            check_job(&job).map_err(|e| e.to_string())
         };
         with(vec![("folio.dev/job", "a.b_c-1"), ("team", "")], vec![("example.com/note", "anything at all")]).unwrap();
         let long = "v".repeat(64);
@@ -272,7 +281,7 @@ mod tests {
         assert!(with(vec![], vec![("note", &huge)]).unwrap_err().contains("bytes in all"));
         let mut job = job(RenderJobSpec::default());
         job.metadata.namespace = Some("Acme".into());
-        assert!(check_job(&job).unwrap_err().message.starts_with("metadata.namespace:"));
+        assert!(check_job(&job).unwrap_err().to_string().starts_with("metadata.namespace:"));
     }
 
     #[test]

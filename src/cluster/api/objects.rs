@@ -471,7 +471,11 @@ mod tests {
     #[test]
     fn a_blocked_job_resumes_only_when_the_balance_covers_it() {
         let mut blocked = RenderJob::clone(&job("acme", "b", 1, Some(Phase::Blocked)));
-        blocked.status.as_mut().unwrap().page_count = Some(3);
+        let rendered = blocked.status.as_mut().unwrap();
+        rendered.page_count = Some(3);
+        rendered.total_bytes = Some(2048);
+        rendered.sha256 = Some("ab".repeat(32));
+        rendered.output_key = Some("acme/b.pdf".into());
         let mut account = RenderAccount::new("a", RenderAccountSpec { credits: Some(10), ..Default::default() });
         account.status = Some(crate::resources::RenderAccountStatus { credits_used: 8, ..Default::default() });
         assert_eq!(

@@ -23,12 +23,12 @@ use super::objects::{self, IDEMPOTENCY_KEY_ANNOTATION, RESUME_ANNOTATION};
 use super::{Cache, Caches, ClusterBackend};
 use crate::http::{AppState, app};
 use crate::lifecycle::Phase;
-use crate::port::{Backend, JobFilter, NewJob};
+use crate::port::{Backend, HomeError, JobFilter, NewJob, Object};
 use crate::resources::{
     RenderAccount, RenderAccountSpec, RenderAccountStatus, RenderApiKey, RenderJob, RenderJobSpec, RenderJobStatus,
     RenderShare, RenderTemplate, WebhookSpec,
 };
-use crate::signing::UrlSigner;
+use crate::signing::{SignatureError, UrlSigner};
 use crate::storage::S3Bucket;
 
 const ACCESS_KEY: &str = "folio-test-access";
@@ -218,7 +218,7 @@ async fn keys_authenticate_from_the_key_cache_once_it_is_synced_until_revoked() 
     let mut fixture = Fixture::new().await;
     let (key, mut object) = api_key("acme");
     let early = fixture.backend.authenticate(&key).await.unwrap_err();
-    assert_eq!(early.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(matches!(early, HomeError::Unavailable(_)), "{early:?}");
     fixture.keys.sync(vec![object.clone()]);
     assert_eq!(fixture.backend.authenticate(&key).await.unwrap().as_deref(), Some("acme"));
     assert_eq!(fixture.backend.authenticate("folio_unknown").await.unwrap(), None);
@@ -349,7 +349,7 @@ async fn a_refused_webhook_secret_deletes_the_job_it_was_for() {
     assert_eq!(body["preconditions"]["uid"], object["metadata"]["uid"], "that job only");
     respond(send, StatusCode::OK, &object);
     let err = call.await.unwrap().unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED"));
+    assert!(matches!(err, HomeError::QuotaExceeded(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -367,7 +367,8 @@ async fn a_job_the_cache_has_not_seen_is_read_from_the_apiserver_once() {
     let (_, _, _, send) = fixture.next().await;
     not_found(send);
     let err = call.await.unwrap().unwrap_err();
-    assert_eq!((err.status, err.message.as_str()), (StatusCode::NOT_FOUND, "render \"nothing\" not found"));
+    assert_eq!(err, HomeError::render_not_found("nothing"));
+    assert_eq!(err.to_string(), "render \"nothing\" not found");
 }
 
 #[tokio::test]
@@ -378,7 +379,7 @@ async fn another_tenants_job_is_not_found_without_revealing_it() {
     let (_, path, _, send) = fixture.next().await;
     assert_eq!(path, "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs/theirs");
     not_found(send);
-    assert_eq!(call.await.unwrap().unwrap_err().status, StatusCode::NOT_FOUND);
+    assert_eq!(call.await.unwrap().unwrap_err(), HomeError::render_not_found("theirs"));
 }
 
 #[tokio::test]
@@ -418,13 +419,17 @@ async fn cancelling_a_finished_job_is_a_conflict_and_writes_nothing() {
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "ALREADY_FINISHED"));
+    assert_eq!(err, HomeError::AlreadyFinished { id: "done".into(), phase: Phase::Succeeded });
 }
 
 #[tokio::test]
 async fn resume_refuses_while_credits_are_short_and_annotates_when_they_suffice() {
     let mut blocked = job("acme", "b1", Phase::Blocked);
-    blocked.status.as_mut().unwrap().page_count = Some(3);
+    let rendered = blocked.status.as_mut().unwrap();
+    rendered.page_count = Some(3);
+    rendered.total_bytes = Some(2048);
+    rendered.sha256 = Some("ab".repeat(32));
+    rendered.output_key = Some("acme/b1.pdf".into());
     let mut fixture = Fixture::synced(vec![blocked.clone(), job("acme", "q1", Phase::Queued)]).await;
     let mut account = RenderAccount::new("acme", RenderAccountSpec { credits: Some(10), ..Default::default() });
     account.metadata.namespace = Some("acme".into());
@@ -432,12 +437,13 @@ async fn resume_refuses_while_credits_are_short_and_annotates_when_they_suffice(
     fixture.accounts.apply(account.clone());
 
     let err = fixture.backend.resume_job("acme", "q1").await.unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "NOT_BLOCKED"));
+    assert_eq!(err, HomeError::NotBlocked { id: "q1".into(), phase: Phase::Queued });
     let err = fixture.backend.resume_job("acme", "b1").await.unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "INSUFFICIENT_CREDITS"));
     assert_eq!(
-        err.message,
-        "the render costs 3 credits and the account has 2 left; it continues when credits are added"
+        err,
+        HomeError::InsufficientCredits(
+            "the render costs 3 credits and the account has 2 left; it continues when credits are added".into()
+        )
     );
 
     account.spec.credits = Some(100);
@@ -483,7 +489,7 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     fixture.bucket.put(&crate::storage::output_key("acme", "done"), b"%PDF-1.7 done".to_vec()).await.unwrap();
     assert_eq!(fixture.backend.output("acme", "done").await.unwrap(), b"%PDF-1.7 done");
     let err = fixture.backend.output("acme", "busy").await.unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "NOT_READY"));
+    assert_eq!(err, HomeError::OutputNotReady { id: "busy".into(), phase: Phase::Rendering });
 
     let expires = Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
     let presigned = fixture.backend.signed_url("acme", "done", expires).await.unwrap();
@@ -497,7 +503,7 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     let (expires_at, signature) = (query[0].1.parse::<i64>().unwrap(), query[1].1.clone());
     assert_eq!(fixture.backend.signed_output("acme", "done", expires_at, &signature).await.unwrap(), b"%PDF-1.7 done");
     let err = fixture.backend.signed_output("acme", "done", expires_at + 1, &signature).await.unwrap_err();
-    assert_eq!(err.status, StatusCode::FORBIDDEN);
+    assert_eq!(err, HomeError::SignatureRefused(SignatureError::Invalid));
 
     let backend = fixture.backend.clone();
     let call = tokio::spawn(async move { backend.create_share("acme", "done", None).await });
@@ -516,10 +522,11 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     let listed = fixture.backend.shares("acme").await.unwrap();
     let shown = format!("{}\u{2026}", &share.token[..objects::SHARE_TOKEN_PREFIX_LEN]);
     assert_eq!(listed.iter().map(|s| s.token.as_str()).collect::<Vec<_>>(), [shown.as_str()], "listed by prefix");
-    assert_eq!(fixture.backend.shared_output(&shown).await.unwrap_err().status, StatusCode::NOT_FOUND);
+    assert_eq!(fixture.backend.shared_output(&shown).await.unwrap_err(), HomeError::not_found(Object::ShareLink));
     assert!(fixture.backend.shares("globex").await.unwrap().is_empty());
-    assert_eq!(fixture.backend.revoke_share("globex", &share.token).await.unwrap_err().status, StatusCode::NOT_FOUND);
-    assert_eq!(fixture.backend.revoke_share("globex", &shown).await.unwrap_err().status, StatusCode::NOT_FOUND);
+    let share_link = HomeError::not_found(Object::ShareLink);
+    assert_eq!(fixture.backend.revoke_share("globex", &share.token).await.unwrap_err(), share_link);
+    assert_eq!(fixture.backend.revoke_share("globex", &shown).await.unwrap_err(), share_link);
 
     let backend = fixture.backend.clone();
     let token = share.token.clone();
@@ -536,7 +543,7 @@ async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     respond(send, StatusCode::OK, &serde_json::to_value(&typed).unwrap());
     fixture.shares.apply(typed);
     call.await.unwrap().unwrap();
-    assert_eq!(fixture.backend.shared_output(&share.token).await.unwrap_err().status, StatusCode::NOT_FOUND);
+    assert_eq!(fixture.backend.shared_output(&share.token).await.unwrap_err(), HomeError::not_found(Object::ShareLink));
     // Revoking again, by token or by the prefix a listing shows, changes nothing.
     let backend = fixture.backend.clone();
     answered_alone(&mut fixture, backend.revoke_share("acme", &shown)).await.unwrap();
@@ -554,7 +561,7 @@ async fn an_existing_template_name_is_a_conflict_on_create_and_replaced_on_put()
     let exists = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409, "message": "exists"});
     respond(send, StatusCode::CONFLICT, &exists);
     let err = call.await.unwrap().unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::CONFLICT, "TEMPLATE_EXISTS"));
+    assert!(matches!(err, HomeError::TemplateExists(_)), "{err:?}");
 
     let backend = fixture.backend.clone();
     let mut changed = template.clone();
@@ -642,9 +649,9 @@ async fn a_job_its_crd_refuses_is_a_400_naming_the_field_and_nothing_is_created(
         // With a webhook secret: not even its Secret is created.
         let new = NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) };
         let err = answered_alone(&mut fixture, backend.create_job("acme", new)).await.unwrap_err();
-        assert_eq!((err.status, err.code), (StatusCode::BAD_REQUEST, "INVALID_REQUEST"), "{field}: {err:?}");
-        assert!(err.message.starts_with("the RenderJob would be refused by its CRD"), "{}", err.message);
-        assert!(err.message.contains(field), "{field}: {}", err.message);
+        let HomeError::Invalid { field: None, message } = &err else { panic!("{field}: {err:?}") };
+        assert!(message.starts_with("the RenderJob would be refused by its CRD"), "{message}");
+        assert!(message.contains(field), "{field}: {message}");
     }
 }
 
@@ -659,22 +666,22 @@ async fn a_template_its_crd_or_the_apiserver_refuses_is_refused_before_it_is_sen
     };
     for name in ["Invoice", "in_voice", "-invoice", &"a".repeat(254), ""] {
         let err = answered_alone(&mut fixture, backend.put_template("acme", named(name), true)).await.unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST, "{name:?}");
-        assert!(err.message.starts_with("metadata.name:"), "{}", err.message);
+        let HomeError::Invalid { field: Some(field), .. } = &err else { panic!("{name:?}: {err:?}") };
+        assert_eq!(field, "metadata.name");
     }
     let mut boolean_schema = named("invoice");
     boolean_schema.spec.data_schema = Some(json!(true));
     let err = answered_alone(&mut fixture, backend.put_template("acme", boolean_schema, true)).await.unwrap_err();
-    assert_eq!(err.status, StatusCode::BAD_REQUEST);
-    assert!(err.message.contains("spec.dataSchema"), "{}", err.message);
+    assert!(matches!(err, HomeError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("spec.dataSchema"), "{err}");
     let mut labelled = named("invoice");
     labelled.metadata.labels = Some([("team".to_owned(), "x".repeat(64))].into());
     let err = answered_alone(&mut fixture, backend.put_template("acme", labelled, true)).await.unwrap_err();
-    assert!(err.message.starts_with("metadata.labels.team:"), "{}", err.message);
+    assert!(err.to_string().starts_with("metadata.labels.team:"), "{err}");
     let mut huge = named("invoice");
     huge.spec.source = Some("x".repeat(super::admission::MAX_OBJECT_BYTES));
     let err = answered_alone(&mut fixture, backend.put_template("acme", huge, true)).await.unwrap_err();
-    assert_eq!((err.status, err.code), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+    assert!(matches!(err, HomeError::TooLarge(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -683,11 +690,11 @@ async fn a_name_no_object_can_have_is_not_found_without_asking_the_apiserver() {
     let backend = fixture.backend.clone();
     for name in ["../../secrets/x", "UPPER", "a/status"] {
         let err = answered_alone(&mut fixture, backend.job("acme", name)).await.unwrap_err();
-        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(err, HomeError::render_not_found(name));
         let err = answered_alone(&mut fixture, backend.template("acme", name)).await.unwrap_err();
-        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(err, HomeError::template_not_found(name));
         let err = answered_alone(&mut fixture, backend.delete_template("acme", name)).await.unwrap_err();
-        assert_eq!(err.status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(err, HomeError::template_not_found(name));
     }
 }
 
