@@ -30,18 +30,15 @@
 //! A charge whose job ends otherwise (failed, cancelled, expired, deleted) is given
 //! back after the job's end is written, so only successes are ever charged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use tokio::sync::Mutex as AsyncMutex;
 
-use super::controller::{Context, Error, compare_versions};
-use super::job::{names, until};
+use super::context::{Context, Error, compare_versions};
+use super::writes::{names, until};
 use crate::lifecycle::{Account, Decision, Observed, Phase, credits_remaining, decide};
 use crate::resources::{PendingCharge, RenderAccount, RenderJob};
 
@@ -52,21 +49,6 @@ const SETTLED_ENTRY_DELAY: Duration = Duration::from_secs(2);
 /// Conflicts in a row before a reconcile gives up on an account write (and is
 /// retried with backoff).
 const MAX_CONFLICTS: usize = 5;
-
-/// The accounts' writes, one namespace at a time: per namespace, a lock held across
-/// a decision and its write, and the account as the API server answered the
-/// operator's last write.
-#[derive(Default)]
-pub struct Ledgers {
-    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<Option<RenderAccount>>>>>,
-}
-
-impl Ledgers {
-    fn of(&self, namespace: &str) -> Arc<AsyncMutex<Option<RenderAccount>>> {
-        let mut namespaces = self.namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        namespaces.entry(namespace.to_owned()).or_default().clone()
-    }
-}
 
 /// The namespace's RenderAccount (the first by name when there are several), if any,
 /// from the cache of accounts.

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use super::controller::Context;
+use super::context::Context;
 
 use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::{RenderFailure, RenderRequest};

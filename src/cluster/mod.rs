@@ -12,7 +12,9 @@
 //! - [`api`]: `folio api`, the REST facade over the cluster's resources.
 
 pub mod api;
+pub mod context;
 pub mod controller;
+pub mod delivery_queue;
 pub mod job;
 pub mod ledger;
 pub mod lookup;
@@ -21,6 +23,7 @@ pub mod operator;
 pub mod pod;
 pub mod renderer;
 pub mod webhooks;
+pub mod writes;
 
 /// A client for the cluster folio runs in, or the one `KUBECONFIG` names. kube's
 /// error already tells every way it tried, so it is reported once, not as a chain

@@ -120,7 +120,7 @@ pub async fn run_operator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown: Shutdown = shutdown.boxed().shared();
-    let delivery = super::webhooks::Delivery {
+    let delivery = super::context::Delivery {
         sender: options.webhooks.sender().map_err(anyhow::Error::msg)?,
         retry: options.webhooks.retry_policy().map_err(anyhow::Error::msg)?,
     };
