@@ -553,3 +553,38 @@ async fn a_long_non_ascii_failure_message_still_makes_an_event() {
     assert!(note.len() <= 1024 && note.contains("Prüfung"), "{note}");
     harness.stop().await;
 }
+
+/// The operator and `folio run` decide through the same lifecycle core: the same
+/// manifests (an account of 1 credit, a job it cannot pay for, a job whose template
+/// does not compile, a cancelled job) end in statuses that agree field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_and_folio_run_write_the_same_statuses() {
+    let harness = Harness::start(&[]).await;
+    let objects = [
+        account(1, None),
+        job("short", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "B"}})),
+        job("broken", json!({"template": {"source": "#let x = (\n= Oops"}, "data": {}})),
+        job("cancelled", json!({"template": {"source": "= Never"}, "data": {}, "cancel": true})),
+    ];
+    for object in &objects {
+        harness.apply(object.clone()).await;
+    }
+    let mut in_cluster = Vec::new();
+    for (name, phase) in [("short", "Blocked"), ("broken", "Failed"), ("cancelled", "Cancelled")] {
+        in_cluster.push((name, harness.wait_for_phase(name, phase).await["status"].clone()));
+    }
+    harness.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest: String = objects.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect();
+    let output = support::run_manifest(dir.path(), &manifest, &[]);
+    let reports = support::reports(&output);
+    for (name, cluster_status) in in_cluster {
+        let run_status = serde_json::to_value(&support::report(&reports, name)["status"]).unwrap();
+        assert_eq!(
+            support::comparable_status(&run_status),
+            support::comparable_status(&cluster_status),
+            "{name}: folio run (left) and the operator (right) disagree"
+        );
+    }
+}

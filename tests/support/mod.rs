@@ -159,3 +159,44 @@ pub fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
     std::fs::write(&file, text).unwrap();
     file
 }
+
+/// A RenderJob's status reduced to what every home must write the same way, to
+/// compare two homes' statuses field by field: the outcome and credit fields as
+/// they are, the conditions without their times, whether each time and the output
+/// are there (their values depend on the run), and the retention (`expiresAt` −
+/// `completedAt`) in seconds.
+pub fn comparable_status(status: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut kept = serde_json::Map::new();
+    for field in [
+        "phase",
+        "errorCode",
+        "errorMessage",
+        "retryCount",
+        "pageCount",
+        "baseCredits",
+        "sizeExtra",
+        "creditsUsed",
+        "creditsRemaining",
+    ] {
+        kept.insert(field.to_owned(), status.get(field).cloned().unwrap_or(Value::Null));
+    }
+    for field in ["startedAt", "completedAt", "expiresAt", "outputKey", "sha256"] {
+        kept.insert(format!("has {field}"), Value::Bool(status.get(field).is_some_and(|v| !v.is_null())));
+    }
+    let time = |field: &str| status.get(field).and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let retention = match (time("completedAt"), time("expiresAt")) {
+        (Some(completed), Some(expires)) => json!(expires.duration_since(completed).as_secs()),
+        _ => Value::Null,
+    };
+    kept.insert("retention seconds".to_owned(), retention);
+    let conditions: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]}))
+        .collect();
+    kept.insert("conditions".to_owned(), Value::Array(conditions));
+    Value::Object(kept)
+}
