@@ -5,6 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use support::Server;
@@ -532,8 +534,7 @@ fn sigterm_shuts_down_cleanly_and_loses_no_job() {
         })
         .collect();
     drop(api);
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -609,8 +610,7 @@ fn a_crashed_render_is_retried_and_succeeds() {
     let workers = render_workers_of(server.child.id());
     assert!(!workers.is_empty(), "no render worker to kill");
     for pid in workers {
-        // SAFETY: killing a process this test's server started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let done = api.wait(id);
     assert_eq!(done["status"], "succeeded", "{done}");

@@ -24,6 +24,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use nix::sys::prctl;
+use nix::sys::resource::{self, Resource};
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
@@ -194,7 +197,7 @@ impl RenderPool {
 /// Allocation failure under the address-space limit aborts the worker (SIGABRT).
 fn aborted(status: ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(libc::SIGABRT)
+    status.signal() == Some(Signal::SIGABRT as i32)
 }
 
 impl Worker {
@@ -276,26 +279,22 @@ fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
 /// a hostile template would otherwise go on burning a core. (The signal follows the
 /// parent's spawning thread; the pool spawns from runtime worker threads, which live
 /// as long as the process.)
+///
+/// The process controls here go through `nix` rather than the `rlimit` crate: `nix`
+/// has safe wrappers for both `prctl(PR_SET_PDEATHSIG)` and `setrlimit`, and `rlimit`
+/// has nothing for the former.
 fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal for this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    }
+    prctl::set_pdeathsig(Signal::SIGKILL)?;
     // The parent may have died before the call above took effect.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } == 1 {
+    if std::os::unix::process::parent_id() == 1 {
         return Err(io::Error::other("the process that started this worker is gone"));
     }
     Ok(())
 }
 
 fn limit_address_space(mib: u64) -> io::Result<()> {
-    let bytes = mib.saturating_mul(1024 * 1024) as libc::rlim_t;
-    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-    // SAFETY: setrlimit reads the struct we pass and changes only this process.
-    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let bytes = mib.saturating_mul(1024 * 1024);
+    resource::setrlimit(Resource::RLIMIT_AS, bytes, bytes)?;
     Ok(())
 }
 
