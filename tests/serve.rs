@@ -515,6 +515,32 @@ fn operations_endpoints_answer() {
     assert!(openapi["components"]["schemas"]["RenderResponse"]["properties"]["pollUrl"].is_object());
 }
 
+/// Every response names its request in `X-Request-Id`: a client's own id comes back
+/// as sent (in an error's body too), and a request without one gets a fresh one.
+#[test]
+fn responses_carry_a_request_id_and_echo_the_clients_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let request_id = |response: &Response| response.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let first = api.get("/v1/renders");
+    let second = api.get("/v1/renders");
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert!(!request_id(&first).is_empty());
+    assert_ne!(request_id(&first), request_id(&second), "each request gets its own id");
+
+    let with_id = |path: &str, id: &str| {
+        api.http.get(api.url(path)).bearer_auth(&api.key).header("x-request-id", id).send().unwrap()
+    };
+    let echoed = with_id("/v1/renders", "client-7f3a");
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(request_id(&echoed), "client-7f3a");
+    let (status, code, body) = error_code(with_id("/v1/renders/no-such-job", "client-404"));
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert_eq!(body["error"]["requestId"], "client-404");
+}
+
 /// SIGTERM stops the server cleanly: it exits 0 within the grace period, and every
 /// accepted job is either finished or back in the queue for the next start.
 #[test]
