@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use folio::cli::{RenderLimits, WebhookArgs};
 use folio::manifest::Manifests;
-use folio::render::pool::{PoolConfig, RenderPool, serve_worker};
+use folio::render::pool::{RenderPool, serve_worker};
 use folio::run::{RunOptions, reports_yaml, run};
 use folio::standalone::ServeOptions;
-use folio::webhooks::WebhookOptions;
 
 /// Render documents from templates and JSON data, as Kubernetes resources or locally.
 #[derive(Parser)]
@@ -56,12 +56,12 @@ enum Command {
         public_url: Option<String>,
         #[command(flatten)]
         limits: RenderLimits,
-        /// Seconds between sweeps for expired jobs.
-        #[arg(long, env = "FOLIO_SWEEP_INTERVAL", default_value_t = 30.0)]
-        sweep_interval: f64,
-        /// Seconds that renders in flight may finish after SIGTERM.
-        #[arg(long, env = "FOLIO_SHUTDOWN_GRACE", default_value_t = 20.0)]
-        shutdown_grace: f64,
+        /// Time between sweeps for expired jobs (`30s`, or plain seconds).
+        #[arg(long, env = "FOLIO_SWEEP_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = folio::cli::duration)]
+        sweep_interval: Duration,
+        /// Time that renders in flight may take to finish after SIGTERM (`20s`, or plain seconds).
+        #[arg(long, env = "FOLIO_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "20s", value_parser = folio::cli::duration)]
+        shutdown_grace: Duration,
         /// Log as JSON lines.
         #[arg(long, env = "FOLIO_LOG_JSON")]
         log_json: bool,
@@ -69,7 +69,7 @@ enum Command {
         #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
         rate_limit: u32,
         #[command(flatten)]
-        webhooks: WebhookOptions,
+        webhooks: WebhookArgs,
     },
     /// Serve the REST API over the cluster's RenderJobs (tenant = namespace); `api keys` manages its keys.
     Api(folio::cluster::api::ApiOptions),
@@ -107,20 +107,6 @@ enum Command {
     },
 }
 
-/// How many renders run at once and what each may use; shared by `run` and `serve`.
-#[derive(Args)]
-struct RenderLimits {
-    /// Renders at once (default: one per core).
-    #[arg(short = 'j', long, env = "FOLIO_JOBS")]
-    jobs: Option<usize>,
-    /// Time limit of one render attempt, in seconds.
-    #[arg(long, env = "FOLIO_RENDER_TIMEOUT", default_value_t = 60.0)]
-    render_timeout: f64,
-    /// Memory limit of one render, in MiB.
-    #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
-    render_memory_mib: u64,
-}
-
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key for a tenant and print it (once: only its hash is stored).
@@ -149,14 +135,6 @@ enum KeysCommand {
         #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
         data_dir: PathBuf,
     },
-}
-
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!("{name} must be a positive number of seconds"))
-    }
 }
 
 fn init_logging(json: bool) {
@@ -209,20 +187,6 @@ fn keys(command: KeysCommand) -> ExitCode {
     }
 }
 
-impl RenderLimits {
-    /// The pool configuration and the time limit of one render, or why they are unusable.
-    fn resolve(&self) -> Result<(PoolConfig, Duration), String> {
-        let timeout = seconds("--render-timeout", self.render_timeout)?;
-        let mut pool =
-            PoolConfig::for_this_machine().map_err(|err| format!("could not find the folio executable: {err}"))?;
-        pool.memory_limit_mib = self.render_memory_mib;
-        if let Some(jobs) = self.jobs {
-            pool.workers = jobs;
-        }
-        Ok((pool, timeout))
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -244,29 +208,25 @@ fn main() -> ExitCode {
             webhooks,
         } => {
             init_logging(log_json);
-            let settings = (|| {
-                let (pool, render_timeout) = limits.resolve()?;
-                let webhook_retry = webhooks.retry_policy()?;
-                Ok::<_, String>(ServeOptions {
-                    listen,
-                    data_dir,
-                    files,
-                    public_url,
-                    pool,
-                    render_timeout,
-                    sweep_interval: seconds("--sweep-interval", sweep_interval)?,
-                    shutdown_grace: seconds("--shutdown-grace", shutdown_grace)?,
-                    allow_private_targets: webhooks.allow_private_targets,
-                    webhook_timeout: webhooks.timeout()?,
-                    webhook_retry,
-                    rate_limit: std::num::NonZeroU32::new(rate_limit),
-                })
-            })();
+            let settings = limits.pool().map(|pool| ServeOptions {
+                listen,
+                data_dir,
+                files,
+                public_url,
+                pool,
+                render_timeout: limits.render_timeout,
+                sweep_interval,
+                shutdown_grace,
+                allow_private_targets: webhooks.allow_private_targets,
+                webhook_timeout: webhooks.webhook_timeout,
+                webhook_retry: webhooks.retry_policy(),
+                rate_limit: std::num::NonZeroU32::new(rate_limit),
+            });
             match settings {
                 Ok(options) => {
                     in_runtime(folio::standalone::serve(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)
                 }
-                Err(message) => unusable(&message),
+                Err(err) => unusable(&format!("{err:#}")),
             }
         }
         Command::Crd => match folio::resources::crds_yaml() {
@@ -305,11 +265,11 @@ fn run_command(files: &[PathBuf], out: PathBuf, limits: &RenderLimits, no_progre
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return unusable(&format!("no RenderJob in {}", names.join(", ")));
     }
-    let (pool, render_timeout) = match limits.resolve() {
-        Ok(resolved) => resolved,
-        Err(message) => return unusable(&message),
+    let pool = match limits.pool() {
+        Ok(pool) => pool,
+        Err(err) => return unusable(&format!("{err:#}")),
     };
-    let options = RunOptions { out_dir: out, render_timeout, progress: !no_progress };
+    let options = RunOptions { out_dir: out, render_timeout: limits.render_timeout, progress: !no_progress };
     let outcome = in_runtime(async move {
         let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options).await.context("writing the output")?;
         print!("{}", reports_yaml(&reports)?);

@@ -60,10 +60,10 @@ pub struct ApiOptions {
     /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
     #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
-    /// Seconds a write waits for the cache (and, for cancel and resume, the operator)
-    /// to show its effect before answering.
-    #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", default_value_t = 2.0)]
-    pub settle_timeout: f64,
+    /// How long a write waits for the cache (and, for cancel and resume, the operator)
+    /// to show its effect before answering (`2s`, `500ms`, or plain seconds).
+    #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = crate::cli::duration)]
+    pub settle_timeout: Duration,
     /// Where the PDFs are.
     #[command(flatten)]
     pub s3: Option<S3Options>,
@@ -90,10 +90,6 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         .s3
         .clone()
         .context("folio api needs --s3-endpoint, --s3-access-key and --s3-secret-key (or FOLIO_S3_*)")?;
-    let settle = Duration::try_from_secs_f64(options.settle_timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--settle-timeout must be a positive number of seconds")?;
     let client = super::connect().await?;
     let bucket = s3.connect().await.context("connecting to the bucket")?;
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -104,7 +100,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         options.public_url.clone().unwrap_or_else(|| format!("http://{address}")).trim_end_matches('/').to_owned();
     let caches = Caches::watch(&client);
     let signer = url_signer(&s3);
-    let backend = ClusterBackend::new(client, caches, bucket, signer, public_url.clone(), settle);
+    let backend = ClusterBackend::new(client, caches, bucket, signer, public_url.clone(), options.settle_timeout);
     let state = AppState {
         backend: Arc::new(backend),
         public_url: public_url.clone(),
