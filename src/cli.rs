@@ -1,6 +1,7 @@
-//! Command-line pieces shared by folio's commands: how durations are written, the
-//! render limits of `run` and `serve`, and webhook delivery of `serve` and
-//! `operator`. Each command's own flags live beside the code they configure.
+//! Command-line pieces shared by folio's commands: how durations are written, how
+//! the servers log, the render limits of `run` and `serve`, and webhook delivery of
+//! `serve` and `operator`. Each command's own flags live beside the code they
+//! configure, and flatten these.
 //!
 //! Every duration flag takes humantime text (`30s`, `5m`, `1h30m`, `500ms`) or a plain
 //! number, which means seconds as it always has (`30`, `0.5`, and `1e+06` as Helm
@@ -42,6 +43,30 @@ pub fn whole_seconds_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> 
             return Err(format!("must be at least {min} seconds"));
         }
         Ok(seconds)
+    }
+}
+
+/// How a long-running command logs; flattened into `serve`, `api` and `operator`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Logging {
+    /// Log as JSON lines.
+    #[arg(long, env = "FOLIO_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Logging {
+    /// Log to stderr, filtered by `RUST_LOG` (default `info`), as text (coloured on a
+    /// terminal) or as JSON lines. Call once, at startup.
+    pub fn init(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let ansi = io::IsTerminal::is_terminal(&io::stderr());
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_ansi(ansi);
+        if self.log_json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
     }
 }
 

@@ -92,6 +92,9 @@ pub struct OperatorOptions {
     /// an operator per team or a staging operator beside the main one.
     #[arg(long = "watch-namespace", env = "FOLIO_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// How it logs.
+    #[command(flatten)]
+    pub logging: crate::cli::Logging,
 }
 
 impl OperatorOptions {

@@ -6,6 +6,7 @@
 //! - [`worker`]: claims queued jobs, renders them, settles charges.
 //! - this module: the [`Backend`] the REST facade calls, and `folio serve`.
 
+pub mod args;
 mod settle;
 pub mod store;
 mod webhooks;

@@ -54,9 +54,9 @@ pub struct ApiOptions {
     /// The URL clients reach the API at (default: http://LISTEN).
     #[arg(long, env = "FOLIO_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Log as JSON lines.
-    #[arg(long, env = "FOLIO_LOG_JSON")]
-    pub log_json: bool,
+    /// How it logs.
+    #[command(flatten)]
+    pub logging: crate::cli::Logging,
     /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
     #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
