@@ -14,10 +14,12 @@
 //! - [`cluster`]: the Kubernetes home: the RenderJob controller (`folio operator`),
 //!   the renderer Pods (`folio render`) and the REST facade over resources.
 //! - [`storage`], [`signing`], [`api_keys`], [`metrics`]: shared plumbing.
+//! - [`cli`]: command-line pieces shared by the commands (durations, limits, webhooks).
 
 #![warn(missing_docs)]
 
 pub mod api_keys;
+pub mod cli;
 pub mod cluster;
 pub mod http;
 pub mod lifecycle;

@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use folio::cli::RenderLimits;
 use folio::manifest::Manifests;
-use folio::render::pool::{PoolConfig, RenderPool, serve_worker};
+use folio::render::pool::{RenderPool, serve_worker};
 use folio::run::{RunOptions, reports_yaml, run};
 use folio::standalone::ServeOptions;
-use folio::webhooks::WebhookOptions;
+use folio::standalone::args::ServeArgs;
 
 /// Render documents from templates and JSON data, as Kubernetes resources or locally.
 #[derive(Parser)]
@@ -21,8 +21,8 @@ struct Cli {
     command: Command,
 }
 
-// `Operator` carries many flags; the enum is parsed once per process, so its size
-// does not matter.
+// `Operator` and `Serve` carry many flags; the enum is parsed once per process, so
+// its size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
@@ -41,36 +41,7 @@ enum Command {
         no_progress: bool,
     },
     /// Serve the REST API on the embedded default: SQLite, in-process workers, a local folder.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "FOLIO_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Folder of the database and the PDFs.
-        #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
-        data_dir: PathBuf,
-        /// RenderTemplate and RenderAccount manifests to apply at start (namespace = tenant).
-        #[arg(short = 'f', long = "file", env = "FOLIO_FILES", value_delimiter = ',')]
-        files: Vec<PathBuf>,
-        /// The URL clients reach this server at (default: http://LISTEN).
-        #[arg(long, env = "FOLIO_PUBLIC_URL")]
-        public_url: Option<String>,
-        #[command(flatten)]
-        limits: RenderLimits,
-        /// Seconds between sweeps for expired jobs.
-        #[arg(long, env = "FOLIO_SWEEP_INTERVAL", default_value_t = 30.0)]
-        sweep_interval: f64,
-        /// Seconds that renders in flight may finish after SIGTERM.
-        #[arg(long, env = "FOLIO_SHUTDOWN_GRACE", default_value_t = 20.0)]
-        shutdown_grace: f64,
-        /// Log as JSON lines.
-        #[arg(long, env = "FOLIO_LOG_JSON")]
-        log_json: bool,
-        /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
-        #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
-        rate_limit: u32,
-        #[command(flatten)]
-        webhooks: WebhookOptions,
-    },
+    Serve(ServeArgs),
     /// Serve the REST API over the cluster's RenderJobs (tenant = namespace); `api keys` manages its keys.
     Api(folio::cluster::api::ApiOptions),
     /// Create, list and revoke API keys of the standalone server.
@@ -81,13 +52,7 @@ enum Command {
     /// Print the CustomResourceDefinitions generated from folio's types.
     Crd,
     /// Reconcile RenderJobs in a Kubernetes cluster into renderer Pods and PDFs in S3.
-    Operator {
-        #[command(flatten)]
-        options: folio::cluster::operator::OperatorOptions,
-        /// Log as JSON lines.
-        #[arg(long, env = "FOLIO_LOG_JSON")]
-        log_json: bool,
-    },
+    Operator(folio::cluster::operator::OperatorOptions),
     /// Render one job inside a renderer Pod: read the mounted input, upload the PDF,
     /// and leave the report in the termination message.
     Render {
@@ -105,20 +70,6 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         memory_limit_mib: u64,
     },
-}
-
-/// How many renders run at once and what each may use; shared by `run` and `serve`.
-#[derive(Args)]
-struct RenderLimits {
-    /// Renders at once (default: one per core).
-    #[arg(short = 'j', long, env = "FOLIO_JOBS")]
-    jobs: Option<usize>,
-    /// Time limit of one render attempt, in seconds.
-    #[arg(long, env = "FOLIO_RENDER_TIMEOUT", default_value_t = 60.0)]
-    render_timeout: f64,
-    /// Memory limit of one render, in MiB.
-    #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
-    render_memory_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -149,26 +100,6 @@ enum KeysCommand {
         #[arg(long, env = "FOLIO_DATA_DIR", default_value = "folio-data")]
         data_dir: PathBuf,
     },
-}
-
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!("{name} must be a positive number of seconds"))
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 fn keys(command: KeysCommand) -> ExitCode {
@@ -209,64 +140,21 @@ fn keys(command: KeysCommand) -> ExitCode {
     }
 }
 
-impl RenderLimits {
-    /// The pool configuration and the time limit of one render, or why they are unusable.
-    fn resolve(&self) -> Result<(PoolConfig, Duration), String> {
-        let timeout = seconds("--render-timeout", self.render_timeout)?;
-        let mut pool =
-            PoolConfig::for_this_machine().map_err(|err| format!("could not find the folio executable: {err}"))?;
-        pool.memory_limit_mib = self.render_memory_mib;
-        if let Some(jobs) = self.jobs {
-            pool.workers = jobs;
-        }
-        Ok((pool, timeout))
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys { command } => keys(command),
         Command::Api(options) => {
-            init_logging(options.log_json);
+            options.logging.init();
             in_runtime(folio::cluster::api::run(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)
         }
-        Command::Serve {
-            listen,
-            data_dir,
-            files,
-            public_url,
-            limits,
-            sweep_interval,
-            shutdown_grace,
-            log_json,
-            rate_limit,
-            webhooks,
-        } => {
-            init_logging(log_json);
-            let settings = (|| {
-                let (pool, render_timeout) = limits.resolve()?;
-                let webhook_retry = webhooks.retry_policy()?;
-                Ok::<_, String>(ServeOptions {
-                    listen,
-                    data_dir,
-                    files,
-                    public_url,
-                    pool,
-                    render_timeout,
-                    sweep_interval: seconds("--sweep-interval", sweep_interval)?,
-                    shutdown_grace: seconds("--shutdown-grace", shutdown_grace)?,
-                    allow_private_targets: webhooks.allow_private_targets,
-                    webhook_timeout: webhooks.timeout()?,
-                    webhook_retry,
-                    rate_limit: std::num::NonZeroU32::new(rate_limit),
-                })
-            })();
-            match settings {
+        Command::Serve(args) => {
+            args.logging.init();
+            match ServeOptions::try_from(args) {
                 Ok(options) => {
                     in_runtime(folio::standalone::serve(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)
                 }
-                Err(message) => unusable(&message),
+                Err(err) => unusable(&format!("{err:#}")),
             }
         }
         Command::Crd => match folio::resources::crds_yaml() {
@@ -281,8 +169,8 @@ fn main() -> ExitCode {
             Err(err) => fail(&format!("render worker: {err}")),
         },
         Command::Run { files, out, limits, no_progress } => run_command(&files, out, &limits, no_progress),
-        Command::Operator { options, log_json } => {
-            init_logging(log_json);
+        Command::Operator(options) => {
+            options.logging.init();
             in_runtime(async move {
                 let client = folio::cluster::connect().await?;
                 folio::cluster::operator::run_operator(client, options, folio::shutdown_signal()).await
@@ -305,11 +193,11 @@ fn run_command(files: &[PathBuf], out: PathBuf, limits: &RenderLimits, no_progre
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return unusable(&format!("no RenderJob in {}", names.join(", ")));
     }
-    let (pool, render_timeout) = match limits.resolve() {
-        Ok(resolved) => resolved,
-        Err(message) => return unusable(&message),
+    let pool = match limits.pool() {
+        Ok(pool) => pool,
+        Err(err) => return unusable(&format!("{err:#}")),
     };
-    let options = RunOptions { out_dir: out, render_timeout, progress: !no_progress };
+    let options = RunOptions { out_dir: out, render_timeout: limits.render_timeout, progress: !no_progress };
     let outcome = in_runtime(async move {
         let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options).await.context("writing the output")?;
         print!("{}", reports_yaml(&reports)?);
@@ -336,4 +224,26 @@ fn unusable(message: &str) -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("folio: {message}");
     ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_server_command_takes_log_json() {
+        for server in ["serve", "api", "operator"] {
+            let command = Cli::command();
+            let subcommand = command.find_subcommand(server).unwrap();
+            let log_json = subcommand.get_arguments().filter(|arg| arg.get_long() == Some("log-json")).count();
+            assert_eq!(log_json, 1, "folio {server} --log-json");
+        }
+    }
 }

@@ -111,10 +111,13 @@ pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptio
     let mut attempts = Vec::with_capacity(manifests.jobs.len());
     for job in &manifests.jobs {
         let job = accepted(job, accepted_at);
+        // Its account's terms (retention, webhook) apply to every decision; its
+        // balance only to the charge, settled afterwards in file order.
+        let terms = ledgers.get(&key_of(&job.metadata).0).cloned().unwrap_or_default();
         let (catalog, pool, progress) = (catalog.clone(), pool.clone(), progress.clone());
         let timeout = options.render_timeout;
         attempts.push(tokio::spawn(async move {
-            let outcome = attempt(job, &catalog, &pool, timeout).await;
+            let outcome = attempt(job, &terms, &catalog, &pool, timeout).await;
             progress.inc(1);
             outcome
         }));
@@ -190,14 +193,18 @@ fn observe(job: &RenderJob, observed: Observed, account: &Account) -> RenderJobS
 }
 
 /// Prepare and render one job, attempt after attempt, as the core decides.
-async fn attempt(mut job: RenderJob, catalog: &Catalog, pool: &RenderPool, default_limit: Duration) -> Outcome {
-    // The run's account is settled afterwards, in file order; until then none is needed.
-    let account = Account::default();
+async fn attempt(
+    mut job: RenderJob,
+    account: &Account,
+    catalog: &Catalog,
+    pool: &RenderPool,
+    default_limit: Duration,
+) -> Outcome {
     let (namespace, name) = key_of(&job.metadata);
     let lookup = NamespaceLookup { catalog, namespace: &namespace };
     let request = prepare(&name, &job.spec, &lookup);
     loop {
-        let look = decide(&job, Observed::Look, &account, Timestamp::now());
+        let look = decide(&job, Observed::Look, account, Timestamp::now());
         let Some(decision) = look.ok().filter(|d| d.attempt_to_start().is_some() || d.wake_at().is_some()) else {
             return Outcome { status: job.status.clone().unwrap_or_default(), rendered: None };
         };
@@ -210,7 +217,7 @@ async fn attempt(mut job: RenderJob, catalog: &Catalog, pool: &RenderPool, defau
             tokio::time::sleep(wait.and_then(|w| Duration::try_from(w).ok()).unwrap_or_default()).await;
             continue;
         }
-        job.status = Some(observe(&job, Observed::AttemptBegan, &account));
+        job.status = Some(observe(&job, Observed::AttemptBegan, account));
         let result = match &request {
             Ok(request) => {
                 let deadline = lifecycle::deadline(created_at(&job), job.spec.active_deadline_seconds);
@@ -225,7 +232,7 @@ async fn attempt(mut job: RenderJob, catalog: &Catalog, pool: &RenderPool, defau
             }
             Err(failure) => {
                 let failed = Observed::AttemptFailed { code: failure.code, message: failure.message };
-                job.status = Some(observe(&job, failed, &account));
+                job.status = Some(observe(&job, failed, account));
                 if job.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal) {
                     return Outcome { status: job.status.clone().unwrap_or_default(), rendered: None };
                 }

@@ -12,6 +12,8 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine as _;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use support::cluster::{Harness, TWO_PAGES, account, job};
 use support::control_plane::OPERATOR_ACCOUNT;
@@ -383,8 +385,7 @@ async fn an_operator_whose_bucket_does_not_answer_is_alive_but_not_ready() {
     }
     assert_eq!(status, Some(reqwest::StatusCode::OK));
     // SIGTERM stops it cleanly even while it waits for its bucket.
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(stranded.id() as i32, libc::SIGTERM) };
+    let _ = kill(Pid::from_raw(stranded.id() as i32), Signal::SIGTERM);
     let exited = tokio::task::spawn_blocking(move || stranded.wait()).await.unwrap().unwrap();
     assert!(exited.success(), "{exited}");
     harness.stop().await;

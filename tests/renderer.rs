@@ -12,6 +12,8 @@ use folio::cluster::pod::RendererReport;
 use folio::lifecycle::ErrorCode;
 use folio::render::RenderRequest;
 use folio::storage::S3Bucket;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use support::s3::{ACCESS_KEY, SECRET_KEY, s3_server};
 
 /// Lay out the input as the mounted ConfigMap and run `folio render` on it.
@@ -152,7 +154,7 @@ async fn sigterm_stops_a_render_at_once_and_nothing_is_uploaded() {
     assert_eq!(child.try_wait().unwrap(), None, "the render ended by itself before SIGTERM");
 
     let sent = std::time::Instant::now();
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;

@@ -5,6 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use support::Server;
@@ -513,6 +515,32 @@ fn operations_endpoints_answer() {
     assert!(openapi["components"]["schemas"]["RenderResponse"]["properties"]["pollUrl"].is_object());
 }
 
+/// Every response names its request in `X-Request-Id`: a client's own id comes back
+/// as sent (in an error's body too), and a request without one gets a fresh one.
+#[test]
+fn responses_carry_a_request_id_and_echo_the_clients_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let request_id = |response: &Response| response.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let first = api.get("/v1/renders");
+    let second = api.get("/v1/renders");
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert!(!request_id(&first).is_empty());
+    assert_ne!(request_id(&first), request_id(&second), "each request gets its own id");
+
+    let with_id = |path: &str, id: &str| {
+        api.http.get(api.url(path)).bearer_auth(&api.key).header("x-request-id", id).send().unwrap()
+    };
+    let echoed = with_id("/v1/renders", "client-7f3a");
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(request_id(&echoed), "client-7f3a");
+    let (status, code, body) = error_code(with_id("/v1/renders/no-such-job", "client-404"));
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert_eq!(body["error"]["requestId"], "client-404");
+}
+
 /// SIGTERM stops the server cleanly: it exits 0 within the grace period, and every
 /// accepted job is either finished or back in the queue for the next start.
 #[test]
@@ -532,8 +560,7 @@ fn sigterm_shuts_down_cleanly_and_loses_no_job() {
         })
         .collect();
     drop(api);
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -609,8 +636,7 @@ fn a_crashed_render_is_retried_and_succeeds() {
     let workers = render_workers_of(server.child.id());
     assert!(!workers.is_empty(), "no render worker to kill");
     for pid in workers {
-        // SAFETY: killing a process this test's server started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let done = api.wait(id);
     assert_eq!(done["status"], "succeeded", "{done}");

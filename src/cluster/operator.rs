@@ -28,9 +28,9 @@ use tokio::sync::watch;
 use super::controller::{self, Context};
 use super::metrics::OperatorMetrics;
 use super::pod::RendererSettings;
+use crate::cli::WebhookArgs;
 use crate::resources::crds;
 use crate::storage::{S3Bucket, S3Options};
-use crate::webhooks::WebhookOptions;
 
 /// How `folio operator` runs.
 #[derive(Clone, Debug, clap::Args)]
@@ -56,12 +56,12 @@ pub struct OperatorOptions {
     /// Memory limit of a renderer Pod.
     #[arg(long, env = "FOLIO_RENDERER_MEMORY_LIMIT", default_value = "1Gi")]
     pub renderer_memory_limit: String,
-    /// Seconds a renderer Pod may take to be admitted by the API server, scheduled and
-    /// started (its image pulled). Past that, the attempt fails with
-    /// RENDERER_UNAVAILABLE and the scheduler's, kubelet's or API server's reason, and
-    /// is retried per the job's backoffLimit.
-    #[arg(long, env = "FOLIO_RENDERER_START_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub renderer_start_timeout: u64,
+    /// How long a renderer Pod may take to be admitted by the API server, scheduled
+    /// and started (its image pulled): `2m`, `90s`, or plain seconds. Past that, the
+    /// attempt fails with RENDERER_UNAVAILABLE and the scheduler's, kubelet's or API
+    /// server's reason, and is retried per the job's backoffLimit.
+    #[arg(long, env = "FOLIO_RENDERER_START_TIMEOUT", value_name = "DURATION", default_value = "120s", value_parser = crate::cli::duration)]
+    pub renderer_start_timeout: Duration,
     /// Where the PDFs are stored.
     #[command(flatten)]
     pub s3: S3Options,
@@ -71,9 +71,10 @@ pub struct OperatorOptions {
     /// Name of the leader Lease.
     #[arg(long, env = "FOLIO_LEASE_NAME", default_value = "folio-operator")]
     pub lease_name: String,
-    /// Seconds a leader's Lease lasts without renewal; a standby takes over after
-    /// that when the leader vanishes (at once when it shuts down cleanly).
-    #[arg(long, env = "FOLIO_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    /// How long a leader's Lease lasts without renewal, in whole seconds (`15s`, `1m`,
+    /// or plain seconds; at least 2); a standby takes over after that when the leader
+    /// vanishes (at once when it shuts down cleanly).
+    #[arg(long, env = "FOLIO_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = crate::cli::whole_seconds_at_least(2))]
     pub lease_duration: u64,
     /// This replica's identity in the Lease (default: a random one).
     #[arg(long, env = "POD_NAME")]
@@ -83,7 +84,7 @@ pub struct OperatorOptions {
     pub no_leader_election: bool,
     /// Webhook delivery.
     #[command(flatten)]
-    pub webhooks: WebhookOptions,
+    pub webhooks: WebhookArgs,
     /// Jobs reconciled at once.
     #[arg(long, env = "FOLIO_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -91,6 +92,9 @@ pub struct OperatorOptions {
     /// an operator per team or a staging operator beside the main one.
     #[arg(long = "watch-namespace", env = "FOLIO_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// How it logs.
+    #[command(flatten)]
+    pub logging: crate::cli::Logging,
 }
 
 impl OperatorOptions {
@@ -120,10 +124,8 @@ pub async fn run_operator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown: Shutdown = shutdown.boxed().shared();
-    let delivery = super::context::Delivery {
-        sender: options.webhooks.sender().map_err(anyhow::Error::msg)?,
-        retry: options.webhooks.retry_policy().map_err(anyhow::Error::msg)?,
-    };
+    let delivery =
+        super::context::Delivery { sender: options.webhooks.sender()?, retry: options.webhooks.retry_policy() };
     let metrics = Arc::new(OperatorMetrics::new());
     let (ready_tx, ready) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(options.metrics_listen)
@@ -150,7 +152,7 @@ pub async fn run_operator(
     // Readiness follows the bucket's health from here on.
     tokio::spawn(watch_storage(bucket.clone(), ready_tx, shutdown.clone()));
     let ctx = Context::new(client.clone(), bucket, options.renderer_settings(), metrics, options.identity.clone());
-    let ctx = ctx.with_renderer_start_timeout(Duration::from_secs(options.renderer_start_timeout));
+    let ctx = ctx.with_renderer_start_timeout(options.renderer_start_timeout);
     let ctx = Arc::new(ctx.with_webhooks(delivery).watching(options.watch_namespace.clone()));
     if options.no_leader_election {
         controller::run(ctx, options.concurrency, shutdown).await;
@@ -258,4 +260,37 @@ async fn readyz(State((ready, _)): State<OpsState>) -> impl IntoResponse {
 
 async fn metrics_text(State((_, metrics)): State<OpsState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: OperatorOptions,
+    }
+
+    fn parse(extra: &[&str]) -> Result<OperatorOptions, clap::Error> {
+        let required = ["operator", "--s3-endpoint", "http://s3.test", "--s3-access-key", "a", "--s3-secret-key", "s"];
+        Cli::try_parse_from(required.iter().chain(extra)).map(|cli| cli.options)
+    }
+
+    #[test]
+    fn time_flags_take_humantime_or_plain_seconds() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!((defaults.renderer_start_timeout, defaults.lease_duration), (Duration::from_secs(120), 15));
+        let plain = parse(&["--renderer-start-timeout", "300", "--lease-duration", "20"]).unwrap();
+        assert_eq!((plain.renderer_start_timeout, plain.lease_duration), (Duration::from_secs(300), 20));
+        let written = parse(&["--renderer-start-timeout", "5m", "--lease-duration", "1m", "--webhook-max-age", "1h"]);
+        let written = written.unwrap();
+        assert_eq!((written.renderer_start_timeout, written.lease_duration), (Duration::from_secs(300), 60));
+        assert_eq!(written.webhooks.retry_policy().max_age, Duration::from_secs(3600));
+        for refused in [["--renderer-start-timeout", "0"], ["--lease-duration", "1"], ["--lease-duration", "2.5s"]] {
+            assert!(parse(&refused).is_err(), "{refused:?} was accepted");
+        }
+    }
 }

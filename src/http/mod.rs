@@ -24,7 +24,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -141,8 +143,31 @@ pub fn app<B: Backend>(state: AppState<B>) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(error::with_request_id))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(MapRequestLayer::new(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// Longest request id a client may send; a longer one is replaced.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A client's `X-Request-Id` is kept when it is 1 to 128 bytes of printable ASCII;
+/// any other is dropped, so that the request gets a fresh one (a UUID) like a request
+/// that carried none.
+fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = |value: &HeaderValue| value.to_str().is_ok_and(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_BYTES);
+    if request.headers().get(error::REQUEST_ID).is_some_and(|value| !usable(value)) {
+        request.headers_mut().remove(error::REQUEST_ID);
+    }
+    request
+}
+
+/// The span of one request: every line logged while it is served names its id.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request.headers().get(error::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
 }
 
 async fn count_requests<B: Backend>(State(state): State<AppState<B>>, request: Request, next: Next) -> Response {
@@ -158,4 +183,79 @@ async fn count_requests<B: Backend>(State(state): State<AppState<B>>, request: R
         response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+    use crate::standalone::Standalone;
+
+    /// The `request_id` of every `request` span opened while it is the subscriber.
+    #[derive(Clone, Default)]
+    struct RequestSpans(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RequestSpans {
+        fn on_new_span(&self, attributes: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            struct RequestId(Option<String>);
+            impl Visit for RequestId {
+                fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "request_id" {
+                        self.0 = Some(format!("{value:?}"));
+                    }
+                }
+            }
+            if attributes.metadata().name() == "request" {
+                let mut id = RequestId(None);
+                attributes.record(&mut id);
+                self.0.lock().unwrap().extend(id.0);
+            }
+        }
+    }
+
+    async fn healthz(app: Router, request_id: Option<&str>) -> Response {
+        let mut request = Request::get("/healthz");
+        if let Some(id) = request_id {
+            request = request.header(error::REQUEST_ID, id);
+        }
+        app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    fn response_id(response: &Response) -> String {
+        response.headers()[error::REQUEST_ID].to_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn every_request_has_an_id_in_its_response_and_its_trace_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let home = Standalone::open(dir.path(), "http://folio.test".into(), metrics.clone()).unwrap();
+        let state =
+            AppState { backend: Arc::new(home), public_url: "http://folio.test".into(), metrics, rate_limit: None };
+        let spans = RequestSpans::default();
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+
+        let kept = healthz(app(state.clone()), Some("client-chosen-id")).await;
+        assert_eq!(kept.status(), StatusCode::OK);
+        assert_eq!(response_id(&kept), "client-chosen-id");
+
+        let fresh = healthz(app(state.clone()), None).await;
+        let fresh_id = response_id(&fresh);
+        assert!(uuid::Uuid::parse_str(&fresh_id).is_ok(), "a fresh id is a UUID: {fresh_id}");
+
+        let too_long = "x".repeat(MAX_REQUEST_ID_BYTES + 1);
+        let replaced = healthz(app(state), Some(&too_long)).await;
+        let replaced_id = response_id(&replaced);
+        assert!(uuid::Uuid::parse_str(&replaced_id).is_ok(), "an unusable id is replaced: {replaced_id}");
+
+        let seen = spans.0.lock().unwrap().clone();
+        assert_eq!(seen, ["client-chosen-id".to_owned(), fresh_id, replaced_id]);
+    }
 }

@@ -295,31 +295,24 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
 }
 
 fn next_page_url(public_url: &str, query: &RenderLogQuery, limit: i64, offset: i64) -> String {
-    let mut url = format!("{public_url}/v1/renders?limit={limit}&offset={}", offset + limit);
-    let mut add = |name: &str, value: &Option<String>| {
+    let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+    pairs.append_pair("limit", &limit.to_string()).append_pair("offset", &(offset + limit).to_string());
+    let filters = [
+        ("status", query.status.clone()),
+        ("type", query.output_type.clone()),
+        ("templateId", query.template_id.clone()),
+        ("externalId", query.external_id.clone()),
+        ("createdFrom", query.created_from.clone()),
+        ("createdTo", query.created_to.clone()),
+        ("preview", query.preview.map(|p| p.to_string())),
+        ("signed", query.signed.map(|s| s.to_string())),
+    ];
+    for (name, value) in filters {
         if let Some(value) = value {
-            url.push_str(&format!("&{name}={}", urlencode(value)));
+            pairs.append_pair(name, &value);
         }
-    };
-    add("status", &query.status);
-    add("type", &query.output_type);
-    add("templateId", &query.template_id);
-    add("externalId", &query.external_id);
-    add("createdFrom", &query.created_from);
-    add("createdTo", &query.created_to);
-    add("preview", &query.preview.map(|p| p.to_string()));
-    add("signed", &query.signed.map(|s| s.to_string()));
-    url
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    }
+    format!("{public_url}/v1/renders?{}", pairs.finish())
 }
 
 /// `POST /v1/renders/{id}/cancel`.
@@ -385,4 +378,42 @@ pub fn pdf_response(id: &str, pdf: Vec<u8>) -> Response {
     }
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_url_keeps_every_filter_whatever_its_characters() {
+        let query = RenderLogQuery {
+            status: Some("succeeded".into()),
+            external_id: Some("order 7&x=1/ü+~*".into()),
+            created_from: Some("2026-11-23T10:00:00+01:00".into()),
+            preview: Some(false),
+            ..Default::default()
+        };
+        let next = next_page_url("https://pdf.example.com", &query, 10, 20);
+        assert!(next.starts_with("https://pdf.example.com/v1/renders?limit=10&offset=30&"), "{next}");
+        let pairs: Vec<(String, String)> = url::Url::parse(&next).unwrap().query_pairs().into_owned().collect();
+        let expected = [
+            ("limit", "10"),
+            ("offset", "30"),
+            ("status", "succeeded"),
+            ("externalId", "order 7&x=1/ü+~*"),
+            ("createdFrom", "2026-11-23T10:00:00+01:00"),
+            ("preview", "false"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        assert_eq!(pairs, expected);
+        let parsed: RenderLogQuery = query_of(&next);
+        assert_eq!(parsed.external_id, query.external_id);
+        assert_eq!(parsed.created_from, query.created_from);
+    }
+
+    /// The query of `url` as the handler's `Query` extractor reads it.
+    fn query_of(url: &str) -> RenderLogQuery {
+        let uri: axum::http::Uri = url.parse().unwrap();
+        axum::extract::Query::<RenderLogQuery>::try_from_uri(&uri).unwrap().0
+    }
 }

@@ -8,18 +8,30 @@
 //! so one hostile template never stalls the renders beside it. Workers are also
 //! replaced after a number of renders, which bounds what typst interns for good.
 //!
-//! Frames on the pipes are a 4-byte big-endian length followed by that many bytes:
-//! the request as JSON; the answer as JSON (facts or failure) followed by the PDF.
+//! Frames on the pipes are a 4-byte big-endian length followed by that many bytes
+//! (tokio-util's [`LengthDelimitedCodec`], the same on both sides): the request as
+//! JSON; the answer as JSON (facts or failure) followed by the PDF. A frame over
+//! `MAX_FRAME_BYTES` (512 MiB) is never sent: writing one fails before a byte goes
+//! out, and a header announcing one fails the read at once (`InvalidData`, "frame
+//! size too big"). In the pool either way ends the exchange as a worker that stopped:
+//! the worker is killed and the render fails with `RENDERER_CRASHED`; a worker whose
+//! request or answer is too large exits, which the pool sees the same way.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::{SinkExt, StreamExt};
+use nix::sys::prctl;
+use nix::sys::resource::{self, Resource};
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
+use tokio_util::bytes::{Bytes, BytesMut};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::{Engine, RenderFacts, RenderFailure, RenderRequest, Rendered};
 use crate::resources::ErrorCode;
@@ -62,8 +74,8 @@ pub struct RenderPool {
 
 struct Worker {
     child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    requests: FramedWrite<ChildStdin, LengthDelimitedCodec>,
+    answers: FramedRead<ChildStdout, LengthDelimitedCodec>,
     renders: u32,
 }
 
@@ -173,88 +185,78 @@ impl RenderPool {
             .spawn()?;
         let stdin = child.stdin.take().ok_or_else(|| io::Error::other("worker has no stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| io::Error::other("worker has no stdout"))?;
-        Ok(Worker { child, stdin, stdout: BufReader::new(stdout), renders: 0 })
+        Ok(Worker {
+            child,
+            requests: FramedWrite::new(stdin, frames()),
+            answers: FramedRead::new(stdout, frames()),
+            renders: 0,
+        })
     }
 }
 
 /// Allocation failure under the address-space limit aborts the worker (SIGABRT).
 fn aborted(status: ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(libc::SIGABRT)
+    status.signal() == Some(Signal::SIGABRT as i32)
 }
 
 impl Worker {
     async fn exchange(&mut self, request: &RenderRequest) -> io::Result<Result<Rendered, RenderFailure>> {
         let body = serde_json::to_vec(request)?;
-        write_frame(&mut self.stdin, &body).await?;
-        let header = read_frame(&mut self.stdout).await?;
-        let pdf = read_frame(&mut self.stdout).await?;
+        self.requests.send(Bytes::from(body)).await?;
+        let header = next_frame(&mut self.answers).await?;
+        let pdf = next_frame(&mut self.answers).await?;
         let answer: Result<RenderFacts, RenderFailure> = serde_json::from_slice(&header)?;
-        Ok(answer.map(|facts| Rendered { pdf, facts }))
+        Ok(answer.map(|facts| Rendered { pdf: pdf.into(), facts }))
     }
 
     /// An empty frame asks the worker to answer with an empty frame once it is ready.
     async fn ping(&mut self) -> io::Result<()> {
-        write_frame(&mut self.stdin, &[]).await?;
-        read_frame(&mut self.stdout).await.map(drop)
+        self.requests.send(Bytes::new()).await?;
+        next_frame(&mut self.answers).await.map(drop)
     }
 }
 
-async fn write_frame(out: &mut ChildStdin, body: &[u8]) -> io::Result<()> {
-    out.write_all(&frame_len(body.len())?).await?;
-    out.write_all(body).await?;
-    out.flush().await
+/// The codec of both pipes.
+fn frames() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
 }
 
-async fn read_frame(input: &mut BufReader<ChildStdout>) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    input.read_exact(&mut len).await?;
-    let len = checked_len(len)?;
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body).await?;
-    Ok(body)
-}
-
-fn frame_len(len: usize) -> io::Result<[u8; 4]> {
-    if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is too large")));
-    }
-    Ok((len as u32).to_be_bytes())
-}
-
-fn checked_len(len: [u8; 4]) -> io::Result<usize> {
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is too large")));
-    }
-    Ok(len)
+/// The next frame; the pipe closing is an error, since a frame was expected.
+async fn next_frame(input: &mut FramedRead<impl AsyncRead + Unpin, LengthDelimitedCodec>) -> io::Result<BytesMut> {
+    input.next().await.unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the pipe closed")))
 }
 
 /// The worker's side: limit this process's memory, load the engine, and answer
-/// requests from stdin until it closes.
+/// requests from stdin until it closes. The pipes are driven by a runtime of one
+/// thread so that both sides share one codec; renders block that thread, which is
+/// fine, since the worker does nothing else meanwhile.
 pub fn serve_worker(memory_limit_mib: u64) -> io::Result<()> {
     die_with_parent()?;
     limit_address_space(memory_limit_mib)?;
     let engine = Engine::new();
-    let mut input = io::stdin().lock();
-    let mut output = io::BufWriter::new(io::stdout().lock());
-    loop {
-        let mut len = [0u8; 4];
-        match input.read_exact(&mut len) {
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            other => other?,
-        }
-        let mut body = vec![0u8; checked_len(len)?];
-        input.read_exact(&mut body)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    runtime.block_on(answer_requests(&engine, tokio::io::stdin(), tokio::io::stdout()))
+}
+
+async fn answer_requests(
+    engine: &Engine,
+    input: impl AsyncRead + Unpin,
+    output: impl AsyncWrite + Unpin,
+) -> io::Result<()> {
+    let mut requests = FramedRead::new(input, frames());
+    let mut answers = FramedWrite::new(output, frames());
+    while let Some(body) = requests.next().await {
+        let body = body?;
         if body.is_empty() {
-            write_sync_frame(&mut output, &[])?;
+            answers.send(Bytes::new()).await?;
         } else {
-            let (header, pdf) = answer(&engine, &body);
-            write_sync_frame(&mut output, &header)?;
-            write_sync_frame(&mut output, &pdf)?;
+            let (header, pdf) = answer(engine, &body);
+            answers.feed(Bytes::from(header)).await?;
+            answers.send(Bytes::from(pdf)).await?;
         }
-        output.flush()?;
     }
+    Ok(())
 }
 
 fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -272,35 +274,89 @@ fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (serde_json::to_vec(&header).unwrap_or_default(), pdf)
 }
 
-fn write_sync_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
-    out.write_all(&frame_len(body.len())?)?;
-    out.write_all(body)
-}
-
 /// A worker must not outlive the process that started it: if that process is killed
 /// (even with SIGKILL, which gives it no chance to stop its workers), a worker stuck in
 /// a hostile template would otherwise go on burning a core. (The signal follows the
 /// parent's spawning thread; the pool spawns from runtime worker threads, which live
 /// as long as the process.)
+///
+/// The process controls here go through `nix` rather than the `rlimit` crate: `nix`
+/// has safe wrappers for both `prctl(PR_SET_PDEATHSIG)` and `setrlimit`, and `rlimit`
+/// has nothing for the former.
 fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal for this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    }
+    prctl::set_pdeathsig(Signal::SIGKILL)?;
     // The parent may have died before the call above took effect.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } == 1 {
+    if std::os::unix::process::parent_id() == 1 {
         return Err(io::Error::other("the process that started this worker is gone"));
     }
     Ok(())
 }
 
 fn limit_address_space(mib: u64) -> io::Result<()> {
-    let bytes = mib.saturating_mul(1024 * 1024) as libc::rlim_t;
-    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
-    // SAFETY: setrlimit reads the struct we pass and changes only this process.
-    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let bytes = mib.saturating_mul(1024 * 1024);
+    resource::setrlimit(Resource::RLIMIT_AS, bytes, bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_are_a_big_endian_length_and_the_bytes() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut out = FramedWrite::new(near, frames());
+        out.send(Bytes::from_static(b"hello")).await.unwrap();
+        let mut wire = [0u8; 9];
+        far.read_exact(&mut wire).await.unwrap();
+        assert_eq!(&wire, b"\0\0\0\x05hello");
+    }
+
+    #[tokio::test]
+    async fn a_frame_announced_over_the_limit_is_refused_before_it_is_read() {
+        let (mut near, far) = tokio::io::duplex(64);
+        let too_long = u32::try_from(MAX_FRAME_BYTES + 1).unwrap();
+        near.write_all(&too_long.to_be_bytes()).await.unwrap();
+        let err = next_frame(&mut FramedRead::new(far, frames())).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_closed_pipe_where_a_frame_was_expected_is_an_error() {
+        let (near, far) = tokio::io::duplex(64);
+        drop(near);
+        let err = next_frame(&mut FramedRead::new(far, frames())).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn a_worker_answers_a_ping_then_a_request_then_stops_when_its_input_closes() {
+        let (requests, worker_input) = tokio::io::duplex(1 << 16);
+        let (worker_output, answers) = tokio::io::duplex(1 << 20);
+        let engine = Engine::new();
+        let worker = answer_requests(&engine, worker_input, worker_output);
+        let client = async move {
+            let mut requests = FramedWrite::new(requests, frames());
+            let mut answers = FramedRead::new(answers, frames());
+            requests.send(Bytes::new()).await.unwrap();
+            assert!(next_frame(&mut answers).await.unwrap().is_empty(), "a ping is answered with an empty frame");
+            let request = RenderRequest {
+                source: "= Hello".into(),
+                data: "{}".into(),
+                assets: Vec::new(),
+                preview: false,
+                title: None,
+            };
+            requests.send(Bytes::from(serde_json::to_vec(&request).unwrap())).await.unwrap();
+            let header = next_frame(&mut answers).await.unwrap();
+            let pdf = next_frame(&mut answers).await.unwrap();
+            let facts: Result<RenderFacts, RenderFailure> = serde_json::from_slice(&header).unwrap();
+            assert_eq!(facts.unwrap().page_count, 1);
+            assert!(pdf.starts_with(b"%PDF"));
+        };
+        let (served, ()) = tokio::join!(worker, client);
+        served.unwrap();
+    }
 }

@@ -8,6 +8,7 @@
 //! - `serve`: `folio serve`, which runs all of them; `keys`: `folio keys`.
 //! - this module: the state they share, and applying manifests to it.
 
+pub mod args;
 mod backend;
 mod keys;
 mod serve;

@@ -30,6 +30,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use super::control_plane::RENDERER_IMAGE;
@@ -197,12 +199,11 @@ fn stop_container(kubelet: &Kubelet, running: &Pods, pod: &Pod, grace: u64, log:
     let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
     log.line(format!("{name}: SIGTERM to {pid}"));
     kubelet.terminated.lock().unwrap().push(name);
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(grace)).await;
-        // SAFETY: as above; the process may be gone already.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // The process may be gone already.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     });
 }
 

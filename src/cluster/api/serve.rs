@@ -27,16 +27,16 @@ pub struct ApiOptions {
     /// The URL clients reach the API at (default: http://LISTEN).
     #[arg(long, env = "FOLIO_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Log as JSON lines.
-    #[arg(long, env = "FOLIO_LOG_JSON")]
-    pub log_json: bool,
+    /// How it logs.
+    #[command(flatten)]
+    pub logging: crate::cli::Logging,
     /// Requests per second each tenant may make (bursts of twice that); 0 = unlimited.
     #[arg(long, env = "FOLIO_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
-    /// Seconds a write waits for the cache (and, for cancel and resume, the operator)
-    /// to show its effect before answering.
-    #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", default_value_t = 2.0)]
-    pub settle_timeout: f64,
+    /// How long a write waits for the cache (and, for cancel and resume, the operator)
+    /// to show its effect before answering (`2s`, `500ms`, or plain seconds).
+    #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = crate::cli::duration)]
+    pub settle_timeout: Duration,
     /// Where the PDFs are.
     #[command(flatten)]
     pub s3: Option<S3Options>,
@@ -63,10 +63,8 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         .s3
         .clone()
         .context("folio api needs --s3-endpoint, --s3-access-key and --s3-secret-key (or FOLIO_S3_*)")?;
-    let settle = Duration::try_from_secs_f64(options.settle_timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--settle-timeout must be a positive number of seconds")?;
+    let settle = options.settle_timeout;
+    anyhow::ensure!(!settle.is_zero(), "--settle-timeout must be longer than zero");
     let client = crate::cluster::connect().await?;
     let bucket = s3.connect().await.context("connecting to the bucket")?;
     let (listener, address, public_url) = crate::http::listen(options.listen, options.public_url.as_deref()).await?;

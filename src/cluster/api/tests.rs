@@ -734,3 +734,20 @@ async fn the_http_api_refuses_data_and_schemas_that_are_not_objects_with_a_400()
         );
     }
 }
+
+#[test]
+fn the_settle_timeout_takes_humantime_or_plain_seconds() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: super::ApiOptions,
+    }
+    let required = ["api", "--s3-endpoint", "http://s3.test", "--s3-access-key", "a", "--s3-secret-key", "s"];
+    let settle = |args: &[&str]| Cli::try_parse_from(required.iter().chain(args)).map(|cli| cli.options.settle_timeout);
+    assert_eq!(settle(&[]).unwrap(), Duration::from_secs(2));
+    assert_eq!(settle(&["--settle-timeout", "1"]).unwrap(), Duration::from_secs(1));
+    assert_eq!(settle(&["--settle-timeout", "0.25"]).unwrap(), Duration::from_millis(250));
+    assert_eq!(settle(&["--settle-timeout", "1500ms"]).unwrap(), Duration::from_millis(1500));
+    assert!(settle(&["--settle-timeout", "0"]).is_err());
+}
