@@ -12,9 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use folio::standalone::store::{Store, load_job};
-use jiff::Timestamp;
 use reqwest::blocking::Client;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use support::Server;
 
 /// The namespace of `folio run`, the tenant of `folio serve`.
@@ -146,59 +145,11 @@ fn through_serve(dir: &Path, setup: &str, body: &Value) -> (Value, String) {
     (serve.stored_status(&id), id)
 }
 
-/// What both homes must agree on, from a status (`folio run`'s or `folio serve`'s)
-/// of the job known there as `name`:
-/// - kept as they are: phase, errorCode, retryCount, pageCount, baseCredits,
-///   sizeExtra, creditsUsed, creditsRemaining;
-/// - kept with the job's name (run) or id (serve) replaced by `<job>`: errorMessage,
-///   and each condition's type, status, reason and message (sorted by type; their
-///   times and observedGeneration are the home's clock and bookkeeping);
-/// - kept as present or absent: startedAt, completedAt, expiresAt (their values are
-///   the clock), outputKey (run keys by name, serve by id), sha256 (the PDF's title
-///   is the job's name or id, so its bytes differ);
-/// - kept as a length: `expiresAt − completedAt` in seconds, the retention;
-/// - dropped: durationMs (the clock), totalBytes (the title again), and
-///   observedGeneration (a job read from a file in `folio run` has no generation).
-///
-/// Absent and null are the same.
-fn normalised(status: &Value, name: &str) -> Value {
-    let field = |key: &str| status.get(key).cloned().unwrap_or(Value::Null);
-    let named = |text: &Value| match text.as_str() {
-        Some(text) => Value::String(text.replace(name, "<job>")),
-        None => text.clone(),
-    };
-    let time = |key: &str| status.get(key).and_then(Value::as_str).map(|t| t.parse::<Timestamp>().unwrap());
-    let mut kept = Map::new();
-    for key in
-        ["phase", "errorCode", "retryCount", "pageCount", "baseCredits", "sizeExtra", "creditsUsed", "creditsRemaining"]
-    {
-        kept.insert(key.into(), field(key));
-    }
-    kept.insert("errorMessage".into(), named(&field("errorMessage")));
-    let mut conditions: Vec<Value> = field("conditions")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": named(&c["reason"]), "message": named(&c["message"])}))
-        .collect();
-    conditions.sort_by_key(|c| c["type"].as_str().unwrap_or_default().to_owned());
-    kept.insert("conditions".into(), Value::Array(conditions));
-    for key in ["startedAt", "completedAt", "expiresAt", "outputKey", "sha256"] {
-        kept.insert(format!("{key} present"), Value::Bool(!field(key).is_null()));
-    }
-    let retention = match (time("completedAt"), time("expiresAt")) {
-        (Some(completed), Some(expires)) => json!(expires.duration_since(completed).as_secs_f64()),
-        _ => Value::Null,
-    };
-    kept.insert("expiresAt - completedAt (s)".into(), retention);
-    Value::Object(kept)
-}
-
 /// The normalised statuses of both homes, asserted equal; `folio run`'s is returned
 /// for the scenario's own expectations.
 fn assert_same_status(run: &Value, serve: &Value, serve_id: &str) -> Value {
-    let (normal_run, normal_serve) = (normalised(run, JOB), normalised(serve, serve_id));
+    let (normal_run, normal_serve) =
+        (support::comparable_status(run, JOB), support::comparable_status(serve, serve_id));
     assert_eq!(normal_run, normal_serve, "left: folio run, right: folio serve\nfolio run: {run}\nfolio serve: {serve}");
     normal_run
 }

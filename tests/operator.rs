@@ -583,8 +583,8 @@ async fn the_operator_and_folio_run_write_the_same_statuses() {
     for (name, cluster_status) in in_cluster {
         let run_status = serde_json::to_value(&support::report(&reports, name)["status"]).unwrap();
         assert_eq!(
-            support::comparable_status(&run_status),
-            support::comparable_status(&cluster_status),
+            support::comparable_status(&run_status, name),
+            support::comparable_status(&cluster_status, name),
             "{name}: folio run (left) and the operator (right) disagree"
         );
     }

@@ -160,43 +160,52 @@ pub fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
     file
 }
 
-/// A RenderJob's status reduced to what every home must write the same way, to
-/// compare two homes' statuses field by field: the outcome and credit fields as
-/// they are, the conditions without their times, whether each time and the output
-/// are there (their values depend on the run), and the retention (`expiresAt` −
-/// `completedAt`) in seconds.
-pub fn comparable_status(status: &serde_json::Value) -> serde_json::Value {
-    use serde_json::{Value, json};
-    let mut kept = serde_json::Map::new();
-    for field in [
-        "phase",
-        "errorCode",
-        "errorMessage",
-        "retryCount",
-        "pageCount",
-        "baseCredits",
-        "sizeExtra",
-        "creditsUsed",
-        "creditsRemaining",
-    ] {
-        kept.insert(field.to_owned(), status.get(field).cloned().unwrap_or(Value::Null));
+/// What both homes must agree on, from a status (`folio run`'s or `folio serve`'s)
+/// of the job known there as `name`:
+/// - kept as they are: phase, errorCode, retryCount, pageCount, baseCredits,
+///   sizeExtra, creditsUsed, creditsRemaining;
+/// - kept with the job's name (run) or id (serve) replaced by `<job>`: errorMessage,
+///   and each condition's type, status, reason and message (sorted by type; their
+///   times and observedGeneration are the home's clock and bookkeeping);
+/// - kept as present or absent: startedAt, completedAt, expiresAt (their values are
+///   the clock), outputKey (run keys by name, serve by id), sha256 (the PDF's title
+///   is the job's name or id, so its bytes differ);
+/// - kept as a length: `expiresAt − completedAt` in seconds, the retention;
+/// - dropped: durationMs (the clock), totalBytes (the title again), and
+///   observedGeneration (a job read from a file in `folio run` has no generation).
+///
+/// Absent and null are the same.
+pub fn comparable_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let field = |key: &str| status.get(key).cloned().unwrap_or(Value::Null);
+    let named = |text: &Value| match text.as_str() {
+        Some(text) => Value::String(text.replace(name, "<job>")),
+        None => text.clone(),
+    };
+    let time = |key: &str| status.get(key).and_then(Value::as_str).map(|t| t.parse::<jiff::Timestamp>().unwrap());
+    let mut kept = Map::new();
+    for key in
+        ["phase", "errorCode", "retryCount", "pageCount", "baseCredits", "sizeExtra", "creditsUsed", "creditsRemaining"]
+    {
+        kept.insert(key.into(), field(key));
     }
-    for field in ["startedAt", "completedAt", "expiresAt", "outputKey", "sha256"] {
-        kept.insert(format!("has {field}"), Value::Bool(status.get(field).is_some_and(|v| !v.is_null())));
+    kept.insert("errorMessage".into(), named(&field("errorMessage")));
+    let mut conditions: Vec<Value> = field("conditions")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": named(&c["reason"]), "message": named(&c["message"])}))
+        .collect();
+    conditions.sort_by_key(|c| c["type"].as_str().unwrap_or_default().to_owned());
+    kept.insert("conditions".into(), Value::Array(conditions));
+    for key in ["startedAt", "completedAt", "expiresAt", "outputKey", "sha256"] {
+        kept.insert(format!("{key} present"), Value::Bool(!field(key).is_null()));
     }
-    let time = |field: &str| status.get(field).and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok());
     let retention = match (time("completedAt"), time("expiresAt")) {
-        (Some(completed), Some(expires)) => json!(expires.duration_since(completed).as_secs()),
+        (Some(completed), Some(expires)) => json!(expires.duration_since(completed).as_secs_f64()),
         _ => Value::Null,
     };
-    kept.insert("retention seconds".to_owned(), retention);
-    let conditions: Vec<Value> = status
-        .get("conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]}))
-        .collect();
-    kept.insert("conditions".to_owned(), Value::Array(conditions));
+    kept.insert("expiresAt - completedAt (s)".into(), retention);
     Value::Object(kept)
 }
