@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use folio::cluster::controller::{Caches, Context, reconcile};
-use folio::cluster::metrics::OperatorMetrics;
-use folio::cluster::pod::{RendererReport, RendererSettings};
+use folio::cluster::pod::RendererReport;
 use folio::lifecycle::ErrorCode;
 use folio::render::RenderFacts;
 use folio::resources::RenderJob;
@@ -171,17 +170,8 @@ async fn run_jobs(
 ) -> (Vec<Result<(), String>>, Observed) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let settings = RendererSettings {
-        image: "folio:test".into(),
-        image_pull_policy: "IfNotPresent".into(),
-        cpu_request: "100m".into(),
-        cpu_limit: "1".into(),
-        memory_request: "128Mi".into(),
-        memory_limit: "512Mi".into(),
-    };
-    let caches = cached.caches(&jobs[0]);
-    let ctx = Context::new(client, bucket.clone(), settings, Arc::new(OperatorMetrics::new()), None);
-    let ctx = Arc::new(ctx.with_renderer_start_timeout(start_timeout).with_caches(caches));
+    let ctx = Context::test(client, bucket.clone(), cached.caches(&jobs[0]));
+    let ctx = Arc::new(ctx.with_renderer_start_timeout(start_timeout));
     let server = tokio::spawn(serve(handle, script));
     let mut outcomes = Vec::new();
     for job in jobs {
@@ -425,18 +415,9 @@ async fn a_cached_template_is_not_read_from_the_api_server() {
     }))
     .unwrap();
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let settings = RendererSettings {
-        image: "folio:test".into(),
-        image_pull_policy: "IfNotPresent".into(),
-        cpu_request: "100m".into(),
-        cpu_limit: "1".into(),
-        memory_request: "128Mi".into(),
-        memory_limit: "512Mi".into(),
-    };
     let typed: RenderJob = serde_json::from_value(job.clone()).unwrap();
     let caches = Caches::holding(vec![typed.clone()], Vec::new(), Vec::new(), vec![template]);
-    let ctx = Context::new(kube::Client::new(service, "default"), bucket.clone(), settings, Arc::default(), None);
-    let ctx = Arc::new(ctx.with_caches(caches));
+    let ctx = Arc::new(Context::test(kube::Client::new(service, "default"), bucket.clone(), caches));
     let script = vec![
         expect("PATCH", INPUT, echo(200)),
         expect("PATCH", POD, echo(200)),

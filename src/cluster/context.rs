@@ -303,6 +303,21 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context that reconciles without an operator process around it (tests,
+    /// benchmarks, tools): the client and bucket given, caches that hold exactly
+    /// `caches`, fixed renderer settings (`folio:test`, 100m/1 CPU, 128Mi/512Mi).
+    pub fn test(client: Client, bucket: S3Bucket, caches: Caches) -> Context {
+        let settings = RendererSettings {
+            image: "folio:test".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            cpu_request: "100m".into(),
+            cpu_limit: "1".into(),
+            memory_request: "128Mi".into(),
+            memory_limit: "512Mi".into(),
+        };
+        Context::new(client, bucket, settings, Arc::default(), None).with_caches(caches)
+    }
+
     /// A context for the operator called `instance` (its Pod name).
     pub fn new(
         client: Client,

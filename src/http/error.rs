@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -120,17 +120,16 @@ pub struct ErrorDetail {
 /// Header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Give every response an `X-Request-Id` and write error bodies with it. Rejections
-/// from axum's own extractors and layers (wrong method, body too large, timeout)
-/// come out in the same shape.
+/// Write error bodies with the request's id (set by tower-http's request-id layers,
+/// which also put it on every response). Rejections from axum's own extractors and
+/// layers (wrong method, body too large, timeout) come out in the same shape.
 pub async fn with_request_id(request: Request, next: Next) -> Response {
     let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()));
+        .extensions()
+        .get::<tower_http::request_id::RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let mut response = next.run(request).await;
     let error = response.extensions_mut().remove::<ApiError>().or_else(|| framework_error(&response));
     if let Some(error) = error {
@@ -142,9 +141,6 @@ pub async fn with_request_id(request: Request, next: Next) -> Response {
         for (name, value) in headers.iter().filter(|(n, _)| *n != "content-type" && *n != "content-length") {
             response.headers_mut().insert(name, value.clone());
         }
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
     }
     response
 }

@@ -173,53 +173,6 @@ impl Sender {
     }
 }
 
-/// How webhooks are delivered: flags shared by `folio serve` and `folio operator`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct WebhookOptions {
-    /// Allow webhook targets on loopback, private and link-local addresses.
-    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS")]
-    pub allow_private_targets: bool,
-    /// Time limit of one webhook attempt, in seconds.
-    #[arg(long, env = "FOLIO_WEBHOOK_TIMEOUT", default_value_t = 10.0)]
-    pub webhook_timeout: f64,
-    /// Delay before the first retry of a failed delivery, in seconds (doubling after).
-    #[arg(long, env = "FOLIO_WEBHOOK_RETRY_BASE", default_value_t = 5.0)]
-    pub webhook_retry_base: f64,
-    /// Seconds after which a failing delivery is given up.
-    #[arg(long, env = "FOLIO_WEBHOOK_MAX_AGE", default_value_t = 86400.0)]
-    pub webhook_max_age: f64,
-}
-
-impl WebhookOptions {
-    /// The retry policy the flags describe.
-    pub fn retry_policy(&self) -> Result<RetryPolicy, String> {
-        Ok(RetryPolicy {
-            base: positive_seconds("--webhook-retry-base", self.webhook_retry_base)?,
-            max_age: positive_seconds("--webhook-max-age", self.webhook_max_age)?,
-            ..Default::default()
-        })
-    }
-
-    /// The time limit of one attempt.
-    pub fn timeout(&self) -> Result<Duration, String> {
-        positive_seconds("--webhook-timeout", self.webhook_timeout)
-    }
-
-    /// A sender with the flags' target policy and time limit.
-    pub fn sender(&self) -> Result<Sender, String> {
-        let policy = TargetPolicy::new(self.allow_private_targets);
-        Sender::new(policy, self.timeout()?).map_err(|err| format!("the webhook client could not start: {err}"))
-    }
-}
-
-fn positive_seconds(flag: &str, value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(format!("{flag} must be a positive number of seconds"))
-    }
-}
-
 /// A reqwest error without the URL's query (which could hold a token).
 fn describe(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
