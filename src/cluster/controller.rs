@@ -107,7 +107,7 @@ pub fn error_policy(job: Arc<RenderJob>, err: &Error, ctx: Arc<Context>) -> Acti
 
 /// The delay after the `count`th consecutive transient error.
 fn backoff(count: u32) -> Duration {
-    ERROR_BACKOFF_BASE.saturating_mul(1 << count.saturating_sub(1).min(16)).min(ERROR_BACKOFF_MAX)
+    crate::lifecycle::exponential_delay(ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX, count.saturating_sub(1))
 }
 
 /// What the RenderJob cache keeps of a job: no reconcile reads managed fields or the

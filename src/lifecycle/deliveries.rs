@@ -45,7 +45,7 @@ impl RetryPolicy {
     /// The delay after `attempts` failed attempts: exponential, with ±25 % jitter so
     /// that many failing deliveries do not all come back at once.
     pub fn delay(&self, attempts: u32) -> Duration {
-        let exponential = self.base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(self.max_delay);
+        let exponential = super::rules::exponential_delay(self.base, self.max_delay, attempts.saturating_sub(1));
         let jitter = rand::rng().random_range(0.75..1.25);
         exponential.mul_f64(jitter)
     }

@@ -90,8 +90,17 @@ pub fn after_failure(code: ErrorCode, retries_so_far: i32, backoff_limit: Option
 
 /// Exponential backoff: 1 s, 2 s, 4 s, ... capped at five minutes.
 pub fn retry_delay(retries_so_far: i32) -> Duration {
-    let exponent = retries_so_far.clamp(0, 16) as u32;
-    RETRY_BASE_DELAY.saturating_mul(1 << exponent).min(RETRY_MAX_DELAY)
+    exponential_delay(RETRY_BASE_DELAY, RETRY_MAX_DELAY, u32::try_from(retries_so_far).unwrap_or(0))
+}
+
+/// The delay before try number `n + 1` of an exponential backoff: `base`, doubling
+/// with each try, capped at `max` (backon's exponential backoff, without jitter).
+pub fn exponential_delay(base: Duration, max: Duration, n: u32) -> Duration {
+    use backon::BackoffBuilder;
+    let mut delays =
+        backon::ExponentialBuilder::default().with_min_delay(base).with_max_delay(max).without_max_times().build();
+    // Past 32 doublings every delay is capped anyway.
+    delays.nth(n.min(32) as usize).unwrap_or(max)
 }
 
 /// When a job with `active_deadline_seconds` must be finished, counted from when it was
