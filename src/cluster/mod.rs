@@ -12,9 +12,11 @@
 //! - [`api`]: `folio api`, the REST facade over the cluster's resources.
 
 pub mod api;
+pub mod attempt;
 pub mod context;
 pub mod controller;
 pub mod delivery_queue;
+pub mod effects;
 pub mod job;
 pub mod ledger;
 pub mod lookup;

@@ -1,0 +1,270 @@
+//! One render attempt of a job in the cluster: its input ConfigMap and renderer Pod
+//! applied, the API server's refusals and a Pod that does not start shown on the
+//! job, and the Pod's outcome handed to the lifecycle core.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use super::context::{Context, Error, FIELD_MANAGER};
+use super::effects::{MAX_WAIT, Next, carry_out, carry_out_failure, decide_now, delete_input, fail, owned_by_job};
+use super::ledger;
+use super::lookup::prepare_job;
+use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
+use super::pod::{StartProblem, admission_refusal, pod_name, pod_outcome, renderer_pod};
+use super::writes::{names, until, write_decision, write_status};
+use crate::lifecycle::status::{RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
+use crate::lifecycle::{ErrorCode, Observed, Phase};
+use crate::prepare::LookupError;
+use crate::resources::RenderJob;
+use crate::storage::output_key;
+
+/// Create the input and the Pod of the job's current attempt, unless a retry must
+/// still wait.
+pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp) -> Result<Next, Error> {
+    let request = match prepare_job(ctx, job).await? {
+        Ok(request) => request,
+        Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),
+        Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
+    };
+    let (namespace, name) = names(job)?;
+    let pod_deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS).max(1) as u64;
+    let key = output_key(namespace, name);
+    let url = ctx.bucket.presigned_put(&key, Duration::from_secs(pod_deadline + 300)).await?;
+    let input = match input_config_map(job, attempt, &request, &Upload { key, url }) {
+        Ok(input) => input,
+        Err(err @ PodError::InputTooLarge(_)) => {
+            return fail(job, ctx, ErrorCode::SpecInvalid, err.to_string(), now).await;
+        }
+        Err(err) => return Err(Error::Invalid(err.to_string())),
+    };
+    let pod = renderer_pod(job, attempt, &ctx.settings).map_err(|err| Error::Invalid(err.to_string()))?;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    if let Err(err) = config_maps.patch(&input.name_any(), &apply, &Patch::Apply(&input)).await {
+        return refused(job, ctx, err, Refused::Input, now).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.patch(&pod.name_any(), &apply, &Patch::Apply(&pod)).await {
+        Ok(applied) => ctx.applied_pod(&applied),
+        Err(err) => return refused(job, ctx, err, Refused::Pod, now).await,
+    }
+    let mut began = decide_now(job, ctx, Observed::AttemptBegan, now)?;
+    if failing_condition(&began.status, RENDERER_ADMITTED).is_some() {
+        let message = format!("the API server admitted the renderer Pod {}", pod.name_any());
+        set_condition(&mut began.status, job.metadata.generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
+    }
+    let deadline = began.wake_at();
+    let job = write_decision(job, ctx, &began).await?;
+    ctx.publish(&job, false, "Rendering", format!("attempt {attempt} started in Pod {}", pod.name_any())).await;
+    // A Pod that does not start is looked at again when its start timeout ends.
+    let wake = ctx.renderer_start_timeout.min(MAX_WAIT);
+    Ok(Next::Done(Some(deadline.and_then(|d| until(now, d)).map_or(wake, |left| left.min(wake)))))
+}
+
+/// Which of an attempt's objects the API server refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// The input ConfigMap (so no Pod was tried).
+    Input,
+    /// The Pod (its input ConfigMap exists).
+    Pod,
+}
+
+/// After the API server did not accept the input or the Pod of the current attempt:
+/// a refusal (403, 422) is shown on the job as the `RendererAdmitted` condition and
+/// one Warning Event, and tried again with backoff until the renderer start timeout,
+/// counted from the first refusal, fails the attempt. Any other error is returned
+/// as it is (a conflict, an unreachable server: they heal by themselves).
+async fn refused(
+    job: &RenderJob,
+    ctx: &Context,
+    err: kube::Error,
+    what: Refused,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let Some(refusal) = admission_refusal(&err) else {
+        return Err(err.into());
+    };
+    let mut status = job.status.clone().unwrap_or_default();
+    let object = match what {
+        Refused::Input => "input ConfigMap",
+        Refused::Pod => "Pod",
+    };
+    let message = format!("the API server refused the renderer {object}: {}", refusal.message);
+    // A new job waits in the queue while its renderer is refused.
+    status.phase = status.phase.or(Some(Phase::Queued));
+    let since = status.renderer_refused_at.unwrap_or(now);
+    let waited = Duration::try_from(since.duration_until(now)).unwrap_or_default();
+    if waited >= ctx.renderer_start_timeout {
+        if what == Refused::Pod {
+            // It holds a presigned upload URL that no renderer will use.
+            delete_input(job, ctx).await?;
+        }
+        let message = format!("{message} (refused for {} s)", waited.as_secs());
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now).await;
+    }
+    status.renderer_refused_at = Some(since);
+    let first = set_condition(
+        &mut status,
+        job.metadata.generation,
+        RENDERER_ADMITTED,
+        false,
+        &refusal.reason,
+        &refusal.message,
+        now,
+    );
+    let job = write_status(job, ctx, status).await?;
+    if first {
+        ctx.publish(&job, true, "RendererRefused", message.clone()).await;
+    }
+    Err(Error::Refused { message, retry_within: ctx.renderer_start_timeout - waited })
+}
+
+/// Look at the current attempt's Pod and act on how it ended.
+pub(super) async fn follow_attempt(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Next, Error> {
+    let (namespace, name) = names(job)?;
+    let status = job.status.clone().unwrap_or_default();
+    // The cache shows the Pod this operator applied (a reconcile waits until it does).
+    let Some(pod) = ctx.pod(namespace, &pod_name(name, status.retry_count)) else {
+        // A retry waiting for its turn, or a Pod that was never made or was removed.
+        let decision = decide_now(job, ctx, Observed::RendererGone, now)?;
+        return match decision.attempt_to_start() {
+            Some(attempt) => start_attempt(job, ctx, attempt, now).await,
+            None => carry_out(job, ctx, decision, now).await,
+        };
+    };
+    let outcome = pod_outcome(&pod);
+    let succeeded = matches!(outcome, PodOutcome::Finished(RendererReport::Succeeded { .. }));
+    let not_started =
+        match &outcome {
+            PodOutcome::Pending(problem) => Some(problem.as_ref().map_or_else(
+                || format!("the renderer Pod {} was still pending", pod.name_any()),
+                StartProblem::describe,
+            )),
+            _ => None,
+        };
+    // Unless it succeeded, a cancel or a passed deadline comes before the attempt.
+    let look = decide_now(job, ctx, not_started.map_or(Observed::Look, Observed::RendererPending), now)?;
+    if !succeeded && look.ended() {
+        return carry_out(job, ctx, look, now).await;
+    }
+    if !owned_by_job(&pod, job) {
+        let message = format!("the Pod {} is not this job's renderer (its owner differs)", pod.name_any());
+        return fail(job, ctx, ErrorCode::Internal, message, now).await;
+    }
+    if matches!(outcome, PodOutcome::Finished(_)) {
+        // The input holds a presigned upload URL: it goes as soon as it has served.
+        delete_input(job, ctx).await?;
+    }
+    let to_deadline = look.wake_at().and_then(|d| until(now, d)).unwrap_or(MAX_WAIT).min(MAX_WAIT);
+    // The renderer started (or ended having run): a condition that said it could not
+    // start is set right, on its own when nothing else is written.
+    let started = match &outcome {
+        PodOutcome::Pending(_) => false,
+        PodOutcome::Running => true,
+        PodOutcome::Finished(RendererReport::Failed { error_code, .. }) => {
+            *error_code != ErrorCode::RendererUnavailable
+        }
+        PodOutcome::Finished(RendererReport::Succeeded { .. }) => true,
+    };
+    let mut job = job.clone();
+    if started && let Some(current) = job.status.as_ref().filter(|s| failing_condition(s, RENDERER_STARTED).is_some()) {
+        let mut status = current.clone();
+        let message = format!("the renderer Pod {} started", pod.name_any());
+        set_condition(&mut status, job.metadata.generation, RENDERER_STARTED, true, "Started", &message, now);
+        if outcome == PodOutcome::Running {
+            job = write_status(&job, ctx, status).await?;
+        } else {
+            // Written with the attempt's outcome below.
+            job.status = Some(status);
+        }
+    }
+    let job = &job;
+    match outcome {
+        PodOutcome::Pending(problem) => renderer_pending(job, ctx, &pod, problem, now, to_deadline).await,
+        PodOutcome::Running => Ok(Next::Done(Some(to_deadline))),
+        PodOutcome::Finished(RendererReport::Succeeded { facts, .. }) => {
+            // The report is the Pod's word: the key is always the job's own, and the
+            // stored object must be the PDF it describes.
+            let output_key = output_key(namespace, name);
+            let stored = ctx.bucket.size(&output_key).await?;
+            if stored != u64::try_from(facts.total_bytes).ok() {
+                let message = format!(
+                    "the renderer reported {} bytes under {output_key}; the bucket holds {}",
+                    facts.total_bytes,
+                    stored.map_or_else(|| "nothing".to_owned(), |size| format!("{size} bytes"))
+                );
+                return after_failed_attempt(job, ctx, ErrorCode::RendererCrashed, message, now).await;
+            }
+            ctx.metrics.rendered(facts.duration_ms);
+            // From the job as set right above: a RendererStarted condition that said
+            // the Pod could not start is True now.
+            let decision = ledger::settle(job, ctx, Observed::Rendered { facts, output_key }, now).await?;
+            carry_out(job, ctx, decision, now).await
+        }
+        PodOutcome::Finished(RendererReport::Failed { error_code, error_message }) => {
+            after_failed_attempt(job, ctx, error_code, error_message, now).await
+        }
+    }
+}
+
+/// A renderer Pod not started yet: while the scheduler or the kubelet says why, the
+/// job shows it (`RendererStarted` False, one Warning Event); once the Pod has not
+/// started for the renderer start timeout (counted from its creation), it is
+/// deleted and the attempt fails with `RENDERER_UNAVAILABLE`.
+async fn renderer_pending(
+    job: &RenderJob,
+    ctx: &Context,
+    pod: &Pod,
+    problem: Option<StartProblem>,
+    now: Timestamp,
+    to_deadline: Duration,
+) -> Result<Next, Error> {
+    let timeout = ctx.renderer_start_timeout;
+    let created = pod.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let waited = Duration::try_from(created.duration_until(now)).unwrap_or_default();
+    if waited >= timeout {
+        let message = match &problem {
+            Some(problem) => format!("{} (not started after {} s)", problem.describe(), waited.as_secs()),
+            None => format!("the renderer Pod {} did not start within {} s", pod.name_any(), timeout.as_secs()),
+        };
+        delete_input(job, ctx).await?;
+        return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now).await;
+    }
+    let wake = Some((timeout - waited).min(to_deadline));
+    let Some(problem) = problem else {
+        return Ok(Next::Done(wake));
+    };
+    let mut status = job.status.clone().unwrap_or_default();
+    let first = set_condition(
+        &mut status,
+        job.metadata.generation,
+        RENDERER_STARTED,
+        false,
+        &problem.reason,
+        &problem.message,
+        now,
+    );
+    let job = write_status(job, ctx, status).await?;
+    if first {
+        ctx.publish(&job, true, "RendererNotStarted", problem.describe()).await;
+    }
+    Ok(Next::Done(wake))
+}
+
+/// Hand a failed attempt to the core: retried per `backoffLimit` (the attempt's
+/// renderer, if it is still there, goes first) or the job fails.
+async fn after_failed_attempt(
+    job: &RenderJob,
+    ctx: &Context,
+    code: ErrorCode,
+    message: String,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let decision = decide_now(job, ctx, Observed::AttemptFailed { code, message: message.clone() }, now)?;
+    carry_out_failure(job, ctx, decision, Some((code, &message)), now).await
+}
