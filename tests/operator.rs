@@ -589,3 +589,243 @@ async fn the_operator_and_folio_run_write_the_same_statuses() {
         );
     }
 }
+
+/// The webhook flags both homes get for the comparison of a given-up delivery:
+/// loopback receivers allowed, a first retry after [`RETRY_BASE`], given up
+/// [`MAX_AGE`] after the event.
+const HOOK_FLAGS: [&str; 5] = ["--allow-private-targets", "--webhook-retry-base", "500ms", "--webhook-max-age", "3s"];
+/// `--webhook-retry-base`.
+const RETRY_BASE: Duration = Duration::from_millis(500);
+/// `--webhook-max-age`.
+const MAX_AGE: Duration = Duration::from_secs(3);
+/// How late a due attempt may go out, or a give-up be decided, after the instant the
+/// receiver logged: each home's polling and the time of the attempt's own request.
+const LATE: Duration = Duration::from_millis(500);
+
+/// One home's account of a webhook delivery it gave up.
+struct GivenUp {
+    /// The job's webhook delivery status (`status.webhook`), as the home keeps it.
+    webhook: Value,
+    /// When the home queued the delivery.
+    queued_at: jiff::Timestamp,
+    /// Every `nextAttemptAt` the home showed while the delivery was pending.
+    scheduled: std::collections::BTreeSet<jiff::Timestamp>,
+    /// The home's `webhook_attempts` counter, by outcome.
+    counted: std::collections::BTreeMap<String, u64>,
+    /// Every request the home's receiver got.
+    log: Vec<support::webhook_receiver::Logged>,
+}
+
+/// The `folio_webhook_attempts` counters in a Prometheus text exposition, by outcome.
+fn webhook_attempts(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("folio_webhook_attempts"))
+        .map(|l| {
+            let outcome = l.split("outcome=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
+            let count = l.split_whitespace().last().and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{l}"));
+            (outcome.to_owned(), count)
+        })
+        .collect()
+}
+
+/// What both homes must agree on about a given-up delivery:
+/// - kept as they are: `delivered`, `pending`, `failed`, `lastResponseCode`,
+///   `lastError`, and the `webhook_attempts` counts of `delivered` and `failed`;
+/// - kept as present or absent: `lastAttemptAt`, `nextAttemptAt` (their values are
+///   the clock); the queue as its length;
+/// - `attempts` (it depends on the retries' jitter) kept as what the rule makes of
+///   it: at least 2, as many as the receiver got, the `retry` count one less, no
+///   request after `queuedAt + maxAge` (give or take [`LATE`]), and the last one
+///   close enough to that end that its next attempt, backed off by
+///   `retryBase × 2^(attempts−1)` with at most +25 % jitter, could fall after it;
+/// - the `nextAttemptAt` values shown while the delivery was pending, as whether
+///   there were any and all of them were before `queuedAt + maxAge` (exactly,
+///   without [`LATE`]).
+fn comparable_webhook(home: &GivenUp) -> Value {
+    let hooks = &home.webhook;
+    let attempts = hooks["attempts"].as_u64().unwrap_or(0);
+    let deadline = home.queued_at + MAX_AGE;
+    let last = home.log.last().map(|l| l.at).unwrap_or(home.queued_at);
+    let next_backoff = RETRY_BASE.mul_f64(1.25 * f64::from(1u32 << attempts.saturating_sub(1).min(20)));
+    let next_could_be_late = last + next_backoff + LATE >= deadline;
+    let scheduled_in_time = !home.scheduled.is_empty() && home.scheduled.iter().all(|at| *at < deadline);
+    let count = |outcome: &str| home.counted.get(outcome).copied().unwrap_or(0);
+    let retry = if count("retry") + 1 == attempts {
+        json!("attempts - 1")
+    } else {
+        json!(format!("{} with {attempts} attempts", count("retry")))
+    };
+    json!({
+        "delivered": hooks["delivered"],
+        "pending": hooks["pending"],
+        "failed": hooks["failed"],
+        "lastResponseCode": hooks["lastResponseCode"],
+        "lastError": hooks["lastError"],
+        "lastAttemptAt present": !hooks["lastAttemptAt"].is_null(),
+        "nextAttemptAt present": !hooks["nextAttemptAt"].is_null(),
+        "queue length": hooks["queue"].as_array().map_or(0, Vec::len),
+        "attempts >= 2": attempts >= 2,
+        "attempts = requests received": attempts == home.log.len() as u64,
+        "every request answered 500": home.log.iter().all(|l| l.answered == 500),
+        "no request after queuedAt + maxAge": last <= deadline + LATE,
+        "every nextAttemptAt before queuedAt + maxAge": scheduled_in_time,
+        "given up only when the next attempt could fall after queuedAt + maxAge": next_could_be_late,
+        "webhook_attempts": {"delivered": count("delivered"), "failed": count("failed"), "retry": retry},
+    })
+}
+
+/// Wait until `receiver`'s first request is older than the retry period and a
+/// second: any attempt a home still made after giving up would have arrived.
+async fn outlast_the_retry_period(receiver: &support::webhook_receiver::Receiver) {
+    let first = receiver.log().await.first().expect("the receiver got a request").at;
+    let over = first + MAX_AGE + Duration::from_secs(1);
+    if let Ok(wait) = Duration::try_from(jiff::Timestamp::now().duration_until(over)) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The job `spec` with a webhook to `url` for its final event only.
+fn hooked(url: &str) -> Value {
+    json!({"template": {"source": "= Hooked"}, "data": {}, "webhook": {"url": url, "events": "terminal"}})
+}
+
+/// The job through `folio serve` (a real process with [`HOOK_FLAGS`], the job posted
+/// over HTTP) until its delivery is given up: the delivery state the server keeps in
+/// its database for the job (what `GET /v1/renders/{id}` shows as `webhook`), when it
+/// queued the delivery, and its `/metrics`.
+async fn given_up_by_serve() -> GivenUp {
+    let receiver = support::webhook_receiver::Receiver::always(axum::http::StatusCode::INTERNAL_SERVER_ERROR).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start(dir.path(), &HOOK_FLAGS);
+    let key = server.key("acme");
+    let http = reqwest::Client::new();
+    let accepted = http.post(format!("{}/v1/renders", server.url)).bearer_auth(&key).json(&hooked(&receiver.url));
+    let accepted: Value = accepted.send().await.unwrap().json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap_or_else(|| panic!("{accepted}")).to_owned();
+    let mut scheduled = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    loop {
+        let job: Value = http
+            .get(format!("{}/v1/renders/{id}", server.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(at) = job["webhook"]["nextAttemptAt"].as_str() {
+            scheduled.insert(at.parse::<jiff::Timestamp>().unwrap());
+        }
+        if job["webhook"]["failed"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "folio serve never gave the delivery up: {job:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    outlast_the_retry_period(&receiver).await;
+    let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let data_dir = server.data_dir.clone();
+    drop(server);
+    let store = folio::standalone::store::Store::open(&data_dir.join("folio.db")).unwrap();
+    let webhook = store.read(|c| folio::standalone::store::delivery_status(c, &id)).unwrap();
+    let queued_ms: i64 = store
+        .read(|c| Ok(c.query_row("SELECT created_at FROM deliveries WHERE job_id = ?1", [&id], |r| r.get(0))?))
+        .unwrap();
+    GivenUp {
+        webhook: serde_json::to_value(webhook.expect("the job's deliveries")).unwrap(),
+        queued_at: jiff::Timestamp::from_millisecond(queued_ms).unwrap(),
+        scheduled,
+        counted: webhook_attempts(&metrics),
+        log: receiver.log().await,
+    }
+}
+
+/// The job through the operator (the real controller on the real control plane with
+/// [`HOOK_FLAGS`], the job applied as a RenderJob) until its delivery is given up: the
+/// job's `status.webhook`, the delivery's `queuedAt` as its queue showed it while it
+/// was pending, and the operator's metrics endpoint.
+async fn given_up_by_the_operator() -> GivenUp {
+    let receiver = support::webhook_receiver::Receiver::always(axum::http::StatusCode::INTERNAL_SERVER_ERROR).await;
+    let harness = Harness::start(&HOOK_FLAGS).await;
+    harness.apply(job("hooked", hooked(&receiver.url))).await;
+    let (mut queued_at, mut scheduled) = (None, std::collections::BTreeSet::new());
+    let started = std::time::Instant::now();
+    loop {
+        let job = harness.job("hooked").await.unwrap();
+        let hooks = &job["status"]["webhook"];
+        if let Some(at) = hooks["queue"][0]["queuedAt"].as_str() {
+            queued_at.get_or_insert_with(|| at.parse::<jiff::Timestamp>().unwrap());
+        }
+        if let Some(at) = hooks["nextAttemptAt"].as_str() {
+            scheduled.insert(at.parse::<jiff::Timestamp>().unwrap());
+        }
+        if hooks["failed"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the operator never gave the delivery up: {job:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    outlast_the_retry_period(&receiver).await;
+    let metrics_url = harness.operator.as_ref().unwrap().metrics_url.clone();
+    let metrics = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
+    let webhook = harness.job("hooked").await.unwrap()["status"]["webhook"].clone();
+    harness.stop().await;
+    GivenUp {
+        webhook,
+        queued_at: queued_at.expect("the delivery was seen queued before it was given up"),
+        scheduled,
+        counted: webhook_attempts(&metrics),
+        log: receiver.log().await,
+    }
+}
+
+/// A webhook whose receiver always answers 500 is retried with backoff and given up
+/// when its next attempt would fall after the retry period (`--webhook-max-age`,
+/// counted from when the delivery was queued), the same way in both homes that keep
+/// a delivery queue, `folio serve` (its database) and the operator (the RenderJob's
+/// status): nothing pending or delivered, one failed, the last response code 500, at
+/// least two attempts, each one the receiver got, none after the retry period, and
+/// the metric `webhook_attempts` counting exactly one `failed` (the attempt after
+/// which it was given up) and every other attempt `retry`. The number of attempts
+/// itself depends on the retries' jitter, so it is compared as what the rule makes of
+/// it (see [`comparable_webhook`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_always_fails_is_given_up_alike_by_folio_serve_and_the_operator() {
+    let serve = given_up_by_serve().await;
+    let operator = given_up_by_the_operator().await;
+    let (normal_serve, normal_operator) = (comparable_webhook(&serve), comparable_webhook(&operator));
+    let raw = |home: &GivenUp| {
+        let log: Vec<String> = home.log.iter().map(|l| format!("{} {}", l.at, l.answered)).collect();
+        format!(
+            "{:#}\nqueued {}, scheduled {:?}, counted {:?}, requests {log:?}",
+            home.webhook, home.queued_at, home.scheduled, home.counted
+        )
+    };
+    assert_eq!(
+        normal_serve,
+        normal_operator,
+        "left: folio serve, right: the operator\nfolio serve: {}\nthe operator: {}",
+        raw(&serve),
+        raw(&operator)
+    );
+    let expected = json!({
+        "delivered": 0,
+        "pending": 0,
+        "failed": 1,
+        "lastResponseCode": 500,
+        "lastError": "the receiver answered 500",
+        "lastAttemptAt present": true,
+        "nextAttemptAt present": false,
+        "queue length": 0,
+        "attempts >= 2": true,
+        "attempts = requests received": true,
+        "every request answered 500": true,
+        "no request after queuedAt + maxAge": true,
+        "every nextAttemptAt before queuedAt + maxAge": true,
+        "given up only when the next attempt could fall after queuedAt + maxAge": true,
+        "webhook_attempts": {"delivered": 0, "failed": 1, "retry": "attempts - 1"},
+    });
+    assert_eq!(normal_serve, expected, "both homes, against the rule\nfolio serve: {}", raw(&serve));
+}
