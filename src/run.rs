@@ -89,16 +89,13 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
     (meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()), meta.name.clone().unwrap_or_default())
 }
 
-/// An account while the run settles charges: its terms and what it has spent.
-type Ledger = Account;
-
 /// Render every job in `manifests` and write the PDFs of those that succeed.
 pub async fn run(manifests: Manifests, pool: Arc<RenderPool>, options: &RunOptions) -> std::io::Result<Vec<JobReport>> {
     let catalog = Arc::new(Catalog {
         templates: manifests.templates.iter().map(|t| (key_of(&t.metadata), t.spec.clone())).collect(),
         config_maps: manifests.config_maps.iter().map(|c| (key_of(&c.metadata), c.clone())).collect(),
     });
-    let mut ledgers: HashMap<String, Ledger> = manifests
+    let mut ledgers: HashMap<String, Account> = manifests
         .accounts
         .iter()
         .map(|a| {
@@ -150,7 +147,8 @@ fn accepted(job: &RenderJob, at: Timestamp) -> RenderJob {
     let mut job = job.clone();
     let (namespace, _) = key_of(&job.metadata);
     job.metadata.namespace = Some(namespace);
-    job.metadata.creation_timestamp = job.metadata.creation_timestamp.or(Some(Time(at)));
+    // A creationTimestamp exported with the manifest is another cluster's, not this run's.
+    job.metadata.creation_timestamp = Some(Time(at));
     job.status = Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() });
     job
 }
@@ -251,7 +249,7 @@ fn settle(
     job: &RenderJob,
     accepted_at: Timestamp,
     outcome: Outcome,
-    ledger: &mut Ledger,
+    ledger: &mut Account,
     out_dir: &Path,
 ) -> std::io::Result<RenderJobStatus> {
     let mut job = accepted(job, accepted_at);

@@ -225,6 +225,8 @@ fn a_job_the_account_cannot_pay_for_is_blocked_with_the_same_message() {
 }
 
 /// A job whose `activeDeadlineSeconds` passes while its template is still rendering
+/// (3 s, so that even a busy machine starts it before: a job still queued at its
+/// deadline expires without `startedAt`, in either home)
 /// expires with `DEADLINE_EXCEEDED` and the same message in both homes, kept for the
 /// account's retention.
 #[test]
@@ -234,12 +236,12 @@ fn a_job_past_its_active_deadline_expires_alike() {
     let run = through_run(
         &dir.path().join("run"),
         &setup,
-        &json!({"activeDeadlineSeconds": 1, "template": {"source": ENDLESS}}),
+        &json!({"activeDeadlineSeconds": 3, "template": {"source": ENDLESS}}),
     );
     let (serve, id) = through_serve(
         &dir.path().join("serve"),
         &setup,
-        &json!({"activeDeadlineSeconds": 1, "template": {"source": ENDLESS}}),
+        &json!({"activeDeadlineSeconds": 3, "template": {"source": ENDLESS}}),
     );
     let status = assert_same_status(&run, &serve, &id);
     assert_eq!((&status["phase"], &status["errorCode"]), (&json!("Expired"), &json!("DEADLINE_EXCEEDED")));

@@ -37,6 +37,31 @@ pub const DEFAULT_RENDERER_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// The API's limit of an Event's note, in bytes.
 const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
+/// What kind of error stopped a reconcile: how it is retried, and its metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum ErrorKind {
+    /// Another write came first (409, or a stale copy): retried shortly.
+    Conflict,
+    /// The API server failed or could not be reached, or the caches are not filled.
+    Kube,
+    /// The bucket could not be reached.
+    Storage,
+    /// A reference of the job could not be read.
+    Lookup,
+    /// Nothing can be built for the job: waits for a change of the job.
+    Invalid,
+    /// The API server refused the job's renderer (admission, quota, RBAC).
+    Refused,
+}
+
+impl ErrorKind {
+    /// The kind as a metric label.
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Why a reconcile stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,28 +98,28 @@ pub enum Error {
 }
 
 impl Error {
-    /// The error's kind, as a metric label and for [`error_policy`].
-    pub fn kind(&self) -> &'static str {
+    /// The error's kind, as a metric label and for [`error_policy`](super::controller::error_policy).
+    pub fn kind(&self) -> ErrorKind {
         use kube::runtime::finalizer::Error as F;
         match self {
-            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
-            Error::Stale => "conflict",
-            Error::Kube(_) | Error::NotSynced => "kube",
-            Error::Storage(_) => "storage",
-            Error::Lookup(_) => "lookup",
-            Error::Invalid(_) => "invalid",
-            Error::Refused { .. } => "refused",
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => ErrorKind::Conflict,
+            Error::Stale => ErrorKind::Conflict,
+            Error::Kube(_) | Error::NotSynced => ErrorKind::Kube,
+            Error::Storage(_) => ErrorKind::Storage,
+            Error::Lookup(_) => ErrorKind::Lookup,
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Refused { .. } => ErrorKind::Refused,
             Error::Finalizer(err) => match err.as_ref() {
                 F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.kind(),
-                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "kube",
-                F::UnnamedObject | F::InvalidFinalizer => "invalid",
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => ErrorKind::Kube,
+                F::UnnamedObject | F::InvalidFinalizer => ErrorKind::Invalid,
             },
         }
     }
 
     /// Errors that no retry can heal.
     pub fn is_permanent(&self) -> bool {
-        self.kind() == "invalid"
+        self.kind() == ErrorKind::Invalid
     }
 
     /// The latest time to try again, when the error sets one.
@@ -118,7 +143,7 @@ impl Error {
 /// the cache).
 #[derive(Clone)]
 pub struct Caches {
-    /// The RenderJobs (without what no reconcile reads: see [`trim_job`]).
+    /// The RenderJobs (without what no reconcile reads: see [`trim_job`](super::controller::trim_job)).
     pub jobs: Store<RenderJob>,
     /// The renderer Pods (metadata and status only).
     pub pods: Store<Pod>,
@@ -284,7 +309,7 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     /// How webhooks go out (none: the operator delivers no webhooks).
     pub webhooks: Option<Delivery>,
-    /// The watch caches (filled by [`run`], or given by [`Context::with_caches`]).
+    /// The watch caches (filled by [`run`](super::controller::run), or given by [`Context::with_caches`]).
     pub(super) caches: OnceLock<Caches>,
     /// Job status writes the job cache has not shown yet.
     pub(super) written_jobs: Expectations<RenderJob>,
@@ -358,7 +383,7 @@ impl Context {
         self
     }
 
-    /// Read from `caches` instead of the ones [`run`] fills (tests, tools).
+    /// Read from `caches` instead of the ones [`run`](super::controller::run) fills (tests, tools).
     pub fn with_caches(self, caches: Caches) -> Context {
         let _ = self.caches.set(caches);
         self
@@ -499,19 +524,19 @@ mod tests {
     fn conflicts_heal_and_invalid_jobs_wait_for_a_change() {
         let conflict =
             Error::Kube(kube::Error::Api(Box::new(kube::core::Status::failure("stale", "Conflict").with_code(409))));
-        assert_eq!(conflict.kind(), "conflict");
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
         assert!(!conflict.is_permanent());
         assert!(Error::Invalid("no uid".into()).is_permanent());
         let wrapped =
             Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(Error::Invalid("x".into()))));
-        assert_eq!(wrapped.kind(), "invalid");
+        assert_eq!(wrapped.kind(), ErrorKind::Invalid);
     }
 
     #[test]
     fn a_refused_renderer_is_transient_and_retried_by_its_start_timeout_at_the_latest() {
         let refused = Error::Refused { message: "forbidden".into(), retry_within: Duration::from_secs(3) };
         let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(refused)));
-        assert_eq!(wrapped.kind(), "refused");
+        assert_eq!((wrapped.kind(), wrapped.kind().label()), (ErrorKind::Refused, "refused"));
         assert!(!wrapped.is_permanent());
         assert_eq!(wrapped.retry_within(), Some(Duration::from_secs(3)));
         assert_eq!(Error::Invalid("x".into()).retry_within(), None);

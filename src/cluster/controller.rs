@@ -38,8 +38,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 pub use super::context::{
-    Caches, Context, DEFAULT_RENDERER_START_TIMEOUT, Delivery, Error, Expectations, FIELD_MANAGER, FINALIZER,
-    compare_versions,
+    Caches, Context, DEFAULT_RENDERER_START_TIMEOUT, Delivery, Error, ErrorKind, Expectations, FIELD_MANAGER,
+    FINALIZER, compare_versions,
 };
 use super::job;
 use crate::lifecycle::Phase;
@@ -78,7 +78,7 @@ pub async fn reconcile(job: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action,
     })
     .await
     .map_err(|err| Error::Finalizer(Box::new(err)));
-    ctx.metrics.reconciled(started.elapsed(), outcome.as_ref().err().map(Error::kind));
+    ctx.metrics.reconciled(started.elapsed(), outcome.as_ref().err().map(|err| err.kind().label()));
     if outcome.is_ok() {
         ctx.failures().remove(&key);
     }
@@ -88,14 +88,14 @@ pub async fn reconcile(job: Arc<RenderJob>, ctx: Arc<Context>) -> Result<Action,
 /// After a failed reconcile: wait for a change when retrying cannot help, else back
 /// off exponentially per job.
 pub fn error_policy(job: Arc<RenderJob>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), kind = err.kind(), error = %crate::error_chain(err), "reconcile failed");
+    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), kind = err.kind().label(), error = %crate::error_chain(err), "reconcile failed");
     if err.is_permanent() {
         return Action::await_change();
     }
     let mut failures = ctx.failures();
     let count = failures.entry(ObjectRef::from_obj(job.as_ref())).or_insert(0);
     *count += 1;
-    if err.kind() == "conflict" {
+    if err.kind() == ErrorKind::Conflict {
         // Another write came first; the fresh copy is (nearly) in the cache already.
         return Action::requeue(CONFLICT_RETRY.saturating_mul((*count).min(10)));
     }

@@ -72,7 +72,7 @@ pub(super) async fn carry_out_failure(
     if decision.refund().is_some() {
         // The write just accepted (conditional on this copy) says the job did not
         // succeed; should the refund fail, the ended job's next reconcile gives it back.
-        ledger::close_pending(&written, ctx, true, now).await?;
+        ledger::close_pending(&written, ctx, now).await?;
     }
     let phase = decision.phase();
     let status = &decision.status;

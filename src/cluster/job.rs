@@ -72,14 +72,14 @@ pub async fn apply(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
 /// The finalizer's work: delete the job's PDF (there may never have been one).
 pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = names(job)?;
-    let now = Timestamp::now();
+    let now = crate::lifecycle::now_ms();
     let deleted = decide_now(job, ctx, Observed::Deleted, now)?;
     // A renderer still running would upload after the delete below.
     if deleted.has(&Effect::StopRenderer) {
         delete_renderer(job, ctx).await?;
     }
     // A charge of a job that did not succeed goes back; a settled one is forgotten.
-    ledger::close_pending(job, ctx, deleted.refund().is_some(), now).await?;
+    ledger::close_deleted(job, ctx, now).await?;
     if deleted.has(&Effect::DeleteOutput) {
         ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
@@ -88,7 +88,7 @@ pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn step(job: &RenderJob, ctx: &Context) -> Result<Next, Error> {
-    let now = Timestamp::now();
+    let now = crate::lifecycle::now_ms();
     // A new job is queued; it is written so only if it cannot start at once.
     match job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued) {
         phase if phase.is_terminal() => finished(job, ctx, now).await.map(Next::Done),
@@ -121,7 +121,7 @@ fn resume_requested(job: &RenderJob) -> bool {
 /// delete the job when its retention ends (after the deliveries it still owes).
 async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
     let decision = decide_now(job, ctx, Observed::Look, now)?;
-    let entry_wait = ledger::close_pending(job, ctx, decision.refund().is_some(), now).await?;
+    let entry_wait = ledger::close_pending(job, ctx, now).await?;
     if let Some(at) = decision.wake_at() {
         let wait = until(now, at).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600));
         return Ok(Some(entry_wait.map_or(wait, |entry| entry.min(wait))));

@@ -39,6 +39,7 @@ use kube::{Api, ResourceExt};
 
 use super::context::{Context, Error, compare_versions};
 use super::writes::{names, until};
+use crate::lifecycle::credits::keeps_charge;
 use crate::lifecycle::{Account, Decision, Observed, Phase, credits_remaining, decide};
 use crate::resources::{PendingCharge, RenderAccount, RenderJob};
 
@@ -169,19 +170,26 @@ pub async fn settle(job: &RenderJob, ctx: &Context, observed: Observed, now: Tim
     }
 }
 
-/// Close the charge entry of an ended (or deleted) `job`, if its account still
-/// lists one: given back when the core says so (`refund`: the job did not succeed),
-/// else removed as settled, not before [`SETTLED_ENTRY_DELAY`] after the job ended
-/// (another write of the namespace's account may remove it first). When the entry
-/// must wait, how long.
-pub async fn close_pending(
-    job: &RenderJob,
-    ctx: &Context,
-    refund: bool,
-    now: Timestamp,
-) -> Result<Option<Duration>, Error> {
-    let completed_at = job.status.as_ref().and_then(|s| s.completed_at);
-    close_entry(job, ctx, !refund, completed_at.filter(|_| !refund), now).await
+/// Close the charge entry of an ended `job`, if its account still lists one: kept
+/// as settled when the core says the job keeps its charge (it succeeded; removed not
+/// before [`SETTLED_ENTRY_DELAY`] after it ended, unless another write of the
+/// namespace's account removes it first), given back otherwise. Decided from the
+/// job's phase, never from a cached account that may lag. When the entry must
+/// wait, how long.
+pub async fn close_pending(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
+    let status = job.status.as_ref();
+    let Some(phase) = status.and_then(|s| s.phase).filter(|p| p.is_terminal()) else {
+        return Ok(None);
+    };
+    let keep = keeps_charge(phase);
+    close_entry(job, ctx, keep, status.and_then(|s| s.completed_at).filter(|_| keep), now).await
+}
+
+/// Close the charge entry of a job being deleted, at once: settled if it succeeded,
+/// given back otherwise (the job and its cache entry are about to go).
+pub async fn close_deleted(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<(), Error> {
+    let phase = job.status.as_ref().and_then(|s| s.phase);
+    close_entry(job, ctx, phase.is_some_and(keeps_charge), None, now).await.map(|_| ())
 }
 
 /// Remove `job`'s entry from its namespace's account: as settled (`succeeded`, not

@@ -5,9 +5,13 @@
 //!   the report a renderer leaves in its termination message.
 //! - [`renderer`]: `folio render`, the Pods' entrypoint.
 //! - [`lookup`]: a job's references read through the API for the shared `prepare`.
-//! - [`controller`], [`job`], [`ledger`]: the reconcile loop, one job's steps, and
-//!   the exactly-once credit ledger.
-//! - [`webhooks`]: deliveries queued in the job's status, sent by its reconciles.
+//! - [`context`]: what every reconcile shares (client, caches, expectations, locks).
+//! - [`controller`]: the reconcile loop and its watches.
+//! - [`job`], [`attempt`], [`effects`], [`writes`]: one job's steps, one render
+//!   attempt, carrying out the lifecycle core's decisions, and status writes.
+//! - [`ledger`]: the exactly-once credit ledger.
+//! - [`delivery_queue`], [`webhooks`]: deliveries queued in the job's status, sent
+//!   by its reconciles.
 //! - [`operator`]: the process: CRD wait, leader Lease, health and metrics.
 //! - [`api`]: `folio api`, the REST facade over the cluster's resources.
 

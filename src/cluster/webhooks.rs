@@ -69,6 +69,8 @@ pub async fn deliver_due(job: &RenderJob, ctx: &Context) -> Result<(RenderJob, O
         }
         (Ok(_), Err(err)) => Outcome::Refused { error: format!("the queued event is not valid: {err}") },
     };
+    // The attempt is recorded at its end, as in the standalone home.
+    let now = crate::lifecycle::now_ms();
     let label = delivery_queue::record(hooks, outcome, &delivery.retry, now);
     ctx.metrics.webhook_attempt(label);
     let next = hooks.next_attempt_at.and_then(|at| until(now, at)).or(hooks.next_attempt_at.map(|_| Duration::ZERO));

@@ -20,7 +20,7 @@ pub async fn write_decision(job: &RenderJob, ctx: &Context, decision: &Decision)
     let mut status = decision.status.clone();
     if decision.effects.iter().any(|e| matches!(e, Effect::Notify(_))) {
         let (namespace, _) = names(job)?;
-        delivery_queue::enqueue(job, &mut status, || ctx.account_webhook(namespace), Timestamp::now());
+        delivery_queue::enqueue(job, &mut status, || ctx.account_webhook(namespace), lifecycle::now_ms());
     }
     write_status(job, ctx, status).await
 }
@@ -32,7 +32,7 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
     let (namespace, name) = names(job)?;
     let mut status = status;
     status.observed_generation = job.metadata.generation;
-    let status = lifecycle::status::with_ready_condition(status, Timestamp::now());
+    let status = lifecycle::status::with_ready_condition(status, lifecycle::now_ms());
     if job.status.as_ref() == Some(&status) {
         // Nothing changed: writing would only wake this job's reconcile again.
         return Ok(job.clone());

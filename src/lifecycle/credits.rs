@@ -69,6 +69,12 @@ pub fn insufficient_credits_message(price: Price, credits_remaining: i64) -> Str
     )
 }
 
+/// Whether a job that ended in `phase` keeps its charge: only a success is paid for;
+/// a charge taken for any other ending is given back.
+pub fn keeps_charge(phase: crate::resources::Phase) -> bool {
+    phase == crate::resources::Phase::Succeeded
+}
+
 /// What an account has left: `None` for an unlimited account.
 pub fn credits_remaining(account: &RenderAccountSpec, used: i64) -> Option<i64> {
     account.credits.map(|granted| granted - used)

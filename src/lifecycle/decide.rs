@@ -98,11 +98,12 @@ pub enum Effect {
     },
     /// Stop the current attempt's renderer, if one runs.
     StopRenderer,
-    /// Charge the account this many credits, with the status write.
+    /// Charge the account this many credits, together with the status (one
+    /// transaction; in a cluster, the account first, then the job, exactly once).
     Charge(i64),
     /// Give back credits charged for this job (its charge entry goes too).
     Refund(i64),
-    /// Delete the job's stored output (it was never paid for).
+    /// Delete the job's stored output (unpaid when the job ends, or the job is deleted).
     DeleteOutput,
     /// Queue the webhook event of the job's new phase.
     Notify(Phase),
@@ -173,11 +174,6 @@ impl Decision {
     pub fn has(&self, effect: &Effect) -> bool {
         self.effects.contains(effect)
     }
-
-    /// Whether the status changed from `job`'s.
-    pub fn changes(&self, job: &RenderJob) -> bool {
-        job.status.as_ref() != Some(&self.status)
-    }
 }
 
 /// Decide what `observed` means for `job`, paid for by `account`, at `now`.
@@ -187,6 +183,7 @@ pub fn decide(
     account: &Account,
     now: Timestamp,
 ) -> Result<Decision, TransitionRefused> {
+    let now = rules::to_millisecond(now);
     let judge = Judge { job, account, now, phase: job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued) };
     let mut decision = judge.decide(observed)?;
     if let Some(phase) = decision.status.phase.filter(|p| *p != judge.phase)
@@ -245,12 +242,10 @@ impl Judge<'_> {
             Observed::Unrenderable { code, message } => self.end(Event::Fail, Some((code, message))),
             Observed::Deleted => Ok(self.deleted()),
             Observed::Cancel => self.end(Event::Cancel, None),
-            Observed::Resume => {
-                if self.phase != Phase::Blocked {
-                    return Err(refused(Event::Resume));
-                }
-                self.settle_blocked()
-            }
+            // A resume asks what a look at a blocked job does (a cancel or a passed
+            // deadline still comes first); only a blocked job can be asked.
+            Observed::Resume if self.phase != Phase::Blocked => Err(refused(Event::Resume)),
+            Observed::Resume => self.look(None),
             Observed::AttemptBegan => self.begin(),
             Observed::Look => self.look(None),
             Observed::RendererPending(why) => self.look(Some(why)),
@@ -434,6 +429,9 @@ impl Judge<'_> {
                 effects.push(Effect::Charge(to_charge));
             }
             effects.extend(status.expires_at.map(Effect::WakeAt));
+        } else {
+            // A blocked job still expires at its deadline.
+            effects.extend(self.deadline().map(Effect::WakeAt));
         }
         Ok(self.keep(status, effects))
     }
@@ -498,34 +496,20 @@ mod tests {
             ("failed", failed(ErrorCode::TemplateCompileError)),
             ("cancel", Observed::Cancel),
             ("resume", Observed::Resume),
+            ("unrenderable", Observed::Unrenderable { code: ErrorCode::Internal, message: "broken".into() }),
+            ("deleted", Observed::Deleted),
         ];
         // Expected phase per observation, in the order above; None: refused.
-        let table: [(Phase, [Option<Phase>; 8]); 7] = [
-            (
-                Queued,
-                [Some(Queued), Some(Queued), Some(Queued), Some(Rendering), None, Some(Failed), Some(Cancelled), None],
-            ),
-            (
-                Rendering,
-                [
-                    Some(Rendering),
-                    Some(Rendering),
-                    Some(Rendering),
-                    Some(Rendering),
-                    Some(Succeeded),
-                    Some(Failed),
-                    Some(Cancelled),
-                    None,
-                ],
-            ),
-            (
-                Blocked,
-                [Some(Succeeded), Some(Succeeded), Some(Succeeded), None, None, None, Some(Cancelled), Some(Succeeded)],
-            ),
-            (Succeeded, [Some(Succeeded), Some(Succeeded), Some(Succeeded), None, None, None, None, None]),
-            (Failed, [Some(Failed), Some(Failed), Some(Failed), None, None, None, None, None]),
-            (Cancelled, [Some(Cancelled), Some(Cancelled), Some(Cancelled), None, None, None, None, None]),
-            (Expired, [Some(Expired), Some(Expired), Some(Expired), None, None, None, None, None]),
+        let (q, r, b) = (Some(Queued), Some(Rendering), Some(Blocked));
+        let (s, f, c, e) = (Some(Succeeded), Some(Failed), Some(Cancelled), Some(Expired));
+        let table: [(Phase, [Option<Phase>; 10]); 7] = [
+            (Queued, [q, q, q, r, None, f, c, None, f, q]),
+            (Rendering, [r, r, r, r, s, f, c, None, f, r]),
+            (Blocked, [s, s, s, None, None, None, c, s, f, b]),
+            (Succeeded, [s, s, s, None, None, None, None, None, None, s]),
+            (Failed, [f, f, f, None, None, None, None, None, None, f]),
+            (Cancelled, [c, c, c, None, None, None, None, None, None, c]),
+            (Expired, [e, e, e, None, None, None, None, None, None, e]),
         ];
         for (phase, expected) in table {
             let job = if phase == Blocked { blocked_job() } else { job_in(phase) };
@@ -543,7 +527,6 @@ mod tests {
     fn a_queued_job_starts_its_attempt_and_a_begun_one_is_rendering() {
         let queued = decide(&job_in(Phase::Queued), Observed::Look, &account(None, 0), at(1)).unwrap();
         assert_eq!(queued.attempt_to_start(), Some(0));
-        assert!(!queued.changes(&job_in(Phase::Queued)) || queued.status.conditions.len() == 1);
         let began = decide(&job_in(Phase::Queued), Observed::AttemptBegan, &account(None, 0), at(1)).unwrap();
         assert_eq!((began.phase(), began.status.started_at), (Phase::Rendering, Some(at(1))));
         let ready = began.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();

@@ -57,6 +57,17 @@ pub fn next_phase(from: Phase, event: Event) -> Result<Phase, TransitionRefused>
     to.ok_or(TransitionRefused { from, event })
 }
 
+/// `time` to the millisecond: every time folio writes has millisecond precision,
+/// whichever home writes it.
+pub fn to_millisecond(time: Timestamp) -> Timestamp {
+    Timestamp::from_millisecond(time.as_millisecond()).unwrap_or(time)
+}
+
+/// The current time to the millisecond.
+pub fn now_ms() -> Timestamp {
+    to_millisecond(Timestamp::now())
+}
+
 /// Default `backoffLimit` when a job sets none.
 pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
 /// Delay before the first retry; it doubles with every further retry.
@@ -100,7 +111,7 @@ pub fn exponential_delay(base: Duration, max: Duration, n: u32) -> Duration {
     let mut delays =
         backon::ExponentialBuilder::default().with_min_delay(base).with_max_delay(max).without_max_times().build();
     // Past 32 doublings every delay is capped anyway.
-    delays.nth(n.min(32) as usize).unwrap_or(max)
+    delays.nth(n.min(32) as usize).unwrap_or(max).min(max)
 }
 
 /// When a job with `active_deadline_seconds` must be finished, counted from when it was

@@ -70,7 +70,7 @@ impl Backend for Standalone {
 
     async fn create_job(&self, tenant: &str, new: NewJob) -> Result<(JobView, bool), HomeError> {
         // Stored to the millisecond; answer with what is stored.
-        let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap_or_else(|_| Timestamp::now());
+        let now = crate::lifecycle::now_ms();
         let (record, created) = self.store.write(|tx| {
             let external_id = new.spec.external_id.as_deref();
             if let Some(existing) = store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)? {

@@ -3,7 +3,9 @@
 //! object store; the same resources, rules and engine as the cluster home.
 //!
 //! - [`store`]: the database.
-//! - `worker`: claims queued jobs, renders them, settles charges.
+//! - `settle`: carries out the lifecycle core's decisions, one per transaction.
+//! - `worker`: claims queued jobs, renders them, hands the outcomes to the core;
+//!   the sweeper. `webhooks`: the delivery loop over the database queue.
 //! - `backend`: the [`crate::port::Backend`] the REST facade calls.
 //! - `serve`: `folio serve`, which runs all of them; `keys`: `folio keys`.
 //! - this module: the state they share, and applying manifests to it.

@@ -81,7 +81,8 @@ pub async fn run(
 /// cancel or a deadline found on the way) is ended, and the next one looked at.
 fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreError> {
     let token = uuid::Uuid::now_v7().to_string();
-    home.store.write(|tx| {
+    let mut ended = Vec::new();
+    let claimed = home.store.write(|tx| {
         let now = Timestamp::now();
         while let Some(mut record) = store::next_claimable(tx, now)? {
             // Unclaimed and due: its renderer is gone (a crash, a retry), so the core
@@ -94,7 +95,7 @@ fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreE
                 }
             };
             if look.attempt_to_start().is_none() {
-                home.after_commit(&record, &look);
+                ended.push((record, look));
                 continue;
             }
             record.claimed_by = Some(token.clone());
@@ -104,7 +105,14 @@ fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreE
             }
         }
         Ok(None)
-    })
+    });
+    // Files and metrics once the decisions are committed.
+    if claimed.is_ok() {
+        for (record, decision) in &ended {
+            home.after_commit(record, decision);
+        }
+    }
+    claimed
 }
 
 /// How an attempt ended.
@@ -254,6 +262,7 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
         if batch.is_empty() {
             break;
         }
+        let mut progressed = false;
         for record in batch {
             let gone = home.store.write(|tx| {
                 // An ended job's retention depends on its status alone.
@@ -266,10 +275,15 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
             })?;
             if !gone {
                 tracing::error!(job = %record.id(), "the store lists a job as expired that the rules keep");
-                return Ok((deleted, 0));
+                continue;
             }
             home.forget_output(&record);
             deleted += 1;
+            progressed = true;
+        }
+        if !progressed {
+            // Only jobs the rules keep are left: the next sweep looks again.
+            break;
         }
     }
     let mut expired = 0;
