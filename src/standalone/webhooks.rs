@@ -16,8 +16,7 @@ use super::Standalone;
 use super::store::{self, AttemptRecord, Delivery, JobRecord, StoreError};
 use crate::lifecycle::Phase;
 use crate::lifecycle::deliveries::{Step, after_attempt};
-use crate::resources::WebhookEvents;
-use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for, wants};
+use crate::webhooks::{EventBody, Outcome, RetryPolicy, Sender, event_for};
 
 /// Deliveries sent at once, over all jobs.
 const CONCURRENT_DELIVERIES: usize = 16;
@@ -26,20 +25,17 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Finished deliveries are forgotten after this long.
 const KEEP_FINISHED: SignedDuration = SignedDuration::from_hours(24 * 7);
 
-/// Queue the event for `record`'s current phase, if its webhook (or the account's
-/// default webhook) subscribes to it. Call inside the transaction that saves the change.
+/// Queue the event of `record`'s current phase (the core decided it is wanted) for
+/// its webhook, or else the account's default. Call inside the transaction that
+/// saves the change.
 pub fn enqueue(tx: &Connection, record: &JobRecord, now: Timestamp) -> Result<(), StoreError> {
-    let phase = record.phase();
     let target = match &record.job.spec.webhook {
-        Some(hook) => Some((hook.url.clone(), hook.events, record.webhook_secret.clone())),
+        Some(hook) => Some((hook.url.clone(), record.webhook_secret.clone())),
         None => account_webhook(tx, record.tenant())?,
     };
-    let Some((url, events, secret)) = target else {
+    let Some((url, secret)) = target else {
         return Ok(());
     };
-    if !wants(events, phase) {
-        return Ok(());
-    }
     let body = serde_json::to_string(&event_for(&record.job, record.created_at))?;
     let delivery = Delivery {
         id: format!("dlv_{}", uuid::Uuid::now_v7().simple()),
@@ -55,10 +51,7 @@ pub fn enqueue(tx: &Connection, record: &JobRecord, now: Timestamp) -> Result<()
 }
 
 /// The tenant's default webhook: the RenderAccount's, with its secret from a Secret.
-fn account_webhook(
-    tx: &Connection,
-    tenant: &str,
-) -> Result<Option<(String, WebhookEvents, Option<String>)>, StoreError> {
+fn account_webhook(tx: &Connection, tenant: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
     let Some(hook) = store::load_account(tx, tenant)?.and_then(|a| a.spec.webhook) else {
         return Ok(None);
     };
@@ -72,7 +65,7 @@ fn account_webhook(
         }
         None => None,
     };
-    Ok(Some((hook.url, hook.events, secret)))
+    Ok(Some((hook.url, secret)))
 }
 
 /// Send due deliveries until `stop` turns true.
