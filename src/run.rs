@@ -215,15 +215,23 @@ async fn attempt(
             tokio::time::sleep(wait.and_then(|w| Duration::try_from(w).ok()).unwrap_or_default()).await;
             continue;
         }
-        job.status = Some(observe(&job, Observed::AttemptBegan, account));
-        let result = match &request {
-            Ok(request) => {
-                let deadline = lifecycle::deadline(created_at(&job), job.spec.active_deadline_seconds);
-                let (limit, _) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
-                pool.render(request, limit).await
+        let request = match &request {
+            Ok(request) => request,
+            Err(failure) => {
+                // As in the cluster: a job whose references or data do not resolve
+                // fails (or is retried) before any attempt begins.
+                let failed = Observed::AttemptFailed { code: failure.code, message: failure.message.clone() };
+                job.status = Some(observe(&job, failed, account));
+                if job.status.as_ref().and_then(|s| s.phase).is_some_and(Phase::is_terminal) {
+                    return Outcome { status: job.status.clone().unwrap_or_default(), rendered: None };
+                }
+                continue;
             }
-            Err(failure) => Err(failure.clone()),
         };
+        job.status = Some(observe(&job, Observed::AttemptBegan, account));
+        let deadline = lifecycle::deadline(created_at(&job), job.spec.active_deadline_seconds);
+        let (limit, _) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
+        let result = pool.render(request, limit).await;
         match result {
             Ok(rendered) => {
                 return Outcome { status: job.status.clone().unwrap_or_default(), rendered: Some(rendered) };
