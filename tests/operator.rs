@@ -832,3 +832,34 @@ async fn a_webhook_that_always_fails_is_given_up_alike_by_folio_serve_and_the_op
     });
     assert_eq!(normal_serve, expected, "both homes, against the rule\nfolio serve: {}", raw(&serve));
 }
+
+/// A RenderJob that contradicts itself is refused by the API server (the CRD's
+/// validation rules) with a message naming the fields, and nothing is created: both
+/// `templateRef` and `template`, neither, or both `data` and `dataFrom`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_contradicts_itself_is_refused_by_the_api_server() {
+    let harness = Harness::start_idle().await;
+    let inline = json!({"source": "= Invoice"});
+    let refused = [
+        (
+            "both-templates",
+            json!({"templateRef": {"name": "invoice"}, "template": inline}),
+            "exactly one of templateRef",
+        ),
+        ("no-template", json!({"data": {}}), "exactly one of templateRef"),
+        (
+            "both-data",
+            json!({"template": inline, "data": {}, "dataFrom": {"name": "big", "key": "data.json"}}),
+            "at most one of data",
+        ),
+    ];
+    for (name, spec, says) in refused {
+        let err = harness.try_apply(job(name, spec)).await.expect_err(name);
+        let kube::Error::Api(status) = &err else { panic!("{name}: {err}") };
+        assert_eq!(status.code, 422, "{name}: {status:?}");
+        assert!(status.message.contains(says), "{name}: {}", status.message);
+        assert!(harness.get("RenderJob", name).await.is_none(), "{name} was not created");
+    }
+    // The rules accept what is well formed.
+    harness.try_apply(job("fine", json!({"template": inline, "data": {}}))).await.expect("a well-formed job");
+}

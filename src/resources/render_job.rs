@@ -35,7 +35,9 @@ pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Pages", type_ = "integer", json_path = ".status.pageCount"),
     printcolumn(name = "Credits", type_ = "integer", json_path = ".status.creditsUsed"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.templateRef) != has(self.spec.template)").message("spec: give exactly one of templateRef (a RenderTemplate's name) and template (an inline template)"),
+    validation = Rule::new("!(has(self.spec.data) && has(self.spec.dataFrom))").message("spec: give at most one of data (inline JSON) and dataFrom (a ConfigMap key)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderJobSpec {

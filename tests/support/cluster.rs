@@ -212,6 +212,18 @@ impl Harness {
         serde_json::to_value(stored.unwrap_or_else(|err| panic!("applying {kind}/{name}: {err}"))).unwrap()
     }
 
+    /// Server-side apply `object` into the test's namespace as the admin; the API
+    /// server's refusal, if it refuses it.
+    pub async fn try_apply(&self, object: Value) -> Result<Value, kube::Error> {
+        let mut object = object;
+        object["metadata"]["namespace"] = json!(self.namespace);
+        let kind = object["kind"].as_str().expect("a kind").to_owned();
+        let name = object["metadata"]["name"].as_str().expect("a name").to_owned();
+        let params = PatchParams::apply(TEST_MANAGER).force();
+        let stored = self.api(&kind).patch(&name, &params, &Patch::Apply(&object)).await?;
+        Ok(serde_json::to_value(stored).unwrap())
+    }
+
     fn cluster_api(&self, kind: &str) -> Api<DynamicObject> {
         Api::all_with(self.admin.clone(), &resource(kind))
     }
