@@ -863,3 +863,27 @@ async fn a_job_that_contradicts_itself_is_refused_by_the_api_server() {
     // The rules accept what is well formed.
     harness.try_apply(job("fine", json!({"template": inline, "data": {}}))).await.expect("a well-formed job");
 }
+
+/// An ended job that is edited afterwards (here: cancelled after it succeeded, which
+/// changes nothing else) shows that it has seen the new generation: GitOps tools
+/// (kstatus, Flux) read a lagging `observedGeneration` as "still in progress".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_job_edited_later_observes_its_new_generation() {
+    let harness = Harness::start(&[]).await;
+    harness.apply(job("edited", json!({"template": {"source": "= Done"}, "data": {}}))).await;
+    let done = harness.wait_for_phase("edited", "Succeeded").await;
+    assert_eq!(done["status"]["observedGeneration"], done["metadata"]["generation"]);
+    let edited = harness.merge("RenderJob", "edited", json!({"spec": {"cancel": true}})).await;
+    let generation = edited["metadata"]["generation"].as_i64().unwrap();
+    assert!(generation > done["metadata"]["generation"].as_i64().unwrap(), "the edit is a new generation");
+    harness
+        .wait_until("the status observes the new generation", async |h| {
+            h.get("RenderJob", "edited").await.is_some_and(|j| j["status"]["observedGeneration"] == generation)
+        })
+        .await;
+    let job = harness.get("RenderJob", "edited").await.unwrap();
+    assert_eq!(job["status"]["phase"], "Succeeded", "an ended job stays ended");
+    let ready = job["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!((ready["status"].as_str(), ready["observedGeneration"].as_i64()), (Some("True"), Some(generation)));
+    harness.stop().await;
+}

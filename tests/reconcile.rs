@@ -709,7 +709,8 @@ async fn spec_cancel_deletes_the_pod_and_cancels() {
 #[tokio::test]
 async fn an_expired_job_is_deleted() {
     let (_root, bucket) = bucket().await;
-    let job = job_with(json!({"phase": "Failed", "expiresAt": "2026-01-01T00:00:00Z"}), json!({}));
+    let job =
+        job_with(json!({"phase": "Failed", "expiresAt": "2026-01-01T00:00:00Z", "observedGeneration": 1}), json!({}));
     let deleted = job.clone();
     let (outcome, _) = run(job, vec![expect("DELETE", JOBS, move |_| (200, deleted))], &bucket).await;
     outcome.unwrap();
@@ -791,7 +792,10 @@ async fn a_pending_charge_of_a_job_that_ends_otherwise_is_refunded() {
 #[tokio::test]
 async fn a_charge_left_on_a_job_that_ended_otherwise_is_refunded_by_its_next_reconcile() {
     let (_root, bucket) = bucket().await;
-    let job = job_with(json!({"phase": "Cancelled", "completedAt": jiff::Timestamp::now().to_string()}), json!({}));
+    let job = job_with(
+        json!({"phase": "Cancelled", "completedAt": jiff::Timestamp::now().to_string(), "observedGeneration": 1}),
+        json!({}),
+    );
     let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
     let script = vec![expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8"))];
     let (outcome, seen) = run_cached(job, Cached::account(account(Some(10), 5, pending)), script, &bucket).await;

@@ -41,7 +41,7 @@ use super::context::{Context, Error};
 use super::effects::{Next, carry_out, decide_now, delete_if_present, delete_renderer};
 use super::ledger;
 use super::webhooks;
-use super::writes::{names, until};
+use super::writes::{names, until, write_status};
 use crate::lifecycle::{Effect, Observed, Phase};
 use crate::resources::{RESUME_ANNOTATION, RenderJob};
 use crate::storage::output_key;
@@ -121,6 +121,14 @@ fn resume_requested(job: &RenderJob) -> bool {
 /// delete the job when its retention ends (after the deliveries it still owes).
 async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
     let decision = decide_now(job, ctx, Observed::Look, now)?;
+    let mut job = job.clone();
+    if job.status.as_ref().map(|s| s.observed_generation) != Some(decision.status.observed_generation) {
+        // The job's spec was edited after it ended (a late cancel): its status says it
+        // has seen that generation, so tools that wait for observedGeneration (kstatus,
+        // Flux) do not read the ended job as still in progress.
+        job = write_status(&job, ctx, decision.status.clone()).await?;
+    }
+    let job = &job;
     let entry_wait = ledger::close_pending(job, ctx, now).await?;
     if let Some(at) = decision.wake_at() {
         let wait = until(now, at).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600));
