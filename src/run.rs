@@ -229,8 +229,7 @@ async fn attempt(
             }
         };
         job.status = Some(observe(&job, Observed::AttemptBegan, account));
-        let deadline = lifecycle::deadline(created_at(&job), job.spec.active_deadline_seconds);
-        let (limit, _) = lifecycle::render_time_limit(default_limit, deadline, Timestamp::now());
+        let limit = lifecycle::render_time_limit(default_limit, &job, Timestamp::now());
         let result = pool.render(request, limit).await;
         match result {
             Ok(rendered) => {
@@ -245,10 +244,6 @@ async fn attempt(
             }
         }
     }
-}
-
-fn created_at(job: &RenderJob) -> Timestamp {
-    job.metadata.creation_timestamp.as_ref().map_or_else(Timestamp::now, |t| t.0)
 }
 
 /// Charge one rendered job against its namespace's account (in file order), and

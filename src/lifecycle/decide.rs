@@ -265,12 +265,8 @@ impl Judge<'_> {
     }
 
     /// When the job was accepted: its deadline counts from then.
-    fn created_at(&self) -> Timestamp {
-        self.job.metadata.creation_timestamp.as_ref().map_or(self.now, |t| t.0)
-    }
-
     fn deadline(&self) -> Option<Timestamp> {
-        rules::deadline(self.created_at(), self.job.spec.active_deadline_seconds)
+        rules::deadline_of(self.job, self.now)
     }
 
     fn keep(&self, status: RenderJobStatus, effects: Vec<Effect>) -> Decision {

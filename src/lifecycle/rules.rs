@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::resources::{ErrorCode, Phase, Retention};
+use crate::resources::{ErrorCode, Phase, RenderJob, Retention};
 
 /// Something that happens to a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,17 +126,21 @@ pub fn deadline_passed(deadline: Option<Timestamp>, now: Timestamp) -> bool {
     deadline.is_some_and(|d| now >= d)
 }
 
-/// The time a render attempt may take: the default limit, shortened to what is left
-/// before the job's deadline. Returns whether the deadline is what binds, so a render
-/// that runs out of time can be told apart from a job that expired.
-pub fn render_time_limit(default_limit: Duration, deadline: Option<Timestamp>, now: Timestamp) -> (Duration, bool) {
-    match deadline {
-        Some(d) => {
-            let left = now.duration_until(d);
-            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            if left < default_limit { (left, true) } else { (default_limit, false) }
-        }
-        None => (default_limit, false),
+/// When `job` must be finished: `activeDeadlineSeconds` after it was accepted (its
+/// `creationTimestamp`; `now` for a job not stored yet). The one deadline every home
+/// and the decision function use.
+pub fn deadline_of(job: &RenderJob, now: Timestamp) -> Option<Timestamp> {
+    let accepted = job.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    deadline(accepted, job.spec.active_deadline_seconds)
+}
+
+/// The time a render attempt of `job` may take: the default limit, shortened to what
+/// is left before the job's deadline (a render that runs out of it fails at the
+/// deadline, and the core expires the job).
+pub fn render_time_limit(default_limit: Duration, job: &RenderJob, now: Timestamp) -> Duration {
+    match deadline_of(job, now) {
+        Some(d) => Duration::try_from(now.duration_until(d)).unwrap_or(Duration::ZERO).min(default_limit),
+        None => default_limit,
     }
 }
 
@@ -313,10 +317,16 @@ mod tests {
     fn render_time_limit_is_shortened_by_the_deadline() {
         let now = ts("2026-01-01T00:00:00Z");
         let limit = Duration::from_secs(60);
-        assert_eq!(render_time_limit(limit, None, now), (limit, false));
-        assert_eq!(render_time_limit(limit, Some(ts("2026-01-01T00:00:10Z")), now), (Duration::from_secs(10), true));
-        assert_eq!(render_time_limit(limit, Some(ts("2026-01-01T01:00:00Z")), now), (limit, false));
-        assert_eq!(render_time_limit(limit, Some(ts("2025-12-31T00:00:00Z")), now), (Duration::ZERO, true));
+        let job = |deadline_seconds: Option<i64>, created: &str| {
+            let mut job = RenderJob::new("invoice-1", Default::default());
+            job.spec.active_deadline_seconds = deadline_seconds;
+            job.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(created)));
+            job
+        };
+        assert_eq!(render_time_limit(limit, &job(None, "2026-01-01T00:00:00Z"), now), limit);
+        assert_eq!(render_time_limit(limit, &job(Some(10), "2026-01-01T00:00:00Z"), now), Duration::from_secs(10));
+        assert_eq!(render_time_limit(limit, &job(Some(3600), "2026-01-01T00:00:00Z"), now), limit);
+        assert_eq!(render_time_limit(limit, &job(Some(10), "2025-12-31T00:00:00Z"), now), Duration::ZERO);
     }
 
     #[test]

@@ -124,14 +124,11 @@ enum Attempt {
 async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration, record: JobRecord, token: &str) {
     let tenant = record.tenant().to_owned();
     let id = record.id().to_owned();
-    let deadline = lifecycle::deadline(record.created_at, record.job.spec.active_deadline_seconds);
     let lookup = StoreLookup { home, tenant: &tenant };
     let attempt = match prepare(&id, &record.job.spec, &lookup) {
         Err(failure) => Attempt::Failed(failure),
         Ok(request) => {
-            // A render that runs out of the time its deadline leaves fails at the
-            // deadline, and the core expires the job.
-            let (limit, _) = lifecycle::render_time_limit(render_timeout, deadline, Timestamp::now());
+            let limit = lifecycle::render_time_limit(render_timeout, &record.job, Timestamp::now());
             let started_render = std::time::Instant::now();
             // A job cancelled or deleted mid-render stops its render at once: dropping
             // the render drops (and kills) the worker process running it.
