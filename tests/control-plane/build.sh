@@ -4,8 +4,13 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
 #   etcd                                                             (go.etcd.io/etcd/server/v3)
 #   helm                                                             (helm.sh/helm/v4)
+# and, from this repository's tests/control-plane/gitops-check, folio-gitops-check (the
+# real kstatus and Argo CD's Lua health runner, for tests/gitops_health.rs).
 # Prints the bin directory on its last line. Go is the only prerequisite; a cold build
 # takes about 15 minutes on 2 cores, a warm one returns at once.
+#   build.sh                everything missing or out of date
+#   build.sh gitops-check   folio-gitops-check only (about a minute cold), for tests
+#                           that need no control plane
 set -euo pipefail
 
 KUBERNETES_VERSION=v1.37.2
@@ -28,12 +33,37 @@ BIN="$OUT/bin"
 WANT=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm)
 
 complete() { for b in "${WANT[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done; }
-if complete; then echo "$BIN"; exit 0; fi
+log() { echo "control-plane: $*" >&2; }
+
+# folio-gitops-check is built from sources in this repository, so it is not keyed by
+# version like the rest: the binary carries the hash of the folder it was built from
+# (-X main.sourceHash) and is rebuilt when that hash differs from the folder's now, e.g.
+# after an edit of main.go or go.sum, without touching the control plane. The hash is
+# in the binary rather than in a stamp file beside it, so two checkouts building at
+# once cannot pair one's binary with the other's stamp.
+CHECK_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/gitops-check" && pwd)"
+CHECK_HASH="$(cd "$CHECK_SRC" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+check_current() { [[ "$("$BIN/folio-gitops-check" source-hash 2>/dev/null)" == "$CHECK_HASH" ]]; }
+build_gitops_check() {
+  log "building folio-gitops-check (sources ${CHECK_HASH:0:12})"
+  mkdir -p "$BIN"
+  local tmp="$BIN/.folio-gitops-check.$$"
+  # -mod=readonly: the committed go.sum is the whole truth; the build never rewrites it.
+  (cd "$CHECK_SRC" && CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath \
+    -ldflags "-s -w -X main.sourceHash=$CHECK_HASH" -o "$tmp" .) || { rm -f "$tmp"; exit 1; }
+  mv "$tmp" "$BIN/folio-gitops-check"
+}
+
+if [[ "${1:-}" == gitops-check ]]; then
+  check_current || build_gitops_check
+  echo "$BIN"
+  exit 0
+fi
+if complete && check_current; then echo "$BIN"; exit 0; fi
 
 mkdir -p "$BIN"
 export GOFLAGS="-mod=mod"
 export CGO_ENABLED=0
-log() { echo "control-plane: $*" >&2; }
 
 # Kubernetes: its go.mod points the k8s.io/* staging modules at local folders, which a
 # module download does not carry; the wrapper module points them at their releases.
@@ -116,4 +146,5 @@ GO
 [[ -x "$BIN/helm" ]] || build_helm
 complete || { log "build finished without every binary in $BIN"; exit 1; }
 rm -rf "$OUT/src"
+check_current || build_gitops_check
 echo "$BIN"
