@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests: the real `folio` binary, poppler's
-//! PDF tools, a real Kubernetes control plane with a test kubelet, and an
-//! in-process S3 server.
+//! PDF tools, a real Kubernetes control plane with a test kubelet, an in-process S3
+//! server, and health as Flux's kstatus and Argo CD read it (`folio-gitops-check`).
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
 pub mod cluster;
 pub mod control_plane;
+pub mod gitops_check;
 pub mod kubelet;
 pub mod s3;
 pub mod webhook_receiver;
