@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::resources::{API_VERSION, RenderAccount, RenderJob, RenderTemplate};
+use crate::resources::{API_VERSION, RenderAccount, RenderJob, RenderTemplate, job_rules};
 
 /// Namespace of manifests that name none, as with kubectl.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -92,7 +92,13 @@ impl Manifests {
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         match (api_version.as_str(), kind.as_str()) {
             (API_VERSION, "RenderTemplate") => self.templates.push(typed(document, &at)?),
-            (API_VERSION, "RenderJob") => self.jobs.push(typed(document, &at)?),
+            (API_VERSION, "RenderJob") => {
+                let job: RenderJob = typed(document, &at)?;
+                // What the API server refuses is refused here, by the same rules.
+                job_rules::check(&job, None)
+                    .map_err(|why| at(1, 1, format!("RenderJob {:?}: {why}", job.name_any())))?;
+                self.jobs.push(job);
+            }
             (API_VERSION, "RenderAccount") => self.accounts.push(typed(document, &at)?),
             ("v1", "ConfigMap") => self.config_maps.push(typed(document, &at)?),
             ("v1", "Secret") => self.secrets.push(typed(document, &at)?),
@@ -238,5 +244,15 @@ spec:
         let text = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {}\nspec: {}\n";
         let err = Manifests::default().parse("n.yaml", text).unwrap_err().to_string();
         assert!(err.contains("has no metadata.name"), "{err}");
+    }
+
+    #[test]
+    fn a_job_the_api_server_would_refuse_is_refused_with_its_rule() {
+        let text = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: both}\nspec:\n  templateRef: {name: t}\n  template: {source: x}\n";
+        let err = Manifests::default().parse("j.yaml", &format!("{BUNDLE}---\n{text}")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("j.yaml:") && err.contains("RenderJob \"both\": spec: give exactly one of templateRef"),
+            "{err}"
+        );
     }
 }

@@ -152,6 +152,15 @@ pub enum HomeError {
         /// Its phase.
         phase: Phase,
     },
+    /// Asking for the PDF of a job whose retention ended: the job is kept, its PDF
+    /// was deleted.
+    #[error("render {id:?}: its PDF was deleted at the end of its retention, at {since}")]
+    OutputExpired {
+        /// The job.
+        id: String,
+        /// When the PDF was deleted.
+        since: Timestamp,
+    },
     /// A signed URL that was altered or has expired.
     #[error(transparent)]
     SignatureRefused(#[from] SignatureError),
@@ -181,6 +190,17 @@ pub enum HomeError {
     /// A fault of folio's; the detail is for the log, never for the client.
     #[error("{0}")]
     Internal(String),
+}
+
+/// Where the PDF of `job` (the render `id`) is stored, or why there is none to read:
+/// the job has not succeeded, or its retention ended.
+pub fn output_key(job: &RenderJob, id: &str) -> Result<String, HomeError> {
+    let status = job.status.clone().unwrap_or_default();
+    match (status.phase.unwrap_or(Phase::Queued), status.output_expired_at, status.output_key) {
+        (Phase::Succeeded, Some(since), _) => Err(HomeError::OutputExpired { id: id.to_owned(), since }),
+        (Phase::Succeeded, None, Some(key)) => Ok(key),
+        (phase, _, _) => Err(HomeError::OutputNotReady { id: id.to_owned(), phase }),
+    }
 }
 
 impl HomeError {

@@ -106,8 +106,9 @@ fn pair(status: &str, message: &str) -> (String, String) {
     (status.to_owned(), message.to_owned())
 }
 
-/// Succeeded and Cancelled are what the user asked for; a syntax error, an account that
-/// cannot pay and a passed deadline need someone.
+/// Succeeded is what the user asked for; Cancelled was stopped on request (Suspended,
+/// as a suspended Kubernetes Job); a syntax error, an account that cannot pay and a
+/// passed deadline need someone.
 #[test]
 fn what_folio_run_reports_reads_as_argo_cd_health() {
     if !available() {
@@ -121,7 +122,7 @@ fn what_folio_run_reports_reads_as_argo_cd_health() {
     let cases = [
         ("rendered", "Succeeded", pair("Healthy", "rendered 3 pages")),
         ("syntax-error", "Failed", pair("Degraded", &format!("TEMPLATE_COMPILE_ERROR: {syntax_error}"))),
-        ("cancelled", "Cancelled", pair("Healthy", "cancelled on request")),
+        ("cancelled", "Cancelled", pair("Suspended", "cancelled on request; it will not render")),
         ("unpaid", "Blocked", pair("Degraded", &format!("blocked, the account cannot pay: {unpaid}"))),
         ("late", "Expired", pair("Degraded", &format!("DEADLINE_EXCEEDED: {late}"))),
     ];
@@ -253,7 +254,7 @@ fn odd_objects_never_make_the_script_fail() {
             with(
                 json!({"metadata": {"name": "odd", "generation": "2"}, "status": {"phase": "Cancelled", "observedGeneration": true}}),
             ),
-            Some(pair("Healthy", "cancelled on request")),
+            Some(pair("Suspended", "cancelled on request; it will not render")),
         ),
         (
             "an empty errorCode",
@@ -264,7 +265,8 @@ fn odd_objects_never_make_the_script_fail() {
     for (case, object, expected) in cases {
         let (status, message) = argocd_health(&object);
         assert!(
-            ["Healthy", "Progressing", "Degraded", "Unknown"].contains(&status.as_str()) && !message.is_empty(),
+            ["Healthy", "Progressing", "Degraded", "Suspended", "Unknown"].contains(&status.as_str())
+                && !message.is_empty(),
             "{case}: {object} read as {status:?} {message:?}"
         );
         assert_ne!(message, "Lua returned an invalid health status", "{case}");

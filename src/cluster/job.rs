@@ -122,11 +122,18 @@ fn resume_requested(job: &RenderJob) -> bool {
 async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Option<Duration>, Error> {
     let decision = decide_now(job, ctx, Observed::Look, now)?;
     let mut job = job.clone();
-    if job.status.as_ref().map(|s| s.observed_generation) != Some(decision.status.observed_generation) {
-        // The job's spec was edited after it ended (a late cancel): its status says it
-        // has seen that generation, so tools that wait for observedGeneration (kstatus,
-        // Flux) do not read the ended job as still in progress.
-        job = write_status(&job, ctx, decision.status.clone()).await?;
+    if decision.has(&Effect::DeleteOutput) {
+        let (namespace, name) = names(&job)?;
+        ctx.bucket.delete(&output_key(namespace, name)).await?;
+    }
+    // What may have changed: the PDF's retention ended, the account's retention moved
+    // its end, or the spec was edited after the job ended (a late cancel), whose
+    // generation the status then says it has seen, so that tools waiting for
+    // observedGeneration (kstatus, Flux) do not read the job as in progress.
+    job = write_status(&job, ctx, decision.status.clone()).await?;
+    if decision.has(&Effect::DeleteOutput) {
+        let note = "the PDF was deleted at the end of its retention; the RenderJob is kept (ttlSecondsAfterFinished deletes it too)";
+        ctx.publish(&job, false, "OutputExpired", note.to_owned()).await;
     }
     let job = &job;
     let entry_wait = ledger::close_pending(job, ctx, now).await?;

@@ -32,7 +32,7 @@ pub async fn write_status(job: &RenderJob, ctx: &Context, status: RenderJobStatu
     let (namespace, name) = names(job)?;
     let mut status = status;
     status.observed_generation = job.metadata.generation;
-    let status = lifecycle::status::with_ready_condition(status, lifecycle::now_ms());
+    let status = lifecycle::status::with_phase_conditions(status, lifecycle::now_ms());
     if job.status.as_ref() == Some(&status) {
         // Nothing changed: writing would only wake this job's reconcile again.
         return Ok(job.clone());

@@ -69,6 +69,7 @@ impl From<HomeError> for ApiError {
                 return ApiError::conflict("TEMPLATE_EXISTS", message);
             }
             HomeError::OutputNotReady { .. } => (StatusCode::CONFLICT, "NOT_READY"),
+            HomeError::OutputExpired { .. } => (StatusCode::GONE, "OUTPUT_EXPIRED"),
             HomeError::SignatureRefused(SignatureError::Invalid) => (StatusCode::FORBIDDEN, "SIGNATURE_INVALID"),
             HomeError::SignatureRefused(SignatureError::Expired) => (StatusCode::FORBIDDEN, "URL_EXPIRED"),
             // The tenant's limit, not a rate that frees itself: no 429 and no Retry-After.
@@ -212,6 +213,12 @@ mod tests {
                 409,
                 "NOT_READY",
                 r#"render "0197" is rendering; its PDF is available once it has succeeded"#,
+            ),
+            (
+                HomeError::OutputExpired { id: id(), since: "2026-11-01T00:00:00Z".parse().unwrap() },
+                410,
+                "OUTPUT_EXPIRED",
+                r#"render "0197": its PDF was deleted at the end of its retention, at 2026-11-01T00:00:00Z"#,
             ),
             (SignatureError::Invalid.into(), 403, "SIGNATURE_INVALID", "the signature is not valid"),
             (SignatureError::Expired.into(), 403, "URL_EXPIRED", "the link has expired"),

@@ -14,7 +14,9 @@ use super::{AppState, Tenant};
 use crate::lifecycle::Phase;
 use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob};
 use crate::prepare;
-use crate::resources::{InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJobSpec, TemplateRef, WebhookSpec};
+use crate::resources::{
+    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJob, RenderJobSpec, TemplateRef, WebhookSpec, job_rules,
+};
 
 /// Lifetime of the download URL in a job's response.
 pub const DEFAULT_URL_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
@@ -189,10 +191,16 @@ async fn job_spec<B: Backend>(
         title: body.title,
         backoff_limit: body.backoff_limit,
         active_deadline_seconds: body.active_deadline_seconds,
-        ttl_seconds_after_finished: body.ttl_seconds,
+        // A render log entry goes with its PDF when its retention ends.
+        ttl_seconds_after_finished: match body.ttl_seconds {
+            Some(ttl) => Some(ttl),
+            None => Some(state.backend.account(tenant).await?.spec.retention.default_ttl_seconds),
+        },
         webhook,
         ..Default::default()
     };
+    // The RenderJob's own rules (the CRD's), whichever home keeps the job.
+    job_rules::check(&RenderJob::new("render", spec.clone()), None).map_err(ApiError::bad_request)?;
     Ok((spec, secret))
 }
 

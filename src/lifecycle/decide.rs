@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use super::credits::{self, Charge};
 use super::deliveries::wants;
-use super::rules::{self, AfterFailure, Event, TransitionRefused};
+use super::rules::{self, AfterFailure, Event, RetentionEnd, TransitionRefused};
 use super::status;
 use crate::render::RenderFacts;
 use crate::resources::{ErrorCode, Phase, RenderAccount, RenderAccountSpec, RenderJob, RenderJobStatus};
@@ -103,11 +103,13 @@ pub enum Effect {
     Charge(i64),
     /// Give back credits charged for this job (its charge entry goes too).
     Refund(i64),
-    /// Delete the job's stored output (unpaid when the job ends, or the job is deleted).
+    /// Delete the job's stored output (unpaid when the job ends, its retention ended,
+    /// or the job is deleted).
     DeleteOutput,
     /// Queue the webhook event of the job's new phase.
     Notify(Phase),
-    /// Delete the job and its output: its retention ended.
+    /// Delete the job and its output: its retention ended, and it asked to be
+    /// deleted then (`ttlSecondsAfterFinished`).
     DeleteJob,
     /// Ask again at this time (a retry, a deadline, the end of retention).
     WakeAt(Timestamp),
@@ -192,7 +194,7 @@ pub fn decide(
         decision.effects.push(Effect::Notify(phase));
     }
     decision.status.observed_generation = job.metadata.generation;
-    decision.status = status::with_ready_condition(decision.status, now);
+    decision.status = status::with_phase_conditions(decision.status, now);
     Ok(decision)
 }
 
@@ -305,15 +307,23 @@ impl Judge<'_> {
         }
     }
 
-    /// An ended job is kept until its retention ends, then deleted.
-    fn retained(&self, status: RenderJobStatus) -> Decision {
+    /// An ended job's retention: kept until it ends, then the job is deleted (it set
+    /// `ttlSecondsAfterFinished`) or only its PDF (it did not: a job kept in Git stays,
+    /// so that applying it again renders nothing). Its end (`expiresAt`) was fixed
+    /// when the job ended; whether the job goes with its PDF is read from its spec
+    /// then, so a TTL may still be set or removed.
+    fn retained(&self, mut status: RenderJobStatus) -> Decision {
         let mut effects = Vec::new();
         if let Some(credits) = self.account.charged_for_job.filter(|_| self.phase != Phase::Succeeded) {
             effects.push(Effect::Refund(credits));
         }
-        match status.expires_at {
-            Some(at) if at <= self.now => effects.push(Effect::DeleteJob),
-            Some(at) => effects.push(Effect::WakeAt(at)),
+        match rules::retention_due(&self.job.spec, &status) {
+            Some((at, _)) if at > self.now => effects.push(Effect::WakeAt(at)),
+            Some((_, RetentionEnd::DeleteJob)) => effects.push(Effect::DeleteJob),
+            Some((_, RetentionEnd::DeleteOutput)) => {
+                status.output_expired_at = Some(self.now);
+                effects.push(Effect::DeleteOutput);
+            }
             None => {}
         }
         self.keep(status, effects)
@@ -633,13 +643,58 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_job_is_deleted_when_its_retention_ends() {
+    fn an_ended_job_with_a_ttl_is_deleted_when_its_retention_ends() {
         let mut job = job_in(Phase::Succeeded);
+        job.spec.ttl_seconds_after_finished = Some(100);
         job.status.as_mut().unwrap().expires_at = Some(at(100));
         let kept = decide(&job, Observed::Look, &account(None, 0), at(99)).unwrap();
         assert_eq!(kept.effects, [Effect::WakeAt(at(100))]);
         let gone = decide(&job, Observed::Look, &account(None, 0), at(100)).unwrap();
         assert_eq!(gone.effects, [Effect::DeleteJob]);
+        // A Failed job with a TTL goes too.
+        job.status.as_mut().unwrap().phase = Some(Phase::Failed);
+        assert_eq!(decide(&job, Observed::Look, &account(None, 0), at(100)).unwrap().effects, [Effect::DeleteJob]);
+    }
+
+    #[test]
+    fn a_job_without_a_ttl_loses_only_its_pdf_and_is_kept() {
+        let mut job = job_in(Phase::Succeeded);
+        job.status.as_mut().unwrap().expires_at = Some(at(50));
+        let account = account(None, 0);
+        let kept = decide(&job, Observed::Look, &account, at(10)).unwrap();
+        assert_eq!(
+            (kept.effects.as_slice(), kept.status.expires_at),
+            ([Effect::WakeAt(at(50))].as_slice(), Some(at(50)))
+        );
+        let expired = decide(&job, Observed::Look, &account, at(60)).unwrap();
+        assert_eq!(expired.effects, [Effect::DeleteOutput]);
+        assert_eq!((expired.phase(), expired.status.output_expired_at), (Phase::Succeeded, Some(at(60))));
+        let ready = expired.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert!(ready.status == "True" && ready.message.contains("deleted at the end of its retention"), "{ready:?}");
+        // Nothing is left to do: no effect, no wake, the status stays as it is.
+        job.status = Some(expired.status.clone());
+        let later = decide(&job, Observed::Look, &account, at(1000)).unwrap();
+        assert_eq!((later.effects.as_slice(), &later.status), ([].as_slice(), &expired.status));
+        // A failed job has no PDF to lose.
+        let mut failed = job_in(Phase::Failed);
+        failed.status.as_mut().unwrap().expires_at = Some(at(50));
+        assert_eq!(decide(&failed, Observed::Look, &account, at(60)).unwrap().effects, []);
+    }
+
+    #[test]
+    fn the_conditions_say_what_kstatus_and_argo_cd_read() {
+        let kinds = |phase| {
+            let decision = decide(&job_in(phase), Observed::Look, &account(None, 0), at(1)).unwrap();
+            let mut types: Vec<String> =
+                decision.status.conditions.iter().filter(|c| c.status == "True").map(|c| c.type_.clone()).collect();
+            types.sort();
+            types
+        };
+        assert_eq!(kinds(Phase::Queued), ["Reconciling"]);
+        assert_eq!(kinds(Phase::Succeeded), ["Ready"]);
+        assert_eq!(kinds(Phase::Failed), ["Stalled"]);
+        assert_eq!(kinds(Phase::Expired), ["Stalled"]);
+        assert_eq!(kinds(Phase::Cancelled), ["Stalled"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::resources::{ErrorCode, Phase, RenderJob, Retention};
+use crate::resources::{ErrorCode, Phase, RenderJob, RenderJobSpec, RenderJobStatus, Retention};
 
 /// Something that happens to a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,29 @@ pub fn retention_seconds(requested_ttl: Option<i64>, preview: bool, retention: &
     if preview { ttl.min(retention.preview_ttl_seconds.max(0)) } else { ttl }
 }
 
-/// When a job that finished at `completed_at` is deleted.
+/// What the end of an ended job's retention takes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetentionEnd {
+    /// The job and its PDF: the job set `ttlSecondsAfterFinished` (as a Kubernetes
+    /// Job does, and as every job made through the REST API does).
+    DeleteJob,
+    /// Only its PDF: the job is kept (one kept in Git would be applied again, and
+    /// would render and charge again, if it were deleted).
+    DeleteOutput,
+}
+
+/// When the retention of an ended job with `spec` and `status` has something left to
+/// take away, and what; `None` once nothing is left.
+pub fn retention_due(spec: &RenderJobSpec, status: &RenderJobStatus) -> Option<(Timestamp, RetentionEnd)> {
+    let at = status.expires_at?;
+    if spec.ttl_seconds_after_finished.is_some() {
+        return Some((at, RetentionEnd::DeleteJob));
+    }
+    let output_left = status.phase == Some(Phase::Succeeded) && status.output_expired_at.is_none();
+    output_left.then_some((at, RetentionEnd::DeleteOutput))
+}
+
+/// When the retention of a job that finished at `completed_at` ends.
 pub fn expires_at(
     completed_at: Timestamp,
     requested_ttl: Option<i64>,

@@ -177,35 +177,47 @@ pub fn cut_to_bytes(text: &str, max: usize) -> String {
     format!("{}{ellipsis}", &text[..end])
 }
 
-/// The `Ready` condition for `status`'s phase, keeping the previous transition time
-/// when the condition's status did not change (as Kubernetes conventions ask).
-pub fn with_ready_condition(mut status: RenderJobStatus, now: Timestamp) -> RenderJobStatus {
+/// The condition type kstatus (Flux) and kubectl read as "still working on it":
+/// True while the job waits or renders, absent otherwise.
+pub const RECONCILING: &str = "Reconciling";
+/// The condition type kstatus reads as "failed, will not get further without help":
+/// True when the job failed, expired, was cancelled (it will never be Ready, and
+/// kstatus reads a Ready condition that stays False as in progress forever), or is
+/// blocked on its account; absent otherwise.
+pub const STALLED: &str = "Stalled";
+
+/// The conditions that summarise `status`'s phase for people and GitOps tools:
+/// `Ready` always, `Reconciling` and `Stalled` while they hold (the kstatus
+/// conventions: an absent one is False). Each keeps its transition time while its
+/// status does not change.
+pub fn with_phase_conditions(mut status: RenderJobStatus, now: Timestamp) -> RenderJobStatus {
     let phase = status.phase.unwrap_or(Phase::Queued);
-    let ready = if phase == Phase::Succeeded { "True" } else { "False" };
-    let previous = status.conditions.iter().find(|c| c.type_ == "Ready");
-    let since = match previous {
-        Some(previous) if previous.status == ready => previous.last_transition_time.clone(),
-        _ => Time(now),
-    };
-    let message = match (phase, &status.error_message) {
-        (Phase::Succeeded, _) => "the PDF is stored".to_owned(),
-        (_, Some(message)) => message.clone(),
-        (phase, None) => format!("the job is {}", phase.api_name()),
-    };
-    let reason: String = {
+    let reason = {
         let name = phase.api_name();
         name[..1].to_uppercase() + &name[1..]
     };
-    let condition = Condition {
-        type_: "Ready".into(),
-        status: ready.into(),
-        reason,
-        message,
-        last_transition_time: since,
-        observed_generation: status.observed_generation,
+    let message = match (phase, &status.error_message, status.output_expired_at) {
+        (Phase::Succeeded, _, Some(at)) => {
+            format!("the PDF was deleted at the end of its retention, at {at}; the job is kept")
+        }
+        (Phase::Succeeded, _, None) => "the PDF is stored".to_owned(),
+        (_, Some(message), _) => match status.error_code {
+            Some(code) if phase.is_terminal() => format!("{code}: {message}"),
+            _ => message.clone(),
+        },
+        (phase, None, _) => format!("the job is {}", phase.api_name()),
     };
-    status.conditions.retain(|c| c.type_ != "Ready");
-    status.conditions.push(condition);
+    let generation = status.observed_generation;
+    set_condition(&mut status, generation, "Ready", phase == Phase::Succeeded, &reason, &message, now);
+    let reconciling = matches!(phase, Phase::Queued | Phase::Rendering);
+    let stalled = matches!(phase, Phase::Failed | Phase::Expired | Phase::Cancelled | Phase::Blocked);
+    for (type_, holds) in [(RECONCILING, reconciling), (STALLED, stalled)] {
+        if holds {
+            set_condition(&mut status, generation, type_, true, &reason, &message, now);
+        } else {
+            status.conditions.retain(|c| c.type_ != type_);
+        }
+    }
     status
 }
 
@@ -266,19 +278,19 @@ mod tests {
     fn renderer_conditions_are_one_per_type_and_keep_their_transition_time_while_unchanged() {
         let first = Timestamp::from_second(1_800_000_000).unwrap();
         let later = first + SignedDuration::from_secs(30);
-        let mut status = with_ready_condition(job_in(Phase::Queued).status.unwrap(), first);
+        let mut status = with_phase_conditions(job_in(Phase::Queued).status.unwrap(), first);
         assert!(set_condition(&mut status, Some(1), RENDERER_ADMITTED, false, "Forbidden", "limit is 1Gi", first));
         assert!(!set_condition(&mut status, Some(1), RENDERER_ADMITTED, false, "Invalid", "spec is invalid", later));
         let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Ready", RENDERER_ADMITTED]);
+        assert_eq!(types, ["Ready", RECONCILING, RENDERER_ADMITTED]);
         let admitted = failing_condition(&status, RENDERER_ADMITTED).unwrap();
         assert_eq!((admitted.reason.as_str(), admitted.message.as_str()), ("Invalid", "spec is invalid"));
         assert_eq!(admitted.last_transition_time, Time(first), "still False: the time of the first refusal");
         assert!(set_condition(&mut status, Some(1), RENDERER_ADMITTED, true, "Admitted", "admitted", later));
-        assert_eq!(status.conditions[1].last_transition_time, Time(later));
+        assert_eq!(status.conditions[2].last_transition_time, Time(later));
         assert!(failing_condition(&status, RENDERER_ADMITTED).is_none());
         // The Ready condition is untouched and still found by its type.
-        let status = with_ready_condition(status, later);
+        let status = with_phase_conditions(status, later);
         assert_eq!(status.conditions.iter().filter(|c| c.type_ == "Ready").count(), 1);
         assert_eq!(status.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time, Time(first));
     }
@@ -312,19 +324,20 @@ mod tests {
     }
 
     #[test]
-    fn the_ready_condition_keeps_its_transition_time_while_unchanged() {
+    fn conditions_keep_their_transition_time_while_unchanged() {
         let first = Timestamp::from_second(1_800_000_000).unwrap();
         let later = first + SignedDuration::from_secs(30);
-        let queued = with_ready_condition(job_in(Phase::Queued).status.unwrap(), first);
+        let queued = with_phase_conditions(job_in(Phase::Queued).status.unwrap(), first);
         let mut rendering = queued.clone();
         rendering.phase = Some(Phase::Rendering);
-        let rendering = with_ready_condition(rendering, later);
-        assert_eq!(rendering.conditions.len(), 1);
+        let rendering = with_phase_conditions(rendering, later);
+        assert_eq!(rendering.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready", RECONCILING]);
         assert_eq!(rendering.conditions[0].last_transition_time, Time(first));
         assert_eq!(rendering.conditions[0].reason, "Rendering");
         let mut done = rendering.clone();
         done.phase = Some(Phase::Succeeded);
-        let done = with_ready_condition(done, later);
+        let done = with_phase_conditions(done, later);
+        assert_eq!(done.conditions.len(), 1, "Reconciling is gone");
         assert_eq!(
             (done.conditions[0].status.as_str(), &done.conditions[0].last_transition_time),
             ("True", &Time(later))

@@ -6,6 +6,7 @@
 //! from them (`folio crd`), `folio run` and `folio serve -f` read the same manifests,
 //! and the REST API maps onto the same fields. Nothing here talks to a cluster.
 
+pub mod job_rules;
 mod phase;
 mod render_account;
 mod render_api_key;

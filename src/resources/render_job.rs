@@ -36,8 +36,18 @@ pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
     printcolumn(name = "Pages", type_ = "integer", json_path = ".status.pageCount"),
     printcolumn(name = "Credits", type_ = "integer", json_path = ".status.creditsUsed"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("has(self.spec.templateRef) != has(self.spec.template)").message("spec: give exactly one of templateRef (a RenderTemplate's name) and template (an inline template)"),
-    validation = Rule::new("!(has(self.spec.data) && has(self.spec.dataFrom))").message("spec: give at most one of data (inline JSON) and dataFrom (a ConfigMap key)")
+    cel,
+    validation = crate::resources::job_rules::one_template(),
+    validation = crate::resources::job_rules::one_data_source(),
+    validation = crate::resources::job_rules::unchanged("templateRef"),
+    validation = crate::resources::job_rules::unchanged("template"),
+    validation = crate::resources::job_rules::unchanged("data"),
+    validation = crate::resources::job_rules::unchanged("dataFrom"),
+    validation = crate::resources::job_rules::unchanged("output"),
+    validation = crate::resources::job_rules::unchanged("preview"),
+    validation = crate::resources::job_rules::unchanged("externalId"),
+    validation = crate::resources::job_rules::unchanged("title"),
+    validation = crate::resources::job_rules::cancel_stays()
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderJobSpec {
@@ -75,7 +85,9 @@ pub struct RenderJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Seconds a finished job (and its PDF) is kept (default: the account's).
+    /// Seconds after the job finished when it is deleted, with its PDF (capped by the
+    /// account's maximum). Unset, the job is kept and only its PDF is deleted, at the
+    /// account's retention: leave it unset on jobs kept in Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
@@ -211,10 +223,16 @@ pub struct RenderJobStatus {
     /// Human-readable reason of a failure (line and column for template errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    /// When the job and its output are deleted.
+    /// When the job's retention ends: its PDF is deleted then, and the job too when it
+    /// sets `ttlSecondsAfterFinished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub expires_at: Option<Timestamp>,
+    /// When the PDF was deleted at the end of its retention; the job is kept, so that
+    /// applying its manifest again renders nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub output_expired_at: Option<Timestamp>,
     /// How the job's webhook deliveries are going.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookDeliveryStatus>,

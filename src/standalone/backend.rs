@@ -40,12 +40,7 @@ impl Standalone {
 
     /// The storage key of a succeeded job's PDF.
     fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
-        let record = self.load(tenant, id)?;
-        let status = record.job.status.clone().unwrap_or_default();
-        match (record.phase(), status.output_key) {
-            (Phase::Succeeded, Some(key)) => Ok(key),
-            (phase, _) => Err(HomeError::OutputNotReady { id: id.to_owned(), phase }),
-        }
+        crate::port::output_key(&self.load(tenant, id)?.job, id)
     }
 
     /// Read a PDF off the async threads (it may be large).

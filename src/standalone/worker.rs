@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::Standalone;
 use super::settle::apply;
 use super::store::{self, JobRecord};
-use crate::lifecycle::{self, Account, Decision, Effect, ErrorCode, Observed, Phase, decide};
+use crate::lifecycle::{self, Decision, Effect, ErrorCode, Observed, Phase};
 use crate::prepare::{Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
@@ -235,8 +235,9 @@ fn record_failure(
     observe(home, tenant, id, token, observed).map(|_| ())
 }
 
-/// The sweeper: every `interval`, delete jobs whose retention ended (with their PDFs)
-/// and expire waiting jobs whose `activeDeadlineSeconds` passed.
+/// The sweeper: every `interval`, carry out the end of retentions (a job with a TTL
+/// goes with its PDF, any other loses its PDF) and expire waiting jobs whose
+/// `activeDeadlineSeconds` passed.
 pub async fn sweep(home: Arc<Standalone>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,7 +252,7 @@ pub async fn sweep(home: Arc<Standalone>, interval: Duration, mut stop: watch::R
     }
 }
 
-/// One sweep at `now`; returns how many jobs were deleted and expired.
+/// One sweep at `now`; returns how many retentions ended and how many jobs expired.
 pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), store::StoreError> {
     let mut deleted = 0;
     loop {
@@ -261,22 +262,28 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
         }
         let mut progressed = false;
         for record in batch {
-            let gone = home.store.write(|tx| {
-                // An ended job's retention depends on its status alone.
-                let retention_ended = decide(&record.job, Observed::Look, &Account::default(), now)
-                    .is_ok_and(|decision| decision.has(&Effect::DeleteJob));
-                if retention_ended {
-                    store::delete_job(tx, record.id())?;
+            let ended = home.store.write(|tx| {
+                let Some(mut current) = store::load_job(tx, None, record.id())? else {
+                    return Ok(None);
+                };
+                let Ok(decision) = apply(tx, &mut current, Observed::Look, now)? else {
+                    return Ok(None);
+                };
+                if decision.has(&Effect::DeleteJob) {
+                    store::delete_job(tx, current.id())?;
                 }
-                Ok(retention_ended)
+                Ok(Some((current, decision)))
             })?;
-            if !gone {
-                tracing::error!(job = %record.id(), "the store lists a job as expired that the rules keep");
-                continue;
+            match ended {
+                Some((current, decision))
+                    if decision.has(&Effect::DeleteJob) || decision.has(&Effect::DeleteOutput) =>
+                {
+                    home.after_commit(&current, &decision);
+                    deleted += 1;
+                    progressed = true;
+                }
+                _ => tracing::error!(job = %record.id(), "the store lists a job as expired that the rules keep"),
             }
-            home.forget_output(&record);
-            deleted += 1;
-            progressed = true;
         }
         if !progressed {
             // Only jobs the rules keep are left: the next sweep looks again.

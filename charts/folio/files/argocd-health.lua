@@ -4,10 +4,11 @@
 -- so messages are joined with `..` and tostring only.
 --
 -- Queued and Rendering are on their way (Progressing). Succeeded is Healthy, also
--- after its PDF was deleted at the end of its retention (status.outputExpiredAt), and
--- so is Cancelled: both are what the user asked for. Failed, Expired and Blocked (the
--- account cannot pay) need someone (Degraded). A status written for an older spec than
--- metadata.generation says nothing yet about the current one.
+-- after its PDF was deleted at the end of its retention (status.outputExpiredAt).
+-- Cancelled is Suspended, as a suspended Kubernetes Job is: stopped on request, it
+-- will not render. Failed, Expired and Blocked (the account cannot pay) need someone
+-- (Degraded). A status written for an older spec than metadata.generation says
+-- nothing yet about the current one.
 
 -- A field of a table, or nil when `t` is not a table (a hand-written object may hold
 -- anything where folio writes a table).
@@ -88,8 +89,8 @@ elseif phase == "Blocked" then
   hs.message = "blocked, the account cannot pay: "
     .. (ready or error_message or "too few credits; it continues when credits are added")
 elseif phase == "Cancelled" then
-  hs.status = "Healthy"
-  hs.message = "cancelled on request"
+  hs.status = "Suspended"
+  hs.message = "cancelled on request; it will not render"
 else
   hs.status = "Unknown"
   hs.message = "unknown phase " .. tostring(phase)

@@ -9,7 +9,6 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::errors::{cluster_error, is_already_exists, starting};
-use super::jobs::output_key_of;
 use super::{ClusterBackend, admission, objects, the_only};
 use crate::lifecycle::Phase;
 use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_share_token};
@@ -130,7 +129,7 @@ impl Backend for ClusterBackend {
 
     async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, HomeError> {
         let job = self.load_job(tenant, id).await?;
-        output_key_of(&job)?;
+        crate::port::output_key(&job, &job.name_any())?;
         let token = new_share_token();
         let share = objects::share(&job, &token, expires_at);
         let created = self

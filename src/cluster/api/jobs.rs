@@ -8,7 +8,6 @@ use sha2::{Digest, Sha256};
 
 use super::errors::{cluster_error, is_already_exists};
 use super::{ClusterBackend, admission, objects};
-use crate::lifecycle::Phase;
 use crate::port::{HomeError, NewJob, Object, new_job_id};
 use crate::resources::{RenderJob, SecretKeyRef};
 
@@ -67,7 +66,8 @@ impl ClusterBackend {
 
     /// The storage key of a succeeded job's PDF.
     pub(super) async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
-        output_key_of(&self.load_job(tenant, id).await?)
+        let job = self.load_job(tenant, id).await?;
+        crate::port::output_key(&job, &job.name_any())
     }
 
     pub(super) async fn read_output(&self, key: &str) -> Result<Vec<u8>, HomeError> {
@@ -160,13 +160,6 @@ impl ClusterBackend {
 }
 
 /// The storage key of a job's PDF, once it has succeeded.
-pub(super) fn output_key_of(job: &RenderJob) -> Result<String, HomeError> {
-    match (objects::phase(job), job.status.as_ref().and_then(|s| s.output_key.clone())) {
-        (Phase::Succeeded, Some(key)) => Ok(key),
-        (phase, _) => Err(HomeError::OutputNotReady { id: job.name_any(), phase }),
-    }
-}
-
 /// The job id of a request with an `Idempotency-Key` (or else an `externalId`):
 /// derived from the tenant and the key, so that every replica of the API names the
 /// job alike and the API server itself refuses a second one. Other jobs get a

@@ -94,7 +94,8 @@ pub fn find_duplicate(
 pub fn save_job(tx: &Connection, record: &JobRecord) -> StoreResult<()> {
     let job = &record.job;
     let status = job.status.clone().unwrap_or_default();
-    // Only a job that can still change has a deadline to watch.
+    // Only a job that can still change has a deadline to watch; only one whose
+    // retention has something left to take away has an expiry to watch.
     let deadline_at = if record.phase().is_terminal() {
         None
     } else {
@@ -116,7 +117,7 @@ pub fn save_job(tx: &Connection, record: &JobRecord) -> StoreResult<()> {
         millis(record.created_at),
         millis(record.updated_at),
         status.next_attempt_at.map(millis),
-        status.expires_at.map(millis),
+        crate::lifecycle::retention_due(&job.spec, &status).map(|(at, _)| millis(at)),
         record.claimed_by,
         record.webhook_secret,
         serde_json::to_string(job)?,
