@@ -161,15 +161,27 @@ const TEST_MANAGER: &str = "folio-test";
 impl Harness {
     /// A namespace, an S3 server and an operator for one test.
     pub async fn start(extra_args: &[&str]) -> Harness {
-        let mut harness = Harness::start_idle().await;
-        harness.operator = Some(harness.operator("operator-0", extra_args).await);
-        harness
+        let namespace = control_plane::shared().namespace("acme").await;
+        Harness::start_in(&namespace, extra_args).await
     }
 
     /// A namespace and an S3 server, with no operator yet.
     pub async fn start_idle() -> Harness {
         let plane = control_plane::shared();
         let namespace = plane.namespace("acme").await;
+        Harness::idle_in(plane, namespace).await
+    }
+
+    /// An S3 server and an operator for `namespace`, which the test does not create:
+    /// what it applies declares it (an example that brings its own namespace).
+    pub async fn start_in(namespace: &str, extra_args: &[&str]) -> Harness {
+        let plane = control_plane::shared();
+        let mut harness = Harness::idle_in(plane, namespace.to_owned()).await;
+        harness.operator = Some(harness.operator("operator-0", extra_args).await);
+        harness
+    }
+
+    async fn idle_in(plane: &'static ControlPlane, namespace: String) -> Harness {
         let s3_root = tempfile::tempdir().unwrap();
         let endpoint = s3_server(s3_root.path()).await;
         let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
