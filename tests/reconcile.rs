@@ -383,12 +383,36 @@ async fn an_accepted_job_starts_at_once_in_a_locked_down_pod_with_one_status_wri
 }
 
 /// The template is not in the cache: it is read from the API server (it may be newer
-/// than the cache), and the job fails when the server does not have it either. No
-/// Pod was made, so none is deleted.
+/// than the cache). When the server does not have it either, the job waits for it
+/// (a GitOps tool may apply the job first): `InputsFound` False, one Warning Event, a
+/// retry within the renderer start timeout, and no Pod.
 #[tokio::test]
-async fn a_job_whose_template_is_missing_fails_without_a_pod() {
+async fn a_job_whose_template_is_missing_waits_for_it_without_a_pod() {
     let (_root, bucket) = bucket().await;
-    let mut job = job_with(json!({"phase": "Queued"}), json!({}));
+    let mut job = job_with(json!({}), json!({}));
+    job["spec"] = json!({"templateRef": {"name": "missing"}, "data": {}});
+    let script = vec![
+        expect("GET", "/apis/folio.dev/v1alpha1/namespaces/acme/rendertemplates/missing", not_found()),
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+    ];
+    let (outcome, seen) = run_with(job, Cached::default(), script, &bucket, START_TIMEOUT).await;
+    let err = outcome.unwrap_err();
+    assert!(err.contains("RenderTemplate \"missing\" does not exist"), "{err}");
+    let status = &seen.requests[1].body["status"];
+    assert_eq!(status["phase"], "Queued");
+    assert!(status["rendererRefusedAt"].is_string(), "the wait is counted from now");
+    let found = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "InputsFound").unwrap();
+    assert_eq!((found["status"].as_str(), found["reason"].as_str()), (Some("False"), Some("NotFound")));
+    let reasons: Vec<&str> = seen.events.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["InputNotFound"]);
+}
+
+/// A template still missing when the renderer start timeout has passed since it was
+/// first missed fails the job, saying how long it waited.
+#[tokio::test]
+async fn a_template_missing_past_the_start_timeout_fails_the_job() {
+    let (_root, bucket) = bucket().await;
+    let mut job = job_with(json!({"phase": "Queued", "rendererRefusedAt": "2026-01-01T00:00:00Z"}), json!({}));
     job["spec"] = json!({"templateRef": {"name": "missing"}, "data": {}});
     let script = vec![
         expect("GET", "/apis/folio.dev/v1alpha1/namespaces/acme/rendertemplates/missing", not_found()),
@@ -397,8 +421,8 @@ async fn a_job_whose_template_is_missing_fails_without_a_pod() {
     let (outcome, seen) = run(job, script, &bucket).await;
     outcome.unwrap();
     let status = &seen[1].body["status"];
-    assert_eq!(status["phase"], "Failed");
-    assert_eq!(status["errorCode"], "TEMPLATE_NOT_FOUND");
+    assert_eq!((status["phase"].as_str(), status["errorCode"].as_str()), (Some("Failed"), Some("TEMPLATE_NOT_FOUND")));
+    assert!(status["errorMessage"].as_str().unwrap().contains("s for it)"), "{status}");
     assert!(status["expiresAt"].is_string());
 }
 

@@ -16,7 +16,7 @@ use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
 use super::pod::{StartProblem, admission_refusal, pod_name, pod_outcome, renderer_pod};
 use super::writes::{names, until, write_decision, write_status};
-use crate::lifecycle::status::{RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
+use crate::lifecycle::status::{INPUTS_FOUND, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
 use crate::lifecycle::{ErrorCode, Observed, Phase};
 use crate::prepare::LookupError;
 use crate::resources::RenderJob;
@@ -28,6 +28,9 @@ pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, 
     let request = match prepare_job(ctx, job).await? {
         Ok(request) => request,
         Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),
+        Err(failure) if failure.code == ErrorCode::TemplateNotFound => {
+            return input_missing(job, ctx, failure.message, now).await;
+        }
         Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
     };
     let (namespace, name) = names(job)?;
@@ -53,9 +56,14 @@ pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, 
         Err(err) => return refused(job, ctx, err, Refused::Pod, now).await,
     }
     let mut began = decide_now(job, ctx, Observed::AttemptBegan, now)?;
+    let generation = job.metadata.generation;
+    if failing_condition(&began.status, INPUTS_FOUND).is_some() {
+        let message = "the template and the ConfigMaps the job names exist";
+        set_condition(&mut began.status, generation, INPUTS_FOUND, true, "Found", message, now);
+    }
     if failing_condition(&began.status, RENDERER_ADMITTED).is_some() {
         let message = format!("the API server admitted the renderer Pod {}", pod.name_any());
-        set_condition(&mut began.status, job.metadata.generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
+        set_condition(&mut began.status, generation, RENDERER_ADMITTED, true, "Admitted", &message, now);
     }
     let deadline = began.wake_at();
     let job = write_decision(job, ctx, &began).await?;
@@ -89,16 +97,12 @@ async fn refused(
     let Some(refusal) = admission_refusal(&err) else {
         return Err(err.into());
     };
-    let mut status = job.status.clone().unwrap_or_default();
     let object = match what {
         Refused::Input => "input ConfigMap",
         Refused::Pod => "Pod",
     };
     let message = format!("the API server refused the renderer {object}: {}", refusal.message);
-    // A new job waits in the queue while its renderer is refused.
-    status.phase = status.phase.or(Some(Phase::Queued));
-    let since = status.renderer_refused_at.unwrap_or(now);
-    let waited = Duration::try_from(since.duration_until(now)).unwrap_or_default();
+    let waited = waited_to_start(job, now);
     if waited >= ctx.renderer_start_timeout {
         if what == Refused::Pod {
             // It holds a presigned upload URL that no renderer will use.
@@ -107,19 +111,61 @@ async fn refused(
         let message = format!("{message} (refused for {} s)", waited.as_secs());
         return after_failed_attempt(job, ctx, ErrorCode::RendererUnavailable, message, now).await;
     }
-    status.renderer_refused_at = Some(since);
-    let first = set_condition(
-        &mut status,
-        job.metadata.generation,
-        RENDERER_ADMITTED,
-        false,
-        &refusal.reason,
-        &refusal.message,
-        now,
-    );
+    let cannot_start = CannotStart { condition: RENDERER_ADMITTED, reason: &refusal.reason, event: "RendererRefused" };
+    not_started(job, ctx, cannot_start, message, &refusal.message, now).await
+}
+
+/// A job whose template, or ConfigMap of data or assets, does not exist waits for it:
+/// GitOps tools apply the objects of a commit in an order of their own, so a job may
+/// come before its template. Shown as the `InputsFound` condition (False) and one
+/// Warning Event; when it is still missing the renderer start timeout after it was
+/// first missed, the job fails with `TEMPLATE_NOT_FOUND`.
+async fn input_missing(job: &RenderJob, ctx: &Context, message: String, now: Timestamp) -> Result<Next, Error> {
+    let waited = waited_to_start(job, now);
+    if waited >= ctx.renderer_start_timeout {
+        let message = format!("{message} (waited {} s for it)", waited.as_secs());
+        return fail(job, ctx, ErrorCode::TemplateNotFound, message, now).await;
+    }
+    let cannot_start = CannotStart { condition: INPUTS_FOUND, reason: "NotFound", event: "InputNotFound" };
+    not_started(job, ctx, cannot_start, message.clone(), &message, now).await
+}
+
+/// How long the current attempt has been unable to start.
+fn waited_to_start(job: &RenderJob, now: Timestamp) -> Duration {
+    let since = job.status.as_ref().and_then(|s| s.renderer_refused_at).unwrap_or(now);
+    Duration::try_from(since.duration_until(now)).unwrap_or_default()
+}
+
+/// Why the current attempt cannot start: which condition says so, why, and the
+/// reason of the Warning Event.
+struct CannotStart<'a> {
+    condition: &'static str,
+    reason: &'a str,
+    event: &'static str,
+}
+
+/// Show on the job that its current attempt cannot start (its condition False, one
+/// Warning Event the first time) and look again, with backoff, at the latest when
+/// the renderer start timeout ends.
+async fn not_started(
+    job: &RenderJob,
+    ctx: &Context,
+    cannot_start: CannotStart<'_>,
+    message: String,
+    condition_message: &str,
+    now: Timestamp,
+) -> Result<Next, Error> {
+    let waited = waited_to_start(job, now);
+    let mut status = job.status.clone().unwrap_or_default();
+    // A new job waits in the queue while its renderer cannot start.
+    status.phase = status.phase.or(Some(Phase::Queued));
+    status.renderer_refused_at = Some(status.renderer_refused_at.unwrap_or(now));
+    let generation = job.metadata.generation;
+    let CannotStart { condition, reason, event } = cannot_start;
+    let first = set_condition(&mut status, generation, condition, false, reason, condition_message, now);
     let job = write_status(job, ctx, status).await?;
     if first {
-        ctx.publish(&job, true, "RendererRefused", message.clone()).await;
+        ctx.publish(&job, true, event, message.clone()).await;
     }
     Err(Error::Refused { message, retry_within: ctx.renderer_start_timeout - waited })
 }

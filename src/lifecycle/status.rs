@@ -94,6 +94,9 @@ fn expires_at(job: &RenderJob, retention: &Retention, now: Timestamp) -> Timesta
     rules::expires_at(now, job.spec.ttl_seconds_after_finished, job.spec.preview, retention)
 }
 
+/// The condition type saying whether the template and the ConfigMaps a job names
+/// exist (False, with which is missing, while the job waits for them).
+pub const INPUTS_FOUND: &str = "InputsFound";
 /// The condition type saying whether the API server admitted the current attempt's
 /// renderer Pod and its input (False with the server's reason and message while it
 /// refuses them: admission, quota, RBAC).
@@ -146,9 +149,12 @@ pub fn failing_condition<'a>(status: &'a RenderJobStatus, type_: &str) -> Option
     status.conditions.iter().find(|c| c.type_ == type_ && c.status == "False")
 }
 
-/// Why the job's renderer has not started, as its conditions say (refused by the
-/// API server, or not started when last seen).
+/// Why the job's renderer has not started, as its conditions say (an input missing,
+/// refused by the API server, or not started when last seen).
 pub fn never_started(status: &RenderJobStatus) -> Option<String> {
+    if let Some(missing) = failing_condition(status, INPUTS_FOUND) {
+        return Some(format!("an input is missing: {}", missing.message));
+    }
     if let Some(refused) = failing_condition(status, RENDERER_ADMITTED) {
         return Some(format!("the API server refused it ({}): {}", refused.reason, refused.message));
     }

@@ -176,9 +176,10 @@ pub struct RenderJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub next_attempt_at: Option<Timestamp>,
-    /// When the API server first refused the current attempt's renderer Pod or input
-    /// (admission, quota, RBAC); the attempt fails with `RENDERER_UNAVAILABLE` when
-    /// it is still refused the operator's renderer start timeout later.
+    /// When the current attempt first could not start: the API server refused its
+    /// renderer Pod or input (admission, quota, RBAC), or its template or a ConfigMap
+    /// it names did not exist. Still so the operator's renderer start timeout later,
+    /// the attempt fails (`RENDERER_UNAVAILABLE`), or the job (`TEMPLATE_NOT_FOUND`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub renderer_refused_at: Option<Timestamp>,
