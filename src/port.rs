@@ -194,7 +194,7 @@ pub enum HomeError {
 
 /// Where the PDF of `job` (the render `id`) is stored, or why there is none to read:
 /// the job has not succeeded, or its retention ended.
-pub fn output_key(job: &RenderJob, id: &str) -> Result<String, HomeError> {
+pub fn stored_output_key(job: &RenderJob, id: &str) -> Result<String, HomeError> {
     let status = job.status.clone().unwrap_or_default();
     match (status.phase.unwrap_or(Phase::Queued), status.output_expired_at, status.output_key) {
         (Phase::Succeeded, Some(since), _) => Err(HomeError::OutputExpired { id: id.to_owned(), since }),

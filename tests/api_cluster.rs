@@ -536,6 +536,53 @@ async fn a_blocked_job_resumes_only_when_the_account_can_pay() {
     assert_eq!(cluster.plane.kubelet.started_in(&ns).len(), 1, "rendered once");
 }
 
+/// A RenderJob kept in Git (no TTL) whose PDF's retention ended is still a render
+/// of the API: GET and the render log show it with `outputExpiredAt` and no download
+/// URL; asking for its PDF answers 410 `OUTPUT_EXPIRED`, saying since when. A job the
+/// API makes carries the account's retention as its TTL, so it goes with its PDF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_job_whose_pdf_expired_is_shown_and_its_pdf_is_gone() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.acme.clone();
+    let acme = cluster.key(&ns).await;
+    cluster
+        .apply(
+            &ns,
+            json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount", "metadata": {"name": "default"},
+            "spec": {"retention": {"defaultTtlSeconds": 1}}}),
+        )
+        .await;
+    let (_, created) = cluster.call("POST", "/v1/renders", &acme, Some(json!({"template": {"source": "= API"}}))).await;
+    let made_by_api = cluster.get("RenderJob", &ns, created["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(made_by_api["spec"]["ttlSecondsAfterFinished"], 1, "the account's retention");
+
+    let kept = json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderJob", "metadata": {"name": "kept-in-git"},
+        "spec": {"template": {"source": "= Kept"}, "data": {}}});
+    cluster.apply(&ns, kept).await;
+    let path = "/v1/renders/kept-in-git";
+    cluster
+        .eventually("the PDF's retention ends", || async {
+            cluster.call("GET", path, &acme, None).await.1["outputExpiredAt"].is_string()
+        })
+        .await;
+    let (status, job) = cluster.call("GET", path, &acme, None).await;
+    assert_eq!((status, job["status"].as_str()), (StatusCode::OK, Some("succeeded")), "{job}");
+    assert!(job["downloadUrl"].is_null() && job["outputUrl"].is_null(), "{job}");
+    let (status, log) = cluster.call("GET", "/v1/renders?signed=true", &acme, None).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    for asked in [format!("{path}/download"), format!("{path}/signed-url")] {
+        let method = if asked.ends_with("download") { "GET" } else { "POST" };
+        let (status, body) = cluster.call(method, &asked, &acme, Some(json!({}))).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::GONE, Some("OUTPUT_EXPIRED")), "{asked}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("deleted at the end of its retention"));
+    }
+    cluster
+        .eventually("the API's own job goes with its PDF", || async {
+            cluster.get("RenderJob", &ns, created["id"].as_str().unwrap()).await.is_none()
+        })
+        .await;
+}
+
 #[test]
 fn keys_need_a_namespace_name() {
     let dir = tempfile::tempdir().unwrap();

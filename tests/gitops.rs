@@ -287,7 +287,7 @@ async fn gitops_tools_read_in_progress_then_current_for_a_good_job_and_failed_fo
 /// template that never comes fails its job after the renderer start timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_applied_before_its_template_waits_for_it() {
-    let harness = Harness::start(&["--renderer-start-timeout", "6"]).await;
+    let harness = Harness::start(&["--renderer-start-timeout", "10"]).await;
     harness.apply(job("early", json!({"templateRef": {"name": "statement"}, "data": {}}))).await;
     harness
         .wait_until("the job says what it waits for", async |h| {
@@ -312,5 +312,45 @@ async fn a_job_applied_before_its_template_waits_for_it() {
     let failed = harness.wait_for_phase("orphan", "Failed").await;
     assert_eq!(failed["status"]["errorCode"], "TEMPLATE_NOT_FOUND");
     assert!(failed["status"]["errorMessage"].as_str().unwrap().contains("s for it)"), "{}", failed["status"]);
+    harness.stop().await;
+}
+
+/// What a GitOps tool does for real: sync every minute for ten minutes, as Argo CD and
+/// Flux do, across the job's life and past its PDF's retention (five minutes). One
+/// render, one charge, one object. Ten minutes long, so not part of `cargo test`:
+/// `cargo test --test gitops -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "syncs for ten minutes; run with --ignored"]
+async fn a_job_synced_every_minute_for_ten_minutes_renders_and_charges_once() {
+    let harness = Harness::start(&[]).await;
+    harness.apply(account_keeping_pdfs_for(300)).await;
+    let manifest = job("report-2026-q4", json!({"template": {"source": TWO_PAGES}, "data": {"customer": "ACME"}}));
+    let started = std::time::Instant::now();
+    let mut uids = std::collections::BTreeSet::new();
+    for sync in 0..=10 {
+        let manager = if sync % 2 == 0 { "argocd-controller" } else { "kustomize-controller" };
+        kubectl_apply(&harness, &manifest, manager).unwrap_or_else(|err| panic!("sync {sync}: {err}"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let job = harness.job("report-2026-q4").await.unwrap();
+        uids.insert(job["metadata"]["uid"].as_str().unwrap().to_owned());
+        eprintln!(
+            "sync {sync} at {:>3} s: {} generation {} outputExpiredAt {}",
+            started.elapsed().as_secs(),
+            job["status"]["phase"],
+            job["metadata"]["generation"],
+            job["status"]["outputExpiredAt"]
+        );
+        if sync < 10 {
+            tokio::time::sleep(Duration::from_secs(58)).await;
+        }
+    }
+    let job = harness.job("report-2026-q4").await.unwrap();
+    assert!(job["status"]["outputExpiredAt"].is_string(), "the retention deleted the PDF: {}", job["status"]);
+    assert_eq!(uids.len(), 1, "one object all along: {uids:?}");
+    let renderers = harness.kubelet.started_in(&harness.namespace);
+    assert_eq!(renderers.len(), 1, "rendered once: {renderers:?}");
+    let account = harness.get("RenderAccount", "acme").await.unwrap();
+    assert_eq!(account["status"]["creditsUsed"], 2, "charged once");
+    eprintln!("renderer Pods: {}, credits used: {}", renderers.len(), account["status"]["creditsUsed"]);
     harness.stop().await;
 }

@@ -731,10 +731,10 @@ async fn spec_cancel_deletes_the_pod_and_cancels() {
 }
 
 #[tokio::test]
-async fn an_expired_job_is_deleted() {
+async fn an_expired_job_with_a_ttl_is_deleted() {
     let (_root, bucket) = bucket().await;
-    let job =
-        job_with(json!({"phase": "Failed", "expiresAt": "2026-01-01T00:00:00Z", "observedGeneration": 1}), json!({}));
+    let status = json!({"phase": "Failed", "expiresAt": "2026-01-01T00:00:00Z", "observedGeneration": 1});
+    let job = job_with(status, json!({"ttlSecondsAfterFinished": 60}));
     let deleted = job.clone();
     let (outcome, _) = run(job, vec![expect("DELETE", JOBS, move |_| (200, deleted))], &bucket).await;
     outcome.unwrap();
@@ -821,10 +821,15 @@ async fn a_charge_left_on_a_job_that_ended_otherwise_is_refunded_by_its_next_rec
         json!({}),
     );
     let pending = json!([{"jobUid": "uid-1", "jobName": "invoice-1", "credits": 3}]);
-    let script = vec![expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8"))];
+    // The status written before this version has no Stalled condition: it gets one.
+    let script = vec![
+        expect("PATCH", &format!("{JOBS}/status"), patched(&job)),
+        expect("PUT", &format!("{ACCOUNTS}/acme/status"), account_written("8")),
+    ];
     let (outcome, seen) = run_cached(job, Cached::account(account(Some(10), 5, pending)), script, &bucket).await;
     outcome.unwrap();
-    assert_eq!(seen[0].body["status"]["creditsUsed"], 2);
+    assert_eq!(seen[0].body["status"]["conditions"][1]["type"], "Stalled");
+    assert_eq!(seen[1].body["status"]["creditsUsed"], 2);
 }
 
 /// A Pod of the right name that another owner made (or a tenant replaced) is not

@@ -167,7 +167,7 @@ async fn not_started(
     if first {
         ctx.publish(&job, true, event, message.clone()).await;
     }
-    Err(Error::Refused { message, retry_within: ctx.renderer_start_timeout - waited })
+    Err(Error::Refused { message, retry_within: ctx.renderer_start_timeout.saturating_sub(waited) })
 }
 
 /// Look at the current attempt's Pod and act on how it ended.

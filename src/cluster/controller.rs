@@ -169,17 +169,16 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
         .modify(|account| account.metadata.managed_fields = None)
         .reflect(accounts_writer)
         .touched_objects();
-    // Templates wake no job; they are only read.
-    let template_cache = watcher::watcher(ctx.watched::<RenderTemplate>(), watcher::Config::default())
+    let template_events = watcher::watcher(ctx.watched::<RenderTemplate>(), watcher::Config::default())
         .default_backoff()
         .modify(|template| template.metadata.managed_fields = None)
         .reflect(templates_writer)
-        .for_each(|_| async {});
-    let template_cache = tokio::spawn(template_cache);
-    let blocked_of = jobs.clone();
+        .touched_objects();
+    let (blocked_of, waiting_for) = (jobs.clone(), jobs.clone());
     Controller::for_stream(job_events, jobs)
         .owns_stream(pod_events)
         .watches_stream(account_events, move |account| blocked_jobs_of(&blocked_of, &account))
+        .watches_stream(template_events, move |template| jobs_waiting_for(&waiting_for, &template))
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -189,7 +188,6 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
             }
         })
         .await;
-    template_cache.abort();
 }
 
 /// The blocked jobs an account change may free: every Blocked job of its namespace.
@@ -199,6 +197,20 @@ fn blocked_jobs_of(jobs: &Store<RenderJob>, account: &RenderAccount) -> Vec<Obje
         .iter()
         .filter(|job| job.namespace() == namespace)
         .filter(|job| job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Blocked))
+        .map(|job| ObjectRef::from_obj(job.as_ref()))
+        .collect()
+}
+
+/// The jobs a template that appeared may let start: the Queued jobs of its namespace
+/// that name it. (A template's edits reach the jobs that render after them; a
+/// running or ended job is not woken.)
+fn jobs_waiting_for(jobs: &Store<RenderJob>, template: &RenderTemplate) -> Vec<ObjectRef<RenderJob>> {
+    let (namespace, name) = (template.namespace(), template.name_any());
+    jobs.state()
+        .iter()
+        .filter(|job| job.namespace() == namespace)
+        .filter(|job| job.spec.template_ref.as_ref().is_some_and(|r| r.name == name))
+        .filter(|job| job.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Queued))
         .map(|job| ObjectRef::from_obj(job.as_ref()))
         .collect()
 }

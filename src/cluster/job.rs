@@ -126,11 +126,13 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
         let (namespace, name) = names(&job)?;
         ctx.bucket.delete(&output_key(namespace, name)).await?;
     }
-    // What may have changed: the PDF's retention ended, the account's retention moved
-    // its end, or the spec was edited after the job ended (a late cancel), whose
-    // generation the status then says it has seen, so that tools waiting for
-    // observedGeneration (kstatus, Flux) do not read the job as in progress.
-    job = write_status(&job, ctx, decision.status.clone()).await?;
+    if !decision.has(&Effect::DeleteJob) {
+        // What may have changed: the PDF's retention ended, the conditions (a job
+        // ended by an older folio), or the spec was edited after the job ended (a late
+        // cancel), whose generation the status then says it has seen, so that tools
+        // waiting for observedGeneration (kstatus, Flux) do not read it as in progress.
+        job = write_status(&job, ctx, decision.status.clone()).await?;
+    }
     if decision.has(&Effect::DeleteOutput) {
         let note = "the PDF was deleted at the end of its retention; the RenderJob is kept (ttlSecondsAfterFinished deletes it too)";
         ctx.publish(&job, false, "OutputExpired", note.to_owned()).await;

@@ -106,8 +106,11 @@ pub struct RenderResponse {
     pub started_at: Option<Timestamp>,
     /// When it reached a terminal state.
     pub completed_at: Option<Timestamp>,
-    /// When it and its PDF are deleted.
+    /// When its retention ends: its PDF is deleted then, and the render too unless
+    /// it is kept (a RenderJob kept in Git).
     pub expires_at: Option<Timestamp>,
+    /// When its PDF was deleted at the end of its retention (the render is kept).
+    pub output_expired_at: Option<Timestamp>,
     /// When a waiting retry starts.
     pub next_attempt_at: Option<Timestamp>,
     /// Render wall-clock time.
@@ -185,6 +188,7 @@ impl RenderResponse {
             started_at: status.started_at,
             completed_at: status.completed_at,
             expires_at: status.expires_at,
+            output_expired_at: status.output_expired_at,
             next_attempt_at: status.next_attempt_at,
             duration_ms: status.duration_ms,
             retry_count: status.retry_count,

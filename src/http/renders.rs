@@ -204,10 +204,12 @@ async fn job_spec<B: Backend>(
     Ok((spec, secret))
 }
 
-/// The job's response, with a fresh download URL when it succeeded.
+/// The job's response, with a fresh download URL when it succeeded and its PDF is
+/// still kept.
 async fn respond<B: Backend>(state: &AppState<B>, tenant: &str, view: &JobView) -> Result<RenderResponse, ApiError> {
-    let succeeded = view.job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
-    let url = if succeeded {
+    let status = view.job.status.as_ref();
+    let downloadable = status.is_some_and(|s| s.phase == Some(Phase::Succeeded) && s.output_expired_at.is_none());
+    let url = if downloadable {
         let expires = Timestamp::now().saturating_add(DEFAULT_URL_LIFETIME).map_err(ApiError::internal)?;
         Some(state.backend.signed_url(tenant, view_id(view), expires).await?)
     } else {

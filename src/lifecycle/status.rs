@@ -89,7 +89,8 @@ pub fn retrying(
     status
 }
 
-/// When a job finished at `now` is deleted, with its PDF.
+/// When the retention of a job finished at `now` ends (its PDF goes, and the job too
+/// when it sets `ttlSecondsAfterFinished`).
 fn expires_at(job: &RenderJob, retention: &Retention, now: Timestamp) -> Timestamp {
     rules::expires_at(now, job.spec.ttl_seconds_after_finished, job.spec.preview, retention)
 }

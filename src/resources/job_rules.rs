@@ -19,6 +19,9 @@ use super::RenderJob;
 /// The spec fields a job renders from, as the manifest spells them.
 pub const INPUTS: [&str; 8] =
     ["templateRef", "template", "data", "dataFrom", "output", "preview", "externalId", "title"];
+/// The spec fields that say how a job is run, which may change.
+pub const HOW_IT_RUNS: [&str; 5] =
+    ["cancel", "activeDeadlineSeconds", "backoffLimit", "webhook", "ttlSecondsAfterFinished"];
 
 /// Exactly one of `templateRef` and `template`.
 pub fn one_template() -> Rule {
@@ -53,7 +56,7 @@ pub fn cancel_stays() -> Rule {
 }
 
 /// Check `job` against the rules, as a change of `old` when it replaces one. The
-/// error says what is wrong and where, one line per broken rule.
+/// error says what is wrong and where, the broken rules joined by `; `.
 pub fn check(job: &RenderJob, old: Option<&RenderJob>) -> Result<(), String> {
     static SCHEMA: OnceLock<CompiledSchema> = OnceLock::new();
     let schema = SCHEMA.get_or_init(|| {
@@ -88,6 +91,18 @@ mod tests {
         let crd = serde_json::to_value(RenderJob::crd()).unwrap();
         let schema = compile_schema(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]);
         assert!(!schema.has_errors(), "{:?}", schema.compilation_errors());
+    }
+
+    #[test]
+    fn every_spec_field_is_a_fixed_input_or_says_how_the_job_runs() {
+        let crd = serde_json::to_value(RenderJob::crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let rules = schema["x-kubernetes-validations"].to_string();
+        for field in schema["properties"]["spec"]["properties"].as_object().unwrap().keys() {
+            let fixed = rules.contains(&format!("spec.{field} cannot change"));
+            assert_eq!(fixed, INPUTS.contains(&field.as_str()), "{field}: a rule exactly for the inputs");
+            assert!(fixed || HOW_IT_RUNS.contains(&field.as_str()), "{field} is neither an input nor how a job runs");
+        }
     }
 
     #[test]

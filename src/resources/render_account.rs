@@ -81,11 +81,12 @@ impl Default for Pricing {
     }
 }
 
-/// Retention of finished jobs and their outputs.
+/// Retention of finished jobs' PDFs, and of the jobs that set
+/// `ttlSecondsAfterFinished` (every job made through the REST API).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
-    /// TTL of a finished job that asks for none.
+    /// Seconds a finished job's PDF is kept when the job asks for no TTL.
     #[serde(default = "Retention::default_ttl_seconds")]
     #[schemars(range(min = 0))]
     pub default_ttl_seconds: i64,

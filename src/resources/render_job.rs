@@ -87,7 +87,9 @@ pub struct RenderJobSpec {
     pub active_deadline_seconds: Option<i64>,
     /// Seconds after the job finished when it is deleted, with its PDF (capped by the
     /// account's maximum). Unset, the job is kept and only its PDF is deleted, at the
-    /// account's retention: leave it unset on jobs kept in Git.
+    /// account's retention: leave it unset on jobs kept in Git. The time is fixed when
+    /// the job finishes (`status.expiresAt`); a later change decides only whether the
+    /// job goes with its PDF then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,

@@ -40,7 +40,7 @@ impl Standalone {
 
     /// The storage key of a succeeded job's PDF.
     fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
-        crate::port::output_key(&self.load(tenant, id)?.job, id)
+        crate::port::stored_output_key(&self.load(tenant, id)?.job, id)
     }
 
     /// Read a PDF off the async threads (it may be large).

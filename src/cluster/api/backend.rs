@@ -129,7 +129,7 @@ impl Backend for ClusterBackend {
 
     async fn create_share(&self, tenant: &str, id: &str, expires_at: Option<Timestamp>) -> Result<Share, HomeError> {
         let job = self.load_job(tenant, id).await?;
-        crate::port::output_key(&job, &job.name_any())?;
+        crate::port::stored_output_key(&job, &job.name_any())?;
         let token = new_share_token();
         let share = objects::share(&job, &token, expires_at);
         let created = self

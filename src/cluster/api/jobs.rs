@@ -67,7 +67,7 @@ impl ClusterBackend {
     /// The storage key of a succeeded job's PDF.
     pub(super) async fn succeeded_output_key(&self, tenant: &str, id: &str) -> Result<String, HomeError> {
         let job = self.load_job(tenant, id).await?;
-        crate::port::output_key(&job, &job.name_any())
+        crate::port::stored_output_key(&job, &job.name_any())
     }
 
     pub(super) async fn read_output(&self, key: &str) -> Result<Vec<u8>, HomeError> {
@@ -159,7 +159,6 @@ impl ClusterBackend {
     }
 }
 
-/// The storage key of a job's PDF, once it has succeeded.
 /// The job id of a request with an `Idempotency-Key` (or else an `externalId`):
 /// derived from the tenant and the key, so that every replica of the API names the
 /// job alike and the API server itself refuses a second one. Other jobs get a

@@ -24,7 +24,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` brings a database from version `i` to version `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[INITIAL];
+pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL];
 
 /// The version every database is at once opened by this build.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -116,6 +116,18 @@ CREATE TABLE IF NOT EXISTS settings (
 ";
 
 /// Bring the database on `conn` (the file at `path`) to the latest version.
+/// Migration 2: every job of the REST API goes with its PDF when its retention ends,
+/// by its `ttlSecondsAfterFinished` (a job without one loses only its PDF, a rule for
+/// jobs kept in Git). Jobs made before jobs carried one get their account's default
+/// retention, else folio's (`Retention::default`, 7 days, pinned by a test); their
+/// `expiresAt`, fixed when they ended, stays.
+const REST_JOBS_CARRY_A_TTL: &str = "
+UPDATE jobs SET object = json_set(object, '$.spec.ttlSecondsAfterFinished', COALESCE(
+    (SELECT json_extract(accounts.object, '$.spec.retention.defaultTtlSeconds') FROM accounts WHERE accounts.tenant = jobs.tenant),
+    604800))
+WHERE json_extract(object, '$.spec.ttlSecondsAfterFinished') IS NULL;
+";
+
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_error = |error| StoreError::Open { path: path.to_owned(), error };
     // Immediate: a second folio opening the same file waits here instead of
@@ -134,4 +146,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     }
     tx.pragma_update(None, "user_version", LATEST).map_err(open_error)?;
     tx.commit().map_err(open_error)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migration_2_falls_back_to_folios_default_retention() {
+        let seconds = crate::resources::Retention::default().default_ttl_seconds;
+        assert!(super::REST_JOBS_CARRY_A_TTL.contains(&format!("{seconds}))")), "{seconds}");
+    }
 }

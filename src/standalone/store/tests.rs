@@ -72,6 +72,8 @@ fn a_database_made_before_schema_versions_opens_with_every_row() {
             assert_eq!(done.idempotency_key.as_deref(), Some("request-1"));
             assert_eq!(done.webhook_secret.as_deref(), Some("whsec-1"));
             assert_eq!(done.job.spec.external_id.as_deref(), Some("INV-1"));
+            // Migration 2: the account's default retention (86400 s in the fixture).
+            assert_eq!(done.job.spec.ttl_seconds_after_finished, Some(86_400));
             let status = done.job.status.clone().expect("a status");
             assert_eq!(status.credits_used, Some(1));
             assert_eq!(status.output_key.as_deref(), Some("acme/job-done.pdf"));
