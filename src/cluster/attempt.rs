@@ -2,6 +2,7 @@
 //! applied, the API server's refusals and a Pod that does not start shown on the
 //! job, and the Pod's outcome handed to the lifecycle core.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -32,6 +33,17 @@ pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, 
             return input_missing(job, ctx, failure.message, now).await;
         }
         Err(failure) => return fail(job, ctx, failure.code, failure.message, now).await,
+    };
+    // The wait for the inputs is over: a refused renderer gets a start timeout of its own.
+    let job = &match job.status.as_ref().filter(|s| failing_condition(s, INPUTS_FOUND).is_some()) {
+        Some(_) => {
+            let mut found = job.clone();
+            if let Some(status) = found.status.as_mut() {
+                status.renderer_refused_at = None;
+            }
+            Cow::Owned(found)
+        }
+        None => Cow::Borrowed(job),
     };
     let (namespace, name) = names(job)?;
     let pod_deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS).max(1) as u64;
