@@ -7,8 +7,9 @@
 //! charge); a job pruned from Git takes its PDF with it. One manifest applied again
 //! and again across a job's life renders and charges once, also after its retention
 //! deleted its PDF; edits of a job's inputs are refused by the API server; and the
-//! status reads right in the real kstatus library (what Flux waits on) and in the
-//! chart's Argo CD health check (`folio-gitops-check`, built beside the control plane).
+//! status reads right in the real kstatus libraries, upstream and Flux's fork (what
+//! Flux waits on), which must agree, and in the chart's Argo CD health check
+//! (`folio-gitops-check`, built beside the control plane).
 
 mod support;
 
@@ -247,8 +248,9 @@ async fn an_edit_of_a_jobs_inputs_is_refused_and_the_job_keeps_its_pdf() {
     harness.stop().await;
 }
 
-/// kstatus (Flux's health) and the Argo CD health check read a job while it renders,
-/// once it succeeded, and when it failed or was cancelled.
+/// kstatus (upstream and Flux's fork, which Flux's health reads) and the Argo CD health
+/// check read a job while it renders, once it succeeded, and when it failed or was
+/// cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitops_tools_read_in_progress_then_current_for_a_good_job_and_failed_for_a_bad_one() {
     if !available() {

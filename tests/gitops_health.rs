@@ -9,7 +9,8 @@
 //! `folio run` reads jobs from files, so its reports carry no `metadata.generation`
 //! and no `observedGeneration`: copies that play cluster objects get both.
 //! kstatus's reading of folio's own objects is asserted on the real control plane;
-//! here one smoke test shows the checker runs the real kstatus.
+//! here one smoke test shows the checker runs the real kstatus, upstream and Flux's
+//! fork alike.
 
 mod support;
 
@@ -276,8 +277,8 @@ fn odd_objects_never_make_the_script_fail() {
     }
 }
 
-/// The checker runs the real kstatus: the standard conditions decide, once the status
-/// describes the current generation.
+/// The checker runs the real kstatus, upstream and Flux's fork agreeing: the standard
+/// conditions decide, once the status describes the current generation.
 #[test]
 fn the_checker_runs_kstatus_on_standard_conditions() {
     if !available() {

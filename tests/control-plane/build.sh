@@ -5,7 +5,8 @@
 #   etcd                                                             (go.etcd.io/etcd/server/v3)
 #   helm                                                             (helm.sh/helm/v4)
 # and, from this repository's tests/control-plane/gitops-check, folio-gitops-check (the
-# real kstatus and Argo CD's Lua health runner, for tests/gitops_health.rs).
+# real kstatus, upstream and Flux's fork, and Argo CD's Lua health runner, for
+# tests/gitops_health.rs and tests/gitops.rs).
 # Prints the bin directory on its last line. Go is the only prerequisite; a cold build
 # takes about 15 minutes on 2 cores, a warm one returns at once.
 #   build.sh                everything missing or out of date

@@ -1,6 +1,7 @@
 //! How GitOps tools read a RenderJob's health, asked of their own libraries:
-//! `folio-gitops-check` (tests/control-plane/gitops-check) runs kstatus, which Flux
-//! waits on, and runs the chart's Argo CD health script the way Argo CD runs it.
+//! `folio-gitops-check` (tests/control-plane/gitops-check) runs kstatus twice, upstream
+//! (`sigs.k8s.io/cli-utils`) and Flux's fork (`github.com/fluxcd/cli-utils`, what Flux
+//! waits on), and runs the chart's Argo CD health script the way Argo CD runs it.
 //!
 //! The binary sits beside kubectl in the control plane's bin folder: the one
 //! `FOLIO_CONTROL_PLANE_BIN` names, else the one `tests/control-plane/build.sh
@@ -59,10 +60,24 @@ pub fn available() -> bool {
     false
 }
 
-/// kstatus's reading of `object` (what Flux waits for): its status (`Current`,
-/// `InProgress`, `Failed`, `Terminating`, …) and message.
+/// kstatus's reading of `object`: its status (`Current`, `InProgress`, `Failed`,
+/// `Terminating`, …) and message, from upstream kstatus. Flux's fork must read the
+/// object the same way, status and message, or this panics: every assertion on this
+/// reading then holds for Flux too.
 pub fn kstatus(object: &Value) -> (String, String) {
-    run(&["kstatus"], object)
+    let upstream = run(&["kstatus"], object);
+    let flux = flux_kstatus(object);
+    assert_eq!(
+        flux, upstream,
+        "Flux's kstatus fork (github.com/fluxcd/cli-utils, left) and upstream kstatus (sigs.k8s.io/cli-utils, right) read {object} differently"
+    );
+    upstream
+}
+
+/// Flux's reading of `object`: kustomize-controller waits on health through
+/// `github.com/fluxcd/pkg/ssa`, which computes it with Flux's fork of kstatus.
+pub fn flux_kstatus(object: &Value) -> (String, String) {
+    run(&["flux-kstatus"], object)
 }
 
 /// Argo CD's health of `object` under the chart's `files/argocd-health.lua`: its status

@@ -2,7 +2,8 @@
 // with their own libraries, so that folio's tests check what Flux and Argo CD will show
 // and not what an imitation of them would.
 //
-//	folio-gitops-check kstatus < object.json
+//	folio-gitops-check kstatus < object.json       (upstream kstatus, sigs.k8s.io/cli-utils)
+//	folio-gitops-check flux-kstatus < object.json  (Flux's fork, github.com/fluxcd/cli-utils)
 //	folio-gitops-check argocd-health SCRIPT.lua < object.json
 //
 // Each reads one Kubernetes object as JSON on stdin and prints
@@ -25,6 +26,7 @@ import (
 	"slices"
 	"time"
 
+	fluxstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	luajson "layeh.com/gopher-json"
@@ -51,6 +53,8 @@ func main() {
 	switch {
 	case len(os.Args) == 2 && os.Args[1] == "kstatus":
 		result, err = withObject(kstatus)
+	case len(os.Args) == 2 && os.Args[1] == "flux-kstatus":
+		result, err = withObject(fluxKstatus)
 	case len(os.Args) == 3 && os.Args[1] == "argocd-health":
 		var script []byte
 		if script, err = os.ReadFile(os.Args[2]); err == nil {
@@ -59,7 +63,7 @@ func main() {
 			})
 		}
 	default:
-		fmt.Fprintln(os.Stderr, "usage: folio-gitops-check kstatus | argocd-health SCRIPT.lua | source-hash  (the object as JSON on stdin)")
+		fmt.Fprintln(os.Stderr, "usage: folio-gitops-check kstatus | flux-kstatus | argocd-health SCRIPT.lua | source-hash  (the object as JSON on stdin)")
 		os.Exit(2)
 	}
 	if err != nil {
@@ -89,9 +93,24 @@ func withObject(check func(*unstructured.Unstructured) (health, error)) (health,
 	return check(obj)
 }
 
-// kstatus is what Flux's health checks (and kubectl-style waiters) compute.
+// kstatus is upstream kstatus (sigs.k8s.io/cli-utils), the library that defines what
+// the standard conditions (Reconciling, Stalled, Ready) and observedGeneration mean.
 func kstatus(obj *unstructured.Unstructured) (health, error) {
 	res, err := status.Compute(obj)
+	if err != nil {
+		return health{}, err
+	}
+	return health{Status: res.Status.String(), Message: res.Message}, nil
+}
+
+// fluxKstatus is what Flux computes: kustomize-controller's health checks (wait: true)
+// go through github.com/fluxcd/pkg/ssa, which imports Flux's fork of cli-utils and not
+// upstream (as does Helm 4's --wait). The fork's status package started as a copy of
+// upstream's; computing with both lets the tests notice when the two drift apart.
+// go.mod pins the fork at the version fluxcd/pkg/ssa v0.78.0 requires (v1.3.0), the
+// newest ssa whose go.mod accepts Go 1.26.
+func fluxKstatus(obj *unstructured.Unstructured) (health, error) {
+	res, err := fluxstatus.Compute(obj)
 	if err != nil {
 		return health{}, err
 	}
