@@ -46,11 +46,22 @@ pub fn whole_seconds_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> 
     }
 }
 
+/// How an on/off flag reads its environment variable `variable`: `1`/`0`,
+/// `true`/`false`, `yes`/`no`, `on`/`off` (as shells and container specs spell them);
+/// anything else is refused naming the variable, where the value most likely came from.
+pub fn boolish(variable: &'static str) -> impl Fn(&str) -> Result<bool, String> + Clone + Send + Sync + 'static {
+    move |value: &str| match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" => Ok(true),
+        "0" | "false" | "no" | "off" | "n" | "" => Ok(false),
+        _ => Err(format!("{variable} (or the flag) takes 1/0, true/false, yes/no or on/off")),
+    }
+}
+
 /// How a long-running command logs; flattened into `serve`, `api` and `operator`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Logging {
     /// Log as JSON lines.
-    #[arg(long, env = "FOLIO_LOG_JSON")]
+    #[arg(long, env = "FOLIO_LOG_JSON", value_parser = crate::cli::boolish("FOLIO_LOG_JSON"))]
     pub log_json: bool,
 }
 
@@ -100,7 +111,7 @@ impl RenderLimits {
 #[derive(Clone, Debug, clap::Args)]
 pub struct WebhookArgs {
     /// Allow webhook targets on loopback, private and link-local addresses.
-    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS")]
+    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS", value_parser = crate::cli::boolish("FOLIO_ALLOW_PRIVATE_TARGETS"))]
     pub allow_private_targets: bool,
     /// Time limit of one webhook attempt (`10s`, or plain seconds).
     #[arg(long, env = "FOLIO_WEBHOOK_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = duration)]

@@ -37,7 +37,7 @@ enum Command {
         #[command(flatten)]
         limits: RenderLimits,
         /// Never show the progress bar.
-        #[arg(long, env = "FOLIO_NO_PROGRESS")]
+        #[arg(long, env = "FOLIO_NO_PROGRESS", value_parser = folio::cli::boolish("FOLIO_NO_PROGRESS"))]
         no_progress: bool,
     },
     /// Serve the REST API on the embedded default: SQLite, in-process workers, a local folder.

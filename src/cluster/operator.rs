@@ -80,7 +80,7 @@ pub struct OperatorOptions {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Reconcile without a Lease (a single replica, or tests).
-    #[arg(long, env = "FOLIO_NO_LEADER_ELECTION")]
+    #[arg(long, env = "FOLIO_NO_LEADER_ELECTION", value_parser = crate::cli::boolish("FOLIO_NO_LEADER_ELECTION"))]
     pub no_leader_election: bool,
     /// Webhook delivery.
     #[command(flatten)]
