@@ -1,6 +1,7 @@
 //! Prometheus metrics of both homes: jobs by phase, render durations, the queue,
 //! HTTP requests by route. Labels are never object names (that would grow without
-//! bound); routes are the matched templates such as `/v1/renders/{id}`.
+//! bound); routes are the matched templates such as `/v1/renders/{id}`. Also the one
+//! log line each finished job leaves, where its name does belong.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -98,4 +99,20 @@ pub fn encode(registry: &Registry) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, registry);
     text
+}
+
+/// The one log line of a job that ended: its id and tenant, how it ended, its pages
+/// and render time, and its error code; never its data, template or error text (which
+/// may quote the data).
+pub fn log_job_finished(id: &str, tenant: &str, status: &crate::resources::RenderJobStatus) {
+    tracing::info!(
+        job = id,
+        tenant,
+        phase = status.phase.map(|p| p.api_name()).unwrap_or_default(),
+        pages = status.page_count,
+        duration_ms = status.duration_ms,
+        credits = status.credits_used,
+        error_code = status.error_code.map(|c| c.to_string()),
+        "job finished"
+    );
 }

@@ -76,6 +76,9 @@ pub(super) async fn carry_out_failure(
     }
     let phase = decision.phase();
     let status = &decision.status;
+    if decision.ended() {
+        crate::metrics::log_job_finished(name, namespace, status);
+    }
     if let (true, Some((code, message))) = (retried, failure) {
         let delay = status.next_attempt_at.and_then(|at| until(now, at)).unwrap_or_default();
         let note = format!("attempt {} failed, retrying in {delay:?}: {code}: {message}", status.retry_count - 1);

@@ -83,6 +83,7 @@ impl Standalone {
         }
         if decision.ended() {
             self.metrics.job_finished(decision.phase());
+            crate::metrics::log_job_finished(record.id(), record.tenant(), &decision.status);
         }
     }
 }
