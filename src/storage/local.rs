@@ -3,6 +3,10 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+/// How temporary files of writes in progress begin (never a storage key's file name,
+/// which is a job id and `.pdf`).
+const TEMPORARY_PREFIX: &str = ".writing-";
+
 /// Outputs in a folder on this machine.
 #[derive(Clone, Debug)]
 pub struct LocalFolder {
@@ -10,10 +14,18 @@ pub struct LocalFolder {
 }
 
 impl LocalFolder {
-    /// Keep outputs under `root` (created when missing).
+    /// Keep outputs under `root` (created when missing). Writes a crash cut short
+    /// (temporary files) are removed: nothing writes here before the home starts.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<LocalFolder> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
+        for tenant in std::fs::read_dir(&root)?.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+            for entry in std::fs::read_dir(tenant.path())?.filter_map(Result::ok) {
+                if entry.file_name().to_string_lossy().starts_with(TEMPORARY_PREFIX) {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
         Ok(LocalFolder { root })
     }
 
@@ -32,14 +44,16 @@ impl LocalFolder {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let partial = path.with_extension("partial");
+        // A write that fails (a full disk) leaves nothing behind: the temporary file
+        // is removed when it is dropped unpersisted.
+        let dir = path.parent().unwrap_or(&self.root);
+        let mut file = tempfile::Builder::new().prefix(TEMPORARY_PREFIX).tempfile_in(dir)?;
         {
             use std::io::Write;
-            let mut file = std::fs::File::create(&partial)?;
             file.write_all(bytes)?;
-            file.sync_all()?;
+            file.as_file().sync_all()?;
         }
-        std::fs::rename(&partial, &path)?;
+        file.persist(&path).map_err(|err| err.error)?;
         // The rename is durable only once the folder itself is synced.
         if let Some(dir) = path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
@@ -94,5 +108,18 @@ mod tests {
         for key in ["../etc/passwd", "/etc/passwd", "a/../../b", ""] {
             assert!(folder.get(key).is_err(), "{key}");
         }
+    }
+
+    #[test]
+    fn writes_a_crash_cut_short_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("acme")).unwrap();
+        std::fs::write(dir.path().join("acme").join(format!("{TEMPORARY_PREFIX}x1")), b"%PDF-1.7 half").unwrap();
+        std::fs::write(dir.path().join("acme/job-1.pdf"), b"%PDF-1.7 whole").unwrap();
+        let folder = LocalFolder::new(dir.path()).unwrap();
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path().join("acme")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["job-1.pdf"]);
+        assert_eq!(folder.get("acme/job-1.pdf").unwrap().as_deref(), Some(&b"%PDF-1.7 whole"[..]));
     }
 }
