@@ -114,11 +114,7 @@ struct Refusal {
     embedded: Option<Ipv4Addr>,
 }
 
-/// Whether an address is an ordinary public unicast address.
-pub fn is_public(address: IpAddr) -> bool {
-    refusal(address).is_none()
-}
-
+/// Why `address` is refused, or `None` for an ordinary public unicast address.
 fn refusal(address: IpAddr) -> Option<Refusal> {
     match address {
         IpAddr::V4(v4) => v4_kind(v4).map(|kind| Refusal { kind, embedded: None }),
@@ -282,10 +278,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "::",
         ] {
-            assert!(!is_public(address.parse().unwrap()), "{address}");
+            assert!(refusal(address.parse().unwrap()).is_some(), "{address}");
         }
         for address in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(address.parse().unwrap()), "{address}");
+            assert!(refusal(address.parse().unwrap()).is_none(), "{address}");
         }
     }
 
