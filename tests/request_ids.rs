@@ -60,7 +60,13 @@ async fn every_request_has_an_id_in_its_response_and_its_trace_span() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let home = Standalone::open(dir.path(), "http://folio.test".into(), metrics.clone()).unwrap();
-    let state = AppState { backend: Arc::new(home), public_url: "http://folio.test".into(), metrics, rate_limit: None };
+    let state = AppState {
+        backend: Arc::new(home),
+        public_url: "http://folio.test".into(),
+        metrics,
+        rate_limit: None,
+        webhook_targets: None,
+    };
     let spans = RequestSpans::default();
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
 

@@ -205,35 +205,65 @@ fn a_pending_delivery_survives_a_crash_of_the_server() {
     drop(server);
 }
 
+/// Without `--allow-private-targets`, a render whose webhook URL names a private
+/// address (in any IPv6 spelling that carries one) or a `localhost` name is refused
+/// with 400 and says why; an account's default webhook, not checked on submission, is
+/// refused on delivery and the job says why.
 #[test]
 fn a_private_target_is_refused_without_the_flag_and_the_job_says_why() {
     let receiver = Receiver::start(0);
+    let port = receiver.url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::spawn(dir.path(), &[], false);
-    let key = server.key("acme");
-    let localhost = receiver.url.replace("127.0.0.1", "localhost");
-    let ids = [
-        submit(
-            &server,
-            &key,
-            json!({"template": {"source": "Hi"}, "webhook": {"url": receiver.url, "secret": SECRET}}),
+    let manifest = dir.path().join("account.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: folio.dev/v1alpha1\nkind: RenderAccount\nmetadata: {{name: default, namespace: acme}}\n\
+             spec: {{webhook: {{url: \"http://localhost.:{port}/hooks\"}}}}\n"
         ),
-        submit(&server, &key, json!({"template": {"source": "Hi"}, "webhook": {"url": localhost, "secret": SECRET}})),
+    )
+    .unwrap();
+    let server = Server::spawn(dir.path(), &["-f", manifest.to_str().unwrap()], false);
+    let key = server.key("acme");
+    let refused = [
+        (receiver.url.clone(), "127.0.0.1 is a loopback address"),
+        (format!("http://[::127.0.0.1]:{port}/hooks"), "[::7f00:1] embeds 127.0.0.1, a loopback address"),
+        (format!("http://[::ffff:127.0.0.1]:{port}/hooks"), "[::ffff:7f00:1] embeds 127.0.0.1, a loopback address"),
+        (format!("http://[0:0:0:0:0:ffff:7f00:1]:{port}/hooks"), "[::ffff:7f00:1] embeds 127.0.0.1"),
+        (format!("http://[64:ff9b::a9fe:a9fe]:{port}/hooks"), "embeds 169.254.169.254, a link-local address"),
+        (format!("http://[2002:c0a8:101::]:{port}/hooks"), "embeds 192.168.1.1, a private address"),
+        (format!("http://localhost.:{port}/hooks"), "localhost. names the local host"),
+        (format!("http://API.LocalHost:{port}/hooks"), "api.localhost names the local host"),
     ];
-    for id in ids {
-        let started = Instant::now();
-        let job = loop {
-            let job = job(&server, &key, &id);
-            if job["webhook"]["failed"] == 1 {
-                break job;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{job}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert_eq!(job["status"], "succeeded", "the render itself is unaffected");
-        let error = job["webhook"]["lastError"].as_str().unwrap();
-        assert!(error.contains("--allow-private-targets"), "{error}");
+    for (url, says) in refused {
+        let response = Client::new()
+            .post(format!("{}/v1/renders", server.url))
+            .bearer_auth(&key)
+            .json(&json!({"template": {"source": "Hi"}, "webhook": {"url": url, "secret": SECRET}}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 400, "{url}");
+        let body: Value = response.json().unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("webhook.url: "), "{url}: {message}");
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(message.contains("refused unless folio runs with --allow-private-targets"), "{url}: {message}");
     }
+
+    let id = submit(&server, &key, json!({"template": {"source": "Hi"}}));
+    let started = Instant::now();
+    let job = loop {
+        let job = job(&server, &key, &id);
+        if job["webhook"]["failed"] == 1 {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{job}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(job["status"], "succeeded", "the render itself is unaffected");
+    let error = job["webhook"]["lastError"].as_str().unwrap();
+    assert!(error.contains("localhost. names the local host"), "{error}");
+    assert!(error.contains("--allow-private-targets"), "{error}");
     assert!(receiver.received().is_empty(), "nothing reached the private receiver");
 }
 

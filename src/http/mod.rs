@@ -50,6 +50,11 @@ pub struct AppState<B> {
     pub metrics: Arc<Metrics>,
     /// Requests per second each tenant may make, if limited.
     pub rate_limit: Option<Arc<TenantRateLimiter>>,
+    /// The policy a render's webhook URL is checked against when submitted, where this
+    /// process is the one that delivers (`folio serve`); deliveries check it again on
+    /// every connection. `None` leaves the check to delivery (`folio api`, whose
+    /// operator holds the policy).
+    pub webhook_targets: Option<crate::webhooks::TargetPolicy>,
 }
 
 /// A token bucket per tenant.
@@ -68,6 +73,7 @@ impl<B> Clone for AppState<B> {
             public_url: self.public_url.clone(),
             metrics: self.metrics.clone(),
             rate_limit: self.rate_limit.clone(),
+            webhook_targets: self.webhook_targets,
         }
     }
 }

@@ -178,6 +178,9 @@ async fn job_spec<B: Backend>(
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ApiError::bad_request("webhook.url must be an http or https URL"));
             }
+            if let Some(policy) = state.webhook_targets {
+                policy.check_url(&url).map_err(|refused| ApiError::bad_request(format!("webhook.url: {refused}")))?;
+            }
             (Some(WebhookSpec { url: hook.url, secret_ref: None, events: hook.events }), hook.secret)
         }
         None => (None, None),

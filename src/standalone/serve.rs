@@ -76,6 +76,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         metrics,
         rate_limit: options.rate_limit.map(crate::http::tenant_rate_limiter),
+        webhook_targets: Some(policy),
     };
     // The address line is what scripts and tests wait for.
     println!("folio serving on {public_url} (data in {})", options.data_dir.display());

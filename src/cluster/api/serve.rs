@@ -76,6 +76,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         metrics: Arc::new(Metrics::new()),
         rate_limit: std::num::NonZeroU32::new(options.rate_limit).map(crate::http::tenant_rate_limiter),
+        webhook_targets: None,
     };
     // The address line is what scripts and tests wait for.
     println!("folio api on {public_url}");
