@@ -226,6 +226,146 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
     assert!(default["signedUrl"].is_string(), "the body is optional: {default}");
 }
 
+/// When `value` (an RFC 3339 time in a response) is.
+fn time(value: &Value) -> jiff::Timestamp {
+    value.as_str().unwrap_or_else(|| panic!("not a time: {value}")).parse().unwrap()
+}
+
+/// The unix second a signed download URL stops working at.
+fn url_expiry(url: &Value) -> i64 {
+    let url = reqwest::Url::parse(url.as_str().unwrap()).unwrap();
+    let expires = url.query_pairs().find(|(name, _)| name == "expires").unwrap().1.into_owned();
+    expires.parse().unwrap()
+}
+
+/// Links never outlive their job: a signed URL and a share link asked for longer than
+/// the job is kept stop at the job's `expiresAt` (the job is not extended), a share
+/// link's listing says so, and a render's `downloadUrl` (a preview's too) states when
+/// it stops, never after its job's retention.
+#[test]
+fn links_never_outlive_their_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["-f", EXAMPLE]);
+    let api = Api::new(&server, "acme");
+    let anonymous = client();
+
+    let job: Value = api
+        .post("/v1/renders", json!({"templateId": "invoice", "data": invoice("L-1", 2), "ttlSeconds": 60}))
+        .json()
+        .unwrap();
+    let id = job["id"].as_str().unwrap();
+    let done = api.wait(id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let job_end = time(&done["expiresAt"]);
+    assert!(job_end <= time(&done["completedAt"]) + jiff::SignedDuration::from_secs(60), "{done}");
+    let url_end = time(&done["downloadUrlExpiresAt"]);
+    assert!(url_end <= job_end, "the poll's downloadUrl stops with the job: {done}");
+    assert!(url_expiry(&done["downloadUrl"]) <= job_end.as_second(), "{done}");
+    assert_eq!(anonymous.get(done["downloadUrl"].as_str().unwrap()).send().unwrap().status(), 200);
+
+    let signed: Value = api.post(&format!("/v1/renders/{id}/signed-url"), json!({"expiresIn": 3600})).json().unwrap();
+    assert_eq!(time(&signed["expiresAt"]), job_end, "capped at the job's expiresAt, not refused: {signed}");
+    assert!(url_expiry(&signed["signedUrl"]) <= job_end.as_second(), "{signed}");
+    assert_eq!(anonymous.get(signed["signedUrl"].as_str().unwrap()).send().unwrap().status(), 200);
+    assert_eq!(anonymous.get(signed["shareUrl"].as_str().unwrap()).send().unwrap().status(), 200);
+    let again: Value = api.get(&format!("/v1/renders/{id}")).json().unwrap();
+    assert_eq!(time(&again["expiresAt"]), job_end, "a link never extends its job");
+    let token = signed["shareUrl"].as_str().unwrap().rsplit('/').next().unwrap();
+    let shares: Value = api.get("/v1/shares").json().unwrap();
+    let share = shares["data"].as_array().unwrap().iter().find(|s| s["token"] == token).unwrap();
+    assert_eq!(time(&share["expiresAt"]), job_end, "{share}");
+    assert_eq!(share["active"], true);
+
+    // A job kept longer than the link: the link lasts what was asked.
+    let kept: Value =
+        api.post("/v1/renders", json!({"templateId": "invoice", "data": invoice("L-2", 1)})).json().unwrap();
+    let kept_id = kept["id"].as_str().unwrap();
+    let kept = api.wait(kept_id);
+    let asked = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let signed: Value =
+        api.post(&format!("/v1/renders/{kept_id}/signed-url"), json!({"expiresIn": 3600})).json().unwrap();
+    let link_end = time(&signed["expiresAt"]);
+    assert!(link_end >= asked && link_end < time(&kept["expiresAt"]), "{signed} {kept}");
+
+    // A preview is kept briefly; its downloadUrl and links say so.
+    let account: Value = api.get("/v1/account").json().unwrap();
+    let preview_ttl = jiff::SignedDuration::from_secs(account["previewTtlSeconds"].as_i64().unwrap());
+    let preview: Value = api
+        .post("/v1/renders", json!({"templateId": "invoice", "preview": true, "data": invoice("L-3", 1)}))
+        .json()
+        .unwrap();
+    let preview_id = preview["id"].as_str().unwrap();
+    let preview = api.wait(preview_id);
+    assert_eq!(preview["status"], "succeeded", "{preview}");
+    let preview_end = time(&preview["expiresAt"]);
+    assert!(preview_end <= time(&preview["completedAt"]) + preview_ttl, "{preview}");
+    let url_end = time(&preview["downloadUrlExpiresAt"]);
+    assert!(url_end <= preview_end, "{preview}");
+    assert!(url_end.duration_since(jiff::Timestamp::now()) <= preview_ttl, "not 24 h: {preview}");
+    assert!(url_expiry(&preview["downloadUrl"]) <= preview_end.as_second(), "{preview}");
+    let default: Value = api
+        .http
+        .post(api.url(&format!("/v1/renders/{preview_id}/signed-url")))
+        .bearer_auth(&api.key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(time(&default["expiresAt"]), preview_end, "the default 24 h is capped too: {default}");
+}
+
+/// Errors the HTTP layer produces itself (headers too large, no such route, wrong
+/// method, not JSON) come in the one error shape with an `X-Request-Id`, like every
+/// other error.
+#[test]
+fn errors_of_the_http_layer_come_in_the_one_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let http = client();
+
+    let huge = "x".repeat(1024 * 1024);
+    let response = http.get(api.url("/v1/renders")).bearer_auth(&api.key).header("x-padding", huge).send().unwrap();
+    let (status, code, body) = error_code(response);
+    assert_eq!((status, code.as_str()), (431, "HEADERS_TOO_LARGE"), "{body}");
+    let mut many = http.get(api.url("/v1/renders")).bearer_auth(&api.key);
+    for n in 0..150 {
+        many = many.header(format!("x-field-{n}"), "1");
+    }
+    let (status, code, _) = error_code(many.send().unwrap());
+    assert_eq!((status, code.as_str()), (431, "HEADERS_TOO_LARGE"));
+    // Large but within the limit: served.
+    let large = "y".repeat(32 * 1024);
+    assert_eq!(
+        http.get(api.url("/v1/renders")).bearer_auth(&api.key).header("x-padding", large).send().unwrap().status(),
+        200
+    );
+
+    let (status, code, _) = error_code(http.put(api.url("/v1/renders")).bearer_auth(&api.key).send().unwrap());
+    assert_eq!((status, code.as_str()), (405, "METHOD_NOT_ALLOWED"));
+    let (status, code, _) = error_code(http.get(api.url("/v2/nothing")).send().unwrap());
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    let not_json = http
+        .post(api.url("/v1/renders"))
+        .bearer_auth(&api.key)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .unwrap();
+    let (status, code, _) = error_code(not_json);
+    assert_eq!((status, code.as_str()), (415, "UNSUPPORTED_MEDIA_TYPE"));
+    // The client's own request id comes back on such an error too.
+    let response = http
+        .get(api.url("/v1/renders"))
+        .header("x-request-id", "client-431")
+        .header("x-padding", "z".repeat(100 * 1024))
+        .send()
+        .unwrap();
+    let (status, _, body) = error_code(response);
+    assert_eq!((status, body["error"]["requestId"].as_str()), (431, Some("client-431")));
+    assert_eq!(api.get("/v1/account").status(), 200);
+}
+
 /// Plangrep: externalId, blocked on credits, resume, cancel, expiry.
 #[test]
 fn plangrep_journey_blocked_resume_cancel_expire() {

@@ -84,7 +84,10 @@ async fn download_url(job: &RenderJob, body: &EventBody, ctx: &Context) -> Optio
         return None;
     }
     let key = job.status.as_ref()?.output_key.clone()?;
-    let lifetime = Duration::try_from(crate::http::DEFAULT_URL_LIFETIME).ok()?;
+    // Like every link, never past the job's retention.
+    let now = Timestamp::now();
+    let expires = crate::http::link_end(job, now.saturating_add(crate::http::DEFAULT_URL_LIFETIME).ok()?);
+    let lifetime = Duration::try_from(now.duration_until(expires)).ok().filter(|l| !l.is_zero())?;
     ctx.bucket.presigned_get(&key, lifetime).await.ok()
 }
 

@@ -84,8 +84,12 @@ pub struct RenderResponse {
     pub output_type: String,
     /// This resource's URL.
     pub poll_url: String,
-    /// Signed download URL (24 h), when succeeded.
+    /// Signed download URL, when succeeded and its PDF is kept: valid 24 h, or until
+    /// the job's `expiresAt` if that comes sooner (a preview's short retention), see
+    /// `downloadUrlExpiresAt`.
     pub download_url: Option<String>,
+    /// When `downloadUrl` stops working; never after `expiresAt`.
+    pub download_url_expires_at: Option<Timestamp>,
     /// Same as `downloadUrl`, for clients that expect this name.
     pub output_url: Option<String>,
     /// Storage key of the PDF.
@@ -166,8 +170,10 @@ pub struct WebhookResponse {
 }
 
 impl RenderResponse {
-    /// The API view of a job; `download_url` is minted by the caller when succeeded.
-    pub fn from_view(view: &JobView, public_url: &str, download_url: Option<String>) -> RenderResponse {
+    /// The API view of a job; `download` (a URL and when it stops working) is minted
+    /// by the caller when succeeded.
+    pub fn from_view(view: &JobView, public_url: &str, download: Option<(String, Timestamp)>) -> RenderResponse {
+        let (download_url, download_url_expires_at) = download.unzip();
         let job = &view.job;
         let status = job.status.clone().unwrap_or_default();
         let id = job.metadata.name.clone().unwrap_or_default();
@@ -180,6 +186,7 @@ impl RenderResponse {
             output_type: "pdf".to_owned(),
             output_url: download_url.clone(),
             download_url,
+            download_url_expires_at,
             output_key: status.output_key,
             error_code: status.error_code.map(|c| c.as_str().to_owned()),
             error_message: status.error_message,
@@ -353,7 +360,9 @@ impl From<&TemplateView> for TemplateResponse {
 #[derive(Deserialize, ToSchema, Debug, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignedUrlRequest {
-    /// Lifetime in seconds: 60 to 7776000 (90 days), default 86400.
+    /// Lifetime in seconds: 60 to 7776000 (90 days), default 86400. The links never
+    /// outlive the job: they stop at its `expiresAt` (the end of its retention) if that
+    /// comes sooner, and the answer's `expiresAt` says so.
     pub expires_in: Option<i64>,
 }
 
@@ -365,7 +374,7 @@ pub struct SignedUrlResponse {
     pub signed_url: String,
     /// Revocable link through the API.
     pub share_url: String,
-    /// When both stop working.
+    /// When both stop working: `expiresIn` from now, capped by the job's `expiresAt`.
     pub expires_at: Timestamp,
 }
 
@@ -385,22 +394,29 @@ pub struct ShareResponse {
     pub active: bool,
     /// When it was made.
     pub created_at: Timestamp,
-    /// When it stops working.
+    /// When it stops working: its own expiry or its job's `expiresAt` (the end of the
+    /// job's retention), whichever comes first; a link made without an expiry ends with
+    /// its job. Absent only for a link whose job is kept for good.
     pub expires_at: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
 }
 
 impl ShareResponse {
-    /// The API view of a share link at `now`.
-    pub fn new(share: &Share, public_url: &str, now: Timestamp) -> ShareResponse {
+    /// The API view of a share link at `now`; `job_end` is its job's `expiresAt`, or
+    /// `None` when the job is gone (and the link with it).
+    pub fn new(share: &Share, job_end: Option<Option<Timestamp>>, public_url: &str, now: Timestamp) -> ShareResponse {
+        let expires_at = match (share.expires_at, job_end.flatten()) {
+            (Some(own), Some(job)) => Some(own.min(job)),
+            (own, job) => own.or(job),
+        };
         ShareResponse {
             share_url: (!share.elided).then(|| format!("{public_url}/v1/share/{}", share.token)),
             token: share.token.clone(),
             render_id: share.job_id.clone(),
-            active: share.revoked_at.is_none() && share.expires_at.is_none_or(|e| e > now),
+            active: job_end.is_some() && share.revoked_at.is_none() && expires_at.is_none_or(|e| e > now),
             created_at: share.created_at,
-            expires_at: share.expires_at,
+            expires_at,
             revoked_at: share.revoked_at,
         }
     }

@@ -4,10 +4,14 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+mod links;
+pub use links::link_end;
 mod openapi;
 mod ops;
 mod renders;
 pub use renders::DEFAULT_URL_LIFETIME;
+pub mod server;
+pub use server::serve;
 mod shares;
 mod templates;
 
@@ -145,6 +149,7 @@ pub fn app<B: Backend>(state: AppState<B>) -> Router {
         .route("/metrics", get(ops::metrics::<B>))
         .route("/openapi.json", get(ops::openapi));
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(server::check_header_size))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<B>))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::new())

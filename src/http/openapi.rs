@@ -7,7 +7,14 @@ use super::{dto, error, renders, shares, templates};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "folio", description = "Render jobs: templates and JSON data in, PDFs out."),
+    info(title = "folio", description = "Render jobs: templates and JSON data in, PDFs out.\n\n\
+Every error answers `{\"error\": {\"code\", \"message\", \"requestId\"}}` with an `X-Request-Id` header, \
+those of the HTTP layer too: 404 `NOT_FOUND` (no such endpoint), 405 `METHOD_NOT_ALLOWED`, 408 `TIMEOUT` \
+(over 30 s), 413 `PAYLOAD_TOO_LARGE` (body over 2 MiB), 415 `UNSUPPORTED_MEDIA_TYPE` (not JSON), \
+431 `HEADERS_TOO_LARGE` (headers over 64 KiB or 100 fields).\n\n\
+Signed URLs, share links and a render's `downloadUrl` never outlive their job: they stop working at \
+the job's `expiresAt` (the end of its retention) if that comes before their own lifetime, and each \
+answer states when they stop."),
     paths(
         renders::create, renders::create_from_template, renders::get, renders::list, renders::cancel,
         renders::resume, renders::delete, renders::download,

@@ -18,7 +18,8 @@ use crate::resources::{
     InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJob, RenderJobSpec, TemplateRef, WebhookSpec, job_rules,
 };
 
-/// Lifetime of the download URL in a job's response.
+/// Lifetime of the download URL in a job's response, unless the job's retention ends
+/// sooner (see [`super::links::link_end`]).
 pub const DEFAULT_URL_LIFETIME: SignedDuration = SignedDuration::from_hours(24);
 const MAX_ID_LENGTH: usize = 255;
 
@@ -208,17 +209,21 @@ async fn job_spec<B: Backend>(
 }
 
 /// The job's response, with a fresh download URL when it succeeded and its PDF is
-/// still kept.
+/// still kept. The URL lasts [`DEFAULT_URL_LIFETIME`], or until the job's retention
+/// ends if that is sooner (a preview's); the response says when it stops working.
 async fn respond<B: Backend>(state: &AppState<B>, tenant: &str, view: &JobView) -> Result<RenderResponse, ApiError> {
     let status = view.job.status.as_ref();
     let downloadable = status.is_some_and(|s| s.phase == Some(Phase::Succeeded) && s.output_expired_at.is_none());
-    let url = if downloadable {
-        let expires = Timestamp::now().saturating_add(DEFAULT_URL_LIFETIME).map_err(ApiError::internal)?;
-        Some(state.backend.signed_url(tenant, view_id(view), expires).await?)
+    let now = Timestamp::now();
+    let wanted = now.saturating_add(DEFAULT_URL_LIFETIME).map_err(ApiError::internal)?;
+    let expires = super::links::link_end(&view.job, wanted);
+    // A job past its retention whose PDF the sweeper has not deleted yet has no URL.
+    let download = if downloadable && expires > now {
+        Some((state.backend.signed_url(tenant, view_id(view), expires).await?, expires))
     } else {
         None
     };
-    Ok(RenderResponse::from_view(view, &state.public_url, url))
+    Ok(RenderResponse::from_view(view, &state.public_url, download))
 }
 
 /// `GET /v1/renders/{id}`: poll a render.

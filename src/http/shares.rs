@@ -1,5 +1,7 @@
 //! Signed URLs and share links: ways to hand a PDF to someone without an API key.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,9 +12,10 @@ use serde::Deserialize;
 use super::dto::{Page, ShareResponse, SignedUrlRequest, SignedUrlResponse};
 use super::error::ApiError;
 use super::extract::ApiQuery;
+use super::links::link_end;
 use super::renders::pdf_response;
 use super::{AppState, Tenant};
-use crate::port::Backend;
+use crate::port::{Backend, HomeError, stored_output_key};
 
 const MIN_LIFETIME_SECONDS: i64 = 60;
 const MAX_LIFETIME_SECONDS: i64 = 90 * 24 * 3600;
@@ -21,8 +24,11 @@ const DEFAULT_LIFETIME_SECONDS: i64 = 24 * 3600;
 /// `POST /v1/renders/{id}/signed-url`: a signed URL and a revocable share link.
 #[utoipa::path(post, path = "/v1/renders/{id}/signed-url", tag = "sharing", params(("id" = String, Path)),
     request_body = SignedUrlRequest,
-    responses((status = 200, body = SignedUrlResponse), (status = 400, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    responses((status = 200, body = SignedUrlResponse,
+            description = "Both links work until `expiresAt`: `expiresIn` from now, or the end of the job's retention (its `expiresAt`) if that comes sooner"),
+        (status = 400, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody),
+        (status = 410, body = super::error::ErrorBody, description = "The job's retention has ended: its PDF is deleted (OUTPUT_EXPIRED)")),
     security(("apiKey" = [])))]
 pub async fn signed_url<B: Backend>(
     State(state): State<AppState<B>>,
@@ -42,7 +48,15 @@ pub async fn signed_url<B: Backend>(
             "expiresIn must be between {MIN_LIFETIME_SECONDS} and {MAX_LIFETIME_SECONDS} seconds"
         )));
     }
-    let expires_at = Timestamp::now().saturating_add(SignedDuration::from_secs(seconds)).map_err(ApiError::internal)?;
+    let view = state.backend.job(&tenant, &id).await?;
+    stored_output_key(&view.job, &id)?;
+    let now = Timestamp::now();
+    let wanted = now.saturating_add(SignedDuration::from_secs(seconds)).map_err(ApiError::internal)?;
+    let expires_at = link_end(&view.job, wanted);
+    if expires_at <= now {
+        // Retention is over and the sweeper has not deleted the PDF yet.
+        return Err(HomeError::OutputExpired { id, since: expires_at }.into());
+    }
     let signed_url = state.backend.signed_url(&tenant, &id, expires_at).await?;
     let share = state.backend.create_share(&tenant, &id, Some(expires_at)).await?;
     Ok(Json(SignedUrlResponse {
@@ -64,7 +78,8 @@ pub async fn open<B: Backend>(
     Ok(pdf_response("shared", pdf))
 }
 
-/// `GET /v1/shares`: the tenant's share links.
+/// `GET /v1/shares`: the tenant's share links, each with when it stops working: its
+/// own expiry or the end of its job's retention, whichever comes first.
 #[utoipa::path(get, path = "/v1/shares", tag = "sharing",
     responses((status = 200, body = Page<ShareResponse>)), security(("apiKey" = [])))]
 pub async fn list<B: Backend>(
@@ -72,8 +87,23 @@ pub async fn list<B: Backend>(
     Tenant(tenant): Tenant,
 ) -> Result<Json<Page<ShareResponse>>, ApiError> {
     let now = Timestamp::now();
-    let data: Vec<ShareResponse> =
-        state.backend.shares(&tenant).await?.iter().map(|s| ShareResponse::new(s, &state.public_url, now)).collect();
+    let shares = state.backend.shares(&tenant).await?;
+    // Each link ends with its job's retention at the latest, whatever it was made with.
+    // `None`: the job is gone, and its links with it.
+    let mut ends: HashMap<String, Option<Option<Timestamp>>> = HashMap::new();
+    let mut data = Vec::with_capacity(shares.len());
+    for share in &shares {
+        if !ends.contains_key(&share.job_id) {
+            let end = match state.backend.job(&tenant, &share.job_id).await {
+                Ok(view) => Some(view.job.status.and_then(|s| s.expires_at)),
+                Err(HomeError::NotFound { .. }) => None,
+                Err(err) => return Err(err.into()),
+            };
+            ends.insert(share.job_id.clone(), end);
+        }
+        let job_end = ends.get(&share.job_id).copied().flatten();
+        data.push(ShareResponse::new(share, job_end, &state.public_url, now));
+    }
     Ok(Json(Page::whole(data)))
 }
 
@@ -105,4 +135,42 @@ pub async fn signed_download<B: Backend>(
     let id = file.strip_suffix(".pdf").unwrap_or(&file);
     let pdf = state.backend.signed_output(&tenant, id, signature.expires, &signature.signature).await?;
     Ok(pdf_response(id, pdf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::dto::ShareResponse;
+    use crate::port::Share;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_listed_share_link_says_it_ends_with_its_job() {
+        let now = at("2026-11-29T10:00:00Z");
+        let end = at("2026-11-29T12:00:00Z");
+        let share = |expires_at| Share {
+            token: "t".into(),
+            elided: false,
+            job_id: "job".into(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        let listed = |share: &Share, job| ShareResponse::new(share, job, "http://folio.test", now);
+        let forever = listed(&share(None), Some(Some(end)));
+        assert_eq!((forever.expires_at, forever.active), (Some(end), true), "no expiry of its own: its job's");
+        let longer = listed(&share(Some(at("2026-12-01T00:00:00Z"))), Some(Some(end)));
+        assert_eq!(longer.expires_at, Some(end));
+        let shorter = listed(&share(Some(at("2026-11-29T11:00:00Z"))), Some(Some(end)));
+        assert_eq!(shorter.expires_at, Some(at("2026-11-29T11:00:00Z")));
+        let kept = listed(&share(None), Some(None));
+        assert_eq!((kept.expires_at, kept.active), (None, true), "a job kept for good");
+        let ended = listed(&share(None), Some(Some(at("2026-11-29T09:00:00Z"))));
+        assert!(!ended.active, "its job's retention is over");
+        let orphan = listed(&share(None), None);
+        assert!(!orphan.active, "its job is gone");
+    }
 }

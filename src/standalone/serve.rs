@@ -81,7 +81,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // The address line is what scripts and tests wait for.
     println!("folio serving on {public_url} (data in {})", options.data_dir.display());
     tracing::info!(%address, "serving");
-    axum::serve(listener, app(state)).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    crate::http::serve(listener, app(state), crate::shutdown_signal()).await?;
 
     tracing::info!("shutting down: finishing renders in flight");
     let _ = stop_tx.send(true);

@@ -81,7 +81,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
     // The address line is what scripts and tests wait for.
     println!("folio api on {public_url}");
     tracing::info!(%address, "serving the API over the cluster");
-    axum::serve(listener, app(state)).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    crate::http::serve(listener, app(state), crate::shutdown_signal()).await?;
     Ok(())
 }
 
