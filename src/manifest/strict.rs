@@ -62,15 +62,11 @@ fn schema_of(kind: &str) -> Option<&'static Value> {
         "RenderTemplate" => TEMPLATE.get_or_init(crd_schema::<RenderTemplate>),
         "RenderJob" => JOB.get_or_init(crd_schema::<RenderJob>),
         "RenderAccount" => ACCOUNT.get_or_init(crd_schema::<RenderAccount>),
-        "ConfigMap" => CONFIG_MAP.get_or_init(|| to_value(schemars::schema_for!(ConfigMap))),
-        "Secret" => SECRET.get_or_init(|| to_value(schemars::schema_for!(Secret))),
-        "Namespace" => NAMESPACE.get_or_init(|| to_value(schemars::schema_for!(Namespace))),
+        "ConfigMap" => CONFIG_MAP.get_or_init(|| schemars::schema_for!(ConfigMap).to_value()),
+        "Secret" => SECRET.get_or_init(|| schemars::schema_for!(Secret).to_value()),
+        "Namespace" => NAMESPACE.get_or_init(|| schemars::schema_for!(Namespace).to_value()),
         _ => return None,
     })
-}
-
-fn to_value(schema: schemars::Schema) -> Value {
-    schema.to_value()
 }
 
 /// The CRD's `openAPIV3Schema` with what the API server adds to every custom
@@ -79,7 +75,7 @@ fn to_value(schema: schemars::Schema) -> Value {
 fn crd_schema<K: CustomResourceExt>() -> Value {
     let crd = serde_json::to_value(K::crd()).unwrap_or_default();
     let mut root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
-    let mut meta = to_value(schemars::schema_for!(ObjectMeta));
+    let mut meta = schemars::schema_for!(ObjectMeta).to_value();
     if let Some(defs) = meta.as_object_mut().and_then(|m| m.remove("$defs")) {
         root["$defs"] = defs;
     }
