@@ -3,7 +3,15 @@
 //! them. Errors name the file and the line, so a typo in document 40 of a GitOps
 //! bundle is found at once. Namespaces are read and skipped: a bundle that creates its
 //! namespace for `kubectl apply` works here too, where a namespace is only a name.
+//!
+//! Reading is as strict as `kubectl apply` with strict field validation: a field the
+//! kind's schema does not know is an error naming its line (see [`strict`]), names
+//! must be ones the API server takes, and an object defined twice in one set of files
+//! is an error naming both places.
 
+mod strict;
+
+use std::collections::HashMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -28,6 +36,10 @@ pub struct Manifests {
     pub config_maps: Vec<ConfigMap>,
     /// Secrets (webhook signing secrets).
     pub secrets: Vec<Secret>,
+    /// Names of the Namespaces, which are read and otherwise skipped.
+    pub namespaces: Vec<String>,
+    /// Where each object was defined, by kind and `namespace/name`: `file:line:1`.
+    defined: HashMap<(String, String), String>,
 }
 
 /// Why a manifest file cannot be used.
@@ -90,20 +102,50 @@ impl Manifests {
         }
         let field = |name: &str| value.get(name).and_then(|v| v.as_str()).unwrap_or("").to_owned();
         let (api_version, kind) = (field("apiVersion"), field("kind"));
+        let known = matches!(
+            (api_version.as_str(), kind.as_str()),
+            (API_VERSION, "RenderTemplate" | "RenderJob" | "RenderAccount")
+                | ("v1", "ConfigMap" | "Secret" | "Namespace")
+        );
+        if known {
+            let name = value.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str());
+            strict::check(&document.text, &kind, name).map_err(|r| at(r.line, r.column, r.message))?;
+        }
         match (api_version.as_str(), kind.as_str()) {
-            (API_VERSION, "RenderTemplate") => self.templates.push(typed(document, &at)?),
+            (API_VERSION, "RenderTemplate") => {
+                let template = typed(document, &at)?;
+                self.define(file, document, &template)?;
+                self.templates.push(template);
+            }
             (API_VERSION, "RenderJob") => {
                 let job: RenderJob = typed(document, &at)?;
                 // What the API server refuses is refused here, by the same rules.
                 job_rules::check(&job, None)
                     .map_err(|why| at(1, 1, format!("RenderJob {:?}: {why}", job.name_any())))?;
+                self.define(file, document, &job)?;
                 self.jobs.push(job);
             }
-            (API_VERSION, "RenderAccount") => self.accounts.push(typed(document, &at)?),
-            ("v1", "ConfigMap") => self.config_maps.push(typed(document, &at)?),
-            ("v1", "Secret") => self.secrets.push(typed(document, &at)?),
-            // Locally a namespace (a tenant) exists as soon as something names it.
-            ("v1", "Namespace") => {}
+            (API_VERSION, "RenderAccount") => {
+                let account = typed(document, &at)?;
+                self.define(file, document, &account)?;
+                self.accounts.push(account);
+            }
+            ("v1", "ConfigMap") => {
+                let config_map = typed(document, &at)?;
+                self.define(file, document, &config_map)?;
+                self.config_maps.push(config_map);
+            }
+            ("v1", "Secret") => {
+                let secret = typed(document, &at)?;
+                self.define(file, document, &secret)?;
+                self.secrets.push(secret);
+            }
+            // Locally a namespace (a tenant) exists as soon as something names it; a
+            // bundle may create it as often as it likes.
+            ("v1", "Namespace") => {
+                let name = value.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str());
+                self.namespaces.push(name.unwrap_or_default().to_owned());
+            }
             (_, "") => return Err(at(1, 1, "the document has no kind".into())),
             (_, kind) => {
                 return Err(at(
@@ -116,6 +158,34 @@ impl Manifests {
             }
         }
         Ok(())
+    }
+
+    /// Remember where `object` is defined; an object defined before is an error naming
+    /// both places, as one run cannot hold two objects of one kind and name.
+    fn define<K>(&mut self, file: &str, document: &Document, object: &K) -> Result<(), ManifestError>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let kind = K::kind(&()).into_owned();
+        let meta = object.meta();
+        let id = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        let line = document.first_content_line();
+        match self.defined.entry((kind.clone(), id.clone())) {
+            std::collections::hash_map::Entry::Occupied(previous) => Err(ManifestError::Invalid {
+                file: file.to_owned(),
+                line,
+                column: 1,
+                message: format!("{kind} {id:?} is already defined at {}", previous.get()),
+            }),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(format!("{file}:{line}:1"));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -148,6 +218,14 @@ fn yaml_error(err: &serde_yaml::Error, at: &impl Fn(usize, usize, String) -> Man
 struct Document {
     text: String,
     first_line: usize,
+}
+
+impl Document {
+    /// The file's line of the document's first line that is not blank or a comment.
+    fn first_content_line(&self) -> usize {
+        let skipped = self.text.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#')).count();
+        self.first_line + skipped
+    }
 }
 
 /// Split YAML text on `---` separator lines, remembering where each document starts.
@@ -254,5 +332,160 @@ spec:
             err.starts_with("j.yaml:") && err.contains("RenderJob \"both\": spec: give exactly one of templateRef"),
             "{err}"
         );
+    }
+
+    fn refused(file: &str, text: &str) -> String {
+        Manifests::default().parse(file, text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_unknown_field_names_its_line_and_the_fields_the_kind_has() {
+        let text = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata:\n  name: x\n# a comment\nspec:\n  templatRef: {name: invoice}\n";
+        let err = refused("jobs.yaml", text);
+        assert!(
+            err.starts_with("jobs.yaml:7:3: unknown field \"templatRef\" in RenderJob \"x\" spec; expected one of "),
+            "{err}"
+        );
+        assert!(err.contains("templateRef") && err.contains("backoffLimit"), "{err}");
+        // Line numbers count from the file's start, not the document's.
+        let err = refused("jobs.yaml", &format!("{BUNDLE}---\n{text}"));
+        assert!(err.starts_with("jobs.yaml:22:3: unknown field \"templatRef\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level_of_every_kind() {
+        let cases = [
+            (
+                "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: x}\nspec: {templateRef: {name: t}}\nspecs: {}\n",
+                "5:1",
+                "in RenderJob \"x\";",
+            ),
+            (
+                "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata:\n  name: x\n  lables: {a: b}\nspec: {templateRef: {name: t}}\n",
+                "5:3",
+                "\"lables\" in RenderJob \"x\" metadata;",
+            ),
+            (
+                "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: x}\nspec:\n  templateRef:\n    name: t\n    namespace: other\n",
+                "7:5",
+                "\"namespace\" in RenderJob \"x\" spec.templateRef;",
+            ),
+            (
+                "apiVersion: folio.dev/v1alpha1\nkind: RenderTemplate\nmetadata: {name: t}\nspec:\n  source: x\n  assets:\n  - name: logo.png\n    base46: AAAA\n",
+                "8:5",
+                "\"base46\" in RenderTemplate \"t\" spec.assets[0];",
+            ),
+            (
+                "apiVersion: folio.dev/v1alpha1\nkind: RenderAccount\nmetadata: {name: default}\nspec:\n  credit: 10\n",
+                "5:3",
+                "\"credit\" in RenderAccount \"default\" spec;",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\nbinarydata: {}\n",
+                "5:1",
+                "\"binarydata\" in ConfigMap \"c\";",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringdata: {a: b}\n",
+                "4:1",
+                "\"stringdata\" in Secret \"s\";",
+            ),
+        ];
+        for (text, at, what) in cases {
+            let err = refused("m.yaml", text);
+            assert!(err.starts_with(&format!("m.yaml:{at}: unknown field ")) && err.contains(what), "{err}");
+        }
+    }
+
+    #[test]
+    fn free_form_fields_and_maps_take_any_keys() {
+        let text = "\
+apiVersion: folio.dev/v1alpha1
+kind: RenderTemplate
+metadata:
+  name: t
+  labels: {anything: goes}
+  annotations: {example.com/note: x}
+spec:
+  source: x
+  defaults: {any: {nested: [{thing: 1}]}}
+  dataSchema: {type: object, properties: {number: {type: integer}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c}
+data: {any-key: x, 1: y}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: acme}
+spec: {finalizers: [kubernetes]}
+";
+        let mut m = Manifests::default();
+        m.parse("free.yaml", text).unwrap();
+        assert_eq!((m.templates.len(), m.config_maps.len(), m.namespaces.len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn names_and_namespaces_must_be_ones_the_api_server_takes() {
+        let err = refused(
+            "n.yaml",
+            "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata:\n  name: Bad_Name\nspec: {}\n",
+        );
+        assert!(
+            err.starts_with(
+                "n.yaml:4:9: metadata.name \"Bad_Name\" is not a valid RenderJob name: it must be a DNS-1123 subdomain"
+            ),
+            "{err}"
+        );
+        let err = refused("n.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: acme.corp}\n");
+        assert!(
+            err.starts_with("n.yaml:3:")
+                && err.contains(
+                    "metadata.namespace \"acme.corp\" is not a valid namespace name: it must be a DNS-1123 label"
+                ),
+            "{err}"
+        );
+        let err = refused("n.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: acme.corp}\n");
+        assert!(err.contains("is not a valid Namespace name: it must be a DNS-1123 label"), "{err}");
+        // Dots are fine in an object's name.
+        let mut m = Manifests::default();
+        m.parse(
+            "n.yaml",
+            "apiVersion: folio.dev/v1alpha1\nkind: RenderTemplate\nmetadata: {name: invoice.v2}\nspec: {source: x}\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_object_defined_twice_names_both_places() {
+        let job = "# invoice two\napiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: invoice-2}\nspec: {templateRef: {name: t}}\n";
+        let mut m = Manifests::default();
+        m.parse("a.yaml", &format!("{BUNDLE}---\n{job}")).unwrap();
+        let err = m.parse("b.yaml", &format!("---\n{job}")).unwrap_err().to_string();
+        assert_eq!(err, "b.yaml:3:1: RenderJob \"default/invoice-2\" is already defined at a.yaml:17:1");
+        // The same name in another namespace, or of another kind, is another object.
+        let other = "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {name: invoice-1, namespace: acme}\nspec: {templateRef: {name: t}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: invoice-1}\n";
+        m.parse("c.yaml", other).unwrap();
+        // A Namespace is only a name here; bundles may each create theirs.
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: acme}\n";
+        m.parse("d.yaml", &format!("{ns}---\n{ns}")).unwrap();
+    }
+
+    #[test]
+    fn the_examples_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let files = [
+            "invoice.yaml",
+            "gitops/tenant/namespace.yaml",
+            "gitops/tenant/account.yaml",
+            "gitops/tenant/invoice-template.yaml",
+            "gitops/tenant/monthly-report-template.yaml",
+            "gitops/jobs/invoice-2026-11-0042.yaml",
+            "gitops/jobs/invoice-2026-11-0043.yaml",
+            "gitops/jobs/monthly-report-2026-11.yaml",
+        ];
+        let m = Manifests::load(&files.map(|f| root.join(f))).unwrap();
+        assert!(m.jobs.len() >= 3 && m.templates.len() >= 3, "{m:?}");
     }
 }

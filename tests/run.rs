@@ -253,6 +253,52 @@ fn unknown_kinds_are_unusable_input_and_named() {
 }
 
 #[test]
+fn an_unknown_field_is_unusable_input_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = template("pages", PAGES)
+        + "apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata:\n  name: x\nspec:\n  templatRef: {name: pages}\n";
+    let out = run_manifest(dir.path(), &manifest, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = template("pages", PAGES).lines().count() + 6;
+    assert!(
+        stderr.contains(&format!(
+            "manifest.yaml:{line}:3: unknown field \"templatRef\" in RenderJob \"x\" spec; expected one of "
+        )) && stderr.contains("templateRef"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn a_job_defined_twice_is_unusable_input_naming_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("a.yaml");
+    let second = dir.path().join("b.yaml");
+    let invoice = job("invoice-1", "{templateRef: {name: pages}, data: {pages: 1, who: A}}");
+    std::fs::write(&first, template("pages", PAGES) + &invoice).unwrap();
+    std::fs::write(&second, format!("# again\n{invoice}")).unwrap();
+    let out = support::folio()
+        .args(["run", "-o"])
+        .arg(dir.path().join("out"))
+        .args([&first, &second])
+        .env("FOLIO_NO_PROGRESS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = template("pages", PAGES).lines().count() + 1;
+    let expected = format!(
+        "{}:2:1: RenderJob \"default/invoice-1\" is already defined at {}:{line}:1",
+        second.display(),
+        first.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_missing_file_is_unusable_input() {
     let out = support::folio().args(["run", "/nonexistent/jobs.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

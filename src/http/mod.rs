@@ -108,7 +108,7 @@ impl<B: Backend> FromRequestParts<AppState<B>> for Tenant {
 
 /// Whether `name` can be a tenant: a Kubernetes namespace name (one DNS label).
 pub fn is_tenant_name(name: &str) -> bool {
-    templates::is_dns_label(name)
+    crate::resources::names::is_dns_label(name)
 }
 
 /// The socket a home's API listens on, its address (the port may be the system's

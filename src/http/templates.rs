@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::{AppState, Tenant};
 use crate::port::Backend;
+use crate::resources::names::is_dns_label;
 use crate::resources::{RenderTemplate, RenderTemplateSpec};
 
 /// `GET /v1/templates`.
@@ -117,16 +118,6 @@ fn checked_template(tenant: &str, name: String, body: TemplateBody) -> Result<Re
             ..Default::default()
         },
     })
-}
-
-/// A Kubernetes object name of one DNS label (RFC 1123).
-pub fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// `GET /v1/account`: credits, pricing and retention.

@@ -7,6 +7,7 @@
 //! and the REST API maps onto the same fields. Nothing here talks to a cluster.
 
 pub mod job_rules;
+pub mod names;
 mod phase;
 mod render_account;
 mod render_api_key;

@@ -48,6 +48,34 @@ pub struct Standalone {
 
 const SIGNING_KEY_SETTING: &str = "url-signing-key";
 
+/// What `folio serve -f` leaves out of `manifests`, one line per document, each saying
+/// why: it applies RenderTemplates, RenderAccounts and Secrets.
+pub fn ignored_by_serve(manifests: &Manifests) -> Vec<String> {
+    let id = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            meta.name.as_deref().unwrap_or_default()
+        )
+    };
+    let jobs = manifests.jobs.iter().map(|job| {
+        format!(
+            "serve -f ignores RenderJob {:?}: jobs are submitted with POST /v1/renders (or rendered with folio run)",
+            id(&job.metadata)
+        )
+    });
+    let config_maps = manifests.config_maps.iter().map(|config_map| {
+        format!(
+            "serve -f ignores ConfigMap {:?}: folio serve keeps no ConfigMaps; its templates and jobs carry source, assets and data inline",
+            id(&config_map.metadata)
+        )
+    });
+    let namespaces = manifests.namespaces.iter().map(|namespace| {
+        format!("serve -f ignores Namespace {namespace:?}: a tenant exists as soon as something names it")
+    });
+    jobs.chain(config_maps).chain(namespaces).collect()
+}
+
 impl Standalone {
     /// Open the data folder: the database `folio.db` and the outputs folder.
     pub fn open(data_dir: &Path, public_url: String, metrics: Arc<Metrics>) -> anyhow::Result<Standalone> {
@@ -106,11 +134,8 @@ impl Standalone {
             }
             Ok(())
         })?;
-        if !manifests.jobs.is_empty() {
-            tracing::warn!(
-                count = manifests.jobs.len(),
-                "serve -f applies RenderTemplates and RenderAccounts; RenderJobs are submitted with POST /v1/renders (or rendered with folio run)"
-            );
+        for line in ignored_by_serve(manifests) {
+            tracing::warn!("{line}");
         }
         for account in &manifests.accounts {
             self.settle_blocked(account.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE))?;
@@ -130,5 +155,43 @@ impl Standalone {
         if let Err(err) = self.outputs.delete(&key) {
             tracing::warn!(error = %err, key, "could not delete an output");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_names_each_document_it_ignores_and_why() {
+        let text = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: acme}
+---
+apiVersion: folio.dev/v1alpha1
+kind: RenderTemplate
+metadata: {name: invoice, namespace: acme}
+spec: {source: Hello}
+---
+apiVersion: folio.dev/v1alpha1
+kind: RenderJob
+metadata: {name: invoice-1, namespace: acme}
+spec: {templateRef: {name: invoice}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: logo}
+";
+        let mut manifests = Manifests::default();
+        manifests.parse("bundle.yaml", text).unwrap();
+        let lines = ignored_by_serve(&manifests);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0]
+                .starts_with("serve -f ignores RenderJob \"acme/invoice-1\": jobs are submitted with POST /v1/renders")
+        );
+        assert!(lines[1].starts_with("serve -f ignores ConfigMap \"default/logo\": "));
+        assert!(lines[2].starts_with("serve -f ignores Namespace \"acme\": "));
     }
 }

@@ -27,15 +27,13 @@ use kube::{CustomResourceExt, Resource};
 use serde_json::Value;
 
 use crate::port::HomeError;
+pub use crate::resources::names::is_object_name;
+use crate::resources::names::{DNS_LABEL_RULE, MAX_LABEL_LENGTH, OBJECT_NAME_RULE, is_dns_label};
 use crate::resources::{RenderJob, RenderTemplate};
 
 /// Largest object `folio api` creates, as JSON: a job's whole input must fit into its
 /// renderer's ConfigMap, and etcd refuses objects a little above 1 MiB.
 pub const MAX_OBJECT_BYTES: usize = crate::cluster::pod::MAX_INPUT_BYTES;
-/// Longest object name (a DNS-1123 subdomain).
-const MAX_NAME_LENGTH: usize = 253;
-/// Longest DNS label, label value and name part of a label or annotation key.
-const MAX_LABEL_LENGTH: usize = 63;
 /// The API server's limit on all annotations of an object together.
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 
@@ -49,14 +47,6 @@ pub fn check_job(job: &RenderJob) -> Result<(), HomeError> {
 pub fn check_template(template: &RenderTemplate) -> Result<(), HomeError> {
     static SCHEMA: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     check_object(template, &template.metadata, &SCHEMA)
-}
-
-/// Whether `name` can name an object: a DNS-1123 subdomain of at most 253 characters.
-/// A name that cannot is not looked up at all (it would not be found, and it must not
-/// become part of a request path).
-pub fn is_object_name(name: &str) -> bool {
-    // As Kubernetes has it: the parts between dots are not limited to 63 characters.
-    name.len() <= MAX_NAME_LENGTH && name.split('.').all(|part| is_dns_label_of(part, MAX_NAME_LENGTH))
 }
 
 fn check_object<K>(
@@ -132,9 +122,7 @@ fn check_metadata(kind: &str, meta: &ObjectMeta) -> Result<(), HomeError> {
     if !is_object_name(name) {
         return Err(HomeError::invalid_field(
             "metadata.name",
-            format!(
-                "{name:?} is not a valid {kind} name: at most {MAX_NAME_LENGTH} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-            ),
+            format!("{name:?} is not a valid {kind} name: it must be {OBJECT_NAME_RULE}"),
         ));
     }
     if let Some(namespace) = meta.namespace.as_deref()
@@ -142,9 +130,7 @@ fn check_metadata(kind: &str, meta: &ObjectMeta) -> Result<(), HomeError> {
     {
         return Err(HomeError::invalid_field(
             "metadata.namespace",
-            format!(
-                "{namespace:?} is not a namespace name: at most {MAX_LABEL_LENGTH} lowercase letters, digits and '-'"
-            ),
+            format!("{namespace:?} is not a namespace name: it must be {DNS_LABEL_RULE}"),
         ));
     }
     for (key, value) in meta.labels.iter().flatten() {
@@ -195,21 +181,6 @@ fn check_key(field: &str, key: &str) -> Result<(), HomeError> {
     Ok(())
 }
 
-/// A DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending
-/// with a letter or digit.
-fn is_dns_label(label: &str) -> bool {
-    is_dns_label_of(label, MAX_LABEL_LENGTH)
-}
-
-fn is_dns_label_of(label: &str, max: usize) -> bool {
-    let bytes = label.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= max
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
-
 /// A label value (empty, or at most 63 letters, digits, '-', '_' and '.', starting and
 /// ending with a letter or digit); also the name part of a key.
 fn is_label_value(value: &str) -> bool {
@@ -228,16 +199,6 @@ mod tests {
 
     fn job(spec: RenderJobSpec) -> RenderJob {
         crate::cluster::api::objects::new_job("acme", "0197a1b2-0000-7000-8000-000000000001", spec, Some("retry-1"))
-    }
-
-    #[test]
-    fn object_names_are_dns_subdomains_of_at_most_253_characters() {
-        for good in ["invoice", "invoice-2026.v2", "0197a1b2-0000-7000-8000-000000000001", &"a".repeat(253)] {
-            assert!(is_object_name(good), "{good}");
-        }
-        for bad in ["", "Invoice", "in_voice", "-a", "a-", "a..b", ".a", "a/b", "..", &"a".repeat(254)] {
-            assert!(!is_object_name(bad), "{bad}");
-        }
     }
 
     #[test]
