@@ -171,6 +171,8 @@ async fn spawn_api(kubeconfig: &std::path::Path, s3: &str) -> (std::process::Chi
     let mut api = support::dies_with_test(folio())
         .args(["api", "--listen", "127.0.0.1:0", "--settle-timeout", "1", "--s3-endpoint", s3])
         .args(["--s3-access-key", S3_ACCESS_KEY, "--s3-secret-key", S3_SECRET_KEY])
+        // The tests' webhook receivers listen on loopback, as the operator is told too.
+        .arg("--allow-private-targets")
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn,tower_http=off")
         .stdout(Stdio::piped())

@@ -37,6 +37,11 @@ pub struct ApiOptions {
     /// to show its effect before answering (`2s`, `500ms`, or plain seconds).
     #[arg(long, env = "FOLIO_SETTLE_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = crate::cli::duration)]
     pub settle_timeout: Duration,
+    /// Accept webhook targets on loopback, private and link-local addresses. The
+    /// operator delivers by its own flag of the same name: set both alike (the chart
+    /// does), so that what the API accepts is what the operator delivers to.
+    #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS", value_parser = crate::cli::boolish("FOLIO_ALLOW_PRIVATE_TARGETS"))]
+    pub allow_private_targets: bool,
     /// Where the PDFs are.
     #[command(flatten)]
     pub s3: Option<S3Options>,
@@ -76,7 +81,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         metrics: Arc::new(Metrics::new()),
         rate_limit: std::num::NonZeroU32::new(options.rate_limit).map(crate::http::tenant_rate_limiter),
-        webhook_targets: None,
+        webhook_targets: Some(crate::webhooks::TargetPolicy::new(options.allow_private_targets)),
     };
     // The address line is what scripts and tests wait for.
     println!("folio api on {public_url}");
