@@ -38,7 +38,7 @@ pub struct TemplateView {
 }
 
 /// A job to create.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NewJob {
     /// What to render.
     pub spec: RenderJobSpec,
@@ -46,6 +46,28 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// The secret signing its webhook deliveries.
     pub webhook_secret: Option<String>,
+    /// A digest of the request that made it, kept on the job
+    /// ([`REQUEST_DIGEST_ANNOTATION`]) so that a retry with the same
+    /// `Idempotency-Key` and another body is told apart.
+    pub request_digest: Option<String>,
+}
+
+/// Annotation holding the digest of the REST request that created a job.
+pub const REQUEST_DIGEST_ANNOTATION: &str = "folio.dev/request-sha256";
+
+/// Keep the digest of the request that made `job` on it.
+pub fn annotate_request(job: &mut RenderJob, digest: Option<&str>) {
+    if let Some(digest) = digest {
+        let annotations = job.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.insert(REQUEST_DIGEST_ANNOTATION.to_owned(), digest.to_owned());
+    }
+}
+
+/// Whether `job` was made by a request other than the one with `digest` (a job made
+/// before jobs kept their request's digest is taken as the same request).
+pub fn made_by_another_request(job: &RenderJob, digest: &str) -> bool {
+    let kept = job.metadata.annotations.as_ref().and_then(|a| a.get(REQUEST_DIGEST_ANNOTATION));
+    kept.is_some_and(|kept| kept != digest)
 }
 
 /// Filters of the render log.

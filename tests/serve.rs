@@ -541,28 +541,43 @@ fn bad_requests_get_clear_errors_in_one_shape() {
     assert_eq!(api.get("/v1/account").status(), 200);
 }
 
+/// An `Idempotency-Key` sent again with the same request (its keys in any order)
+/// returns the same job, answered as GET answers it (with the download URL once it
+/// succeeded); the same key with another request is refused, as Stripe does.
 #[test]
 fn idempotency_key_returns_the_same_job() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let api = Api::new(&server, "acme");
-    let send = |key: &str| {
+    let send = |key: &str, body: &str| {
         api.http
             .post(api.url("/v1/renders"))
             .bearer_auth(&api.key)
             .header("Idempotency-Key", key)
-            .json(&json!({"template": {"source": "Hello"}}))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
             .send()
             .unwrap()
     };
-    let first = send("k-1");
+    let hello = r#"{"template": {"source": "Hello"}, "data": {"a": 1, "b": 2}}"#;
+    let first = send("k-1", hello);
     assert_eq!(first.status(), 202);
     let first: Value = first.json().unwrap();
-    let replay = send("k-1");
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(api.wait(id)["status"], "succeeded");
+    let replay = send("k-1", r#"{"data": {"b": 2, "a": 1}, "template": {"source": "Hello"}}"#);
     assert_eq!(replay.status(), 200);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    assert_eq!(replay.json::<Value>().unwrap()["id"], first["id"]);
-    let other: Value = send("k-2").json().unwrap();
+    let replay: Value = replay.json().unwrap();
+    assert_eq!(replay["id"], first["id"]);
+    assert!(replay["downloadUrl"].is_string(), "a replay answers what GET answers: {replay}");
+
+    let reused = send("k-1", r#"{"template": {"source": "Hello"}, "data": {"a": 2, "b": 2}}"#);
+    let (status, code, body) = error_code(reused);
+    assert_eq!((status, code.as_str()), (422, "IDEMPOTENCY_KEY_REUSED"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains(id), "{body}");
+
+    let other: Value = send("k-2", hello).json().unwrap();
     assert_ne!(other["id"], first["id"]);
     assert_eq!(api.get("/v1/renders").json::<Value>().unwrap()["pagination"]["total"], 2);
 }

@@ -12,7 +12,7 @@ use crate::port::{JobView, Share, TemplateView};
 use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
-#[derive(Deserialize, ToSchema, Debug, Default)]
+#[derive(Deserialize, Serialize, ToSchema, Debug, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRender {
     /// The template to render, by id (its name).
@@ -42,7 +42,7 @@ pub struct CreateRender {
 }
 
 /// An inline template.
-#[derive(Deserialize, ToSchema, Debug)]
+#[derive(Deserialize, Serialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InlineTemplateBody {
     /// `typst`.
@@ -54,7 +54,7 @@ pub struct InlineTemplateBody {
 }
 
 /// A job's webhook.
-#[derive(Deserialize, ToSchema, Debug)]
+#[derive(Deserialize, Serialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookBody {
     /// The receiver (https or http).

@@ -25,7 +25,7 @@ const MAX_ID_LENGTH: usize = 255;
 
 /// `POST /v1/renders`: enqueue a render.
 #[utoipa::path(post, path = "/v1/renders", tag = "renders", request_body = CreateRender,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and request returns the same job; the same key with another request is refused (422 IDEMPOTENCY_KEY_REUSED)")),
     responses((status = 202, body = RenderResponse, description = "Accepted; poll `pollUrl`"),
         (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
@@ -79,10 +79,23 @@ async fn enqueue<B: Backend>(
         None => None,
     };
     let template_id = slug.or(body.template_id.clone());
+    let request_digest = idempotency_key.as_ref().map(|_| request_digest(template_id.as_deref(), &body));
     let (spec, webhook_secret) = job_spec(state, tenant, body, template_id).await?;
-    let new = NewJob { spec, idempotency_key, webhook_secret };
+    let new = NewJob { spec, idempotency_key, webhook_secret, request_digest: request_digest.clone() };
     let (view, created) = state.backend.create_job(tenant, new).await?;
-    let response = RenderResponse::from_view(&view, &state.public_url, None);
+    if let Some(digest) = request_digest.filter(|_| !created)
+        && crate::port::made_by_another_request(&view.job, &digest)
+    {
+        return Err(ApiError::unprocessable(
+            "IDEMPOTENCY_KEY_REUSED",
+            format!(
+                "Idempotency-Key: render {:?} was made with this key and another request; use a new key for a new render",
+                view_id(&view)
+            ),
+        ));
+    }
+    // A replay answers what GET answers (with the download URL of a succeeded job).
+    let response = respond(state, tenant, &view).await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let mut response = (status, Json(response)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("{}/v1/renders/{}", state.public_url, view_id(&view))) {
@@ -92,6 +105,15 @@ async fn enqueue<B: Backend>(
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// A digest of what a request asks for (its template and body, fields in a fixed
+/// order: `serde_json` keeps object keys sorted), so that a retry sent with its keys
+/// in another order is the same request.
+fn request_digest(template_id: Option<&str>, body: &CreateRender) -> String {
+    use sha2::Digest;
+    let asked = serde_json::json!({"templateId": template_id, "body": body});
+    hex::encode(sha2::Sha256::digest(asked.to_string().as_bytes()))
 }
 
 fn view_id(view: &JobView) -> &str {
@@ -427,6 +449,17 @@ mod tests {
         let parsed: RenderLogQuery = query_of(&next);
         assert_eq!(parsed.external_id, query.external_id);
         assert_eq!(parsed.created_from, query.created_from);
+    }
+
+    #[test]
+    fn a_request_is_the_same_whatever_the_order_of_its_keys() {
+        let body = |json: &str| serde_json::from_str::<CreateRender>(json).unwrap();
+        let one = body(r#"{"templateId": "invoice", "data": {"a": 1, "b": {"c": 2, "d": 3}}, "preview": true}"#);
+        let same = body(r#"{"preview": true, "data": {"b": {"d": 3, "c": 2}, "a": 1}, "templateId": "invoice"}"#);
+        let other = body(r#"{"templateId": "invoice", "data": {"a": 2, "b": {"c": 2, "d": 3}}, "preview": true}"#);
+        assert_eq!(request_digest(None, &one), request_digest(None, &same));
+        assert_ne!(request_digest(None, &one), request_digest(None, &other));
+        assert_ne!(request_digest(None, &one), request_digest(Some("invoice"), &one), "the URL's template counts");
     }
 
     /// The query of `url` as the handler's `Query` extractor reads it.

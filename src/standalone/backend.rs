@@ -72,7 +72,7 @@ impl Backend for Standalone {
                 return Ok((existing, false));
             }
             let id = new_job_id();
-            let job = RenderJob {
+            let mut job = RenderJob {
                 metadata: ObjectMeta {
                     name: Some(id.clone()),
                     namespace: Some(tenant.to_owned()),
@@ -84,6 +84,7 @@ impl Backend for Standalone {
                 spec: new.spec.clone(),
                 status: Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() }),
             };
+            crate::port::annotate_request(&mut job, new.request_digest.as_deref());
             let record = JobRecord {
                 job,
                 created_at: now,

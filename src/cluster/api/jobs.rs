@@ -99,6 +99,7 @@ impl ClusterBackend {
     /// secret the client chose, and one leaked key would forge every job's webhooks.
     pub(super) async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), HomeError> {
         let id = keyed_job_id(tenant, &new).unwrap_or_else(new_job_id);
+        let request_digest = new.request_digest;
         let mut spec = new.spec;
         let webhook_secret = match (new.webhook_secret, spec.webhook.as_mut()) {
             (Some(secret), Some(hook)) => {
@@ -110,7 +111,8 @@ impl ClusterBackend {
             }
             _ => None,
         };
-        let job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
+        let mut job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
+        crate::port::annotate_request(&mut job, request_digest.as_deref());
         // Nothing is created (neither the job nor its webhook Secret) for a job that
         // would be refused.
         admission::check_job(&job)?;

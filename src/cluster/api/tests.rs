@@ -247,7 +247,12 @@ async fn a_render_becomes_a_render_job_named_by_its_id_and_is_read_back_from_the
     let backend = fixture.backend.clone();
     let spec = RenderJobSpec { external_id: Some("order-7".into()), ..Default::default() };
     let call = tokio::spawn(async move {
-        backend.create_job("acme", NewJob { spec, idempotency_key: Some("retry-1".into()), webhook_secret: None }).await
+        backend
+            .create_job(
+                "acme",
+                NewJob { spec, idempotency_key: Some("retry-1".into()), webhook_secret: None, request_digest: None },
+            )
+            .await
     });
     let (method, path, body, send) = fixture.next().await;
     assert_eq!((method.as_str(), path.as_str()), ("POST", "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs"));
@@ -266,8 +271,12 @@ async fn a_render_becomes_a_render_job_named_by_its_id_and_is_read_back_from_the
     // would leave them hanging).
     let read = tokio::time::timeout(Duration::from_secs(2), fixture.backend.job("acme", &id)).await.unwrap().unwrap();
     assert_eq!(read.job.metadata.resource_version.as_deref(), Some("5"));
-    let retry =
-        NewJob { spec: RenderJobSpec::default(), idempotency_key: Some("retry-1".into()), webhook_secret: None };
+    let retry = NewJob {
+        spec: RenderJobSpec::default(),
+        idempotency_key: Some("retry-1".into()),
+        webhook_secret: None,
+        request_digest: None,
+    };
     let (again, created) =
         tokio::time::timeout(Duration::from_secs(2), fixture.backend.create_job("acme", retry)).await.unwrap().unwrap();
     assert!(!created);
@@ -276,6 +285,7 @@ async fn a_render_becomes_a_render_job_named_by_its_id_and_is_read_back_from_the
         spec: RenderJobSpec { external_id: Some("order-7".into()), ..Default::default() },
         idempotency_key: None,
         webhook_secret: None,
+        request_digest: None,
     };
     let (again, created) = fixture.backend.create_job("acme", same_external_id).await.unwrap();
     assert!(!created);
@@ -291,7 +301,12 @@ async fn a_webhook_secret_becomes_a_secret_created_owned_by_its_job_after_it() {
         ..Default::default()
     };
     let call = tokio::spawn(async move {
-        backend.create_job("acme", NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) }).await
+        backend
+            .create_job(
+                "acme",
+                NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()), request_digest: None },
+            )
+            .await
     });
     let (method, path, job, send) = fixture.next().await;
     assert_eq!((method.as_str(), path.as_str()), ("POST", "/apis/folio.dev/v1alpha1/namespaces/acme/renderjobs"));
@@ -330,7 +345,12 @@ async fn a_refused_webhook_secret_deletes_the_job_it_was_for() {
         ..Default::default()
     };
     let call = tokio::spawn(async move {
-        backend.create_job("acme", NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) }).await
+        backend
+            .create_job(
+                "acme",
+                NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()), request_digest: None },
+            )
+            .await
     });
     let (_, _, job, send) = fixture.next().await;
     let (object, _) = stored::<RenderJob>(&job, "4");
@@ -648,7 +668,7 @@ async fn a_job_its_crd_refuses_is_a_400_naming_the_field_and_nothing_is_created(
     let backend = fixture.backend.clone();
     for (spec, field) in cases {
         // With a webhook secret: not even its Secret is created.
-        let new = NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()) };
+        let new = NewJob { spec, idempotency_key: None, webhook_secret: Some("s3cret".into()), request_digest: None };
         let err = answered_alone(&mut fixture, backend.create_job("acme", new)).await.unwrap_err();
         let HomeError::Invalid { field: None, message } = &err else { panic!("{field}: {err:?}") };
         assert!(message.starts_with("the RenderJob would be refused by its CRD"), "{message}");
