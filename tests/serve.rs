@@ -814,3 +814,43 @@ fn render_workers_of(parent: u32) -> Vec<i32> {
     }
     pids
 }
+
+/// A job waiting behind a busy worker pool expires at its `activeDeadlineSeconds`, to
+/// the second, not at the next retention sweep (here once a minute).
+#[test]
+fn a_waiting_job_expires_at_its_deadline_not_at_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["-j", "1", "--sweep-interval", "60", "--render-timeout", "8s"]);
+    let api = Api::new(&server, "acme");
+    let busy: Value = api
+        .post("/v1/renders", json!({"template": {"source": "#let n = 0\n#for i in range(1000000000) { n += 1 }"}}))
+        .json()
+        .unwrap();
+    let busy_path = format!("/v1/renders/{}", busy["id"].as_str().unwrap());
+    let started = Instant::now();
+    while api.get(&busy_path).json::<Value>().unwrap()["status"] != "rendering" {
+        assert!(started.elapsed() < Duration::from_secs(5), "the endless render did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let submitted = Instant::now();
+    let late: Value =
+        api.post("/v1/renders", json!({"template": {"source": "= Late"}, "activeDeadlineSeconds": 1})).json().unwrap();
+    let id = late["id"].as_str().unwrap();
+    let path = format!("/v1/renders/{id}");
+    let job = loop {
+        let job: Value = api.get(&path).json().unwrap();
+        if job["status"] != "queued" {
+            break job;
+        }
+        assert!(submitted.elapsed() < Duration::from_secs(6), "still queued past its deadline: {job}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waited = submitted.elapsed();
+    assert_eq!(
+        (job["status"].as_str(), job["errorCode"].as_str()),
+        (Some("expired"), Some("DEADLINE_EXCEEDED")),
+        "{job}"
+    );
+    assert!(waited < Duration::from_millis(2600), "expired {waited:?} after it was submitted with a 1 s deadline");
+    eprintln!("a 1 s deadline expired the waiting job after {waited:?}");
+}

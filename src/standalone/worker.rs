@@ -239,21 +239,28 @@ fn record_failure(
 /// goes with its PDF, any other loses its PDF) and expire waiting jobs whose
 /// `activeDeadlineSeconds` passed.
 pub async fn sweep(home: Arc<Standalone>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retentions = tokio::time::interval(interval);
+    retentions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A deadline is kept to the second, whatever the sweep interval (one indexed query).
+    let mut deadlines = tokio::time::interval(interval.min(DEADLINE_CHECK));
+    deadlines.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {},
+        let outcome = tokio::select! {
+            _ = retentions.tick() => end_retentions(&home, Timestamp::now()),
+            _ = deadlines.tick() => expire_overdue(&home, Timestamp::now()),
             _ = stop.changed() => return,
-        }
-        if let Err(err) = sweep_once(&home, Timestamp::now()) {
+        };
+        if let Err(err) = outcome {
             tracing::error!(error = %err, "sweeping expired jobs failed");
         }
     }
 }
 
-/// One sweep at `now`; returns how many retentions ended and how many jobs expired.
-pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), store::StoreError> {
+/// How often waiting jobs are checked against their `activeDeadlineSeconds`.
+const DEADLINE_CHECK: Duration = Duration::from_secs(1);
+
+/// Carry out the retentions that ended by `now`; how many.
+pub fn end_retentions(home: &Standalone, now: Timestamp) -> Result<usize, store::StoreError> {
     let mut deleted = 0;
     loop {
         let batch = home.store.read(|c| store::expired_jobs(c, now, 200))?;
@@ -290,6 +297,11 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
             break;
         }
     }
+    Ok(deleted)
+}
+
+/// Expire the waiting jobs whose `activeDeadlineSeconds` passed by `now`; how many.
+pub fn expire_overdue(home: &Standalone, now: Timestamp) -> Result<usize, store::StoreError> {
     let mut expired = 0;
     let overdue = home.store.read(|c| store::overdue_jobs(c, now, 500))?;
     for record in overdue {
@@ -310,5 +322,5 @@ pub fn sweep_once(home: &Standalone, now: Timestamp) -> Result<(usize, usize), s
             }
         }
     }
-    Ok((deleted, expired))
+    Ok(expired)
 }
