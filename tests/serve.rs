@@ -571,6 +571,9 @@ fn idempotency_key_returns_the_same_job() {
     let replay: Value = replay.json().unwrap();
     assert_eq!(replay["id"], first["id"]);
     assert!(replay["downloadUrl"].is_string(), "a replay answers what GET answers: {replay}");
+    let url_end = replay["downloadUrlExpiresAt"].as_str().unwrap();
+    let digits = url_end.split_once('.').map_or(0, |(_, fraction)| fraction.trim_end_matches('Z').len());
+    assert!(digits <= 3, "times are kept to the millisecond: {url_end}");
 
     let reused = send("k-1", r#"{"template": {"source": "Hello"}, "data": {"a": 2, "b": 2}}"#);
     let (status, code, body) = error_code(reused);

@@ -236,7 +236,7 @@ async fn job_spec<B: Backend>(
 async fn respond<B: Backend>(state: &AppState<B>, tenant: &str, view: &JobView) -> Result<RenderResponse, ApiError> {
     let status = view.job.status.as_ref();
     let downloadable = status.is_some_and(|s| s.phase == Some(Phase::Succeeded) && s.output_expired_at.is_none());
-    let now = Timestamp::now();
+    let now = crate::lifecycle::now_ms();
     let wanted = now.saturating_add(DEFAULT_URL_LIFETIME).map_err(ApiError::internal)?;
     let expires = super::links::link_end(&view.job, wanted);
     // A job past its retention whose PDF the sweeper has not deleted yet has no URL.

@@ -50,7 +50,7 @@ pub async fn signed_url<B: Backend>(
     }
     let view = state.backend.job(&tenant, &id).await?;
     stored_output_key(&view.job, &id)?;
-    let now = Timestamp::now();
+    let now = crate::lifecycle::now_ms();
     let wanted = now.saturating_add(SignedDuration::from_secs(seconds)).map_err(ApiError::internal)?;
     let expires_at = link_end(&view.job, wanted);
     if expires_at <= now {
