@@ -554,6 +554,11 @@ async fn a_kept_job_whose_pdf_expired_is_shown_and_its_pdf_is_gone() {
             "spec": {"retention": {"defaultTtlSeconds": 1}}}),
         )
         .await;
+    cluster
+        .eventually("the API sees the account's retention", || async {
+            cluster.call("GET", "/v1/account", &acme, None).await.1["defaultTtlSeconds"] == 1
+        })
+        .await;
     let (_, created) = cluster.call("POST", "/v1/renders", &acme, Some(json!({"template": {"source": "= API"}}))).await;
     let made_by_api = cluster.get("RenderJob", &ns, created["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(made_by_api["spec"]["ttlSecondsAfterFinished"], 1, "the account's retention");
