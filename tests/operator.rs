@@ -886,3 +886,34 @@ async fn an_ended_job_edited_later_observes_its_new_generation() {
     assert_eq!((ready["status"].as_str(), ready["observedGeneration"].as_i64()), (Some("True"), Some(generation)));
     harness.stop().await;
 }
+
+/// An account's `maxConcurrentRenders` caps its namespace's renderer Pods: with a cap
+/// of 1 the second job waits in the queue, without a Pod, while the first renders, and
+/// starts as soon as the first one's Pod is gone (woken by the Pod's end, not by a
+/// periodic look).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_renders_caps_a_namespaces_renderer_pods() {
+    let harness = Harness::start(&[]).await;
+    let mut capped = account(100, None);
+    capped["spec"]["maxConcurrentRenders"] = json!(1);
+    harness.apply(capped).await;
+    harness.kubelet.behave(&harness.namespace, "first", Behaviour::Hang);
+    harness.apply(job("first", json!({"template": {"source": "= First"}, "data": {}}))).await;
+    harness.wait_for_phase("first", "Rendering").await;
+    harness.apply(job("second", json!({"template": {"source": "= Second"}, "data": {}}))).await;
+    harness
+        .wait_until("the second job is queued", async |h| {
+            h.event_reasons("second").await.contains(&"WaitingForShare".to_owned())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(harness.job("second").await.unwrap()["status"]["phase"], "Queued");
+    assert!(harness.get("Pod", "second-render-0").await.is_none(), "a second renderer Pod despite the cap");
+    let freed = std::time::Instant::now();
+    harness.merge("RenderJob", "first", json!({"spec": {"cancel": true}})).await;
+    harness.wait_for_phase("second", "Succeeded").await;
+    let waited = freed.elapsed();
+    eprintln!("the second job succeeded {waited:?} after the first was cancelled");
+    assert!(waited < Duration::from_secs(20), "the queued job was not woken when the renderer ended: {waited:?}");
+    harness.stop().await;
+}

@@ -17,15 +17,44 @@ use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
 use super::pod::{StartProblem, admission_refusal, pod_name, pod_outcome, renderer_pod};
 use super::writes::{names, until, write_decision, write_status};
+use crate::lifecycle::share::renders_allowed;
 use crate::lifecycle::status::{INPUTS_FOUND, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
 use crate::lifecycle::{ErrorCode, Observed, Phase};
 use crate::prepare::LookupError;
 use crate::resources::RenderJob;
 use crate::storage::output_key;
 
-/// Create the input and the Pod of the job's current attempt, unless a retry must
-/// still wait.
+/// How often a job waiting for its namespace's share looks again; a renderer of the
+/// namespace that ends wakes the oldest waiting jobs before.
+const SHARE_RECHECK: Duration = Duration::from_secs(30);
+
+/// Start the job's current attempt, unless its namespace runs as many renderers as
+/// its account's `maxConcurrentRenders` allows: then the job waits in the queue.
 pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp) -> Result<Next, Error> {
+    let (namespace, _) = names(job)?;
+    let Some(cap) = ctx.account(namespace).and_then(|account| account.spec.max_concurrent_renders) else {
+        return start_now(job, ctx, attempt, now).await;
+    };
+    let starts = ctx.renderer_starts.of(namespace);
+    let _one_at_a_time = starts.lock().await;
+    let running = ctx.renderers_running(namespace, job);
+    if running < renders_allowed(Some(cap), usize::MAX, 0) {
+        return start_now(job, ctx, attempt, now).await;
+    }
+    let mut status = job.status.clone().unwrap_or_default();
+    if status.phase.is_none() {
+        status.phase = Some(Phase::Queued);
+        let job = write_status(job, ctx, status).await?;
+        let note = format!("waiting: {namespace} runs {running} renders, its account's maxConcurrentRenders");
+        ctx.publish(&job, false, "WaitingForShare", note).await;
+    }
+    // Its activeDeadlineSeconds counts while it waits.
+    let deadline = crate::lifecycle::deadline_of(job, now).and_then(|at| until(now, at));
+    Ok(Next::Done(Some(deadline.map_or(SHARE_RECHECK, |left| left.min(SHARE_RECHECK)))))
+}
+
+/// Create the input and the Pod of the job's current attempt.
+async fn start_now(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp) -> Result<Next, Error> {
     let request = match prepare_job(ctx, job).await? {
         Ok(request) => request,
         Err(failure) if failure.code.is_retryable() => return Err(Error::Lookup(LookupError(failure.message))),

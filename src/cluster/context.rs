@@ -280,6 +280,18 @@ where
         }
     }
 
+    /// The objects of `namespace` written and not shown by the cache yet.
+    pub fn pending_in(&self, namespace: &str) -> Vec<ObjectRef<K>> {
+        let pending = self.lock();
+        pending
+            .iter()
+            .filter(|(key, expected)| {
+                key.namespace.as_deref() == Some(namespace) && expected.since.elapsed() <= EXPECTATION_TIMEOUT
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Whether the cache has not shown the operator's last write of `key` yet.
     pub fn pending(&self, key: &ObjectRef<K>) -> bool {
         let mut pending = self.lock();
@@ -319,6 +331,9 @@ pub struct Context {
     deleted_inputs: Mutex<HashMap<String, Instant>>,
     /// The RenderAccounts' writes, one at a time per namespace.
     pub(super) ledgers: Ledgers,
+    /// Renderer starts of namespaces whose account caps their renders, one at a
+    /// time per namespace, so that two starts never both take the last place.
+    pub(super) renderer_starts: PerNamespace<()>,
     /// Consecutive transient errors per job, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
     /// Longest wait for an attempt's renderer Pod to be admitted and to start.
@@ -365,6 +380,7 @@ impl Context {
             applied_pods: Expectations::default(),
             deleted_inputs: Mutex::new(HashMap::new()),
             ledgers: Ledgers::default(),
+            renderer_starts: PerNamespace::default(),
             failures: Mutex::new(HashMap::new()),
             renderer_start_timeout: DEFAULT_RENDERER_START_TIMEOUT,
             watch_namespace: None,
@@ -427,6 +443,21 @@ impl Context {
     /// The renderer Pod `name` of `namespace` as the Pod cache holds it.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.caches().pods.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Renderer Pods of `namespace` that have not ended, other than `job`'s: those
+    /// the cache shows and those applied that it does not show yet.
+    pub(super) fn renderers_running(&self, namespace: &str, job: &RenderJob) -> usize {
+        let pods = &self.caches().pods;
+        let cached = pods
+            .state()
+            .into_iter()
+            .filter(|pod| pod.namespace().as_deref() == Some(namespace))
+            .filter(|pod| !super::effects::owned_by_job(pod, job))
+            .filter(|pod| !super::pod::has_ended(pod))
+            .count();
+        let unseen = self.applied_pods.pending_in(namespace).into_iter().filter(|key| pods.get(key).is_none()).count();
+        cached + unseen
     }
 
     /// Remember that the API server answered a status write of a job with `written`.
@@ -500,21 +531,29 @@ pub struct Delivery {
     pub retry: RetryPolicy,
 }
 
-/// The accounts' writes, one namespace at a time: per namespace, a lock held across
-/// a decision and its write, and the account as the API server answered the
-/// operator's last write.
-#[derive(Default)]
-pub struct Ledgers {
-    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<Option<RenderAccount>>>>>,
+/// One lock per namespace, each guarding a `T`.
+pub struct PerNamespace<T> {
+    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<T>>>>,
 }
 
-impl Ledgers {
-    /// The lock (and last written account) of `namespace`.
-    pub fn of(&self, namespace: &str) -> Arc<AsyncMutex<Option<RenderAccount>>> {
+impl<T> Default for PerNamespace<T> {
+    fn default() -> Self {
+        PerNamespace { namespaces: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Default> PerNamespace<T> {
+    /// The lock of `namespace`.
+    pub fn of(&self, namespace: &str) -> Arc<AsyncMutex<T>> {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         namespaces.entry(namespace.to_owned()).or_default().clone()
     }
 }
+
+/// The accounts' writes, one namespace at a time: per namespace, a lock held across
+/// a decision and its write, and the account as the API server answered the
+/// operator's last write.
+pub type Ledgers = PerNamespace<Option<RenderAccount>>;
 
 #[cfg(test)]
 mod tests {

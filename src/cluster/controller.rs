@@ -157,13 +157,20 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
         .inspect_ok(move |event| observer.written_jobs.observe(event))
         .applied_objects();
     let observer = ctx.clone();
+    let (share_freed, share_wakes) = futures::channel::mpsc::unbounded();
+    let (share_jobs, share_ctx) = (jobs.clone(), ctx.clone());
     let pod_config = watcher::Config::default().labels(super::pod::RENDERER_SELECTOR);
     let pod_events = watcher::watcher(ctx.watched::<Pod>(), pod_config)
         .default_backoff()
         .modify(trim_pod)
         .reflect(pods_writer)
         .inspect_ok(move |event| observer.applied_pods.observe(event))
-        .touched_objects();
+        .touched_objects()
+        .inspect_ok(move |pod| {
+            for job in jobs_waiting_for_share(&share_jobs, &share_ctx, pod) {
+                let _ = share_freed.unbounded_send(job);
+            }
+        });
     let account_events = watcher::watcher(ctx.watched::<RenderAccount>(), watcher::Config::default())
         .default_backoff()
         .modify(|account| account.metadata.managed_fields = None)
@@ -179,6 +186,7 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
         .owns_stream(pod_events)
         .watches_stream(account_events, move |account| blocked_jobs_of(&blocked_of, &account))
         .watches_stream(template_events, move |template| jobs_waiting_for(&waiting_for, &template))
+        .reconcile_on(share_wakes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -213,6 +221,27 @@ fn jobs_waiting_for(jobs: &Store<RenderJob>, template: &RenderTemplate) -> Vec<O
         .filter(|job| job.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Queued))
         .map(|job| ObjectRef::from_obj(job.as_ref()))
         .collect()
+}
+
+/// The jobs a renderer that ended may let start, in a namespace whose account caps
+/// its renders: its oldest queued jobs, a few more than the cap (some may wait for
+/// something else).
+fn jobs_waiting_for_share(jobs: &Store<RenderJob>, ctx: &Context, pod: &Pod) -> Vec<ObjectRef<RenderJob>> {
+    let Some(namespace) = pod.namespace().filter(|_| super::pod::has_ended(pod)) else {
+        return Vec::new();
+    };
+    let Some(cap) = ctx.account(&namespace).and_then(|account| account.spec.max_concurrent_renders) else {
+        return Vec::new();
+    };
+    let mut queued: Vec<_> = jobs
+        .state()
+        .into_iter()
+        .filter(|job| job.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|job| job.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Queued))
+        .collect();
+    queued.sort_by_key(|job| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let room = usize::try_from(cap).unwrap_or(1).saturating_mul(2);
+    queued.iter().take(room).map(|job| ObjectRef::from_obj(job.as_ref())).collect()
 }
 
 #[cfg(test)]

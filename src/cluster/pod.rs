@@ -364,6 +364,12 @@ fn renderer_ran(pod: &Pod) -> bool {
     })
 }
 
+/// Whether `pod` ran to its end or is being deleted: it no longer takes a renderer's place.
+pub fn has_ended(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed")) || pod.metadata.deletion_timestamp.is_some()
+}
+
 /// Read the outcome of a renderer Pod from its status.
 pub fn pod_outcome(pod: &Pod) -> PodOutcome {
     let Some(status) = pod.status.as_ref() else {

@@ -448,6 +448,9 @@ pub struct AccountResponse {
     pub max_ttl_seconds: i64,
     /// Retention of previews, seconds.
     pub preview_ttl_seconds: i64,
+    /// The most renders the tenant runs at once; absent = the home's default share.
+    #[schema(minimum = 1)]
+    pub max_concurrent_renders: Option<i32>,
 }
 
 impl From<&RenderAccount> for AccountResponse {
@@ -466,6 +469,7 @@ impl From<&RenderAccount> for AccountResponse {
             default_ttl_seconds: spec.retention.default_ttl_seconds,
             max_ttl_seconds: spec.retention.max_ttl_seconds,
             preview_ttl_seconds: spec.retention.preview_ttl_seconds,
+            max_concurrent_renders: spec.max_concurrent_renders,
         }
     }
 }

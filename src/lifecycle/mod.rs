@@ -8,11 +8,13 @@
 //! - [`credits`]: prices, charges and balances.
 //! - [`status`]: how an outcome is written into a job's status and conditions.
 //! - [`deliveries`]: the webhook queue's rules.
+//! - [`share`]: fair share of the renderers between tenants.
 
 pub mod credits;
 pub mod decide;
 pub mod deliveries;
 pub mod rules;
+pub mod share;
 pub mod status;
 
 pub use credits::{Charge, Price, charge, credits_remaining, insufficient_credits_message, price};

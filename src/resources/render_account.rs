@@ -39,6 +39,12 @@ pub struct RenderAccountSpec {
     /// Webhook used for jobs that name none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
+    /// The most renders this namespace runs at once: its share of the standalone
+    /// workers, and of the renderer Pods in a cluster. Absent: every worker but one
+    /// while other tenants exist (standalone), no cap (cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_renders: Option<i32>,
 }
 
 /// Pricing of a successful render (previews are free).

@@ -53,7 +53,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        match claim(&home) {
+        match claim(&home, pool.size()) {
             Ok(Some((record, token))) => process(&home, &pool, render_timeout, record, &token).await,
             Ok(None) => {
                 let wait = home
@@ -77,14 +77,15 @@ pub async fn run(
     }
 }
 
-/// Take the oldest runnable job and mark it as ours. A job that must end instead (a
+/// Take the next runnable job by the tenants' fair share on `workers` workers, and
+/// mark it as ours. A job that must end instead (a
 /// cancel or a deadline found on the way) is ended, and the next one looked at.
-fn claim(home: &Standalone) -> Result<Option<(JobRecord, String)>, store::StoreError> {
+fn claim(home: &Standalone, workers: usize) -> Result<Option<(JobRecord, String)>, store::StoreError> {
     let token = uuid::Uuid::now_v7().to_string();
     let mut ended = Vec::new();
     let claimed = home.store.write(|tx| {
         let now = Timestamp::now();
-        while let Some(mut record) = store::next_claimable(tx, now)? {
+        while let Some(mut record) = store::next_claimable(tx, now, workers)? {
             // Unclaimed and due: its renderer is gone (a crash, a retry), so the core
             // says whether its attempt starts.
             let look = match apply(tx, &mut record, Observed::RendererGone, now)? {

@@ -24,7 +24,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` brings a database from version `i` to version `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL];
+pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL, RUNNING_PER_TENANT];
 
 /// The version every database is at once opened by this build.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -115,7 +115,6 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 ";
 
-/// Bring the database on `conn` (the file at `path`) to the latest version.
 /// Migration 2: every job of the REST API goes with its PDF when its retention ends,
 /// by its `ttlSecondsAfterFinished` (a job without one loses only its PDF, a rule for
 /// jobs kept in Git). Jobs made before jobs carried one get their account's default
@@ -128,6 +127,13 @@ UPDATE jobs SET object = json_set(object, '$.spec.ttlSecondsAfterFinished', COAL
 WHERE json_extract(object, '$.spec.ttlSecondsAfterFinished') IS NULL;
 ";
 
+/// Migration 3: the renders each tenant runs, counted whenever a worker looks for
+/// the next job (the fair share between tenants).
+const RUNNING_PER_TENANT: &str = "
+CREATE INDEX IF NOT EXISTS jobs_claimed ON jobs (tenant) WHERE claimed_by IS NOT NULL;
+";
+
+/// Bring the database on `conn` (the file at `path`) to the latest version.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_error = |error| StoreError::Open { path: path.to_owned(), error };
     // Immediate: a second folio opening the same file waits here instead of

@@ -8,19 +8,60 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::jobs::{JOB_COLUMNS, JobRecord, job_from_row, record_of};
 use super::{StoreResult, from_millis, millis};
-use crate::lifecycle::Phase;
+use crate::lifecycle::{Phase, share};
 
-/// The oldest job a worker may start now: queued, or waiting for a retry whose time
-/// has come, and held by no worker.
-pub fn next_claimable(conn: &Connection, now: Timestamp) -> StoreResult<Option<JobRecord>> {
+/// Which job starts next on `workers` workers: the oldest claimable job (queued, or
+/// waiting for a retry whose time has come, and held by no worker) of the tenant the
+/// fair share picks ([`share::next_tenant`]). None when nothing may start.
+pub fn next_claimable(conn: &Connection, now: Timestamp, workers: usize) -> StoreResult<Option<JobRecord>> {
+    let waiting = conn
+        .prepare_cached(&format!(
+            "SELECT q.tenant, MIN(q.created_at),
+               (SELECT COUNT(*) FROM jobs r WHERE r.tenant = q.tenant AND r.claimed_by IS NOT NULL),
+               (SELECT json_extract(a.object, '$.spec.maxConcurrentRenders') FROM accounts a WHERE a.tenant = q.tenant)
+             FROM jobs q WHERE {CLAIMABLE} GROUP BY q.tenant"
+        ))?
+        .query_map(params![millis(now)], |r| {
+            Ok(share::Waiting {
+                tenant: r.get::<_, String>(0)?,
+                oldest: r.get(1)?,
+                running: count(r.get(2)?),
+                cap: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    if waiting.is_empty() {
+        return Ok(None);
+    }
+    let Some(tenant) = share::next_tenant(waiting, workers, known_tenants(conn)?) else {
+        return Ok(None);
+    };
     let raw = conn
         .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE claimed_by IS NULL AND phase IN ('queued', 'rendering')
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) ORDER BY created_at, id LIMIT 1"
+            "SELECT {JOB_COLUMNS} FROM jobs q WHERE q.tenant = ?2 AND {CLAIMABLE} ORDER BY q.created_at, q.id LIMIT 1"
         ))?
-        .query_row(params![millis(now)], job_from_row)
+        .query_row(params![millis(now), tenant], job_from_row)
         .optional()?;
     raw.map(record_of).transpose()
+}
+
+/// A job of `q` a worker may start at `?1`: queued, or waiting for a retry whose time
+/// has come, and held by no worker.
+const CLAIMABLE: &str = "q.claimed_by IS NULL AND q.phase IN ('queued', 'rendering')
+    AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= ?1)";
+
+/// How many tenants the home knows: those with an API key that works or an account.
+fn known_tenants(conn: &Connection) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT tenant FROM api_keys WHERE revoked_at IS NULL UNION SELECT tenant FROM accounts)",
+        )?
+        .query_row([], |r| r.get(0).map(count))?)
+}
+
+/// A count SQLite gave (never negative).
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
 }
 
 /// When the next waiting retry is due, if any.

@@ -84,7 +84,7 @@ fn a_database_made_before_schema_versions_opens_with_every_row() {
             let (page, total) = list_jobs(c, "acme", &JobFilter::default(), 10, 0)?;
             assert_eq!(total, 2);
             assert_eq!(page.iter().map(JobRecord::id).collect::<Vec<_>>(), ["job-waiting", "job-done"]);
-            let waiting = next_claimable(c, now)?.expect("the queued job");
+            let waiting = next_claimable(c, now, 1)?.expect("the queued job");
             assert_eq!(waiting.id(), "job-waiting");
             assert!(waiting.job.spec.preview);
             assert_eq!(overdue_jobs(c, now, 10)?.len(), 0, "its deadline is still ahead");
