@@ -144,12 +144,57 @@ async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration,
             }
         }
     };
-    let outcome = match attempt {
-        Attempt::Rendered(rendered) => store_and_settle(home, &tenant, &id, token, rendered).await,
-        Attempt::Failed(failure) => record_failure(home, &tenant, &id, token, failure),
+    let observed = match attempt {
+        Attempt::Rendered(rendered) => store_pdf(home, &tenant, &id, rendered).await,
+        Attempt::Failed(failure) => Observed::AttemptFailed { code: failure.code, message: failure.message },
     };
-    if let Err(err) = outcome {
-        tracing::error!(error = %err, job = %id, "recording a render's outcome failed; the job will be retried");
+    let with_pdf = matches!(observed, Observed::Rendered { .. });
+    if record_outcome(home, &tenant, &id, token, observed).await == Recorded::NotOurs && with_pdf {
+        // Cancelled or deleted while rendering: the PDF belongs to nobody.
+        let _ = home.outputs.delete(&output_key(&tenant, &id));
+    }
+}
+
+/// How long a worker keeps trying to record an outcome the database refuses (a full
+/// disk, say) before it gives the job back to the queue, to be rendered again.
+const RECORD_PATIENCE: Duration = Duration::from_secs(20);
+/// Longest pause between two tries to record an outcome.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// What became of an attempt's outcome.
+#[derive(PartialEq, Eq)]
+enum Recorded {
+    /// The core decided on it.
+    Decided,
+    /// The job was no longer this worker's (cancelled, deleted, or given back).
+    NotOurs,
+}
+
+/// Hand an attempt's outcome to the core. While the database refuses the write it is
+/// tried again, every 2 s at most, so the job ends within seconds of the fault
+/// clearing, without a restart; after [`RECORD_PATIENCE`] the job is given back to
+/// the queue instead (its deadline is then enforced as for any waiting job).
+async fn record_outcome(home: &Standalone, tenant: &str, id: &str, token: &str, observed: Observed) -> Recorded {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let result = if started.elapsed() < RECORD_PATIENCE {
+            observe(home, tenant, id, token, observed.clone())
+                .map(|decided| if decided.is_some() { Recorded::Decided } else { Recorded::NotOurs })
+        } else {
+            home.store.write(|tx| store::release_claim(tx, id, token)).map(|_| Recorded::NotOurs)
+        };
+        match result {
+            Ok(recorded) => {
+                if pause > Duration::from_millis(100) {
+                    tracing::info!(job = %id, "the render's outcome was recorded after the database refused it");
+                }
+                return recorded;
+            }
+            Err(err) => tracing::error!(error = %err, job = %id, "recording a render's outcome failed; trying again"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RECORD_RETRY_MAX);
     }
 }
 
@@ -196,44 +241,24 @@ fn observe(
     Ok(applied)
 }
 
-/// Write the PDF, then record facts and the charge in one transaction. A crash between
-/// the two leaves the job claimed-but-unsettled; at the next start it renders again
-/// and overwrites the same file, and the charge is made then, once.
-async fn store_and_settle(
-    home: &Standalone,
-    tenant: &str,
-    id: &str,
-    token: &str,
-    rendered: Rendered,
-) -> Result<(), store::StoreError> {
+/// Write the PDF; what the core is told: rendered, or failed with
+/// `STORAGE_UNAVAILABLE`. The facts and the charge are recorded next, in one
+/// transaction; a crash between the two leaves the job claimed-but-unsettled, and at
+/// the next start it renders again, overwrites the same file and is charged then, once.
+async fn store_pdf(home: &Standalone, tenant: &str, id: &str, rendered: Rendered) -> Observed {
     let key = output_key(tenant, id);
     let outputs = home.outputs.clone();
     let pdf = rendered.pdf;
     let write_key = key.clone();
     let written = tokio::task::spawn_blocking(move || outputs.put(&write_key, &pdf)).await;
-    if let Err(err) = written.map_err(std::io::Error::other).and_then(|r| r) {
-        tracing::error!(error = %err, key, "storing a PDF failed");
-        let failure = RenderFailure::new(ErrorCode::StorageUnavailable, format!("the PDF could not be stored: {err}"));
-        return record_failure(home, tenant, id, token, failure);
+    match written.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(()) => Observed::Rendered { facts: rendered.facts, output_key: key },
+        Err(err) => {
+            tracing::error!(error = %err, key, "storing a PDF failed");
+            let message = format!("the PDF could not be stored: {err}");
+            Observed::AttemptFailed { code: ErrorCode::StorageUnavailable, message }
+        }
     }
-    let observed = Observed::Rendered { facts: rendered.facts, output_key: key.clone() };
-    if observe(home, tenant, id, token, observed)?.is_none() {
-        // Cancelled or deleted while rendering: the PDF belongs to nobody.
-        let _ = home.outputs.delete(&key);
-    }
-    Ok(())
-}
-
-/// Hand a failed attempt to the core: retried after a backoff, failed, or expired.
-fn record_failure(
-    home: &Standalone,
-    tenant: &str,
-    id: &str,
-    token: &str,
-    failure: RenderFailure,
-) -> Result<(), store::StoreError> {
-    let observed = Observed::AttemptFailed { code: failure.code, message: failure.message };
-    observe(home, tenant, id, token, observed).map(|_| ())
 }
 
 /// The sweeper: every `interval`, carry out the end of retentions (a job with a TTL

@@ -41,6 +41,7 @@ pub use jobs::{JobRecord, delete_job, find_duplicate, list_jobs, load_job, save_
 pub use keys::{KeyRecord, insert_key, list_keys, revoke_key, tenant_of_key};
 pub use queue::{
     count_by_phase, expired_jobs, jobs_in_phase, next_claimable, next_retry_due, overdue_jobs, release_all_claims,
+    release_claim,
 };
 pub use settings::setting_or_insert;
 pub use shares::{ShareRecord, insert_share, list_shares, load_share, revoke_share};

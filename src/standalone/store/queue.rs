@@ -80,6 +80,11 @@ pub fn release_all_claims(tx: &Connection) -> StoreResult<usize> {
     Ok(tx.execute("UPDATE jobs SET claimed_by = NULL WHERE claimed_by IS NOT NULL", [])?)
 }
 
+/// Give job `id` back to the queue if the worker holding `token` still holds it.
+pub fn release_claim(tx: &Connection, id: &str, token: &str) -> StoreResult<usize> {
+    Ok(tx.execute("UPDATE jobs SET claimed_by = NULL WHERE id = ?1 AND claimed_by = ?2", params![id, token])?)
+}
+
 /// Jobs of `phases` (all tenants when `tenant` is `None`), oldest first.
 pub fn jobs_in_phase(conn: &Connection, tenant: Option<&str>, phases: &[Phase]) -> StoreResult<Vec<JobRecord>> {
     let names: Vec<&str> = phases.iter().map(|p| p.api_name()).collect();
