@@ -70,6 +70,24 @@ pub fn made_by_another_request(job: &RenderJob, digest: &str) -> bool {
     kept.is_some_and(|kept| kept != digest)
 }
 
+/// How long an `Idempotency-Key` is remembered (Stripe's rule): a request repeating
+/// it within this time after the first gets the first one's job; later, it makes a
+/// new job.
+pub const IDEMPOTENCY_KEY_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Whether a job made at `created` answers a request repeating its
+/// `Idempotency-Key` at `now`.
+pub fn remembers_idempotency_key(created: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+    created.duration_until(now) < IDEMPOTENCY_KEY_LIFETIME
+}
+
+/// Whether a job in `phase` answers a request with its `externalId`: a job that
+/// failed, was cancelled or expired does not, so the same `externalId` may be
+/// submitted again and makes a new job.
+pub fn holds_external_id(phase: Phase) -> bool {
+    !matches!(phase, Phase::Failed | Phase::Cancelled | Phase::Expired)
+}
+
 /// Filters of the render log.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {

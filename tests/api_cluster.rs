@@ -642,3 +642,31 @@ impl Drop for Replica {
         let _ = self.0.wait();
     }
 }
+
+/// An `externalId` names one live job: repeating it returns that job, but once the job
+/// failed the same `externalId` makes a new one (named by the id's next round), and
+/// the render log lists both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_id_whose_job_failed_may_be_submitted_again() {
+    let cluster = Cluster::start().await;
+    let ns = cluster.acme.clone();
+    let acme = cluster.key(&ns).await;
+    let broken =
+        json!({"template": {"source": "#let total = subtotal + 1"}, "externalId": "order-9", "backoffLimit": 0});
+    let (status, first) = cluster.call("POST", "/v1/renders", &acme, Some(broken)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let first_path = format!("/v1/renders/{}", first["id"].as_str().unwrap());
+    cluster
+        .eventually("the first job fails", || async {
+            cluster.call("GET", &first_path, &acme, None).await.1["status"] == "failed"
+        })
+        .await;
+    let fixed = json!({"template": {"source": "= Order 9"}, "externalId": "order-9"});
+    let (status, second) = cluster.call("POST", "/v1/renders", &acme, Some(fixed.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a failed job gives its externalId up: {second}");
+    assert_ne!(second["id"], first["id"]);
+    let (status, again) = cluster.call("POST", "/v1/renders", &acme, Some(fixed)).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &second["id"]), "the live job holds it: {again}");
+    let (_, log) = cluster.call("GET", "/v1/renders?externalId=order-9", &acme, None).await;
+    assert_eq!(log["pagination"]["total"], 2, "{log}");
+}

@@ -585,6 +585,29 @@ fn idempotency_key_returns_the_same_job() {
     assert_eq!(api.get("/v1/renders").json::<Value>().unwrap()["pagination"]["total"], 2);
 }
 
+/// An `externalId` names one live job: repeating it returns that job, but once the job
+/// failed the same `externalId` makes a new one, and the render log lists both.
+#[test]
+fn an_external_id_whose_job_failed_may_be_submitted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let broken =
+        json!({"template": {"source": "#let total = subtotal + 1"}, "externalId": "order-9", "backoffLimit": 0});
+    let first: Value = api.post("/v1/renders", broken).json().unwrap();
+    assert_eq!(api.wait(first["id"].as_str().unwrap())["status"], "failed");
+    let fixed = json!({"template": {"source": "= Order 9"}, "externalId": "order-9"});
+    let second = api.post("/v1/renders", fixed.clone());
+    assert_eq!(second.status(), 202, "a failed job gives its externalId up");
+    let second: Value = second.json().unwrap();
+    assert_ne!(second["id"], first["id"]);
+    let again = api.post("/v1/renders", fixed);
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().unwrap()["id"], second["id"], "the live job holds it");
+    let log: Value = api.get("/v1/renders?externalId=order-9").json().unwrap();
+    assert_eq!(log["pagination"]["total"], 2, "{log}");
+}
+
 #[test]
 fn retention_deletes_expired_jobs_and_their_pdfs() {
     let dir = tempfile::tempdir().unwrap();

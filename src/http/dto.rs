@@ -27,7 +27,8 @@ pub struct CreateRender {
     pub preview: bool,
     /// Output format: `pdf`.
     pub output: Option<String>,
-    /// Your own id; a second request with it returns the same job.
+    /// Your own id, a filter of the render log; a request with the id of a job that has
+    /// not failed, been cancelled or expired returns that job.
     pub external_id: Option<String>,
     /// Where status changes are posted.
     pub webhook: Option<WebhookBody>,

@@ -25,7 +25,7 @@ const MAX_ID_LENGTH: usize = 255;
 
 /// `POST /v1/renders`: enqueue a render.
 #[utoipa::path(post, path = "/v1/renders", tag = "renders", request_body = CreateRender,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and request returns the same job; the same key with another request is refused (422 IDEMPOTENCY_KEY_REUSED)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and request within 24 h returns the same job; the same key with another request is refused (422 IDEMPOTENCY_KEY_REUSED); after 24 h the key makes a new job")),
     responses((status = 202, body = RenderResponse, description = "Accepted; poll `pollUrl`"),
         (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
@@ -46,7 +46,7 @@ pub async fn create<B: Backend>(
 /// `POST /v1/templates/{slug}/render`: enqueue a render of a stored template.
 #[utoipa::path(post, path = "/v1/templates/{slug}/render", tag = "renders", request_body = CreateRender,
     params(("slug" = String, Path, description = "The template"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the same job")),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key within 24 h returns the same job")),
     responses((status = 202, body = RenderResponse), (status = 404, body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody)),
     security(("apiKey" = [])))]

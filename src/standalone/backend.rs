@@ -68,8 +68,12 @@ impl Backend for Standalone {
         let now = crate::lifecycle::now_ms();
         let (record, created) = self.store.write(|tx| {
             let external_id = new.spec.external_id.as_deref();
-            if let Some(existing) = store::find_duplicate(tx, tenant, new.idempotency_key.as_deref(), external_id)? {
+            let key = new.idempotency_key.as_deref();
+            if let Some(existing) = store::find_duplicate(tx, tenant, key, external_id, now)? {
                 return Ok((existing, false));
+            }
+            if let Some(key) = key {
+                store::forget_idempotency_key(tx, tenant, key)?;
             }
             let id = new_job_id();
             let mut job = RenderJob {

@@ -31,8 +31,9 @@ impl Backend for ClusterBackend {
         let _guard = if keyed { Some(self.create_lock(tenant).lock().await) } else { None };
         if keyed {
             let (key, external_id) = (new.idempotency_key.as_deref(), new.spec.external_id.as_deref());
+            let now = Timestamp::now();
             if let Some(existing) =
-                self.caches.jobs.store().find(|j| objects::is_duplicate(j, tenant, key, external_id))
+                self.caches.jobs.store().find(|j| objects::is_duplicate(j, tenant, key, external_id, now))
             {
                 return Ok((objects::job_view(RenderJob::clone(&existing)), false));
             }

@@ -98,7 +98,32 @@ impl ClusterBackend {
     /// would need no Secret per job, but the signature would no longer be made with the
     /// secret the client chose, and one leaked key would forge every job's webhooks.
     pub(super) async fn create_new_job(&self, tenant: &str, new: NewJob) -> Result<(RenderJob, bool), HomeError> {
-        let id = keyed_job_id(tenant, &new).unwrap_or_else(new_job_id);
+        // A keyed id taken by a job the request does not repeat (its key outlived, its
+        // external id given up by a failure) moves on to the key's next id.
+        for round in 0..KEYED_ID_ROUNDS {
+            let Some(id) = keyed_job_id(tenant, &new, round) else {
+                return self.create_as(tenant, new, new_job_id()).await.map(Created::into_pair);
+            };
+            if self.caches.jobs.get(tenant, &id).is_some() {
+                continue;
+            }
+            match self.create_as(tenant, new.clone(), id).await? {
+                Created::Taken(existing) => {
+                    let (key, external_id) = (new.idempotency_key.as_deref(), new.spec.external_id.as_deref());
+                    if objects::is_duplicate(&existing, tenant, key, external_id, jiff::Timestamp::now()) {
+                        return Ok((existing, false));
+                    }
+                }
+                created => return Ok(created.into_pair()),
+            }
+        }
+        Err(HomeError::Conflict(format!(
+            "{KEYED_ID_ROUNDS} jobs were made with this Idempotency-Key or externalId already; use another"
+        )))
+    }
+
+    /// Create the job as `id`, with its webhook Secret.
+    async fn create_as(&self, tenant: &str, new: NewJob, id: String) -> Result<Created, HomeError> {
         let request_digest = new.request_digest;
         let mut spec = new.spec;
         let webhook_secret = match (new.webhook_secret, spec.webhook.as_mut()) {
@@ -122,8 +147,7 @@ impl ClusterBackend {
             Err(err) if is_already_exists(&err) => {
                 // The same key reached another replica (or this one) first; that request
                 // makes the webhook Secret.
-                let existing = self.load_job(tenant, &id).await?;
-                return Ok((existing, false));
+                return Ok(Created::Taken(self.load_job(tenant, &id).await?));
             }
             Err(err) => return Err(cluster_error(err, || HomeError::not_found(Object::Namespace))),
         };
@@ -145,7 +169,7 @@ impl ClusterBackend {
             }
         }
         self.await_cached(&created).await;
-        Ok((created, true))
+        Ok(Created::New(created))
     }
 
     /// Delete a job this request created, and only that one (by uid).
@@ -161,17 +185,44 @@ impl ClusterBackend {
     }
 }
 
-/// The job id of a request with an `Idempotency-Key` (or else an `externalId`):
-/// derived from the tenant and the key, so that every replica of the API names the
-/// job alike and the API server itself refuses a second one. Other jobs get a
-/// time-ordered random id.
-fn keyed_job_id(tenant: &str, new: &NewJob) -> Option<String> {
+/// How many jobs one `Idempotency-Key` or `externalId` may make in the cluster, one
+/// after another (each after the one before stopped counting as the same request).
+const KEYED_ID_ROUNDS: u32 = 100;
+
+/// What creating a job as an id came to.
+enum Created {
+    /// The job, made now.
+    New(RenderJob),
+    /// A job of that id existed already.
+    Taken(RenderJob),
+}
+
+impl Created {
+    /// The job, and whether this request made it.
+    fn into_pair(self) -> (RenderJob, bool) {
+        match self {
+            Created::New(job) => (job, true),
+            Created::Taken(job) => (job, false),
+        }
+    }
+}
+
+/// The job id of a request with an `Idempotency-Key` (or else an `externalId`), the
+/// key's `round`th: derived from the tenant and the key, so that every replica of the
+/// API names the job alike and the API server itself refuses a second one. Other
+/// jobs get a time-ordered random id.
+fn keyed_job_id(tenant: &str, new: &NewJob, round: u32) -> Option<String> {
     let (kind, key) = match (&new.idempotency_key, &new.spec.external_id) {
         (Some(key), _) => ("idempotency-key", key),
         (None, Some(external_id)) => ("external-id", external_id),
         (None, None) => return None,
     };
-    let digest = Sha256::digest(format!("{tenant}\n{kind}\n{key}").as_bytes());
+    // Round 0 names jobs as folio always did.
+    let seed = match round {
+        0 => format!("{tenant}\n{kind}\n{key}"),
+        n => format!("{tenant}\n{kind}\n{key}\n{n}"),
+    };
+    let digest = Sha256::digest(seed.as_bytes());
     let bytes: [u8; 16] = digest[..16].try_into().ok()?;
     Some(uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string())
 }

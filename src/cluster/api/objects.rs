@@ -109,18 +109,28 @@ pub fn render_log(
     (page, total)
 }
 
-/// Whether `job` is the one a request with this idempotency key or external id
-/// created before (in the same tenant, still there).
-pub fn is_duplicate(job: &RenderJob, tenant: &str, idempotency_key: Option<&str>, external_id: Option<&str>) -> bool {
+/// Whether a request of `tenant` with this idempotency key or external id, at `now`,
+/// repeats the one that made `job` ([`crate::port`]'s rules: a key within its
+/// lifetime, an external id the job still holds).
+pub fn is_duplicate(
+    job: &RenderJob,
+    tenant: &str,
+    idempotency_key: Option<&str>,
+    external_id: Option<&str>,
+    now: Timestamp,
+) -> bool {
     if job.metadata.namespace.as_deref() != Some(tenant) || !is_live(&job.metadata) {
         return false;
     }
+    let created = job.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let same_key = idempotency_key.is_some_and(|key| {
         job.metadata.annotations.as_ref().and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION)).map(String::as_str)
             == Some(key)
     });
     let same_external_id = external_id.is_some_and(|id| job.spec.external_id.as_deref() == Some(id));
-    same_key || same_external_id
+    let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued);
+    (same_key && crate::port::remembers_idempotency_key(created, now))
+        || (same_external_id && crate::port::holds_external_id(phase))
 }
 
 /// The RenderJob the API creates for an accepted request.
@@ -380,14 +390,23 @@ mod tests {
     fn duplicates_are_found_by_idempotency_key_or_external_id_within_the_tenant() {
         let mut keyed = new_job("acme", "j1", RenderJobSpec::default(), Some("retry-1"));
         keyed.spec.external_id = Some("order-7".into());
-        assert!(is_duplicate(&keyed, "acme", Some("retry-1"), None));
-        assert!(is_duplicate(&keyed, "acme", None, Some("order-7")));
-        assert!(is_duplicate(&keyed, "acme", Some("other"), Some("order-7")));
-        assert!(!is_duplicate(&keyed, "acme", Some("other"), Some("order-8")));
-        assert!(!is_duplicate(&keyed, "acme", None, None));
-        assert!(!is_duplicate(&keyed, "globex", Some("retry-1"), Some("order-7")));
+        keyed.metadata.creation_timestamp = Some(Time(at(1_000)));
+        let now = at(2_000);
+        assert!(is_duplicate(&keyed, "acme", Some("retry-1"), None, now));
+        assert!(is_duplicate(&keyed, "acme", None, Some("order-7"), now));
+        assert!(is_duplicate(&keyed, "acme", Some("other"), Some("order-7"), now));
+        assert!(!is_duplicate(&keyed, "acme", Some("other"), Some("order-8"), now));
+        assert!(!is_duplicate(&keyed, "acme", None, None, now));
+        assert!(!is_duplicate(&keyed, "globex", Some("retry-1"), Some("order-7"), now));
+        let a_day_later = at(1_000 + 86_400);
+        assert!(!is_duplicate(&keyed, "acme", Some("retry-1"), None, a_day_later), "keys last 24 h");
+        assert!(is_duplicate(&keyed, "acme", None, Some("order-7"), a_day_later), "a queued job holds its id");
+        for (phase, holds) in [(Phase::Succeeded, true), (Phase::Failed, false), (Phase::Cancelled, false)] {
+            keyed.status = Some(RenderJobStatus { phase: Some(phase), ..Default::default() });
+            assert_eq!(is_duplicate(&keyed, "acme", None, Some("order-7"), now), holds, "{phase:?}");
+        }
         keyed.metadata.deletion_timestamp = Some(Time(at(1)));
-        assert!(!is_duplicate(&keyed, "acme", Some("retry-1"), None));
+        assert!(!is_duplicate(&keyed, "acme", Some("retry-1"), None, now));
     }
 
     #[test]

@@ -166,7 +166,8 @@ fn stored<K: serde::Serialize + serde::de::DeserializeOwned>(object: &Value, ver
     let name = object["metadata"]["name"].as_str().unwrap().to_owned();
     object["metadata"]["uid"] = json!(format!("uid-{name}"));
     object["metadata"]["resourceVersion"] = json!(version);
-    object["metadata"]["creationTimestamp"] = json!("2026-11-23T10:00:00Z");
+    // Made now: a request repeating its Idempotency-Key is within the key's lifetime.
+    object["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
     let typed = serde_json::from_value(object.clone()).unwrap();
     (object, typed)
 }

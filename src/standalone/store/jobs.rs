@@ -73,20 +73,42 @@ pub fn load_job(conn: &Connection, tenant: Option<&str>, id: &str) -> StoreResul
     raw.map(record_of).transpose()
 }
 
-/// The job of `tenant` created with `idempotency_key` or carrying `external_id`.
+/// The job of `tenant` a new request with `idempotency_key` and `external_id` is a
+/// repeat of, at `now`: the one made with the same key within its lifetime, or a
+/// job with the same external id that still holds it ([`crate::port`]'s rules).
 pub fn find_duplicate(
     conn: &Connection,
     tenant: &str,
     idempotency_key: Option<&str>,
     external_id: Option<&str>,
+    now: Timestamp,
 ) -> StoreResult<Option<JobRecord>> {
-    let raw = conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 AND ((?2 IS NOT NULL AND idempotency_key = ?2) OR (?3 IS NOT NULL AND external_id = ?3)) LIMIT 1"
-        ))?
-        .query_row(params![tenant, idempotency_key, external_id], job_from_row)
-        .optional()?;
-    raw.map(record_of).transpose()
+    if idempotency_key.is_none() && external_id.is_none() {
+        return Ok(None);
+    }
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 AND (idempotency_key = ?2 OR external_id = ?3) ORDER BY created_at"
+    ))?;
+    let rows = statement.query_map(params![tenant, idempotency_key, external_id], job_from_row)?;
+    for raw in rows {
+        let record = record_of(raw?)?;
+        let same_key = idempotency_key.is_some() && record.idempotency_key.as_deref() == idempotency_key;
+        let same_external_id = external_id.is_some() && record.job.spec.external_id.as_deref() == external_id;
+        if (same_key && crate::port::remembers_idempotency_key(record.created_at, now))
+            || (same_external_id && crate::port::holds_external_id(record.phase()))
+        {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
+/// Let `tenant`'s `idempotency_key` go from the job that had it (its lifetime is
+/// over), so a new job may take it.
+pub fn forget_idempotency_key(tx: &Connection, tenant: &str, idempotency_key: &str) -> StoreResult<()> {
+    tx.prepare_cached("UPDATE jobs SET idempotency_key = NULL WHERE tenant = ?1 AND idempotency_key = ?2")?
+        .execute(params![tenant, idempotency_key])?;
+    Ok(())
 }
 
 /// Insert a new job or replace a stored one (same id), with its columns derived from

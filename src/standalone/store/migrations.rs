@@ -24,7 +24,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` brings a database from version `i` to version `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL, RUNNING_PER_TENANT];
+pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL, RUNNING_PER_TENANT, EXTERNAL_IDS_REPEAT];
 
 /// The version every database is at once opened by this build.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -131,6 +131,13 @@ WHERE json_extract(object, '$.spec.ttlSecondsAfterFinished') IS NULL;
 /// the next job (the fair share between tenants).
 const RUNNING_PER_TENANT: &str = "
 CREATE INDEX IF NOT EXISTS jobs_claimed ON jobs (tenant) WHERE claimed_by IS NOT NULL;
+";
+
+/// Migration 4: an `externalId` is no longer unique per tenant: a job that failed, was
+/// cancelled or expired lets a new one be submitted under the same id.
+const EXTERNAL_IDS_REPEAT: &str = "
+DROP INDEX IF EXISTS jobs_external;
+CREATE INDEX IF NOT EXISTS jobs_external_id ON jobs (tenant, external_id) WHERE external_id IS NOT NULL;
 ";
 
 /// Bring the database on `conn` (the file at `path`) to the latest version.

@@ -37,7 +37,7 @@ pub use deliveries::{
     AttemptRecord, Delivery, delivery_due, delivery_status, due_deliveries, insert_delivery, next_delivery_due,
     prune_deliveries, record_attempt,
 };
-pub use jobs::{JobRecord, delete_job, find_duplicate, list_jobs, load_job, save_job};
+pub use jobs::{JobRecord, delete_job, find_duplicate, forget_idempotency_key, list_jobs, load_job, save_job};
 pub use keys::{KeyRecord, insert_key, list_keys, revoke_key, tenant_of_key};
 pub use queue::{
     count_by_phase, expired_jobs, jobs_in_phase, next_claimable, next_retry_due, overdue_jobs, release_all_claims,

@@ -79,8 +79,12 @@ fn a_database_made_before_schema_versions_opens_with_every_row() {
             assert_eq!(status.output_key.as_deref(), Some("acme/job-done.pdf"));
             assert_eq!(status.expires_at, Some(at(1_790_086_400_000)));
 
-            let duplicate = find_duplicate(c, "acme", Some("request-1"), None)?.expect("found by idempotency key");
+            let duplicate = find_duplicate(c, "acme", Some("request-1"), None, now)?.expect("found by idempotency key");
             assert_eq!(duplicate.id(), "job-done");
+            let a_day_later = at(1_790_000_000_000 + 86_400_000);
+            assert!(find_duplicate(c, "acme", Some("request-1"), None, a_day_later)?.is_none(), "keys last 24 h");
+            let by_external_id = find_duplicate(c, "acme", None, Some("INV-1"), a_day_later)?;
+            assert_eq!(by_external_id.map(|r| r.id().to_owned()).as_deref(), Some("job-done"), "a success holds it");
             let (page, total) = list_jobs(c, "acme", &JobFilter::default(), 10, 0)?;
             assert_eq!(total, 2);
             assert_eq!(page.iter().map(JobRecord::id).collect::<Vec<_>>(), ["job-waiting", "job-done"]);
