@@ -116,13 +116,13 @@ fn keys(command: KeysCommand) -> ExitCode {
             Ok(keys) => {
                 println!("{:<40} {:<20} {:<14} {:<26} REVOKED", "ID", "TENANT", "PREFIX", "CREATED");
                 for key in keys {
-                    let revoked = key.revoked_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+                    let revoked = key.revoked_at.map(|t| format!("{t:.3}")).unwrap_or_else(|| "-".into());
                     println!(
                         "{:<40} {:<20} {:<14} {:<26} {revoked}",
                         key.id,
                         key.tenant,
                         key.prefix,
-                        key.created_at.to_string()
+                        format!("{:.3}", key.created_at)
                     );
                 }
                 ExitCode::SUCCESS

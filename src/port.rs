@@ -194,7 +194,7 @@ pub enum HomeError {
     },
     /// Asking for the PDF of a job whose retention ended: the job is kept, its PDF
     /// was deleted.
-    #[error("render {id:?}: its PDF was deleted at the end of its retention, at {since}")]
+    #[error("render {id:?}: its PDF was deleted at the end of its retention, at {since:.3}")]
     OutputExpired {
         /// The job.
         id: String,

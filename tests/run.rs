@@ -50,6 +50,10 @@ fn example_invoice_renders_and_status_matches_the_pdf() {
     assert_eq!(billed["outputKey"], "acme/invoice-2026-0001.pdf");
     assert!(billed["durationMs"].as_i64().is_some());
     assert!(billed["completedAt"].as_str().is_some() && billed["expiresAt"].as_str().is_some());
+    // folio's own times; the conditions' are Kubernetes' (metav1.Time, to the second).
+    let mut status: serde_json::Value = serde_json::to_value(billed).unwrap();
+    status.as_object_mut().unwrap().remove("conditions");
+    assert_eq!(support::assert_times_to_the_millisecond(&status), 3, "startedAt, completedAt, expiresAt: {status}");
     let text = pdftotext(&pdf);
     assert!(text.contains("ACME GmbH") && text.contains("2026-0001"), "{text}");
     assert!(text.contains(&format!("Page {pages} of {pages}")), "{text}");

@@ -224,6 +224,12 @@ fn pixdoc_journey_render_log_signed_urls_and_shares() {
         .json()
         .unwrap();
     assert!(default["signedUrl"].is_string(), "the body is optional: {default}");
+
+    // Every time in every answer: RFC 3339 UTC to the millisecond.
+    let job: Value = api.get(&format!("/v1/renders/{}", ids[0])).json().unwrap();
+    let answers = [job, succeeded, page, signed, api.get("/v1/shares").json().unwrap()];
+    let times: usize = answers.iter().map(support::assert_times_to_the_millisecond).sum();
+    assert!(times >= 20, "only {times} times found");
 }
 
 /// When `value` (an RFC 3339 time in a response) is.

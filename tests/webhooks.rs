@@ -97,6 +97,7 @@ fn verify(received: &Received) {
     assert_eq!(received.headers["x-folio-event"], body["event"].as_str().unwrap());
     assert_eq!(received.headers["x-folio-timestamp"].to_str().unwrap(), body["timestamp"].to_string());
     assert!(received.headers["x-folio-delivery-id"].to_str().unwrap().starts_with("dlv_"));
+    assert!(support::assert_times_to_the_millisecond(&body) >= 1, "{body}");
 }
 
 fn submit(server: &Server, key: &str, body: Value) -> String {

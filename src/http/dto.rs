@@ -90,6 +90,7 @@ pub struct RenderResponse {
     /// `downloadUrlExpiresAt`.
     pub download_url: Option<String>,
     /// When `downloadUrl` stops working; never after `expiresAt`.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub download_url_expires_at: Option<Timestamp>,
     /// Same as `downloadUrl`, for clients that expect this name.
     pub output_url: Option<String>,
@@ -104,19 +105,26 @@ pub struct RenderResponse {
     /// Human-readable failure reason.
     pub error_message: Option<String>,
     /// When accepted.
+    #[serde(with = "crate::resources::times::ms")]
     pub created_at: Timestamp,
     /// When last changed.
+    #[serde(with = "crate::resources::times::ms")]
     pub updated_at: Timestamp,
     /// When rendering started.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub started_at: Option<Timestamp>,
     /// When it reached a terminal state.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub completed_at: Option<Timestamp>,
     /// When its retention ends: its PDF is deleted then, and the render too unless
     /// it is kept (a RenderJob kept in Git).
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub expires_at: Option<Timestamp>,
     /// When its PDF was deleted at the end of its retention (the render is kept).
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub output_expired_at: Option<Timestamp>,
     /// When a waiting retry starts.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub next_attempt_at: Option<Timestamp>,
     /// Render wall-clock time.
     pub duration_ms: Option<i64>,
@@ -165,8 +173,10 @@ pub struct WebhookResponse {
     /// What went wrong with the last failed attempt.
     pub last_error: Option<String>,
     /// When the last attempt was made.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub last_attempt_at: Option<Timestamp>,
     /// When the next attempt is due.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub next_attempt_at: Option<Timestamp>,
 }
 
@@ -336,8 +346,10 @@ pub struct TemplateResponse {
     #[schema(value_type = Object)]
     pub defaults: Option<Value>,
     /// When it was created.
+    #[serde(with = "crate::resources::times::ms")]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[serde(with = "crate::resources::times::ms")]
     pub updated_at: Timestamp,
 }
 
@@ -376,6 +388,7 @@ pub struct SignedUrlResponse {
     /// Revocable link through the API.
     pub share_url: String,
     /// When both stop working: `expiresIn` from now, capped by the job's `expiresAt`.
+    #[serde(with = "crate::resources::times::ms")]
     pub expires_at: Timestamp,
 }
 
@@ -394,12 +407,15 @@ pub struct ShareResponse {
     /// Whether it works now.
     pub active: bool,
     /// When it was made.
+    #[serde(with = "crate::resources::times::ms")]
     pub created_at: Timestamp,
     /// When it stops working: its own expiry or its job's `expiresAt` (the end of the
     /// job's retention), whichever comes first; a link made without an expiry ends with
     /// its job. Absent only for a link whose job is kept for good.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub expires_at: Option<Timestamp>,
     /// When it was revoked.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub revoked_at: Option<Timestamp>,
 }
 

@@ -205,7 +205,7 @@ pub fn with_phase_conditions(mut status: RenderJobStatus, now: Timestamp) -> Ren
     };
     let message = match (phase, &status.error_message, status.output_expired_at) {
         (Phase::Succeeded, _, Some(at)) => {
-            format!("the PDF was deleted at the end of its retention, at {at}; the job is kept")
+            format!("the PDF was deleted at the end of its retention, at {at:.3}; the job is kept")
         }
         (Phase::Succeeded, _, None) => "the PDF is stored".to_owned(),
         (_, Some(message), _) => match status.error_code {

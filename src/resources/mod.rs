@@ -14,6 +14,7 @@ mod render_api_key;
 mod render_job;
 mod render_share;
 mod render_template;
+pub mod times;
 
 pub use phase::*;
 pub use render_account::*;

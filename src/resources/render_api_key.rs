@@ -53,14 +53,17 @@ pub struct RenderApiKeySpec {
     /// When the key was issued (kept when a key moves from a Secret to this kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub created_at: Option<Timestamp>,
     /// When the key stops working, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub expires_at: Option<Timestamp>,
     /// When the key was revoked; a revoked key never works again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub revoked_at: Option<Timestamp>,
 }
 

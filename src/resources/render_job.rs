@@ -177,6 +177,7 @@ pub struct RenderJobStatus {
     /// When the next attempt may start, while a retry waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub next_attempt_at: Option<Timestamp>,
     /// When the current attempt first could not start: the API server refused its
     /// renderer Pod or input (admission, quota, RBAC), or its template or a ConfigMap
@@ -184,14 +185,17 @@ pub struct RenderJobStatus {
     /// the attempt fails (`RENDERER_UNAVAILABLE`), or the job (`TEMPLATE_NOT_FOUND`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub renderer_refused_at: Option<Timestamp>,
     /// When rendering first started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub started_at: Option<Timestamp>,
     /// When the job reached a terminal phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub completed_at: Option<Timestamp>,
     /// Wall-clock duration of the successful render.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,11 +234,13 @@ pub struct RenderJobStatus {
     /// sets `ttlSecondsAfterFinished`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub expires_at: Option<Timestamp>,
     /// When the PDF was deleted at the end of its retention; the job is kept, so that
     /// applying its manifest again renders nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub output_expired_at: Option<Timestamp>,
     /// How the job's webhook deliveries are going.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,10 +268,12 @@ pub struct WebhookDeliveryStatus {
     /// When the last attempt was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub last_attempt_at: Option<Timestamp>,
     /// When the next attempt is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub next_attempt_at: Option<Timestamp>,
     /// Events not yet delivered, oldest first (the cluster home's durable queue;
     /// the standalone home keeps its queue in its database).
@@ -289,6 +297,7 @@ pub struct QueuedDelivery {
     /// When the phase changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub queued_at: Option<Timestamp>,
     /// Attempts made so far.
     #[serde(default)]

@@ -48,9 +48,11 @@ pub struct RenderShareSpec {
     /// When the link stops working, if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub expires_at: Option<Timestamp>,
     /// When the link was revoked; a revoked link never works again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
+    #[serde(with = "crate::resources::times::optional_ms")]
     pub revoked_at: Option<Timestamp>,
 }

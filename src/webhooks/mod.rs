@@ -42,8 +42,10 @@ pub struct EventBody {
     /// Human-readable failure reason.
     pub error_message: Option<String>,
     /// When the job was accepted.
+    #[serde(with = "crate::resources::times::ms")]
     pub created_at: Timestamp,
     /// When it ended.
+    #[serde(default, with = "crate::resources::times::optional_ms")]
     pub completed_at: Option<Timestamp>,
     /// When this attempt was sent (unix seconds), as in `X-Folio-Timestamp`.
     #[serde(default)]

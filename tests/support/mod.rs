@@ -210,3 +210,31 @@ pub fn comparable_status(status: &serde_json::Value, name: &str) -> serde_json::
     kept.insert("expiresAt - completedAt (s)".into(), retention);
     Value::Object(kept)
 }
+
+/// Every time in `value` (a JSON answer, status, webhook body or report), found by
+/// what parses as an RFC 3339 timestamp: all in UTC with exactly three fractional
+/// digits. Panics naming the first one that is not; returns how many there were.
+pub fn assert_times_to_the_millisecond(value: &serde_json::Value) -> usize {
+    fn walk(value: &serde_json::Value, path: &str, found: &mut usize) {
+        match value {
+            serde_json::Value::String(text) if text.parse::<jiff::Timestamp>().is_ok() => {
+                let fraction = text.strip_suffix('Z').and_then(|t| t.rsplit_once('.')).map(|(_, f)| f);
+                assert!(
+                    fraction.is_some_and(|f| f.len() == 3 && f.bytes().all(|b| b.is_ascii_digit())),
+                    "{path} = {text:?}: not RFC 3339 UTC to the millisecond"
+                );
+                *found += 1;
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, item)| walk(item, &format!("{path}[{i}]"), found))
+            }
+            serde_json::Value::Object(fields) => {
+                fields.iter().for_each(|(name, field)| walk(field, &format!("{path}.{name}"), found))
+            }
+            _ => {}
+        }
+    }
+    let mut found = 0;
+    walk(value, "$", &mut found);
+    found
+}

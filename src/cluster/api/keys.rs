@@ -84,7 +84,7 @@ pub async fn run(client: Client, command: KeysCommand) -> anyhow::Result<()> {
             };
             let keys = api.list(&ListParams::default()).await?;
             println!("{:<24} {:<32} {:<14} {:<32} {:<32} REVOKED", "NAMESPACE", "NAME", "PREFIX", "CREATED", "EXPIRES");
-            let time = |t: Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned());
+            let time = |t: Option<Timestamp>| t.map(|t| format!("{t:.3}")).unwrap_or_else(|| "-".to_owned());
             for key in keys {
                 let created = key.spec.created_at.or(key.metadata.creation_timestamp.as_ref().map(|t| t.0));
                 println!(
