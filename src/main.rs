@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Show or change a tenant's account (credits, pricing, retention) of the standalone server, while it runs.
+    Accounts {
+        #[command(subcommand)]
+        command: folio::standalone::accounts_args::AccountsCommand,
+    },
     /// Print the CustomResourceDefinitions generated from folio's types.
     Crd,
     /// Reconcile RenderJobs in a Kubernetes cluster into renderer Pods and PDFs in S3.
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys { command } => keys(command),
+        Command::Accounts { command } => folio::standalone::accounts_args::run(command),
         Command::Api(options) => {
             options.logging.init();
             in_runtime(folio::cluster::api::run(options)).map_or_else(|code| code, |()| ExitCode::SUCCESS)

@@ -11,7 +11,7 @@ use crate::lifecycle::Phase;
 use crate::port::{
     Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_job_id, new_share_token,
 };
-use crate::resources::{RenderAccount, RenderJob, RenderJobStatus, RenderTemplate, default_account};
+use crate::resources::{RenderAccount, RenderJob, RenderJobStatus, RenderTemplate};
 
 /// A store that fails is an outage to the client; what failed is for the log.
 impl From<StoreError> for HomeError {
@@ -254,17 +254,7 @@ impl Backend for Standalone {
     }
 
     async fn account(&self, tenant: &str) -> Result<RenderAccount, HomeError> {
-        let (account, blocked) = self.store.read(|c| {
-            let account = store::load_account(c, tenant)?;
-            let filter = JobFilter { phase: Some(Phase::Blocked), ..Default::default() };
-            let (_, blocked) = store::list_jobs(c, tenant, &filter, 0, 0)?;
-            Ok((account, blocked))
-        })?;
-        let mut account = account.unwrap_or_else(|| default_account(tenant));
-        let status = account.status.get_or_insert_with(Default::default);
-        status.blocked_jobs = blocked;
-        status.credits_remaining = crate::lifecycle::credits_remaining(&account.spec, status.credits_used);
-        Ok(account)
+        Ok(self.store.read(|c| super::accounts::account_now(c, tenant))?)
     }
 
     async fn not_ready(&self) -> Option<String> {

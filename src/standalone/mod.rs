@@ -7,9 +7,12 @@
 //! - `worker`: claims queued jobs, renders them, hands the outcomes to the core;
 //!   the sweeper. `webhooks`: the delivery loop over the database queue.
 //! - `backend`: the [`crate::port::Backend`] the REST facade calls.
-//! - `serve`: `folio serve`, which runs all of them; `keys`: `folio keys`.
+//! - `serve`: `folio serve`, which runs all of them; `keys`: `folio keys`;
+//!   `accounts`: `folio accounts`.
 //! - this module: the state they share, and applying manifests to it.
 
+mod accounts;
+pub mod accounts_args;
 pub mod args;
 mod backend;
 mod keys;
@@ -32,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::resources::RenderAccountStatus;
 use crate::signing::UrlSigner;
 use crate::storage::{LocalFolder, output_key};
+pub use accounts::{AccountChange, change_account, show_account};
 pub use keys::{create_key, list_keys, revoke_key};
 pub use serve::{ServeOptions, serve};
 use store::{JobRecord, Store};
