@@ -157,6 +157,26 @@ fn hookpdf_journey_credits_and_previews() {
     assert_eq!(account["creditsRemaining"].as_i64(), Some(15500 - pages));
 }
 
+/// A client that never finishes its request's headers (a slowloris) has its
+/// connection closed after the 10 s header read timeout, not held open forever.
+#[test]
+fn a_client_that_trickles_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let address = server.url.trim_start_matches("http://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    connection.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: folio\r\nX-Slow: ").unwrap();
+    let mut answer = Vec::new();
+    let read = connection.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    eprintln!("closed after {waited:?}: {read:?}, {:?}", String::from_utf8_lossy(&answer));
+    assert!(read.is_ok(), "the server closed the connection: {read:?}");
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(15), "closed after {waited:?}");
+}
+
 /// Pixdoc: the render log with filters and pagination, signed URLs, share links.
 #[test]
 fn pixdoc_journey_render_log_signed_urls_and_shares() {

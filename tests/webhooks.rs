@@ -208,7 +208,7 @@ fn a_pending_delivery_survives_a_crash_of_the_server() {
 
 /// Without `--allow-private-targets`, a render whose webhook URL names a private
 /// address (in any IPv6 spelling that carries one) or a `localhost` name is refused
-/// with 400 and says why; an account's default webhook, not checked on submission, is
+/// with 422 `WEBHOOK_TARGET_REFUSED` and says why; an account's default webhook, not checked on submission, is
 /// refused on delivery and the job says why.
 #[test]
 fn a_private_target_is_refused_without_the_flag_and_the_job_says_why() {
@@ -243,8 +243,9 @@ fn a_private_target_is_refused_without_the_flag_and_the_job_says_why() {
             .json(&json!({"template": {"source": "Hi"}, "webhook": {"url": url, "secret": SECRET}}))
             .send()
             .unwrap();
-        assert_eq!(response.status(), 400, "{url}");
+        assert_eq!(response.status(), 422, "{url}");
         let body: Value = response.json().unwrap();
+        assert_eq!(body["error"]["code"], "WEBHOOK_TARGET_REFUSED", "{url}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.starts_with("webhook.url: "), "{url}: {message}");
         assert!(message.contains(says), "{url}: {message}");

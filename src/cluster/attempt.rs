@@ -11,11 +11,11 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use super::context::{Context, Error, FIELD_MANAGER};
-use super::effects::{MAX_WAIT, Next, carry_out, carry_out_failure, decide_now, delete_input, fail, owned_by_job};
+use super::effects::{MAX_WAIT, Next, carry_out, carry_out_failure, decide_now, delete_input, fail};
 use super::ledger;
 use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
-use super::pod::{StartProblem, admission_refusal, pod_name, pod_outcome, renderer_pod};
+use super::pod::{StartProblem, admission_refusal, owned_by_job, pod_name, pod_outcome, renderer_pod};
 use super::writes::{names, until, write_decision, write_status};
 use crate::lifecycle::share::renders_allowed;
 use crate::lifecycle::status::{INPUTS_FOUND, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};

@@ -453,7 +453,7 @@ impl Context {
             .state()
             .into_iter()
             .filter(|pod| pod.namespace().as_deref() == Some(namespace))
-            .filter(|pod| !super::effects::owned_by_job(pod, job))
+            .filter(|pod| !super::pod::owned_by_job(pod, job))
             .filter(|pod| !super::pod::has_ended(pod))
             .count();
         let unseen = self.applied_pods.pending_in(namespace).into_iter().filter(|key| pods.get(key).is_none()).count();

@@ -11,7 +11,7 @@ use kube::api::DeleteParams;
 
 use super::context::{Context, Error};
 use super::ledger;
-use super::pod::{PodOutcome, input_name, pod_name, pod_outcome};
+use super::pod::{PodOutcome, input_name, owned_by_job, pod_name, pod_outcome};
 use super::writes::{names, reason, until, write_decision};
 use crate::lifecycle::{Decision, Effect, ErrorCode, Observed, Phase, decide};
 use crate::resources::RenderJob;
@@ -101,16 +101,6 @@ pub(super) async fn carry_out_failure(
         return Ok(Next::Continue(Box::new(written)));
     }
     Ok(Next::Done(decision.wake_at().map(|at| until(now, at).unwrap_or(Duration::ZERO).min(MAX_WAIT))))
-}
-
-/// Whether `pod` is controlled by `job` (by uid, not only by name).
-pub(super) fn owned_by_job(pod: &Pod, job: &RenderJob) -> bool {
-    let uid = job.metadata.uid.as_deref();
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|owner| owner.controller == Some(true) && Some(owner.uid.as_str()) == uid)
 }
 
 /// Fail the job for good: nothing built for it can render it.

@@ -364,6 +364,16 @@ fn renderer_ran(pod: &Pod) -> bool {
     })
 }
 
+/// Whether `pod` is controlled by `job` (by uid, not only by name).
+pub fn owned_by_job(pod: &Pod, job: &RenderJob) -> bool {
+    let uid = job.metadata.uid.as_deref();
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.controller == Some(true) && Some(owner.uid.as_str()) == uid)
+}
+
 /// Whether `pod` ran to its end or is being deleted: it no longer takes a renderer's place.
 pub fn has_ended(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());

@@ -19,27 +19,76 @@ pub struct CreateRender {
     pub template_id: Option<String>,
     /// A template given inline instead of `templateId`.
     pub template: Option<InlineTemplateBody>,
-    /// The data; the template reads it as `data.json` (at most 256 KiB).
-    #[schema(value_type = Object)]
+    /// The data; the template reads it as `data.json` (at most 256 KiB; none: `{}`).
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// A free, watermarked render with short retention.
     #[serde(default)]
     pub preview: bool,
     /// Output format: `pdf`.
+    #[schema(schema_with = output_format)]
     pub output: Option<String>,
     /// Your own id, a filter of the render log; a request with the id of a job that has
     /// not failed, been cancelled or expired returns that job.
+    #[schema(min_length = 1, max_length = 255)]
     pub external_id: Option<String>,
     /// Where status changes are posted.
     pub webhook: Option<WebhookBody>,
     /// Seconds the finished job and its PDF are kept (capped by the account).
+    #[schema(minimum = 0)]
     pub ttl_seconds: Option<i64>,
     /// Title in the PDF metadata.
     pub title: Option<String>,
     /// Retries of transient failures (default 2).
+    #[schema(minimum = 0, maximum = 10)]
     pub backoff_limit: Option<i32>,
     /// Seconds in which the job must finish, or it expires.
+    #[schema(minimum = 1)]
     pub active_deadline_seconds: Option<i64>,
+}
+
+/// `output`: the formats folio renders.
+fn output_format() -> utoipa::openapi::Object {
+    one_of_strings(&["pdf"], true)
+}
+
+/// `status` of the render log: the phases, and the words other render APIs use.
+fn render_status() -> utoipa::openapi::Object {
+    let mut phases: Vec<&str> = Phase::all().map(|p| p.api_name()).collect();
+    phases.extend(["completed", "processing"]);
+    one_of_strings(&phases, true)
+}
+
+/// `type` of the render log: every output type a render API has.
+fn output_type() -> utoipa::openapi::Object {
+    one_of_strings(&["pdf", "screenshot", "og"], true)
+}
+
+/// `engine`: the template engines.
+fn template_engine() -> utoipa::openapi::Object {
+    one_of_strings(&["typst"], false)
+}
+
+/// `events`: which status changes a webhook receives.
+fn webhook_events() -> utoipa::openapi::Object {
+    one_of_strings(&["terminal", "all"], false)
+}
+
+/// A string that is one of `values` (or null when `nullable`); the first is the default.
+fn one_of_strings(values: &[&str], nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut listed: Vec<Value> = values.iter().map(|v| Value::from(*v)).collect();
+    let kind = if nullable {
+        listed.push(Value::Null);
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(kind)
+        .enum_values(Some(listed))
+        .default(values.first().map(|v| Value::from(*v)))
+        .build()
 }
 
 /// An inline template.
@@ -48,7 +97,7 @@ pub struct CreateRender {
 pub struct InlineTemplateBody {
     /// `typst`.
     #[serde(default)]
-    #[schema(value_type = String, example = "typst")]
+    #[schema(schema_with = template_engine)]
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
@@ -58,13 +107,15 @@ pub struct InlineTemplateBody {
 #[derive(Deserialize, Serialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookBody {
-    /// The receiver (https or http).
+    /// The receiver (https or http); loopback, private and other special addresses are
+    /// refused unless the server allows private targets.
+    #[schema(format = "uri", pattern = "^https?://[^/?#@\\s]+")]
     pub url: String,
     /// The HMAC-SHA256 signing secret.
     pub secret: Option<String>,
     /// `terminal` (default) or `all` status changes.
     #[serde(default)]
-    #[schema(value_type = String, example = "terminal")]
+    #[schema(schema_with = webhook_events)]
     pub events: WebhookEvents,
 }
 
@@ -284,10 +335,11 @@ pub struct Pagination {
 #[into_params(parameter_in = Query)]
 pub struct RenderLogQuery {
     /// Only this status (`completed` and `processing` are understood too).
+    #[param(schema_with = render_status)]
     pub status: Option<String>,
-    /// Only this output type (`pdf`).
+    /// Only this output type (`pdf`; the others give an empty page).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = output_type)]
     pub output_type: Option<String>,
     /// Only jobs of this template.
     pub template_id: Option<String>,
@@ -296,12 +348,16 @@ pub struct RenderLogQuery {
     /// Only previews (`true`) or only billed renders (`false`).
     pub preview: Option<bool>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub created_from: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub created_to: Option<String>,
     /// Page size (default 50, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Items to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// Add signed download URLs.
     pub signed: Option<bool>,
@@ -311,19 +367,20 @@ pub struct RenderLogQuery {
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateBody {
-    /// The slug (lowercase letters, digits, `-`); taken from the URL on PUT.
+    /// The slug (lowercase letters, digits, `-`); required on POST, taken from the URL on PUT.
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: Option<String>,
     /// `typst`.
     #[serde(default)]
-    #[schema(value_type = String, example = "typst")]
+    #[schema(schema_with = template_engine)]
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
     /// JSON Schema the data must satisfy.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub data_schema: Option<Value>,
     /// Data merged under every job's data.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub defaults: Option<Value>,
 }
 
@@ -340,10 +397,10 @@ pub struct TemplateResponse {
     /// The template text.
     pub source: Option<String>,
     /// JSON Schema of the data.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub data_schema: Option<Value>,
     /// Default data.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub defaults: Option<Value>,
     /// When it was created.
     #[serde(with = "crate::resources::times::ms")]
@@ -376,6 +433,7 @@ pub struct SignedUrlRequest {
     /// Lifetime in seconds: 60 to 7776000 (90 days), default 86400. The links never
     /// outlive the job: they stop at its `expiresAt` (the end of its retention) if that
     /// comes sooner, and the answer's `expiresAt` says so.
+    #[schema(minimum = 60, maximum = 7_776_000)]
     pub expires_in: Option<i64>,
 }
 

@@ -218,7 +218,7 @@ mod tests {
                 HomeError::OutputExpired { id: id(), since: "2026-11-01T00:00:00Z".parse().unwrap() },
                 410,
                 "OUTPUT_EXPIRED",
-                r#"render "0197": its PDF was deleted at the end of its retention, at 2026-11-01T00:00:00Z"#,
+                r#"render "0197": its PDF was deleted at the end of its retention, at 2026-11-01T00:00:00.000Z"#,
             ),
             (SignatureError::Invalid.into(), 403, "SIGNATURE_INVALID", "the signature is not valid"),
             (SignatureError::Expired.into(), 403, "URL_EXPIRED", "the link has expired"),

@@ -9,17 +9,51 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// A JSON body; a bad one is a 400 naming the field, an oversized one a 413.
+/// A JSON body; a bad one is a 400 naming the field, an oversized one a 413. A field
+/// that is a number with no fraction is an integer however it is written (`60.0`,
+/// `6e1`), as JSON Schema's `integer` has it: clients that keep every number as a
+/// float are understood.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_error(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_error(rejection)),
+        };
+        parse_body(value).map(ApiJson)
+    }
+}
+
+/// A request body read into `T`: integral top-level numbers taken as integers, and an
+/// error that names the field.
+pub fn parse_body<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    if let Some(fields) = value.as_object_mut() {
+        // Only the request's own fields: a job's data is the template's, as it was sent.
+        fields.values_mut().for_each(integral_float_as_integer);
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let reason = err.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("invalid body: {reason}"))
+        } else {
+            ApiError::bad_request(format!("invalid body: {path}: {reason}"))
         }
+    })
+}
+
+/// `value` as an integer if it is a number with no fraction that fits in one.
+fn integral_float_as_integer(value: &mut serde_json::Value) {
+    if let serde_json::Value::Number(number) = value
+        && let Some(float) = number.as_f64().filter(|_| number.is_f64())
+        // i64's range as floats: [-2^63, 2^63).
+        && float.fract() == 0.0
+        && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&float)
+    {
+        *number = serde_json::Number::from(float as i64);
     }
 }
 

@@ -147,7 +147,7 @@ pub fn app<B: Backend>(state: AppState<B>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz::<B>))
         .route("/metrics", get(ops::metrics::<B>))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/openapi.json", get(openapi::openapi));
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(server::check_header_size))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<B>))

@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{dto, error, renders, shares, templates};
+use serde_json::{Value, json};
+
+use super::{dto, error, ops, renders, shares, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +22,7 @@ answer states when they stop."),
         renders::resume, renders::delete, renders::download,
         shares::signed_url, shares::open, shares::list, shares::revoke,
         templates::list, templates::get, templates::create, templates::replace, templates::delete, templates::account,
+        shares::signed_download, ops::healthz, ops::readyz, ops::metrics, openapi,
     ),
     components(schemas(dto::CreateRender, dto::RenderResponse, dto::TemplateBody, dto::TemplateResponse,
         dto::SignedUrlRequest, dto::SignedUrlResponse, dto::ShareResponse, dto::AccountResponse, error::ErrorBody)),
@@ -41,9 +44,169 @@ impl Modify for ApiKeyAuth {
     }
 }
 
-/// The OpenAPI document of the REST API.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// `GET /openapi.json`: the API description, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+pub async fn openapi() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+/// The OpenAPI document of the REST API: what the handlers declare, with what every
+/// operation shares ([`errors_of_every_operation`]), the request bodies that differ
+/// by route ([`bodies_by_route`]) and the links between operations ([`links`]).
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    errors_of_every_operation(&mut doc);
+    parameter_bounds(&mut doc);
+    bodies_by_route(&mut doc);
+    links(&mut doc);
+    doc
+}
+
+const HTTP_METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// The errors an operation can answer beyond its own: those of the HTTP layer (408,
+/// 431), of the store (503), of authentication and rate limits (401, 429, on
+/// operations that take an API key), of a JSON body (400, 413, 415) and of query
+/// parameters and headers (400). Documented only where an operation can answer them.
+fn errors_of_every_operation(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        for method in HTTP_METHODS {
+            let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else { continue };
+            let secured = operation.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+            let body = operation.get("requestBody").cloned();
+            let json_body = body.as_ref().is_some_and(|b| b["required"] == true);
+            let parameters = operation.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+            let checked_parameters = parameters.iter().any(|p| p["in"] == "query" || p["in"] == "header");
+            let mut errors = vec![
+                ("408", "TIMEOUT: the request took longer than 30 s"),
+                ("431", "HEADERS_TOO_LARGE: headers over 64 KiB or 100 fields"),
+            ];
+            if path.starts_with("/v1/") {
+                errors.push(("503", "UNAVAILABLE: the store or the output storage does not answer"));
+            }
+            if secured {
+                errors.push(("401", "UNAUTHORIZED: no API key, or one that is not valid"));
+                errors.push(("429", "RATE_LIMITED: over the tenant's rate limit; retry after `Retry-After` seconds"));
+            }
+            if body.is_some() || checked_parameters {
+                errors.push(("400", "INVALID_REQUEST: a field, parameter or header that is not valid, named"));
+            }
+            if body.is_some() {
+                errors.push(("413", "PAYLOAD_TOO_LARGE: a body over 2 MiB (DATA_TOO_LARGE: data over 256 KiB)"));
+            }
+            if json_body {
+                errors.push(("415", "UNSUPPORTED_MEDIA_TYPE: a body that is not sent as application/json"));
+            }
+            let responses = operation.entry("responses").or_insert_with(|| json!({}));
+            for (status, description) in errors {
+                if let Some(responses) = responses.as_object_mut() {
+                    responses.entry(status).or_insert_with(|| {
+                        json!({"description": description, "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Parameters as the server takes them: the `Idempotency-Key` header, 1 to 255
+/// visible ASCII characters (spaces and tabs inside; HTTP drops those around a
+/// header's value);
+/// a template's `slug`, a Kubernetes name.
+fn parameter_bounds(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for item in paths.values_mut() {
+        for method in HTTP_METHODS {
+            let Some(parameters) = item.get_mut(method).and_then(|o| o.get_mut("parameters")) else { continue };
+            for parameter in parameters.as_array_mut().into_iter().flatten() {
+                if parameter["name"] == "Idempotency-Key" {
+                    parameter["schema"] =
+                        json!({"type": "string", "pattern": "^[ \t]*[!-~]([\t -~]{0,253}[!-~])?[ \t]*$"});
+                }
+                if parameter["name"] == "slug" {
+                    parameter["schema"] =
+                        json!({"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"});
+                }
+            }
+        }
+    }
+}
+
+/// Request bodies as each route takes them: `POST /v1/renders` names exactly one of
+/// `templateId` and `template`; `POST /v1/templates/{slug}/render` names neither (the
+/// URL does); `POST /v1/templates` needs `name`, which `PUT /v1/templates/{slug}`
+/// takes from the URL.
+fn bodies_by_route(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    let create = schemas["CreateRender"].clone();
+    schemas["CreateRender"]["oneOf"] = json!([
+        {"required": ["templateId"], "properties": {"templateId": {"type": "string"}}},
+        {"required": ["template"], "properties": {"template": {"type": "object"}}},
+    ]);
+    let mut from_template = create;
+    if let Some(properties) = from_template["properties"].as_object_mut() {
+        properties.remove("templateId");
+        properties.remove("template");
+    }
+    from_template["description"] = json!("`POST /v1/templates/{slug}/render`: the template is the URL's.");
+    schemas["CreateRenderFromTemplate"] = from_template;
+    let body = schemas["TemplateBody"].clone();
+    let mut create_template = body.clone();
+    create_template["properties"]["name"]["type"] = json!("string");
+    if let Some(required) = create_template["required"].as_array_mut() {
+        required.push(json!("name"));
+    }
+    create_template["description"] = json!("`POST /v1/templates`.");
+    schemas["TemplateCreate"] = create_template;
+    let mut replace_template = body;
+    if let Some(properties) = replace_template["properties"].as_object_mut() {
+        properties.remove("name");
+    }
+    replace_template["description"] = json!("`PUT /v1/templates/{slug}`: the name is the URL's.");
+    schemas["TemplateReplace"] = replace_template;
+    if let Some(schemas) = schemas.as_object_mut() {
+        schemas.remove("TemplateBody");
+    }
+    let json_body = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let paths = &mut doc["paths"];
+    paths["/v1/templates/{slug}/render"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+        json_body("CreateRenderFromTemplate");
+    paths["/v1/templates"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+        json_body("TemplateCreate");
+    paths["/v1/templates/{slug}"]["put"]["requestBody"]["content"]["application/json"]["schema"] =
+        json_body("TemplateReplace");
+}
+
+/// Links from the answers that name a render, a template or a share link to the
+/// operations that take it, so that clients and stateful testers can follow them.
+fn links(doc: &mut Value) {
+    let op = |path: &str, method: &str| format!("#/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1"));
+    let render = |id: &str| {
+        json!({
+            "GetRender": {"operationRef": op("/v1/renders/{id}", "get"), "parameters": {"id": id}},
+            "CancelRender": {"operationRef": op("/v1/renders/{id}/cancel", "post"), "parameters": {"id": id}},
+            "SignRender": {"operationRef": op("/v1/renders/{id}/signed-url", "post"), "parameters": {"id": id}},
+            "DownloadRender": {"operationRef": op("/v1/renders/{id}/download", "get"), "parameters": {"id": id}},
+            "DeleteRender": {"operationRef": op("/v1/renders/{id}", "delete"), "parameters": {"id": id}},
+        })
+    };
+    let template = |slug: &str| {
+        json!({
+            "GetTemplate": {"operationRef": op("/v1/templates/{slug}", "get"), "parameters": {"slug": slug}},
+            "ReplaceTemplate": {"operationRef": op("/v1/templates/{slug}", "put"), "parameters": {"slug": slug}},
+            "RenderTemplate": {"operationRef": op("/v1/templates/{slug}/render", "post"), "parameters": {"slug": slug}},
+            "DeleteTemplate": {"operationRef": op("/v1/templates/{slug}", "delete"), "parameters": {"slug": slug}},
+        })
+    };
+    let paths = &mut doc["paths"];
+    for (path, status) in [("/v1/renders", "202"), ("/v1/renders", "200"), ("/v1/templates/{slug}/render", "202")] {
+        paths[path]["post"]["responses"][status]["links"] = render("$response.body#/id");
+    }
+    paths["/v1/templates"]["post"]["responses"]["201"]["links"] = template("$response.body#/name");
+    paths["/v1/shares"]["get"]["responses"]["200"]["links"] = json!({"RevokeShare": {
+        "operationRef": op("/v1/shares/{token}", "delete"), "parameters": {"token": "$response.body#/data/0/token"}}});
 }
 
 #[cfg(test)]
@@ -53,7 +216,7 @@ mod tests {
 
     #[test]
     fn every_error_code_is_documented_on_the_render() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         let description = doc["components"]["schemas"]["RenderResponse"]["properties"]["errorCode"]["description"]
             .as_str()
             .unwrap_or_default()

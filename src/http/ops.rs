@@ -12,11 +12,15 @@ use crate::metrics::PhaseLabels;
 use crate::port::Backend;
 
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: the store and storage answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ready\"}`"),
+        (status = 503, body = super::error::ErrorBody, description = "Not ready, and why")))]
 pub async fn readyz<B: Backend>(State(state): State<AppState<B>>) -> Result<Json<serde_json::Value>, ApiError> {
     match state.backend.not_ready().await {
         None => Ok(Json(serde_json::json!({"status": "ready"}))),
@@ -25,6 +29,8 @@ pub async fn readyz<B: Backend>(State(state): State<AppState<B>>) -> Result<Json
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 pub async fn metrics<B: Backend>(State(state): State<AppState<B>>) -> Result<Response, ApiError> {
     let counts = state.backend.job_counts().await?;
     for phase in Phase::all() {
@@ -39,9 +45,4 @@ pub async fn metrics<B: Backend>(State(state): State<AppState<B>>) -> Result<Res
         state.metrics.encode(),
     )
         .into_response())
-}
-
-/// `GET /openapi.json`: the API description, generated from the code.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::document())
 }

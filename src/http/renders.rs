@@ -47,8 +47,10 @@ pub async fn create<B: Backend>(
 #[utoipa::path(post, path = "/v1/templates/{slug}/render", tag = "renders", request_body = CreateRender,
     params(("slug" = String, Path, description = "The template"),
         ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key within 24 h returns the same job")),
-    responses((status = 202, body = RenderResponse), (status = 404, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody)),
+    responses((status = 202, body = RenderResponse, description = "Accepted; poll `pollUrl`"),
+        (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
+        (status = 403, body = super::error::ErrorBody, description = "The tenant's quota of jobs is used up (QUOTA_EXCEEDED), or a policy of the cluster refused the job (REFUSED_BY_CLUSTER); cluster home"),
+        (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)),
     security(("apiKey" = [])))]
 pub async fn create_from_template<B: Backend>(
     State(state): State<AppState<B>>,
@@ -202,7 +204,10 @@ async fn job_spec<B: Backend>(
                 return Err(ApiError::bad_request("webhook.url must be an http or https URL"));
             }
             if let Some(policy) = state.webhook_targets {
-                policy.check_url(&url).map_err(|refused| ApiError::bad_request(format!("webhook.url: {refused}")))?;
+                // A well-formed URL the server's address policy refuses.
+                policy.check_url(&url).map_err(|refused| {
+                    ApiError::unprocessable("WEBHOOK_TARGET_REFUSED", format!("webhook.url: {refused}"))
+                })?;
             }
             (Some(WebhookSpec { url: hook.url, secret_ref: None, events: hook.events }), hook.secret)
         }

@@ -37,6 +37,9 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 pub const HEADER_READ_LIMIT: usize = 8 * 1024 * 1024;
 /// Header fields hyper parses before the API sees the request.
 pub const HEADER_FIELDS_READ_LIMIT: usize = 1000;
+/// Longest a client may take to send a request's header section; then its connection
+/// is closed, so that clients that trickle headers (slowloris) hold no connection long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting and wait
 /// for the requests in flight to be answered.
@@ -46,7 +49,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(HEADER_READ_LIMIT).max_headers(HEADER_FIELDS_READ_LIMIT);
+    builder
+        .http1()
+        .max_buf_size(HEADER_READ_LIMIT)
+        .max_headers(HEADER_FIELDS_READ_LIMIT)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().max_header_list_size(u32::try_from(HEADER_READ_LIMIT).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

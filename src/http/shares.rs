@@ -23,7 +23,7 @@ const DEFAULT_LIFETIME_SECONDS: i64 = 24 * 3600;
 
 /// `POST /v1/renders/{id}/signed-url`: a signed URL and a revocable share link.
 #[utoipa::path(post, path = "/v1/renders/{id}/signed-url", tag = "sharing", params(("id" = String, Path)),
-    request_body = SignedUrlRequest,
+    request_body(content = Option<SignedUrlRequest>, description = "Optional: no body means the default lifetime"),
     responses((status = 200, body = SignedUrlResponse,
             description = "Both links work until `expiresAt`: `expiresIn` from now, or the end of the job's retention (its `expiresAt`) if that comes sooner"),
         (status = 400, body = super::error::ErrorBody),
@@ -40,7 +40,10 @@ pub async fn signed_url<B: Backend>(
     let request: SignedUrlRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SignedUrlRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid body: {err}")))?
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
+        // `null` asks for nothing, as no body does.
+        if value.is_null() { SignedUrlRequest::default() } else { super::extract::parse_body(value)? }
     };
     let seconds = request.expires_in.unwrap_or(DEFAULT_LIFETIME_SECONDS);
     if !(MIN_LIFETIME_SECONDS..=MAX_LIFETIME_SECONDS).contains(&seconds) {
@@ -120,13 +123,22 @@ pub async fn revoke<B: Backend>(
 }
 
 /// Query of a signed download URL.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signature {
+    /// When the URL stops working (Unix seconds).
     expires: i64,
+    /// The URL's signature.
     signature: String,
 }
 
 /// `GET /v1/files/{tenant}/{id}.pdf?expires=…&signature=…`: a signed download.
+#[utoipa::path(get, path = "/v1/files/{tenant}/{file}", tag = "sharing",
+    params(("tenant" = String, Path), ("file" = String, Path, description = "`{id}.pdf`"), Signature),
+    responses((status = 200, content_type = "application/pdf", description = "The PDF"),
+        (status = 400, body = super::error::ErrorBody, description = "`expires` or `signature` missing or not a number"),
+        (status = 403, body = super::error::ErrorBody, description = "The signature does not match (SIGNATURE_INVALID) or the URL expired (URL_EXPIRED)"),
+        (status = 404, body = super::error::ErrorBody), (status = 410, body = super::error::ErrorBody)))]
 pub async fn signed_download<B: Backend>(
     State(state): State<AppState<B>>,
     Path((tenant, file)): Path<(String, String)>,
