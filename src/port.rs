@@ -55,19 +55,32 @@ pub struct NewJob {
 /// Annotation holding the digest of the REST request that created a job.
 pub const REQUEST_DIGEST_ANNOTATION: &str = "folio.dev/request-sha256";
 
-/// Keep the digest of the request that made `job` on it.
-pub fn annotate_request(job: &mut RenderJob, digest: Option<&str>) {
+/// Annotation holding the `Idempotency-Key` of the REST request that created a job.
+pub const IDEMPOTENCY_KEY_ANNOTATION: &str = "folio.dev/idempotency-key";
+
+/// Keep the `Idempotency-Key` and the digest of the request that made `job` on it.
+pub fn annotate_request(job: &mut RenderJob, idempotency_key: Option<&str>, digest: Option<&str>) {
+    let annotations = job.metadata.annotations.get_or_insert_with(Default::default);
+    if let Some(key) = idempotency_key {
+        annotations.insert(IDEMPOTENCY_KEY_ANNOTATION.to_owned(), key.to_owned());
+    }
     if let Some(digest) = digest {
-        let annotations = job.metadata.annotations.get_or_insert_with(Default::default);
         annotations.insert(REQUEST_DIGEST_ANNOTATION.to_owned(), digest.to_owned());
+    }
+    if annotations.is_empty() {
+        job.metadata.annotations = None;
     }
 }
 
-/// Whether `job` was made by a request other than the one with `digest` (a job made
-/// before jobs kept their request's digest is taken as the same request).
-pub fn made_by_another_request(job: &RenderJob, digest: &str) -> bool {
-    let kept = job.metadata.annotations.as_ref().and_then(|a| a.get(REQUEST_DIGEST_ANNOTATION));
-    kept.is_some_and(|kept| kept != digest)
+/// Whether `job` was made with `idempotency_key` by a request other than the one with
+/// `digest`: the key reused for another request. (A job found by its `externalId`, made
+/// with another key or none, is not; nor is one made before jobs kept their request's
+/// digest.)
+pub fn made_by_another_request(job: &RenderJob, idempotency_key: &str, digest: &str) -> bool {
+    let annotations = job.metadata.annotations.as_ref();
+    let same_key = annotations.and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION)).is_some_and(|k| k == idempotency_key);
+    let kept = annotations.and_then(|a| a.get(REQUEST_DIGEST_ANNOTATION));
+    same_key && kept.is_some_and(|kept| kept != digest)
 }
 
 /// How long an `Idempotency-Key` is remembered (Stripe's rule): a request repeating

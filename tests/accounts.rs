@@ -65,4 +65,15 @@ fn accounts_are_granted_and_priced_while_the_server_runs() {
     let shown: serde_yaml::Value = serde_yaml::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["status"]["creditsUsed"].as_i64(), Some(2), "the refused changes left it as it was");
     assert_eq!(shown["spec"]["retention"]["defaultTtlSeconds"].as_i64(), Some(3600));
+
+    // A folder that is not the server's: an error, and no new database in it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let wrong = support::folio()
+        .args(["accounts", "grant", "--tenant", "acme", "5", "--data-dir"])
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no database at"), "{wrong:?}");
+    assert!(!elsewhere.path().join("folio.db").exists());
 }

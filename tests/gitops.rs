@@ -300,7 +300,12 @@ async fn a_job_applied_before_its_template_waits_for_it() {
     assert_eq!(waiting["status"]["phase"], "Queued");
     let found = condition(&waiting, "InputsFound").unwrap();
     assert!(found["message"].as_str().unwrap().contains("RenderTemplate \"statement\" does not exist"), "{found}");
-    assert!(harness.event_reasons("early").await.contains(&"InputNotFound".to_owned()));
+    // The Event is published after the status that the condition is in.
+    harness
+        .wait_until("a Warning Event says what is missing", async |h| {
+            h.event_reasons("early").await.contains(&"InputNotFound".to_owned())
+        })
+        .await;
     if available() {
         assert_eq!(kstatus(&waiting).0, "InProgress");
     }

@@ -41,7 +41,7 @@ fn the_server_does_what_its_openapi_document_says() {
     let seed = std::env::var("FOLIO_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261129".to_owned());
     let run = Command::new(&schemathesis)
         .args(["--config-file", CONFIG, "--no-color", "run", &format!("{}/openapi.json", server.url)])
-        .args(["--checks", "all", "--max-examples", "25", "--workers", "1", "--seed", &seed])
+        .args(["--checks", "all", "--max-examples", "50", "--workers", "1", "--seed", &seed])
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .current_dir(dir.path())
         .output()

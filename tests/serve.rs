@@ -157,24 +157,34 @@ fn hookpdf_journey_credits_and_previews() {
     assert_eq!(account["creditsRemaining"].as_i64(), Some(15500 - pages));
 }
 
-/// A client that never finishes its request's headers (a slowloris) has its
-/// connection closed after the 10 s header read timeout, not held open forever.
+/// A client that never finishes its request's headers (a slowloris), and one that
+/// connects and sends nothing, have their connections closed after the 10 s header
+/// read timeout, not held open forever.
 #[test]
-fn a_client_that_trickles_headers_is_cut_off() {
+fn clients_that_trickle_headers_or_send_nothing_are_cut_off() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let address = server.url.trim_start_matches("http://");
-    let mut connection = std::net::TcpStream::connect(address).unwrap();
-    connection.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let started = Instant::now();
-    connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: folio\r\nX-Slow: ").unwrap();
-    let mut answer = Vec::new();
-    let read = connection.read_to_end(&mut answer);
-    let waited = started.elapsed();
-    eprintln!("closed after {waited:?}: {read:?}, {:?}", String::from_utf8_lossy(&answer));
-    assert!(read.is_ok(), "the server closed the connection: {read:?}");
-    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(15), "closed after {waited:?}");
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let cut_off_after = |greeting: &'static [u8]| {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut connection = std::net::TcpStream::connect(address).unwrap();
+            connection.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let started = Instant::now();
+            connection.write_all(greeting).unwrap();
+            let mut answer = Vec::new();
+            let read = connection.read_to_end(&mut answer);
+            assert!(read.is_ok(), "the server closed the connection: {read:?}");
+            started.elapsed()
+        })
+    };
+    let trickling = cut_off_after(b"GET /healthz HTTP/1.1\r\nHost: folio\r\nX-Slow: ");
+    let silent = cut_off_after(b"");
+    for (who, waited) in [("trickling", trickling.join().unwrap()), ("silent", silent.join().unwrap())] {
+        eprintln!("a {who} client was cut off after {waited:?}");
+        assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(15), "{who}: {waited:?}");
+    }
 }
 
 /// Pixdoc: the render log with filters and pagination, signed URLs, share links.
@@ -609,6 +619,14 @@ fn idempotency_key_returns_the_same_job() {
     let other: Value = send("k-2", hello).json().unwrap();
     assert_ne!(other["id"], first["id"]);
     assert_eq!(api.get("/v1/renders").json::<Value>().unwrap()["pagination"]["total"], 2);
+
+    // A new key with the externalId of a job made with another key: that job, by its
+    // externalId, and no key was reused.
+    let ordered = r#"{"template": {"source": "Hello"}, "externalId": "order-1"}"#;
+    let by_key: Value = send("k-3", ordered).json().unwrap();
+    let by_external_id = send("k-4", r#"{"template": {"source": "Hi"}, "externalId": "order-1"}"#);
+    assert_eq!(by_external_id.status(), 200);
+    assert_eq!(by_external_id.json::<Value>().unwrap()["id"], by_key["id"]);
 }
 
 /// An `externalId` names one live job: repeating it returns that job, but once the job

@@ -17,7 +17,7 @@ use super::lookup::prepare_job;
 use super::pod::{DEFAULT_POD_DEADLINE_SECONDS, PodError, PodOutcome, RendererReport, Upload, input_config_map};
 use super::pod::{StartProblem, admission_refusal, owned_by_job, pod_name, pod_outcome, renderer_pod};
 use super::writes::{names, until, write_decision, write_status};
-use crate::lifecycle::share::renders_allowed;
+use crate::lifecycle::share;
 use crate::lifecycle::status::{INPUTS_FOUND, RENDERER_ADMITTED, RENDERER_STARTED, failing_condition, set_condition};
 use crate::lifecycle::{ErrorCode, Observed, Phase};
 use crate::prepare::LookupError;
@@ -25,7 +25,8 @@ use crate::resources::RenderJob;
 use crate::storage::output_key;
 
 /// How often a job waiting for its namespace's share looks again; a renderer of the
-/// namespace that ends wakes the oldest waiting jobs before.
+/// namespace that ends wakes the oldest waiting jobs (new ones and retries) before,
+/// and a change of the account's cap is seen here at the latest.
 const SHARE_RECHECK: Duration = Duration::from_secs(30);
 
 /// Start the job's current attempt, unless its namespace runs as many renderers as
@@ -35,12 +36,10 @@ pub(super) async fn start_attempt(job: &RenderJob, ctx: &Context, attempt: i32, 
     let Some(cap) = ctx.account(namespace).and_then(|account| account.spec.max_concurrent_renders) else {
         return start_now(job, ctx, attempt, now).await;
     };
-    let starts = ctx.renderer_starts.of(namespace);
-    let _one_at_a_time = starts.lock().await;
-    let running = ctx.renderers_running(namespace, job);
-    if running < renders_allowed(Some(cap), usize::MAX, 0) {
-        return start_now(job, ctx, attempt, now).await;
-    }
+    let running = match ctx.renderer_slot(namespace, job, share::cap(cap)) {
+        Ok(_slot) => return start_now(job, ctx, attempt, now).await,
+        Err(running) => running,
+    };
     let mut status = job.status.clone().unwrap_or_default();
     if status.phase.is_none() {
         status.phase = Some(Phase::Queued);

@@ -331,9 +331,9 @@ pub struct Context {
     deleted_inputs: Mutex<HashMap<String, Instant>>,
     /// The RenderAccounts' writes, one at a time per namespace.
     pub(super) ledgers: Ledgers,
-    /// Renderer starts of namespaces whose account caps their renders, one at a
-    /// time per namespace, so that two starts never both take the last place.
-    pub(super) renderer_starts: PerNamespace<()>,
+    /// Renderer starts under way per namespace whose account caps its renders, so
+    /// that two reconciles never both take the last place.
+    starting: Mutex<HashMap<String, usize>>,
     /// Consecutive transient errors per job, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<RenderJob>, u32>>,
     /// Longest wait for an attempt's renderer Pod to be admitted and to start.
@@ -380,7 +380,7 @@ impl Context {
             applied_pods: Expectations::default(),
             deleted_inputs: Mutex::new(HashMap::new()),
             ledgers: Ledgers::default(),
-            renderer_starts: PerNamespace::default(),
+            starting: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             renderer_start_timeout: DEFAULT_RENDERER_START_TIMEOUT,
             watch_namespace: None,
@@ -445,10 +445,18 @@ impl Context {
         self.caches().pods.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// Renderer Pods of `namespace` that have not ended, other than `job`'s: those
-    /// the cache shows and those applied that it does not show yet.
-    pub(super) fn renderers_running(&self, namespace: &str, job: &RenderJob) -> usize {
+    /// A place among `namespace`'s `cap` renderers for `job`, or how many run (none
+    /// left). Counted: the renderer Pods that have not ended, other than `job`'s, as
+    /// the cache shows them; those applied that it does not show yet; and the starts
+    /// under way. Only the count is locked, not the start.
+    pub(super) fn renderer_slot(
+        &self,
+        namespace: &str,
+        job: &RenderJob,
+        cap: usize,
+    ) -> Result<RendererSlot<'_>, usize> {
         let pods = &self.caches().pods;
+        let mut starting = self.starting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let cached = pods
             .state()
             .into_iter()
@@ -457,7 +465,13 @@ impl Context {
             .filter(|pod| !super::pod::has_ended(pod))
             .count();
         let unseen = self.applied_pods.pending_in(namespace).into_iter().filter(|key| pods.get(key).is_none()).count();
-        cached + unseen
+        let under_way = starting.entry(namespace.to_owned()).or_default();
+        let running = cached + unseen + *under_way;
+        if running >= cap {
+            return Err(running);
+        }
+        *under_way += 1;
+        Ok(RendererSlot { starting: &self.starting, namespace: namespace.to_owned() })
     }
 
     /// Remember that the API server answered a status write of a job with `written`.
@@ -531,29 +545,38 @@ pub struct Delivery {
     pub retry: RetryPolicy,
 }
 
-/// One lock per namespace, each guarding a `T`.
-pub struct PerNamespace<T> {
-    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<T>>>>,
+/// The accounts' writes, one namespace at a time: per namespace, a lock held across
+/// a decision and its write, and the account as the API server answered the
+/// operator's last write.
+#[derive(Default)]
+pub struct Ledgers {
+    namespaces: Mutex<HashMap<String, Arc<AsyncMutex<Option<RenderAccount>>>>>,
 }
 
-impl<T> Default for PerNamespace<T> {
-    fn default() -> Self {
-        PerNamespace { namespaces: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<T: Default> PerNamespace<T> {
-    /// The lock of `namespace`.
-    pub fn of(&self, namespace: &str) -> Arc<AsyncMutex<T>> {
+impl Ledgers {
+    /// The lock (and last written account) of `namespace`.
+    pub fn of(&self, namespace: &str) -> Arc<AsyncMutex<Option<RenderAccount>>> {
         let mut namespaces = self.namespaces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         namespaces.entry(namespace.to_owned()).or_default().clone()
     }
 }
 
-/// The accounts' writes, one namespace at a time: per namespace, a lock held across
-/// a decision and its write, and the account as the API server answered the
-/// operator's last write.
-pub type Ledgers = PerNamespace<Option<RenderAccount>>;
+/// A renderer start taken from its namespace's share; given back when dropped, by
+/// which time the Pod it started (if any) is counted from the Pod cache or the
+/// operator's own applies.
+pub(super) struct RendererSlot<'a> {
+    starting: &'a Mutex<HashMap<String, usize>>,
+    namespace: String,
+}
+
+impl Drop for RendererSlot<'_> {
+    fn drop(&mut self) {
+        let mut starting = self.starting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = starting.get_mut(&self.namespace) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -165,12 +165,17 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Outp
         .modify(trim_pod)
         .reflect(pods_writer)
         .inspect_ok(move |event| observer.applied_pods.observe(event))
-        .touched_objects()
-        .inspect_ok(move |pod| {
-            for job in jobs_waiting_for_share(&share_jobs, &share_ctx, pod) {
+        .inspect_ok(move |event| {
+            let freed = match event {
+                watcher::Event::Apply(pod) if super::pod::has_ended(pod) => Some(pod),
+                watcher::Event::Delete(pod) => Some(pod),
+                _ => None,
+            };
+            for job in freed.into_iter().flat_map(|pod| jobs_waiting_for_share(&share_jobs, &share_ctx, pod)) {
                 let _ = share_freed.unbounded_send(job);
             }
-        });
+        })
+        .touched_objects();
     let account_events = watcher::watcher(ctx.watched::<RenderAccount>(), watcher::Config::default())
         .default_backoff()
         .modify(|account| account.metadata.managed_fields = None)
@@ -223,25 +228,35 @@ fn jobs_waiting_for(jobs: &Store<RenderJob>, template: &RenderTemplate) -> Vec<O
         .collect()
 }
 
-/// The jobs a renderer that ended may let start, in a namespace whose account caps
-/// its renders: its oldest queued jobs, a few more than the cap (some may wait for
-/// something else).
+/// The jobs a renderer that ended (or was deleted) may let start, in a namespace whose
+/// account caps its renders: its oldest jobs waiting to start, new ones and retries
+/// without a Pod, a few more than the cap (some may wait for something else).
 fn jobs_waiting_for_share(jobs: &Store<RenderJob>, ctx: &Context, pod: &Pod) -> Vec<ObjectRef<RenderJob>> {
-    let Some(namespace) = pod.namespace().filter(|_| super::pod::has_ended(pod)) else {
+    let Some(namespace) = pod.namespace() else {
         return Vec::new();
     };
     let Some(cap) = ctx.account(&namespace).and_then(|account| account.spec.max_concurrent_renders) else {
         return Vec::new();
     };
-    let mut queued: Vec<_> = jobs
+    let mut waiting: Vec<_> = jobs
         .state()
         .into_iter()
         .filter(|job| job.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|job| job.status.as_ref().and_then(|s| s.phase).is_none_or(|p| p == Phase::Queued))
+        .filter(|job| {
+            let status = job.status.as_ref();
+            match status.and_then(|s| s.phase) {
+                None | Some(Phase::Queued) => true,
+                Some(Phase::Rendering) => {
+                    let attempt = status.map_or(0, |s| s.retry_count);
+                    ctx.pod(&namespace, &super::pod::pod_name(&job.name_any(), attempt)).is_none()
+                }
+                Some(_) => false,
+            }
+        })
         .collect();
-    queued.sort_by_key(|job| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let room = usize::try_from(cap).unwrap_or(1).saturating_mul(2);
-    queued.iter().take(room).map(|job| ObjectRef::from_obj(job.as_ref())).collect()
+    waiting.sort_by_key(|job| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let room = crate::lifecycle::share::cap(cap).saturating_mul(2);
+    waiting.iter().take(room).map(|job| ObjectRef::from_obj(job.as_ref())).collect()
 }
 
 #[cfg(test)]

@@ -52,16 +52,16 @@ fn output_format() -> utoipa::openapi::Object {
     one_of_strings(&["pdf"], true)
 }
 
-/// `status` of the render log: the phases, and the words other render APIs use.
+/// `status` of the render log: the phases, the words other render APIs use, and `all`.
 fn render_status() -> utoipa::openapi::Object {
     let mut phases: Vec<&str> = Phase::all().map(|p| p.api_name()).collect();
-    phases.extend(["completed", "processing"]);
+    phases.extend(["completed", "processing", "all"]);
     one_of_strings(&phases, true)
 }
 
-/// `type` of the render log: every output type a render API has.
+/// `type` of the render log: every output type a render API has, and `all`.
 fn output_type() -> utoipa::openapi::Object {
-    one_of_strings(&["pdf", "screenshot", "og"], true)
+    one_of_strings(&["pdf", "screenshot", "og", "png", "all"], true)
 }
 
 /// `engine`: the template engines.
@@ -109,7 +109,7 @@ pub struct InlineTemplateBody {
 pub struct WebhookBody {
     /// The receiver (https or http); loopback, private and other special addresses are
     /// refused unless the server allows private targets.
-    #[schema(format = "uri", pattern = "^https?://[^/?#@\\s]+")]
+    #[schema(format = "uri", pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+([/?#]\\S*)?$")]
     pub url: String,
     /// The HMAC-SHA256 signing secret.
     pub secret: Option<String>,

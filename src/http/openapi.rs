@@ -82,7 +82,7 @@ fn errors_of_every_operation(doc: &mut Value) {
                 ("408", "TIMEOUT: the request took longer than 30 s"),
                 ("431", "HEADERS_TOO_LARGE: headers over 64 KiB or 100 fields"),
             ];
-            if path.starts_with("/v1/") {
+            if path.starts_with("/v1/") || path == "/metrics" {
                 errors.push(("503", "UNAVAILABLE: the store or the output storage does not answer"));
             }
             if secured {

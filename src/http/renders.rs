@@ -30,8 +30,10 @@ const MAX_ID_LENGTH: usize = 255;
         (status = 200, body = RenderResponse, description = "A repeated request: the job it created"),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
         (status = 403, body = super::error::ErrorBody, description = "The tenant's quota of jobs is used up (QUOTA_EXCEEDED), or a policy of the cluster refused the job (REFUSED_BY_CLUSTER); cluster home"),
-        (status = 404, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody, description = "TEMPLATE_NOT_FOUND"),
+        (status = 409, body = super::error::ErrorBody, description = "CONFLICT: the cluster home keeps 100 jobs per Idempotency-Key or externalId"),
+        (status = 413, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody, description = "DATA_INVALID (against the template's dataSchema), TEMPLATE_COMPILE_ERROR, IDEMPOTENCY_KEY_REUSED (the key with another request), WEBHOOK_TARGET_REFUSED (the address policy)"),
         (status = 429, body = super::error::ErrorBody, description = "Rate limited; retry after Retry-After seconds")),
     security(("apiKey" = [])))]
 pub async fn create<B: Backend>(
@@ -84,9 +86,10 @@ async fn enqueue<B: Backend>(
     let request_digest = idempotency_key.as_ref().map(|_| request_digest(template_id.as_deref(), &body));
     let (spec, webhook_secret) = job_spec(state, tenant, body, template_id).await?;
     let new = NewJob { spec, idempotency_key, webhook_secret, request_digest: request_digest.clone() };
+    let key = new.idempotency_key.clone();
     let (view, created) = state.backend.create_job(tenant, new).await?;
-    if let Some(digest) = request_digest.filter(|_| !created)
-        && crate::port::made_by_another_request(&view.job, &digest)
+    if let (Some(key), Some(digest)) = (key.filter(|_| !created), request_digest)
+        && crate::port::made_by_another_request(&view.job, &key, &digest)
     {
         return Err(ApiError::unprocessable(
             "IDEMPOTENCY_KEY_REUSED",
@@ -313,6 +316,22 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
             ))
         })?),
     };
+    let time = |field: &str, value: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                let parsed =
+                    if is_rfc3339(v) { v.parse::<Timestamp>().map_err(|e| e.to_string()) } else { Err(String::new()) };
+                parsed.map_err(|err| {
+                    ApiError::bad_request(format!(
+                        "{field}: {v:?} is not an RFC 3339 time (2026-11-29T20:00:00Z) {err}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    // Every parameter is checked, also for a type that gives an empty page.
+    let (created_from, created_to) = (time("createdFrom", &query.created_from)?, time("createdTo", &query.created_to)?);
     match query.output_type.as_deref() {
         None | Some("pdf") | Some("all") => {}
         Some("png" | "screenshot" | "og") => return Ok(None),
@@ -320,23 +339,50 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
             return Err(ApiError::bad_request(format!("type: unknown value {other:?}; use pdf")));
         }
     }
-    let time = |field: &str, value: &Option<String>| -> Result<Option<Timestamp>, ApiError> {
-        value
-            .as_deref()
-            .map(|v| {
-                v.parse::<Timestamp>()
-                    .map_err(|err| ApiError::bad_request(format!("{field}: not an RFC 3339 time: {err}")))
-            })
-            .transpose()
-    };
     Ok(Some(JobFilter {
         phase,
         template: query.template_id.clone(),
         external_id: query.external_id.clone(),
         preview: query.preview,
-        created_from: time("createdFrom", &query.created_from)?,
-        created_to: time("createdTo", &query.created_to)?,
+        created_from,
+        created_to,
     }))
+}
+
+/// Whether `text` is written as RFC 3339 has it (`2026-11-29T20:00:00.3+01:00`), not
+/// only in some form that could be read as a time.
+fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let date_time = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && matches!(b.get(10), Some(b'T' | b't'))
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !date_time {
+        return false;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let length = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if length == 0 {
+            return false;
+        }
+        rest = &fraction[length..];
+    }
+    let offset = rest.as_bytes();
+    matches!(rest, "Z" | "z")
+        || (offset.len() == 6
+            && matches!(offset[0], b'+' | b'-')
+            && offset[1..3].iter().all(u8::is_ascii_digit)
+            && offset[3] == b':'
+            && offset[4..6].iter().all(u8::is_ascii_digit))
 }
 
 fn next_page_url(public_url: &str, query: &RenderLogQuery, limit: i64, offset: i64) -> String {
@@ -428,6 +474,17 @@ pub fn pdf_response(id: &str, pdf: Vec<u8>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_times_written_as_rfc_3339_filter_the_render_log() {
+        for good in ["2026-11-29T20:00:00Z", "2026-11-29t20:00:00.123z", "2026-11-29T21:00:00.5+01:00"] {
+            assert!(is_rfc3339(good), "{good}");
+        }
+        for bad in ["2026-11-29 20:00:00Z", "2026-11-29T20:00Z", "2026-11-29T20:00:00", "2026-11-29T20:00:00.Z"] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+        assert!(!is_rfc3339("2026-11-29T20:00:00+0100"), "the offset has a colon");
+    }
 
     #[test]
     fn the_next_page_url_keeps_every_filter_whatever_its_characters() {

@@ -71,10 +71,16 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            // hyper's header read timeout starts with the first byte: a client that
+            // connects and sends nothing is let go after the same time.
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                return;
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::trace!(%peer, error = %err, "connection ended with an error");
             }
         });

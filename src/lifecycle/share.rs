@@ -21,10 +21,15 @@ pub struct Waiting<T> {
 /// this tenant's; else every worker. A tenant may always run one.
 pub fn renders_allowed(cap: Option<i32>, workers: usize, others: usize) -> usize {
     match cap {
-        Some(cap) => usize::try_from(cap).unwrap_or(0).max(1),
+        Some(cap) => self::cap(cap),
         None if others > 0 => workers.saturating_sub(1).max(1),
         None => workers.max(1),
     }
+}
+
+/// The renders an account's `maxConcurrentRenders` allows (at least one).
+pub fn cap(max_concurrent_renders: i32) -> usize {
+    usize::try_from(max_concurrent_renders).unwrap_or(0).max(1)
 }
 
 /// The tenant whose job starts next: among those under their share, the one running

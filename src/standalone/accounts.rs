@@ -81,8 +81,21 @@ fn set(setting: &mut i64, value: Option<i64>) {
 /// `folio accounts show`: `tenant`'s account as the API answers it (folio's defaults
 /// when none was applied), with its balance and blocked jobs.
 pub fn show_account(data_dir: &Path, tenant: &str) -> anyhow::Result<RenderAccount> {
-    let store = store::Store::open(&data_dir.join("folio.db"))?;
+    let store = store::Store::open(&existing_database(data_dir)?)?;
     Ok(store.read(|c| account_now(c, tenant))?)
+}
+
+/// The database of the server whose data folder is `data_dir`; an error when there is
+/// none, so that a wrong folder does not get a new, empty one.
+fn existing_database(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let database = data_dir.join("folio.db");
+    if !database.is_file() {
+        anyhow::bail!(
+            "no database at {}: give --data-dir (FOLIO_DATA_DIR) the data folder of folio serve",
+            database.display()
+        );
+    }
+    Ok(database)
 }
 
 /// `folio accounts set` and `grant`: change `tenant`'s account, keeping what it spent,
@@ -94,7 +107,8 @@ pub fn change_account(data_dir: &Path, tenant: &str, change: &AccountChange) -> 
             "--tenant {tenant:?} must be 1 to 63 lowercase letters, digits or '-' (a Kubernetes namespace name)"
         );
     }
-    std::fs::create_dir_all(data_dir)?;
+    existing_database(data_dir)?;
+    // Opened beside a running server: the outputs folder is left as it is.
     let home = Standalone::open(data_dir, String::new(), Arc::default())?;
     // Read and written in one transaction: a charge made meanwhile is not lost.
     home.store.write(|tx| {

@@ -93,8 +93,14 @@ impl SetArgs {
     }
 }
 
-/// Run `command`: the account is printed as YAML, what was settled on stderr.
+/// Run `command`: the account is printed as YAML; the database used, and what was
+/// settled, on stderr.
 pub fn run(command: AccountsCommand) -> ExitCode {
+    let data_dir = match &command {
+        AccountsCommand::Show { data_dir, .. } | AccountsCommand::Grant { data_dir, .. } => data_dir,
+        AccountsCommand::Set(args) => &args.data_dir,
+    };
+    eprintln!("database: {}", data_dir.join("folio.db").display());
     let outcome = match command {
         AccountsCommand::Show { tenant, data_dir } => show_account(&data_dir, &tenant).map(|account| (account, None)),
         AccountsCommand::Grant { tenant, credits, data_dir } => {

@@ -88,7 +88,7 @@ impl Backend for Standalone {
                 spec: new.spec.clone(),
                 status: Some(RenderJobStatus { phase: Some(Phase::Queued), ..Default::default() }),
             };
-            crate::port::annotate_request(&mut job, new.request_digest.as_deref());
+            crate::port::annotate_request(&mut job, new.idempotency_key.as_deref(), new.request_digest.as_deref());
             let record = JobRecord {
                 job,
                 created_at: now,

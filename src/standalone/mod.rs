@@ -103,6 +103,11 @@ impl Standalone {
         })
     }
 
+    /// Remove the output writes a crash cut short: for `folio serve` at its start only.
+    pub fn remove_unfinished_writes(&self) -> std::io::Result<()> {
+        self.outputs.remove_unfinished_writes()
+    }
+
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store

@@ -51,6 +51,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let (listener, address, public_url) = crate::http::listen(options.listen, options.public_url.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     let home = Arc::new(Standalone::open(&options.data_dir, public_url.clone(), metrics.clone())?);
+    home.remove_unfinished_writes().context("removing writes cut short in the outputs folder")?;
     let recovered = home.store.write(|tx| store::release_all_claims(tx))?;
     if recovered > 0 {
         tracing::info!(jobs = recovered, "jobs that were rendering when folio stopped go back to the queue");

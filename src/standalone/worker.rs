@@ -156,7 +156,7 @@ async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration,
 }
 
 /// How long a worker keeps trying to record an outcome the database refuses (a full
-/// disk, say) before it gives the job back to the queue, to be rendered again.
+/// disk, say) before it records a failed attempt instead.
 const RECORD_PATIENCE: Duration = Duration::from_secs(20);
 /// Longest pause between two tries to record an outcome.
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -164,34 +164,48 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 /// What became of an attempt's outcome.
 #[derive(PartialEq, Eq)]
 enum Recorded {
-    /// The core decided on it.
+    /// The core decided on it (or on the attempt's failure to be recorded).
     Decided,
-    /// The job was no longer this worker's (cancelled, deleted, or given back).
+    /// The job was no longer this worker's (cancelled, deleted), or was given back.
     NotOurs,
 }
 
 /// Hand an attempt's outcome to the core. While the database refuses the write it is
 /// tried again, every 2 s at most, so the job ends within seconds of the fault
-/// clearing, without a restart; after [`RECORD_PATIENCE`] the job is given back to
-/// the queue instead (its deadline is then enforced as for any waiting job).
+/// clearing, without a restart. After [`RECORD_PATIENCE`] the attempt is recorded as
+/// failed with `STORAGE_UNAVAILABLE` instead (retried within the job's
+/// `backoffLimit`, so a job whose outcome can never be stored ends); while even that
+/// cannot be written, the job is given back to the queue as soon as it can be.
 async fn record_outcome(home: &Standalone, tenant: &str, id: &str, token: &str, observed: Observed) -> Recorded {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(100);
+    let mut refused = None;
     loop {
-        let result = if started.elapsed() < RECORD_PATIENCE {
-            observe(home, tenant, id, token, observed.clone())
-                .map(|decided| if decided.is_some() { Recorded::Decided } else { Recorded::NotOurs })
+        let (attempt, result) = if started.elapsed() < RECORD_PATIENCE {
+            ("the render's outcome", observe(home, tenant, id, token, observed.clone()))
         } else {
-            home.store.write(|tx| store::release_claim(tx, id, token)).map(|_| Recorded::NotOurs)
+            let why = refused.as_ref().map_or_else(String::new, |err: &store::StoreError| format!(": {err}"));
+            let message =
+                format!("the render's outcome could not be recorded for {} s{why}", RECORD_PATIENCE.as_secs());
+            let failed = Observed::AttemptFailed { code: ErrorCode::StorageUnavailable, message };
+            match observe(home, tenant, id, token, failed) {
+                Ok(decided) => ("the attempt's failure to be recorded", Ok(decided)),
+                Err(_) => {
+                    ("giving the job back", home.store.write(|tx| store::release_claim(tx, id, token)).map(|_| None))
+                }
+            }
         };
         match result {
-            Ok(recorded) => {
-                if pause > Duration::from_millis(100) {
-                    tracing::info!(job = %id, "the render's outcome was recorded after the database refused it");
+            Ok(decided) => {
+                if refused.is_some() {
+                    tracing::info!(job = %id, "{attempt} was written after the database refused writes");
                 }
-                return recorded;
+                return if decided.is_some() { Recorded::Decided } else { Recorded::NotOurs };
             }
-            Err(err) => tracing::error!(error = %err, job = %id, "recording a render's outcome failed; trying again"),
+            Err(err) => {
+                tracing::error!(error = %err, job = %id, "recording a render's outcome failed; trying again");
+                refused = Some(err);
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RECORD_RETRY_MAX);

@@ -14,19 +14,25 @@ pub struct LocalFolder {
 }
 
 impl LocalFolder {
-    /// Keep outputs under `root` (created when missing). Writes a crash cut short
-    /// (temporary files) are removed: nothing writes here before the home starts.
+    /// Keep outputs under `root` (created when missing).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<LocalFolder> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        for tenant in std::fs::read_dir(&root)?.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+        Ok(LocalFolder { root })
+    }
+
+    /// Remove the writes a crash cut short (temporary files). Only for the server at
+    /// its start, before anything writes here: a tool that opens the folder beside a
+    /// running server must not take away a write in progress.
+    pub fn remove_unfinished_writes(&self) -> io::Result<()> {
+        for tenant in std::fs::read_dir(&self.root)?.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
             for entry in std::fs::read_dir(tenant.path())?.filter_map(Result::ok) {
                 if entry.file_name().to_string_lossy().starts_with(TEMPORARY_PREFIX) {
                     std::fs::remove_file(entry.path())?;
                 }
             }
         }
-        Ok(LocalFolder { root })
+        Ok(())
     }
 
     /// The file behind `key`; keys with `..` or absolute parts are refused.
@@ -111,12 +117,14 @@ mod tests {
     }
 
     #[test]
-    fn writes_a_crash_cut_short_are_removed_at_start() {
+    fn writes_a_crash_cut_short_are_removed_when_the_server_starts_and_not_before() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("acme")).unwrap();
         std::fs::write(dir.path().join("acme").join(format!("{TEMPORARY_PREFIX}x1")), b"%PDF-1.7 half").unwrap();
         std::fs::write(dir.path().join("acme/job-1.pdf"), b"%PDF-1.7 whole").unwrap();
         let folder = LocalFolder::new(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("acme")).unwrap().count(), 2, "opening removes nothing");
+        folder.remove_unfinished_writes().unwrap();
         let left: Vec<_> =
             std::fs::read_dir(dir.path().join("acme")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, ["job-1.pdf"]);

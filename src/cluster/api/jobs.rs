@@ -137,7 +137,7 @@ impl ClusterBackend {
             _ => None,
         };
         let mut job = objects::new_job(tenant, &id, spec, new.idempotency_key.as_deref());
-        crate::port::annotate_request(&mut job, request_digest.as_deref());
+        crate::port::annotate_request(&mut job, new.idempotency_key.as_deref(), request_digest.as_deref());
         // Nothing is created (neither the job nor its webhook Secret) for a job that
         // would be refused.
         admission::check_job(&job)?;

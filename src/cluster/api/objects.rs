@@ -27,7 +27,7 @@ use crate::resources::{
 };
 
 /// Annotation of a job created with an `Idempotency-Key`.
-pub const IDEMPOTENCY_KEY_ANNOTATION: &str = "folio.dev/idempotency-key";
+pub use crate::port::IDEMPOTENCY_KEY_ANNOTATION;
 pub use crate::resources::RESUME_ANNOTATION;
 /// Key of the webhook signing secret in a job's webhook Secret.
 pub const WEBHOOK_SECRET_FIELD: &str = "secret";
