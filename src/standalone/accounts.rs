@@ -23,7 +23,7 @@ pub struct AccountChange {
     pub credits_per_page: Option<i64>,
     /// `pricing.sizeThresholdBytes`.
     pub size_threshold_bytes: Option<i64>,
-    /// `pricing.extraCreditsPerStartedMiB`.
+    /// `pricing.extraCreditsPerStartedMib`.
     pub extra_credits_per_started_mib: Option<i64>,
     /// `retention.defaultTtlSeconds`.
     pub default_ttl_seconds: Option<i64>,

@@ -54,7 +54,7 @@ pub struct SetArgs {
     /// `spec.pricing.sizeThresholdBytes`.
     #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
     size_threshold_bytes: Option<i64>,
-    /// `spec.pricing.extraCreditsPerStartedMiB`.
+    /// `spec.pricing.extraCreditsPerStartedMib`.
     #[arg(long = "extra-credits-per-started-mib", value_parser = clap::value_parser!(i64).range(0..))]
     extra_credits_per_started_mib: Option<i64>,
     /// `spec.retention.defaultTtlSeconds`.
