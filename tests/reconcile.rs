@@ -316,7 +316,13 @@ async fn store_reported_pdf(bucket: &S3Bucket) {
 
 fn succeeded_report(pages: i64) -> RendererReport {
     RendererReport::Succeeded {
-        facts: RenderFacts { page_count: pages, total_bytes: 20_000, sha256: "ab".repeat(32), duration_ms: 40 },
+        facts: RenderFacts {
+            page_count: pages,
+            total_bytes: 20_000,
+            sha256: "ab".repeat(32),
+            duration_ms: 40,
+            warnings: Vec::new(),
+        },
         output_key: "acme/invoice-1.pdf".into(),
     }
 }

@@ -124,6 +124,18 @@ fn an_unknown_template_ref_is_template_not_found() {
     assert!(status["errorMessage"].as_str().unwrap().contains("nowhere"));
 }
 
+/// `folio run` prints what the compiler warned about in the job's status.
+#[test]
+fn compiler_warnings_are_printed_in_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        run_manifest(dir.path(), &job("arial", r##"{template: {source: "#set text(font: \"Arial\")\nHi"}}"##), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reports = reports(&out);
+    let warnings = &report(&reports, "arial")["status"]["warnings"];
+    assert!(warnings[0].as_str().is_some_and(|w| w.contains("unknown font family: arial")), "{warnings:?}");
+}
+
 #[test]
 fn templates_resolve_only_within_the_jobs_namespace() {
     let dir = tempfile::tempdir().unwrap();

@@ -629,6 +629,30 @@ fn idempotency_key_returns_the_same_job() {
     assert_eq!(by_external_id.json::<Value>().unwrap()["id"], by_key["id"]);
 }
 
+/// What the compiler warned about is kept on the job, with line and column: a font
+/// family folio does not have falls back, and the job says so instead of staying silent.
+/// A file the template does not have is named with the files it has.
+#[test]
+fn warnings_and_missing_files_are_told_to_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let arial = json!({"template": {"source": "#set text(font: \"Arial\")\nHello"}});
+    let job: Value = api.post("/v1/renders", arial).json().unwrap();
+    let done = api.wait(job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let warnings = done["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{done}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(warning.starts_with("main.typ:1:") && warning.contains("unknown font family: arial"), "{warning}");
+
+    let logo = json!({"template": {"source": "#image(\"logo.png\")"}});
+    let job: Value = api.post("/v1/renders", logo).json().unwrap();
+    let failed = api.wait(job["id"].as_str().unwrap());
+    let message = failed["errorMessage"].as_str().unwrap();
+    assert!(message.contains("the template's files: main.typ, data.json; add one"), "{message}");
+}
+
 /// An `externalId` names one live job: repeating it returns that job, but once the job
 /// failed the same `externalId` makes a new one, and the render log lists both.
 #[test]

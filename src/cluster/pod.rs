@@ -268,6 +268,12 @@ impl RendererReport {
                     error_message.truncate(cut);
                     error_message.push('…');
                 }
+                // The facts are what matter; warnings go, the last first, until it fits.
+                RendererReport::Succeeded { facts, .. } if text.len() > MAX_TERMINATION_MESSAGE => {
+                    if facts.warnings.pop().is_none() {
+                        return text;
+                    }
+                }
                 _ => return text,
             }
         }
@@ -469,16 +475,30 @@ mod tests {
     #[test]
     fn reports_round_trip_and_fit_a_termination_message() {
         let ok = RendererReport::Succeeded {
-            facts: RenderFacts { page_count: 3, total_bytes: 68_699, sha256: "ab".repeat(32), duration_ms: 41 },
+            facts: RenderFacts {
+                page_count: 3,
+                total_bytes: 68_699,
+                sha256: "ab".repeat(32),
+                duration_ms: 41,
+                warnings: vec!["main.typ:2:7: warning: unknown font family: arial".into()],
+            },
             output_key: "acme/invoice-1.pdf".into(),
         };
-        assert_eq!(RendererReport::from_message(&ok.to_message()), Some(ok));
+        assert_eq!(RendererReport::from_message(&ok.to_message()), Some(ok.clone()));
         let long =
             RendererReport::Failed { error_code: ErrorCode::TemplateCompileError, error_message: "é".repeat(5000) };
         let message = long.to_message();
         assert!(message.len() <= MAX_TERMINATION_MESSAGE, "{}", message.len());
         assert!(matches!(RendererReport::from_message(&message), Some(RendererReport::Failed { .. })));
         assert_eq!(RendererReport::from_message("thread 'main' panicked"), None);
+        let mut warned = ok.clone();
+        if let RendererReport::Succeeded { facts, .. } = &mut warned {
+            facts.warnings = vec!["𝄞".repeat(300); 5];
+        }
+        let message = warned.to_message();
+        assert!(message.len() <= MAX_TERMINATION_MESSAGE, "{}", message.len());
+        let Some(RendererReport::Succeeded { facts, .. }) = RendererReport::from_message(&message) else { panic!() };
+        assert_eq!((facts.page_count, facts.warnings.len()), (3, 3), "the last warnings went");
     }
 
     fn pod_with(status: serde_json::Value) -> Pod {

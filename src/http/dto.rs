@@ -189,6 +189,9 @@ pub struct RenderResponse {
     pub total_bytes: Option<i64>,
     /// SHA-256 of the PDF.
     pub sha256: Option<String>,
+    /// What the template's compiler warned about (an unknown font family, say), with
+    /// line and column; at most five.
+    pub warnings: Vec<String>,
     /// Page credits.
     pub base_credits: Option<i64>,
     /// Size credits.
@@ -265,6 +268,7 @@ impl RenderResponse {
             page_count: status.page_count,
             total_bytes: status.total_bytes,
             sha256: status.sha256,
+            warnings: status.warnings,
             base_credits: status.base_credits,
             size_extra: status.size_extra.unwrap_or(0),
             credits_used: status.credits_used,

@@ -225,6 +225,7 @@ impl Judge<'_> {
                 status.total_bytes = Some(facts.total_bytes);
                 status.sha256 = Some(facts.sha256.clone());
                 status.duration_ms = Some(facts.duration_ms);
+                status.warnings = facts.warnings.clone();
                 status.output_key = Some(output_key);
                 self.settle(status, &facts)
             }
@@ -406,6 +407,7 @@ impl Judge<'_> {
                 total_bytes: status.total_bytes?,
                 sha256: status.sha256.clone()?,
                 duration_ms: status.duration_ms.unwrap_or(0),
+                warnings: status.warnings.clone(),
             })
         });
         match facts {
@@ -465,7 +467,13 @@ mod tests {
     }
 
     fn facts(pages: i64) -> RenderFacts {
-        RenderFacts { page_count: pages, total_bytes: 1000, sha256: "ab".repeat(32), duration_ms: 12 }
+        RenderFacts {
+            page_count: pages,
+            total_bytes: 1000,
+            sha256: "ab".repeat(32),
+            duration_ms: 12,
+            warnings: Vec::new(),
+        }
     }
 
     fn rendered(pages: i64) -> Observed {

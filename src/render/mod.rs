@@ -94,7 +94,17 @@ pub struct RenderFacts {
     pub sha256: String,
     /// Wall-clock time of compile, export and post-processing.
     pub duration_ms: i64,
+    /// What the compiler warned about (a font family it does not have, say), with line
+    /// and column; at most [`MAX_WARNINGS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
+
+/// Most warnings kept of one render (the last one says how many more there were), so
+/// that they fit in a renderer Pod's termination message.
+pub const MAX_WARNINGS: usize = 5;
+/// Longest warning kept, in characters.
+const MAX_WARNING_CHARS: usize = 300;
 
 /// Why a render produced no PDF.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -147,25 +157,27 @@ impl Engine {
         let started = Instant::now();
         let result = self.render_inner(request);
         typst::comemo::evict(MEMO_MAX_AGE);
-        let (pdf, page_count) = result?;
+        let (pdf, page_count, warnings) = result?;
         let facts = RenderFacts {
             page_count: page_count as i64,
             total_bytes: pdf.len() as i64,
             sha256: hex::encode(Sha256::digest(&pdf)),
             duration_ms: started.elapsed().as_millis() as i64,
+            warnings,
         };
         Ok(Rendered { pdf, facts })
     }
 
-    fn render_inner(&self, request: &RenderRequest) -> Result<(Vec<u8>, usize), RenderFailure> {
+    fn render_inner(&self, request: &RenderRequest) -> Result<(Vec<u8>, usize, Vec<String>), RenderFailure> {
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&request.data) {
             return Err(RenderFailure::new(ErrorCode::DataInvalid, format!("data is not valid JSON: {err}")));
         }
         let assets: Vec<(String, Vec<u8>)> = request.assets.iter().map(|a| (a.name.clone(), a.bytes.clone())).collect();
         let sandbox =
             world::Sandbox::new(&self.shared, &request.source, request.data.clone().into_bytes(), &assets, today());
-        let mut document =
-            typst::compile::<PagedDocument>(&sandbox).output.map_err(|errors| compile_failure(&sandbox, &errors))?;
+        let compiled = typst::compile::<PagedDocument>(&sandbox);
+        let mut warnings = compiled.warnings.to_vec();
+        let mut document = compiled.output.map_err(|errors| compile_failure(&sandbox, &errors))?;
         let info = document.info_mut();
         if info.title.is_none() {
             info.title = request.title.as_deref().map(Into::into);
@@ -181,8 +193,30 @@ impl Engine {
                 format!("the PDF is {} bytes; the limit is {} bytes", finished.pdf.len(), self.max_output_bytes),
             ));
         }
-        Ok((finished.pdf, finished.page_count))
+        warnings.dedup_by(|a, b| a.message == b.message && a.span == b.span);
+        Ok((finished.pdf, finished.page_count, kept_warnings(&sandbox, &warnings)))
     }
+}
+
+/// The warnings kept on a job: described with line and column, each shortened to
+/// [`MAX_WARNING_CHARS`], at most [`MAX_WARNINGS`].
+fn kept_warnings(sandbox: &world::Sandbox, warnings: &[SourceDiagnostic]) -> Vec<String> {
+    let mut kept: Vec<String> = warnings
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|warning| {
+            let text = describe(sandbox, warning);
+            match text.char_indices().nth(MAX_WARNING_CHARS) {
+                Some((end, _)) => format!("{}…", &text[..end]),
+                None => text,
+            }
+        })
+        .collect();
+    if warnings.len() > MAX_WARNINGS {
+        kept.pop();
+        kept.push(format!("and {} more warnings", warnings.len() - MAX_WARNINGS + 1));
+    }
+    kept
 }
 
 /// Check that template source parses, so that a template with a syntax error is
@@ -241,8 +275,17 @@ fn describe(sandbox: &world::Sandbox, diagnostic: &SourceDiagnostic) -> String {
         text.push_str(&location);
         text.push_str(": ");
     }
-    text.push_str("error: ");
+    text.push_str(match diagnostic.severity {
+        typst::diag::Severity::Error => "error: ",
+        typst::diag::Severity::Warning => "warning: ",
+    });
     text.push_str(&diagnostic.message);
+    if diagnostic.message.starts_with("file not found") {
+        text.push_str(&format!(
+            " (the template's files: {}; add one to the RenderTemplate's spec.assets)",
+            sandbox.file_names().join(", ")
+        ));
+    }
     for hint in diagnostic.hints.iter().take(2) {
         text.push_str(" (hint: ");
         text.push_str(&hint.v);
@@ -301,6 +344,25 @@ mod tests {
         let err = check_syntax("= Title\n\n#let x = (1, 2").unwrap_err();
         assert_eq!(err.code, ErrorCode::TemplateCompileError);
         assert!(err.message.starts_with("3:"), "{}", err.message);
+    }
+
+    #[test]
+    fn warnings_are_kept_with_line_and_column() {
+        let out = Engine::new().render(&request("= Title\n#set text(font: \"No Such Family\")\nHi", "{}")).unwrap();
+        assert_eq!(out.facts.warnings.len(), 1, "{:?}", out.facts.warnings);
+        let warning = &out.facts.warnings[0];
+        assert!(warning.starts_with("main.typ:2:") && warning.contains("warning: unknown font family"), "{warning}");
+        assert!(Engine::new().render(&request("Hi", "{}")).unwrap().facts.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_names_the_files_the_template_has() {
+        let mut req = request("#image(\"logo.png\")", "{}");
+        req.assets.push(Asset { name: "notes.txt".into(), bytes: b"x".to_vec() });
+        let err = Engine::new().render(&req).unwrap_err();
+        assert!(err.message.contains("file not found"), "{}", err.message);
+        assert!(err.message.contains("the template's files: main.typ, data.json, notes.txt"), "{}", err.message);
+        assert!(err.message.contains("spec.assets"), "{}", err.message);
     }
 
     #[test]

@@ -76,6 +76,14 @@ impl<'a> Sandbox<'a> {
         Sandbox { shared, main: Source::new(main_id(), source.to_owned()), data: Bytes::new(data), assets, today }
     }
 
+    /// The files the template can read: its source, its data and its assets, by name.
+    pub fn file_names(&self) -> Vec<String> {
+        let mut assets: Vec<String> =
+            self.assets.keys().map(|id| id.get().vpath().get_without_slash().to_owned()).collect();
+        assets.sort();
+        [MAIN_FILE.to_owned(), DATA_FILE.to_owned()].into_iter().chain(assets).collect()
+    }
+
     fn not_in_sandbox(id: FileId) -> FileError {
         if matches!(id.get().root(), VirtualRoot::Package(_)) {
             FileError::Other(Some("packages are not available in folio's sandbox".into()))

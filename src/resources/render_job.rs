@@ -209,6 +209,10 @@ pub struct RenderJobStatus {
     /// SHA-256 of the PDF, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// What the compiler warned about in the successful render (an unknown font
+    /// family, say), with line and column; at most five.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Where the PDF is stored (a key, never a URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_key: Option<String>,
