@@ -116,9 +116,12 @@ fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderT
                 format!("RenderTemplate {:?} does not exist in the job's namespace", reference.name),
             )
         }),
-        (None, Some(inline)) => {
-            Ok(RenderTemplateSpec { engine: inline.engine, source: Some(inline.source.clone()), ..Default::default() })
-        }
+        (None, Some(inline)) => Ok(RenderTemplateSpec {
+            engine: inline.engine,
+            source: Some(inline.source.clone()),
+            assets: inline.assets.clone(),
+            ..Default::default()
+        }),
         (None, None) => Err(RenderFailure::new(
             ErrorCode::SpecInvalid,
             "the job names no template: set spec.templateRef or spec.template",

@@ -653,6 +653,49 @@ fn warnings_and_missing_files_are_told_to_the_user() {
     assert!(message.contains("the template's files: main.typ, data.json; add one"), "{message}");
 }
 
+/// An inline template carries its own small files: a PNG logo sent as base64 is in
+/// the PDF (`pdfimages` lists it); a bad name or content is refused naming the asset.
+#[test]
+fn an_inline_template_carries_its_logo() {
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::new(&server, "acme");
+    let body = json!({"template": {"source": "#image(\"logo.png\", width: 2cm)", "assets": [{"name": "logo.png", "base64": PNG}]}});
+    let job: Value = api.post("/v1/renders", body).json().unwrap();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(api.wait(id)["status"], "succeeded");
+    let pdf = dir.path().join("logo.pdf");
+    std::fs::write(&pdf, api.get(&format!("/v1/renders/{id}/download")).bytes().unwrap()).unwrap();
+    let listing =
+        std::process::Command::new("pdfimages").arg("-list").arg(&pdf).output().expect("pdfimages (poppler-utils)");
+    let listed = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let images = listed.lines().skip(2).filter(|line| line.split_whitespace().nth(2) == Some("image")).count();
+    assert_eq!(images, 1, "the 1×1 logo (its alpha is a soft mask beside it): {listed}");
+    assert!(listed.lines().nth(2).is_some_and(|l| l.split_whitespace().nth(3) == Some("1")), "1 px wide: {listed}");
+
+    for (asset, says) in [
+        (json!({"name": "../etc/passwd", "base64": PNG}), "template.assets[0].name"),
+        (json!({"name": "logo.png", "base64": "not base64!"}), "template.assets[0].base64"),
+    ] {
+        let body = json!({"template": {"source": "Hi", "assets": [asset]}});
+        let (status, code, error) = error_code(api.post("/v1/renders", body));
+        assert_eq!((status, code.as_str()), (400, "INVALID_REQUEST"), "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{error}");
+    }
+    for assets in [
+        json!([{"name": "data.json", "base64": PNG}]),
+        json!([{"name": "a", "base64": PNG}, {"name": "a", "base64": PNG}]),
+    ] {
+        let body = json!({"template": {"source": "Hi", "assets": assets}});
+        let (status, code, error) = error_code(api.post("/v1/renders", body));
+        assert_eq!((status, code.as_str()), (422, "ASSET_NAME_TAKEN"), "{error}");
+        let says = "is taken";
+        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{error}");
+    }
+}
+
 /// An `externalId` names one live job: repeating it returns that job, but once the job
 /// failed the same `externalId` makes a new one, and the render log lists both.
 #[test]

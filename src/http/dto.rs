@@ -101,6 +101,22 @@ pub struct InlineTemplateBody {
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
+    /// Small files the template reads (images, fonts), within the 2 MiB body.
+    #[serde(default)]
+    pub assets: Vec<InlineAssetBody>,
+}
+
+/// A file of an inline template.
+#[derive(Deserialize, Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InlineAssetBody {
+    /// The name the template reads it by, e.g. `logo.png`: not `main.typ` or
+    /// `data.json`, and once per template (else 422 `ASSET_NAME_TAKEN`).
+    #[schema(pattern = "^(?!\\.\\.?$)[A-Za-z0-9._-]{1,128}$")]
+    pub name: String,
+    /// The file's bytes, base64 (standard alphabet, padded).
+    #[schema(content_encoding = "base64", pattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
+    pub base64: String,
 }
 
 /// A job's webhook.

@@ -15,7 +15,7 @@ use crate::lifecycle::Phase;
 use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob};
 use crate::prepare;
 use crate::resources::{
-    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJob, RenderJobSpec, TemplateRef, WebhookSpec, job_rules,
+    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJob, RenderJobSpec, TemplateAsset, TemplateRef, WebhookSpec, job_rules,
 };
 
 /// Lifetime of the download URL in a job's response, unless the job's retention ends
@@ -196,7 +196,8 @@ async fn job_spec<B: Backend>(
             crate::render::check_syntax(&inline.source).map_err(|f| {
                 ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("template.source: {}", f.message))
             })?;
-            (None, Some(InlineTemplate { engine: inline.engine, source: inline.source }))
+            let assets = inline_assets(inline.assets)?;
+            (None, Some(InlineTemplate { engine: inline.engine, source: inline.source, assets }))
         }
     };
     let (webhook, secret) = match body.webhook {
@@ -236,6 +237,47 @@ async fn job_spec<B: Backend>(
     // The RenderJob's own rules (the CRD's), whichever home keeps the job.
     job_rules::check(&RenderJob::new("render", spec.clone()), None).map_err(ApiError::bad_request)?;
     Ok((spec, secret))
+}
+
+/// An inline template's files as a RenderTemplate declares them, each name and
+/// content checked (`template.assets[i]` named in the error); a name used twice, or
+/// one of the template's own files, is 422 `ASSET_NAME_TAKEN`.
+fn inline_assets(assets: Vec<super::dto::InlineAssetBody>) -> Result<Vec<TemplateAsset>, ApiError> {
+    use base64::Engine as _;
+    let mut names = std::collections::HashSet::new();
+    assets
+        .into_iter()
+        .enumerate()
+        .map(|(i, asset)| {
+            let valid_name = (1..=128).contains(&asset.name.len())
+                && asset.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !valid_name || asset.name == ".." || asset.name == "." {
+                return Err(ApiError::bad_request(format!(
+                    "template.assets[{i}].name: {:?} must be 1 to 128 letters, digits, '.', '_' or '-'",
+                    asset.name
+                )));
+            }
+            if [crate::render::MAIN_FILE, crate::render::DATA_FILE].contains(&asset.name.as_str())
+                || !names.insert(asset.name.clone())
+            {
+                return Err(ApiError::unprocessable(
+                    "ASSET_NAME_TAKEN",
+                    format!("template.assets[{i}].name: {:?} is taken", asset.name),
+                ));
+            }
+            // Any padded standard base64, also with stray bits in its last symbol (which
+            // encoders may leave); kept in its canonical form.
+            let lenient = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+            );
+            let bytes = lenient
+                .decode(&asset.base64)
+                .map_err(|err| ApiError::bad_request(format!("template.assets[{i}].base64: not base64: {err}")))?;
+            let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            Ok(TemplateAsset { name: asset.name, base64: Some(base64), config_map_key_ref: None })
+        })
+        .collect()
 }
 
 /// The job's response, with a fresh download URL when it succeeded and its PDF is

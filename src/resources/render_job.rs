@@ -118,6 +118,9 @@ pub struct InlineTemplate {
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
+    /// Files the template reads (images, fonts), as a RenderTemplate declares them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<super::TemplateAsset>,
 }
 
 /// The kind of document produced.
