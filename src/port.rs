@@ -101,6 +101,23 @@ pub fn holds_external_id(phase: Phase) -> bool {
     !matches!(phase, Phase::Failed | Phase::Cancelled | Phase::Expired)
 }
 
+/// Whether a request with `idempotency_key` and `external_id`, at `now`, repeats the
+/// one that made `job` (made with `job_key` at `created`): the same key within its
+/// lifetime, or the same external id while the job holds it. One rule for both homes.
+pub fn repeats(
+    job: &RenderJob,
+    job_key: Option<&str>,
+    created: Timestamp,
+    idempotency_key: Option<&str>,
+    external_id: Option<&str>,
+    now: Timestamp,
+) -> bool {
+    let same_key = idempotency_key.is_some() && job_key == idempotency_key;
+    let same_external_id = external_id.is_some() && job.spec.external_id.as_deref() == external_id;
+    let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued);
+    (same_key && remembers_idempotency_key(created, now)) || (same_external_id && holds_external_id(phase))
+}
+
 /// Filters of the render log.
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {

@@ -123,14 +123,8 @@ pub fn is_duplicate(
         return false;
     }
     let created = job.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    let same_key = idempotency_key.is_some_and(|key| {
-        job.metadata.annotations.as_ref().and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION)).map(String::as_str)
-            == Some(key)
-    });
-    let same_external_id = external_id.is_some_and(|id| job.spec.external_id.as_deref() == Some(id));
-    let phase = job.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Queued);
-    (same_key && crate::port::remembers_idempotency_key(created, now))
-        || (same_external_id && crate::port::holds_external_id(phase))
+    let job_key = job.metadata.annotations.as_ref().and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION));
+    crate::port::repeats(job, job_key.map(String::as_str), created, idempotency_key, external_id, now)
 }
 
 /// The RenderJob the API creates for an accepted request.

@@ -92,11 +92,8 @@ pub fn find_duplicate(
     let rows = statement.query_map(params![tenant, idempotency_key, external_id], job_from_row)?;
     for raw in rows {
         let record = record_of(raw?)?;
-        let same_key = idempotency_key.is_some() && record.idempotency_key.as_deref() == idempotency_key;
-        let same_external_id = external_id.is_some() && record.job.spec.external_id.as_deref() == external_id;
-        if (same_key && crate::port::remembers_idempotency_key(record.created_at, now))
-            || (same_external_id && crate::port::holds_external_id(record.phase()))
-        {
+        let job_key = record.idempotency_key.as_deref();
+        if crate::port::repeats(&record.job, job_key, record.created_at, idempotency_key, external_id, now) {
             return Ok(Some(record));
         }
     }
