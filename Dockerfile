@@ -18,13 +18,16 @@ RUN mkdir -p src benches \
 
 COPY src ./src
 COPY benches ./benches
+COPY assets ./assets
 RUN cargo build --release --locked --bin folio \
  && install -D -m 0755 target/release/folio /out/folio
 
 # Stage 2: glibc, CA certificates and the binary; no shell, no package manager. Fonts are
-# embedded in the binary. distroless's nonroot user is 65532, the uid renderer Pods use.
+# embedded in the binary (Inter's licence travels with it). distroless's nonroot user is
+# 65532, the uid renderer Pods use.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/folio /usr/local/bin/folio
+COPY --from=build /src/assets/fonts/LICENSE.txt /usr/share/doc/folio/fonts/LICENSE.txt
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/folio"]
 CMD ["--help"]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio::manifest::Manifests;
-use folio::prepare::{Lookup, LookupError, merged, prepare};
+use folio::prepare::{FoundTemplate, Lookup, LookupError, merged, prepare};
 use folio::render::pool::{PoolConfig, RenderPool};
 use folio::render::{Engine, RenderRequest};
 use folio::resources::{RenderJobSpec, RenderTemplateSpec, TemplateRef};
@@ -26,8 +26,8 @@ const INVOICES: usize = 200;
 struct Example(RenderTemplateSpec);
 
 impl Lookup for Example {
-    fn template(&self, _: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
-        Ok(Some(self.0.clone()))
+    fn template(&self, _: &str, _: Option<i64>) -> Result<Option<FoundTemplate>, LookupError> {
+        Ok(Some(FoundTemplate { spec: self.0.clone(), version: None }))
     }
     fn config_map(&self, _: &str) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, LookupError> {
         Ok(None)
@@ -67,7 +67,7 @@ fn main() {
     let requests: Vec<RenderRequest> = (0..INVOICES)
         .map(|n| {
             let spec = RenderJobSpec {
-                template_ref: Some(TemplateRef { name: "invoice".into() }),
+                template_ref: Some(TemplateRef { name: "invoice".into(), version: None }),
                 data: Some(invoice_data(n)),
                 ..Default::default()
             };

@@ -8,6 +8,7 @@
 //! writes large numbers), so existing scripts, environments and charts keep working.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -93,6 +94,10 @@ pub struct RenderLimits {
     /// Memory limit of one render, in MiB.
     #[arg(long, env = "FOLIO_RENDER_MEMORY_MIB", default_value_t = 4096)]
     pub render_memory_mib: u64,
+    /// Folder of fonts (`.ttf`, `.otf`, `.ttc`, searched recursively) that every
+    /// template can use, beside the embedded ones.
+    #[arg(long, env = "FOLIO_FONT_PATH", value_name = "DIR")]
+    pub font_path: Option<PathBuf>,
 }
 
 impl RenderLimits {
@@ -100,6 +105,10 @@ impl RenderLimits {
     pub fn pool(&self) -> anyhow::Result<PoolConfig> {
         let mut pool = PoolConfig::for_this_machine().context("could not find the folio executable")?;
         pool.memory_limit_mib = self.render_memory_mib;
+        if let Some(dir) = &self.font_path {
+            crate::render::fonts::in_folder(dir).with_context(|| format!("--font-path {}", dir.display()))?;
+        }
+        pool.font_path = self.font_path.clone();
         if let Some(jobs) = self.jobs {
             pool.workers = jobs;
         }

@@ -13,12 +13,14 @@
 //! - [`standalone`]: the embedded default home (`folio serve`).
 //! - [`cluster`]: the Kubernetes home: the RenderJob controller (`folio operator`),
 //!   the renderer Pods (`folio render`) and the REST facade over resources.
+//! - [`assets`]: the rules of a template's files and versions, shared by both homes.
 //! - [`storage`], [`signing`], [`api_keys`], [`metrics`]: shared plumbing.
 //! - [`cli`]: command-line pieces shared by the commands (durations, limits, webhooks).
 
 #![warn(missing_docs)]
 
 pub mod api_keys;
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod http;

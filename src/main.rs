@@ -74,6 +74,9 @@ enum Command {
         /// Address-space limit of this process, in MiB.
         #[arg(long, default_value_t = 4096)]
         memory_limit_mib: u64,
+        /// Folder of server-wide fonts.
+        #[arg(long)]
+        font_path: Option<PathBuf>,
     },
 }
 
@@ -170,10 +173,12 @@ fn main() -> ExitCode {
             }
             Err(err) => fail(&format!("could not print the CRDs: {err}")),
         },
-        Command::RenderWorker { memory_limit_mib } => match serve_worker(memory_limit_mib) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => fail(&format!("render worker: {err}")),
-        },
+        Command::RenderWorker { memory_limit_mib, font_path } => {
+            match serve_worker(memory_limit_mib, font_path.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(&format!("render worker: {err}")),
+            }
+        }
         Command::Run { files, out, limits, no_progress } => run_command(&files, out, &limits, no_progress),
         Command::Operator(options) => {
             options.logging.init();

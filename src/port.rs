@@ -11,6 +11,7 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
+use crate::assets::AssetInfo;
 use crate::lifecycle::Phase;
 use crate::resources::{RenderAccount, RenderJob, RenderJobSpec, RenderTemplate};
 use crate::signing::SignatureError;
@@ -31,10 +32,23 @@ pub struct JobView {
 pub struct TemplateView {
     /// The resource (`metadata.name` is the slug).
     pub template: RenderTemplate,
+    /// Which version this is (the current one, unless asked for another).
+    pub version: i64,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+}
+
+/// One kept version of a template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateVersion {
+    /// Its number: 1, 2, 3 …
+    pub version: i64,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// The digest of what it says ([`crate::assets::spec_digest`]).
+    pub sha256: String,
 }
 
 /// A job to create.
@@ -166,6 +180,10 @@ pub enum Object {
     Output,
     /// The tenant's namespace (cluster home).
     Namespace,
+    /// A file of a template.
+    Asset,
+    /// A version of a template.
+    TemplateVersion,
 }
 
 impl std::fmt::Display for Object {
@@ -176,6 +194,8 @@ impl std::fmt::Display for Object {
             Object::ShareLink => "share link",
             Object::Output => "output",
             Object::Namespace => "namespace",
+            Object::Asset => "template file",
+            Object::TemplateVersion => "template version",
         })
     }
 }
@@ -282,6 +302,16 @@ impl HomeError {
     /// A template name this tenant does not have.
     pub fn template_not_found(name: &str) -> HomeError {
         HomeError::NotFound { what: Object::Template, id: Some(name.to_owned()) }
+    }
+
+    /// A file the template does not have.
+    pub fn asset_not_found(file: &str) -> HomeError {
+        HomeError::NotFound { what: Object::Asset, id: Some(file.to_owned()) }
+    }
+
+    /// A version the template does not keep.
+    pub fn version_not_found(version: i64) -> HomeError {
+        HomeError::NotFound { what: Object::TemplateVersion, id: Some(version.to_string()) }
     }
 
     /// Something this tenant does not have, not named back.
@@ -394,7 +424,8 @@ pub trait Backend: Send + Sync + 'static {
     fn templates(&self, tenant: &str) -> impl Future<Output = Result<Vec<TemplateView>, HomeError>> + Send;
     /// One template.
     fn template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<TemplateView, HomeError>> + Send;
-    /// Create a template, or replace it when `replace` (`true` in the answer: created).
+    /// Create a template, or replace it when `replace` (`true` in the answer: created);
+    /// a replaced template keeps its files.
     /// Without `replace`, an existing template is [`HomeError::TemplateExists`].
     fn put_template(
         &self,
@@ -402,8 +433,49 @@ pub trait Backend: Send + Sync + 'static {
         template: RenderTemplate,
         replace: bool,
     ) -> impl Future<Output = Result<(TemplateView, bool), HomeError>> + Send;
-    /// Delete a template.
+    /// Delete a template, its versions and its files.
     fn delete_template(&self, tenant: &str, name: &str) -> impl Future<Output = Result<(), HomeError>> + Send;
+    /// One version of a template.
+    fn template_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<TemplateView, HomeError>> + Send;
+    /// The kept versions of a template, oldest first.
+    fn template_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<TemplateVersion>, HomeError>> + Send;
+    /// Make what version `version` says current again, as a new version (none when it
+    /// says what the current one says).
+    fn restore_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<TemplateView, HomeError>> + Send;
+    /// Store a file of a template under `file` (a new version of the template);
+    /// `true` in the answer when the name is new.
+    fn put_asset(
+        &self,
+        tenant: &str,
+        name: &str,
+        file: &str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<(AssetInfo, bool), HomeError>> + Send;
+    /// The files of a template's current version.
+    fn assets(&self, tenant: &str, name: &str) -> impl Future<Output = Result<Vec<AssetInfo>, HomeError>> + Send;
+    /// One file of a template's current version, and its bytes.
+    fn asset(
+        &self,
+        tenant: &str,
+        name: &str,
+        file: &str,
+    ) -> impl Future<Output = Result<(AssetInfo, Vec<u8>), HomeError>> + Send;
+    /// Remove a file from a template (a new version of the template).
+    fn delete_asset(&self, tenant: &str, name: &str, file: &str) -> impl Future<Output = Result<(), HomeError>> + Send;
 
     /// The tenant's account (defaults when none was applied), with its balance.
     fn account(&self, tenant: &str) -> impl Future<Output = Result<RenderAccount, HomeError>> + Send;

@@ -18,10 +18,20 @@ use crate::resources::{ConfigMapKeyRef, MAX_INLINE_DATA_BYTES, RenderJobSpec, Re
 /// A failed lookup (the store cannot be read) is transient: the job is retried, not
 /// failed for a template that may well exist.
 pub trait Lookup {
-    /// The RenderTemplate called `name`.
-    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError>;
+    /// The RenderTemplate called `name`: its `version` when given (`None` when that
+    /// version is not kept), else the current one.
+    fn template(&self, name: &str, version: Option<i64>) -> Result<Option<FoundTemplate>, LookupError>;
     /// The ConfigMap called `name`.
     fn config_map(&self, name: &str) -> Result<Option<ConfigMap>, LookupError>;
+}
+
+/// A template as a home found it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundTemplate {
+    /// What it says.
+    pub spec: RenderTemplateSpec,
+    /// Which version it is, where the home counts versions (`folio run` does not).
+    pub version: Option<i64>,
 }
 
 /// Why a reference could not be looked up.
@@ -37,7 +47,7 @@ impl From<LookupError> for RenderFailure {
 
 /// Build the render request for job `job_name`, or say why it cannot be rendered.
 pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderRequest, RenderFailure> {
-    let template = resolve_template(spec, lookup)?;
+    let FoundTemplate { spec: template, version: template_version } = resolve_template(spec, lookup)?;
     let source = match (&template.source, &template.source_from) {
         (Some(source), _) => source.clone(),
         (None, Some(key)) => config_map_text(lookup, key, "spec.sourceFrom")?,
@@ -93,6 +103,14 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
                     ));
                 }
             };
+            if let Some(expected) = &asset.sha256
+                && !expected.eq_ignore_ascii_case(&crate::assets::sha256_hex(&bytes))
+            {
+                return Err(RenderFailure::new(
+                    ErrorCode::SpecInvalid,
+                    format!("asset {:?}: its bytes changed (their SHA-256 is not the template's sha256)", asset.name),
+                ));
+            }
             Ok(Asset { name: asset.name.clone(), bytes })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -102,25 +120,33 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
         assets,
         preview: spec.preview,
         title: Some(spec.title.clone().unwrap_or_else(|| job_name.to_owned())),
+        template_version,
     })
 }
 
-fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderTemplateSpec, RenderFailure> {
+fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<FoundTemplate, RenderFailure> {
     match (&spec.template_ref, &spec.template) {
         (Some(_), Some(_)) => {
             Err(RenderFailure::new(ErrorCode::SpecInvalid, "set spec.templateRef or spec.template, not both"))
         }
-        (Some(reference), None) => lookup.template(&reference.name)?.ok_or_else(|| {
-            RenderFailure::new(
-                ErrorCode::TemplateNotFound,
-                format!("RenderTemplate {:?} does not exist in the job's namespace", reference.name),
-            )
-        }),
-        (None, Some(inline)) => Ok(RenderTemplateSpec {
-            engine: inline.engine,
-            source: Some(inline.source.clone()),
-            assets: inline.assets.clone(),
-            ..Default::default()
+        (Some(reference), None) => {
+            let found = lookup.template(&reference.name, reference.version)?;
+            let missing = match reference.version {
+                Some(version) if found.is_none() && lookup.template(&reference.name, None)?.is_some() => {
+                    format!("RenderTemplate {:?} has no version {version}", reference.name)
+                }
+                _ => format!("RenderTemplate {:?} does not exist in the job's namespace", reference.name),
+            };
+            found.ok_or_else(|| RenderFailure::new(ErrorCode::TemplateNotFound, missing))
+        }
+        (None, Some(inline)) => Ok(FoundTemplate {
+            spec: RenderTemplateSpec {
+                engine: inline.engine,
+                source: Some(inline.source.clone()),
+                assets: inline.assets.clone(),
+                ..Default::default()
+            },
+            version: None,
         }),
         (None, None) => Err(RenderFailure::new(
             ErrorCode::SpecInvalid,
@@ -208,10 +234,15 @@ fn config_map_bytes(lookup: &dyn Lookup, key: &ConfigMapKeyRef, field: &str) -> 
     let map = lookup.config_map(&key.name)?.ok_or_else(|| {
         RenderFailure::new(ErrorCode::TemplateNotFound, format!("{field}: ConfigMap {:?} does not exist", key.name))
     })?;
-    if let Some(text) = map.data.as_ref().and_then(|d| d.get(&key.key)) {
-        return Ok(text.clone().into_bytes());
+    config_map_entry(&map, &key.key).ok_or_else(missing)
+}
+
+/// The bytes under `key` in a ConfigMap, text (`data`) or binary (`binaryData`).
+pub fn config_map_entry(map: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    if let Some(text) = map.data.as_ref().and_then(|d| d.get(key)) {
+        return Some(text.clone().into_bytes());
     }
-    map.binary_data.as_ref().and_then(|d| d.get(&key.key)).map(|b| b.0.clone()).ok_or_else(missing)
+    map.binary_data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
 }
 
 #[cfg(test)]

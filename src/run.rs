@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::lifecycle::{self, Account, ErrorCode, Observed, Phase, decide};
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
-use crate::prepare::{Lookup, LookupError, prepare};
+use crate::prepare::{FoundTemplate, Lookup, LookupError, prepare};
 use crate::render::Rendered;
 use crate::render::pool::RenderPool;
 use crate::resources::{API_VERSION, RenderJob, RenderJobStatus, RenderTemplateSpec};
@@ -77,8 +77,11 @@ struct NamespaceLookup<'a> {
 }
 
 impl Lookup for NamespaceLookup<'_> {
-    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
-        Ok(self.catalog.templates.get(&(self.namespace.to_owned(), name.to_owned())).cloned())
+    /// The manifests hold one version of a template: a job pinned to a version
+    /// renders only where versions are kept.
+    fn template(&self, name: &str, version: Option<i64>) -> Result<Option<FoundTemplate>, LookupError> {
+        let found = self.catalog.templates.get(&(self.namespace.to_owned(), name.to_owned()));
+        Ok(found.filter(|_| version.is_none()).map(|spec| FoundTemplate { spec: spec.clone(), version: None }))
     }
     fn config_map(&self, name: &str) -> Result<Option<ConfigMap>, LookupError> {
         Ok(self.catalog.config_maps.get(&(self.namespace.to_owned(), name.to_owned())).cloned())

@@ -670,3 +670,125 @@ async fn an_external_id_whose_job_failed_may_be_submitted_again() {
     let (_, log) = cluster.call("GET", "/v1/renders?externalId=order-9", &acme, None).await;
     assert_eq!(log["pagination"]["total"], 2, "{log}");
 }
+
+/// A branded template over the REST API alone, on the cluster: the logo and the font
+/// are immutable ConfigMaps owned by the RenderTemplate, the renderer Pod's PDF uses
+/// both (poppler reads it), every change is a generation kept as a snapshot, a job
+/// pinned to an old version renders it, and deleting the template takes its
+/// ConfigMaps with it (the garbage collector, through their owner reference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
+    const FONT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fonts/FolioTestSans.ttf");
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let cluster = Cluster::start().await;
+    let ns = cluster.acme.clone();
+    let acme = cluster.key(&ns).await;
+    cluster
+        .apply(
+            &ns,
+            json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
+            "metadata": {"name": "default"}, "spec": {"credits": 100}}),
+        )
+        .await;
+    let put_file = |name: &str, bytes: Vec<u8>| {
+        let request = cluster.http.put(format!("{}/v1/templates/invoice/assets/{name}", cluster.url));
+        request.bearer_auth(&acme).body(bytes).send()
+    };
+    let (status, _) =
+        cluster.call("POST", "/v1/templates", &acme, Some(json!({"name": "invoice", "source": "Version one"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let branded =
+        "#set text(font: \"Folio Test Sans\")\n#image(\"logo.png\", width: 2cm)\n= Invoice #json(\"data.json\").number";
+    let (_, changed) = cluster.call("PUT", "/v1/templates/invoice", &acme, Some(json!({"source": branded}))).await;
+    assert_eq!(changed["version"], 2, "{changed}");
+    use base64::Engine as _;
+    let logo = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
+    let uploaded = put_file("logo.png", logo).await.unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    assert_eq!(uploaded.json::<Value>().await.unwrap()["contentType"], "image/png");
+    let font = std::fs::read(FONT).unwrap();
+    assert_eq!(put_file("FolioTestSans.ttf", font.clone()).await.unwrap().status(), StatusCode::CREATED);
+    let too_big = put_file("big.bin", vec![1; 1024 * 1024 + 1]).await.unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE, "one ConfigMap holds at most 1 MiB");
+
+    // Where the files are: immutable ConfigMaps the template owns and names.
+    let template = cluster.get("RenderTemplate", &ns, "invoice").await.unwrap();
+    assert_eq!(template["metadata"]["generation"], 4, "{template:#}");
+    let uid = template["metadata"]["uid"].as_str().unwrap();
+    let files = template["spec"]["assets"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let font_ref = &files[1]["configMapKeyRef"];
+    assert_eq!(
+        (files[1]["sha256"].as_str(), font_ref["key"].as_str()),
+        (Some(folio::assets::sha256_hex(&font).as_str()), Some("FolioTestSans.ttf"))
+    );
+    let map = cluster.get("ConfigMap", &ns, font_ref["name"].as_str().unwrap()).await.unwrap();
+    assert_eq!(
+        (map["immutable"].as_bool(), map["metadata"]["ownerReferences"][0]["uid"].as_str()),
+        (Some(true), Some(uid))
+    );
+    let snapshot = cluster.get("ConfigMap", &ns, "invoice.version-1").await.expect("version 1 is kept");
+    assert!(snapshot["data"]["spec.json"].as_str().unwrap().contains("Version one"));
+
+    // The renderer Pod renders the current version with the logo and the font.
+    let (cluster_ref, acme_ref) = (&cluster, &acme);
+    let render = |body: Value| async move {
+        let (cluster, acme) = (cluster_ref, acme_ref);
+        let (status, job) = cluster.call("POST", "/v1/renders", acme, Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        let path = format!("/v1/renders/{}", job["id"].as_str().unwrap());
+        cluster
+            .eventually("the render ends", || async {
+                ["succeeded", "failed"]
+                    .contains(&cluster.call("GET", &path, acme, None).await.1["status"].as_str().unwrap_or_default())
+            })
+            .await;
+        let (_, done) = cluster.call("GET", &path, acme, None).await;
+        assert_eq!(done["status"], "succeeded", "{done:#}");
+        let pdf = download(done["downloadUrl"].as_str().unwrap()).await.1;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pdf).unwrap();
+        (done, file)
+    };
+    let (done, pdf) = render(json!({"templateId": "invoice", "data": {"number": "7"}})).await;
+    assert_eq!((done["templateVersion"].as_i64(), &done["warnings"]), (Some(4), &json!([])), "{done:#}");
+    assert!(support::embeds_font(pdf.path(), "FolioTestSans"), "the uploaded font is embedded");
+    assert_eq!(support::image_count(pdf.path()), 1, "the logo");
+
+    // A job pinned to version 1 renders it, from its snapshot.
+    let (old, pdf) = render(json!({"templateId": "invoice", "templateVersion": 1})).await;
+    assert_eq!(old["templateVersion"], 1);
+    assert!(support::pdftotext(pdf.path()).contains("Version one"));
+    let (_, versions) = cluster.call("GET", "/v1/templates/invoice/versions", &acme, None).await;
+    let numbers: Vec<i64> =
+        versions["data"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4], "{versions}");
+    let (_, listed) = cluster.call("GET", "/v1/templates/invoice/assets", &acme, None).await;
+    assert_eq!(
+        listed["data"][1],
+        json!({"name": "FolioTestSans.ttf", "size": font.len(), "contentType": "font/ttf", "sha256": folio::assets::sha256_hex(&font)})
+    );
+    let (_, restored) = cluster.call("POST", "/v1/templates/invoice/versions/1/restore", &acme, None).await;
+    assert_eq!(
+        (restored["version"].as_i64(), restored["source"].as_str()),
+        (Some(5), Some("Version one")),
+        "{restored}"
+    );
+
+    let (status, _) = cluster.call("DELETE", "/v1/templates/invoice", &acme, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    cluster
+        .eventually("the template's ConfigMaps go with it", || async {
+            !cluster
+                .list("ConfigMap", &ns)
+                .await
+                .iter()
+                .any(|m| m["metadata"]["labels"]["folio.dev/template"] == "invoice")
+        })
+        .await;
+    let mut cluster = cluster;
+    if let Some(operator) = cluster.operator.take() {
+        operator.abort();
+    }
+}

@@ -71,3 +71,38 @@ fn the_image_dependency_stage_stubs_every_declared_target() {
         assert!(dir.path().join(stub).exists(), "the stub step leaves {stub} missing");
     }
 }
+
+/// Every file the binary embeds (`include_bytes!`, `include_str!`: the fonts) is in
+/// what the image build copies, or the image does not build.
+#[test]
+fn the_image_build_gets_every_file_the_binary_embeds() {
+    let dockerfile = repo_file("Dockerfile");
+    let ignore = repo_file(".dockerignore");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("src")];
+    let mut embedded = Vec::new();
+    while let Some(path) = sources.pop() {
+        if path.is_dir() {
+            sources.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let after = |macro_call: &str| text.split(macro_call).skip(1).map(str::to_owned).collect::<Vec<_>>();
+        for part in after("include_bytes!(\"").iter().chain(&after("include_str!(\"")) {
+            let relative = part.split('"').next().unwrap();
+            let file = path.parent().unwrap().join(relative);
+            let file = file.canonicalize().unwrap_or_else(|_| panic!("{} embeds {relative}: missing", path.display()));
+            embedded.push(file.strip_prefix(root.canonicalize().unwrap()).unwrap().to_owned());
+        }
+    }
+    assert!(!embedded.is_empty(), "the fonts are embedded");
+    for file in embedded {
+        let top = file.components().next().unwrap().as_os_str().to_str().unwrap().to_owned();
+        assert!(
+            dockerfile.contains(&format!("COPY {top} ")),
+            "the Dockerfile copies no {top}/ (for {})",
+            file.display()
+        );
+        assert!(ignore.lines().any(|l| l.trim() == format!("!{top}/")), ".dockerignore keeps {top}/ out of the build");
+    }
+}

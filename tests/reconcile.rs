@@ -322,6 +322,7 @@ fn succeeded_report(pages: i64) -> RendererReport {
             sha256: "ab".repeat(32),
             duration_ms: 40,
             warnings: Vec::new(),
+            template_version: None,
         },
         output_key: "acme/invoice-1.pdf".into(),
     }

@@ -66,6 +66,7 @@ async fn every_request_has_an_id_in_its_response_and_its_trace_span() {
         metrics,
         rate_limit: None,
         webhook_targets: None,
+        server_font_families: Default::default(),
     };
     let spans = RequestSpans::default();
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));

@@ -7,71 +7,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use serde_json::{Value, json};
 use support::Server;
+use support::rest::{Api, client, error_code};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/invoice.yaml");
-
-fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
-}
-
-struct Api<'a> {
-    server: &'a Server,
-    key: String,
-    http: Client,
-}
-
-impl<'a> Api<'a> {
-    fn new(server: &'a Server, tenant: &str) -> Api<'a> {
-        Api { key: server.key(tenant), server, http: client() }
-    }
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.url)
-    }
-    fn get(&self, path: &str) -> Response {
-        self.http.get(self.url(path)).bearer_auth(&self.key).send().unwrap()
-    }
-    fn post(&self, path: &str, body: Value) -> Response {
-        self.http.post(self.url(path)).bearer_auth(&self.key).json(&body).send().unwrap()
-    }
-    fn put(&self, path: &str, body: Value) -> Response {
-        self.http.put(self.url(path)).bearer_auth(&self.key).json(&body).send().unwrap()
-    }
-    fn delete(&self, path: &str) -> Response {
-        self.http.delete(self.url(path)).bearer_auth(&self.key).send().unwrap()
-    }
-    /// Poll like the Craftkit seed: 200 ms, growing to 1 s, capped at 30 s.
-    fn wait(&self, id: &str) -> Value {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let job: Value = self.get(&format!("/v1/renders/{id}")).json().unwrap();
-            let status = job["status"].as_str().unwrap();
-            if ["succeeded", "failed", "cancelled", "expired", "blocked"].contains(&status) {
-                return job;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "render {id} stuck in {status}");
-            std::thread::sleep(delay);
-            delay = (delay * 3 / 2).min(Duration::from_secs(1));
-        }
-    }
-}
 
 fn invoice(number: &str, items: usize) -> Value {
     let items: Vec<Value> =
         (0..items).map(|i| json!({"name": format!("Item {i}"), "qty": 1 + i % 3, "price": 9.5})).collect();
     json!({"number": number, "date": "2026-11-23", "customer": {"name": "ACME GmbH"}, "items": items})
-}
-
-fn error_code(response: Response) -> (u16, String, Value) {
-    let status = response.status().as_u16();
-    let request_id = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
-    let body: Value = response.json().unwrap();
-    assert_eq!(body["error"]["requestId"], request_id.as_str(), "the body names the X-Request-Id");
-    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
-    (status, body["error"]["code"].as_str().unwrap().to_owned(), body)
 }
 
 fn pdf_pages(bytes: &[u8]) -> i64 {
@@ -670,12 +616,7 @@ fn an_inline_template_carries_its_logo() {
     assert_eq!(api.wait(id)["status"], "succeeded");
     let pdf = dir.path().join("logo.pdf");
     std::fs::write(&pdf, api.get(&format!("/v1/renders/{id}/download")).bytes().unwrap()).unwrap();
-    let listing =
-        std::process::Command::new("pdfimages").arg("-list").arg(&pdf).output().expect("pdfimages (poppler-utils)");
-    let listed = String::from_utf8_lossy(&listing.stdout).into_owned();
-    let images = listed.lines().skip(2).filter(|line| line.split_whitespace().nth(2) == Some("image")).count();
-    assert_eq!(images, 1, "the 1×1 logo (its alpha is a soft mask beside it): {listed}");
-    assert!(listed.lines().nth(2).is_some_and(|l| l.split_whitespace().nth(3) == Some("1")), "1 px wide: {listed}");
+    assert_eq!(support::image_count(&pdf), 1, "the 1×1 logo (its alpha is a soft mask beside it)");
 
     for (asset, says) in [
         (json!({"name": "../etc/passwd", "base64": PNG}), "template.assets[0].name"),

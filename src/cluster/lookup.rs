@@ -8,7 +8,9 @@
 //! is read from the API server, since it may have been created with the job and not
 //! reached the cache yet (a job must not fail for a template that exists).
 //! ConfigMaps a job or template refers to are read by name: watching every
-//! ConfigMap of every namespace would cost more than the few reads.
+//! ConfigMap of every namespace would cost more than the few reads. A job pinned to
+//! a version of its template that is no longer current reads that version's
+//! snapshot ([`super::template_versions`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,9 +21,10 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 
-use crate::prepare::{Lookup, LookupError, prepare};
+use super::template_versions::{snapshot_name, snapshot_spec};
+use crate::prepare::{FoundTemplate, Lookup, LookupError, prepare};
 use crate::render::{RenderFailure, RenderRequest};
-use crate::resources::{RenderJob, RenderTemplate, RenderTemplateSpec};
+use crate::resources::{RenderJob, RenderTemplate};
 
 /// Most fetch rounds before giving up (each round fetches everything asked for).
 const MAX_ROUNDS: usize = 6;
@@ -29,14 +32,14 @@ const MAX_ROUNDS: usize = 6;
 /// Objects fetched so far; `None` records one that does not exist.
 #[derive(Default)]
 struct Fetched {
-    templates: BTreeMap<String, Option<RenderTemplateSpec>>,
+    templates: BTreeMap<(String, Option<i64>), Option<FoundTemplate>>,
     config_maps: BTreeMap<String, Option<ConfigMap>>,
 }
 
 /// A reference `prepare` asked for that has not been fetched yet.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Missing {
-    Template(String),
+    Template(String, Option<i64>),
     ConfigMap(String),
 }
 
@@ -46,11 +49,11 @@ struct FetchedLookup<'a> {
 }
 
 impl Lookup for FetchedLookup<'_> {
-    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
-        match self.fetched.templates.get(name) {
+    fn template(&self, name: &str, version: Option<i64>) -> Result<Option<FoundTemplate>, LookupError> {
+        match self.fetched.templates.get(&(name.to_owned(), version)) {
             Some(found) => Ok(found.clone()),
             None => {
-                self.missing.borrow_mut().push(Missing::Template(name.to_owned()));
+                self.missing.borrow_mut().push(Missing::Template(name.to_owned(), version));
                 Err(LookupError(format!("RenderTemplate {name} not fetched yet")))
             }
         }
@@ -87,17 +90,33 @@ pub async fn prepare_job(ctx: &Context, job: &RenderJob) -> Result<Result<Render
         missing.dedup();
         for reference in missing {
             match reference {
-                Missing::Template(name) => {
+                Missing::Template(name, version) => {
                     let cached = ctx.caches().templates.get(&ObjectRef::new(&name).within(namespace));
-                    let found = match cached {
-                        Some(template) => Some(template.spec.clone()),
-                        None => templates
-                            .get_opt(&name)
-                            .await
-                            .map_err(|err| api_error("RenderTemplate", &name, err))?
-                            .map(|t| t.spec),
+                    let current = match cached {
+                        Some(template) => Some(RenderTemplate::clone(&template)),
+                        None => {
+                            templates.get_opt(&name).await.map_err(|err| api_error("RenderTemplate", &name, err))?
+                        }
                     };
-                    fetched.templates.insert(name, found);
+                    let found = match (current, version) {
+                        (None, _) => None,
+                        (Some(current), wanted) if wanted.is_none() || wanted == current.metadata.generation => {
+                            Some(FoundTemplate { version: current.metadata.generation, spec: current.spec })
+                        }
+                        (Some(_), Some(version)) => {
+                            let snapshot = snapshot_name(&name, version);
+                            let map = config_maps
+                                .get_opt(&snapshot)
+                                .await
+                                .map_err(|err| api_error("ConfigMap", &snapshot, err))?;
+                            map.as_ref()
+                                .and_then(snapshot_spec)
+                                .filter(|(kept, _)| *kept == version)
+                                .map(|(version, spec)| FoundTemplate { spec, version: Some(version) })
+                        }
+                        (Some(_), None) => None,
+                    };
+                    fetched.templates.insert((name, version), found);
                 }
                 Missing::ConfigMap(name) => {
                     let found = config_maps.get_opt(&name).await.map_err(|err| api_error("ConfigMap", &name, err))?;

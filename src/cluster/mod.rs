@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod operator;
 pub mod pod;
 pub mod renderer;
+pub mod template_versions;
 pub mod webhooks;
 pub mod writes;
 

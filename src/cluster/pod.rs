@@ -481,6 +481,7 @@ mod tests {
                 sha256: "ab".repeat(32),
                 duration_ms: 41,
                 warnings: vec!["main.typ:2:7: warning: unknown font family: arial".into()],
+                template_version: Some(3),
             },
             output_key: "acme/invoice-1.pdf".into(),
         };

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::cluster::pod::{OUTPUT_KEY_KEY, REQUEST_KEY, RendererReport, UPLOAD_URL_KEY};
 use crate::lifecycle::ErrorCode;
-use crate::render::{Engine, RenderRequest};
+use crate::render::{Engine, RenderFailure, RenderRequest};
 
 /// Longest an upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,11 +97,23 @@ pub async fn render_from_input(input_dir: &Path) -> RendererReport {
     }
 }
 
+/// The engine, with the server-wide fonts of the folder `FOLIO_FONT_PATH` names (a
+/// volume the renderer Pod mounts), if any.
+fn engine() -> Result<Engine, RenderFailure> {
+    let Some(dir) = std::env::var_os("FOLIO_FONT_PATH") else {
+        return Ok(Engine::new());
+    };
+    let fonts = crate::render::fonts::in_folder(Path::new(&dir)).map_err(|err| {
+        RenderFailure::new(ErrorCode::Internal, format!("reading the fonts of FOLIO_FONT_PATH failed: {err}"))
+    })?;
+    Ok(Engine::with_server_fonts(fonts))
+}
+
 /// Render `request` and PUT the PDF to `upload_url`.
 pub async fn render_and_upload(request: &RenderRequest, upload_url: &str, output_key: &str) -> RendererReport {
     let rendered = {
         let request = request.clone();
-        match tokio::task::spawn_blocking(move || Engine::new().render(&request)).await {
+        match tokio::task::spawn_blocking(move || engine()?.render(&request)).await {
             Ok(Ok(rendered)) => rendered,
             Ok(Err(failure)) => {
                 return RendererReport::Failed { error_code: failure.code, error_message: failure.message };

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::assets::AssetInfo;
 use crate::lifecycle::Phase;
-use crate::port::{JobView, Share, TemplateView};
+use crate::port::{JobView, Share, TemplateVersion, TemplateView};
 use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
@@ -17,6 +18,11 @@ use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, Web
 pub struct CreateRender {
     /// The template to render, by id (its name).
     pub template_id: Option<String>,
+    /// The version of `templateId` to render (see `GET /v1/templates/{slug}/versions`);
+    /// the current one when unset. Either way the job renders the version it was
+    /// submitted with, whatever changes after.
+    #[schema(minimum = 1)]
+    pub template_version: Option<i64>,
     /// A template given inline instead of `templateId`.
     pub template: Option<InlineTemplateBody>,
     /// The data; the template reads it as `data.json` (at most 256 KiB; none: `{}`).
@@ -145,6 +151,8 @@ pub struct RenderResponse {
     pub tenant: String,
     /// The template's id, for jobs made from a stored template.
     pub template_id: Option<String>,
+    /// The version of the template the job renders (and, once succeeded, rendered).
+    pub template_version: Option<i64>,
     /// `queued`, `rendering`, `blocked`, `succeeded`, `failed`, `cancelled`, `expired`.
     pub status: String,
     /// Output type: `pdf`.
@@ -258,6 +266,7 @@ impl RenderResponse {
         let job = &view.job;
         let status = job.status.clone().unwrap_or_default();
         let id = job.metadata.name.clone().unwrap_or_default();
+        let spec_template_version = job.spec.template_ref.as_ref().and_then(|t| t.version);
         RenderResponse {
             poll_url: format!("{public_url}/v1/renders/{id}"),
             id,
@@ -285,6 +294,7 @@ impl RenderResponse {
             total_bytes: status.total_bytes,
             sha256: status.sha256,
             warnings: status.warnings,
+            template_version: status.template_version.or(spec_template_version),
             base_credits: status.base_credits,
             size_extra: status.size_extra.unwrap_or(0),
             credits_used: status.credits_used,
@@ -422,10 +432,15 @@ pub struct TemplateResponse {
     /// Default data.
     #[schema(value_type = Option<Object>)]
     pub defaults: Option<Value>,
+    /// The names of its files (`GET /v1/templates/{slug}/assets` tells more).
+    pub assets: Vec<String>,
+    /// Its version: 1 when created, one more with every change of its source,
+    /// schema, defaults or files.
+    pub version: i64,
     /// When it was created.
     #[serde(with = "crate::resources::times::ms")]
     pub created_at: Timestamp,
-    /// When it last changed.
+    /// When it last changed (for an older version: when that version was made).
     #[serde(with = "crate::resources::times::ms")]
     pub updated_at: Timestamp,
 }
@@ -440,10 +455,76 @@ impl From<&TemplateView> for TemplateResponse {
             source: view.template.spec.source.clone(),
             data_schema: view.template.spec.data_schema.clone(),
             defaults: view.template.spec.defaults.clone(),
+            assets: view.template.spec.assets.iter().map(|asset| asset.name.clone()).collect(),
+            version: view.version,
             created_at: view.created_at,
             updated_at: view.updated_at,
         }
     }
+}
+
+/// A file of a template.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetResponse {
+    /// The name the template uses (`image("logo.png")`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The media type, sniffed from the bytes (a font is `font/ttf`, `font/otf` or
+    /// `font/collection`, and is used by the template's renders).
+    pub content_type: String,
+    /// SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+impl From<&AssetInfo> for AssetResponse {
+    fn from(info: &AssetInfo) -> Self {
+        AssetResponse {
+            name: info.name.clone(),
+            size: info.size,
+            content_type: info.content_type.clone(),
+            sha256: info.sha256.clone(),
+        }
+    }
+}
+
+/// A version of a template.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateVersionResponse {
+    /// Its number.
+    pub version: i64,
+    /// When it was made.
+    #[serde(with = "crate::resources::times::ms")]
+    pub created_at: Timestamp,
+    /// Digest of its source, schema, defaults and files: two versions that say the
+    /// same have the same digest.
+    pub sha256: String,
+}
+
+impl From<&TemplateVersion> for TemplateVersionResponse {
+    fn from(version: &TemplateVersion) -> Self {
+        TemplateVersionResponse {
+            version: version.version,
+            created_at: version.created_at,
+            sha256: version.sha256.clone(),
+        }
+    }
+}
+
+/// A font family templates can use.
+#[derive(Serialize, ToSchema, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct FontResponse {
+    /// The family name, as `#set text(font: "…")` takes it.
+    pub family: String,
+    /// `embedded` (built into folio), `server` (from the server's `--font-path`) or
+    /// `template` (a font file of the tenant's templates).
+    pub source: String,
+    /// For `template`: the templates that have it, by slug.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
 }
 
 /// `POST /v1/renders/{id}/signed-url`.

@@ -27,13 +27,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A request body read into `T`: integral top-level numbers taken as integers, and an
-/// error that names the field.
+/// A request body read into `T`: a JSON object (serde would also read a struct from
+/// an array of its fields, which no client means), integral top-level numbers taken
+/// as integers, and an error that names the field.
 pub fn parse_body<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
-    if let Some(fields) = value.as_object_mut() {
-        // Only the request's own fields: a job's data is the template's, as it was sent.
-        fields.values_mut().for_each(integral_float_as_integer);
-    }
+    let Some(fields) = value.as_object_mut() else {
+        return Err(ApiError::bad_request("invalid body: it must be a JSON object"));
+    };
+    // Only the request's own fields: a job's data is the template's, as it was sent.
+    fields.values_mut().for_each(integral_float_as_integer);
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let reason = err.into_inner();

@@ -13,6 +13,7 @@ pub use renders::DEFAULT_URL_LIFETIME;
 pub mod server;
 pub use server::serve;
 mod shares;
+mod template_files;
 mod templates;
 
 use std::net::SocketAddr;
@@ -59,6 +60,9 @@ pub struct AppState<B> {
     /// every connection. `None` leaves the check to delivery (`folio api`, whose
     /// operator holds the policy).
     pub webhook_targets: Option<crate::webhooks::TargetPolicy>,
+    /// The families of the server-wide fonts (`--font-path`) this process's renders
+    /// use, for `GET /v1/fonts`.
+    pub server_font_families: Arc<Vec<String>>,
 }
 
 /// A token bucket per tenant.
@@ -78,6 +82,7 @@ impl<B> Clone for AppState<B> {
             metrics: self.metrics.clone(),
             rate_limit: self.rate_limit.clone(),
             webhook_targets: self.webhook_targets,
+            server_font_families: self.server_font_families.clone(),
         }
     }
 }
@@ -139,6 +144,18 @@ pub fn app<B: Backend>(state: AppState<B>) -> Router {
             get(templates::get::<B>).put(templates::replace::<B>).delete(templates::delete::<B>),
         )
         .route("/v1/templates/{slug}/render", post(renders::create_from_template::<B>))
+        .route("/v1/templates/{slug}/assets", get(template_files::list::<B>))
+        .route(
+            "/v1/templates/{slug}/assets/{name}",
+            get(template_files::get::<B>)
+                .put(template_files::put::<B>)
+                .delete(template_files::delete::<B>)
+                .layer(DefaultBodyLimit::max(crate::assets::MAX_ASSET_BYTES)),
+        )
+        .route("/v1/templates/{slug}/versions", get(template_files::versions::<B>))
+        .route("/v1/templates/{slug}/versions/{version}", get(template_files::version::<B>))
+        .route("/v1/templates/{slug}/versions/{version}/restore", post(template_files::restore::<B>))
+        .route("/v1/fonts", get(template_files::fonts::<B>))
         .route("/v1/share/{token}", get(shares::open::<B>))
         .route("/v1/shares", get(shares::list::<B>))
         .route("/v1/shares/{token}", axum::routing::delete(shares::revoke::<B>))

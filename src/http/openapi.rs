@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use serde_json::{Value, json};
 
-use super::{dto, error, ops, renders, shares, templates};
+use super::{dto, error, ops, renders, shares, template_files, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,10 +22,13 @@ answer states when they stop."),
         renders::resume, renders::delete, renders::download,
         shares::signed_url, shares::open, shares::list, shares::revoke,
         templates::list, templates::get, templates::create, templates::replace, templates::delete, templates::account,
+        template_files::put, template_files::list, template_files::get, template_files::delete,
+        template_files::versions, template_files::version, template_files::restore, template_files::fonts,
         shares::signed_download, ops::healthz, ops::readyz, ops::metrics, openapi,
     ),
     components(schemas(dto::CreateRender, dto::RenderResponse, dto::TemplateBody, dto::TemplateResponse,
-        dto::SignedUrlRequest, dto::SignedUrlResponse, dto::ShareResponse, dto::AccountResponse, error::ErrorBody)),
+        dto::SignedUrlRequest, dto::SignedUrlResponse, dto::ShareResponse, dto::AccountResponse, dto::AssetResponse,
+        dto::TemplateVersionResponse, dto::FontResponse, error::ErrorBody)),
     modifiers(&ApiKeyAuth)
 )]
 struct ApiDoc;
@@ -75,7 +78,8 @@ fn errors_of_every_operation(doc: &mut Value) {
             let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else { continue };
             let secured = operation.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
             let body = operation.get("requestBody").cloned();
-            let json_body = body.as_ref().is_some_and(|b| b["required"] == true);
+            let json_body =
+                body.as_ref().is_some_and(|b| b["required"] == true && b["content"].get("application/json").is_some());
             let parameters = operation.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
             let checked_parameters = parameters.iter().any(|p| p["in"] == "query" || p["in"] == "header");
             let mut errors = vec![
@@ -114,7 +118,7 @@ fn errors_of_every_operation(doc: &mut Value) {
 /// Parameters as the server takes them: the `Idempotency-Key` header, 1 to 255
 /// visible ASCII characters (spaces and tabs inside; HTTP drops those around a
 /// header's value);
-/// a template's `slug`, a Kubernetes name.
+/// a template's `slug`, a Kubernetes name; a file's `name`.
 fn parameter_bounds(doc: &mut Value) {
     let Some(paths) = doc["paths"].as_object_mut() else { return };
     for item in paths.values_mut() {
@@ -129,13 +133,16 @@ fn parameter_bounds(doc: &mut Value) {
                     parameter["schema"] =
                         json!({"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"});
                 }
+                if parameter["name"] == "name" && parameter["in"] == "path" {
+                    parameter["schema"] = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"});
+                }
             }
         }
     }
 }
 
 /// Request bodies as each route takes them: `POST /v1/renders` names exactly one of
-/// `templateId` and `template`; `POST /v1/templates/{slug}/render` names neither (the
+/// `templateId` and `template` (`templateVersion` only with `templateId`); `POST /v1/templates/{slug}/render` names neither (the
 /// URL does); `POST /v1/templates` needs `name`, which `PUT /v1/templates/{slug}`
 /// takes from the URL.
 fn bodies_by_route(doc: &mut Value) {
@@ -145,6 +152,8 @@ fn bodies_by_route(doc: &mut Value) {
         {"required": ["templateId"], "properties": {"templateId": {"type": "string"}}},
         {"required": ["template"], "properties": {"template": {"type": "object"}}},
     ]);
+    schemas["CreateRender"]["not"] = json!({"required": ["template", "templateVersion"],
+        "properties": {"template": {"type": "object"}, "templateVersion": {"type": "integer"}}});
     let mut from_template = create;
     if let Some(properties) = from_template["properties"].as_object_mut() {
         properties.remove("templateId");
@@ -198,6 +207,11 @@ fn links(doc: &mut Value) {
             "ReplaceTemplate": {"operationRef": op("/v1/templates/{slug}", "put"), "parameters": {"slug": slug}},
             "RenderTemplate": {"operationRef": op("/v1/templates/{slug}/render", "post"), "parameters": {"slug": slug}},
             "DeleteTemplate": {"operationRef": op("/v1/templates/{slug}", "delete"), "parameters": {"slug": slug}},
+            "PutTemplateFile": {"operationRef": op("/v1/templates/{slug}/assets/{name}", "put"), "parameters": {"slug": slug}},
+            "ListTemplateFiles": {"operationRef": op("/v1/templates/{slug}/assets", "get"), "parameters": {"slug": slug}},
+            "ListTemplateVersions": {"operationRef": op("/v1/templates/{slug}/versions", "get"), "parameters": {"slug": slug}},
+            "RestoreTemplateVersion": {"operationRef": op("/v1/templates/{slug}/versions/{version}/restore", "post"),
+                "parameters": {"slug": slug, "version": "$response.body#/version"}},
         })
     };
     let paths = &mut doc["paths"];
@@ -205,6 +219,18 @@ fn links(doc: &mut Value) {
         paths[path]["post"]["responses"][status]["links"] = render("$response.body#/id");
     }
     paths["/v1/templates"]["post"]["responses"]["201"]["links"] = template("$response.body#/name");
+    let file = |slug: &str, name: &str| {
+        json!({
+            "GetTemplateFile": {"operationRef": op("/v1/templates/{slug}/assets/{name}", "get"),
+                "parameters": {"slug": slug, "name": name}},
+            "DeleteTemplateFile": {"operationRef": op("/v1/templates/{slug}/assets/{name}", "delete"),
+                "parameters": {"slug": slug, "name": name}},
+        })
+    };
+    for status in ["200", "201"] {
+        paths["/v1/templates/{slug}/assets/{name}"]["put"]["responses"][status]["links"] =
+            file("$request.path.slug", "$response.body#/name");
+    }
     paths["/v1/shares"]["get"]["responses"]["200"]["links"] = json!({"RevokeShare": {
         "operationRef": op("/v1/shares/{token}", "delete"), "parameters": {"token": "$response.body#/data/0/token"}}});
 }

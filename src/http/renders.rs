@@ -168,13 +168,28 @@ async fn job_spec<B: Backend>(
     if body.active_deadline_seconds.is_some_and(|s| s < 1) {
         return Err(ApiError::bad_request("activeDeadlineSeconds must be at least 1"));
     }
+    if body.template_version.is_some_and(|v| v < 1) {
+        return Err(ApiError::bad_request("templateVersion must be at least 1"));
+    }
+    if body.template_version.is_some() && body.template.is_some() {
+        return Err(ApiError::bad_request("templateVersion goes with templateId, not with an inline template"));
+    }
     let (template_ref, template) = match (template_id, body.template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give templateId or template, not both"));
         }
         (None, None) => return Err(ApiError::bad_request("give templateId or template")),
         (Some(id), None) => {
-            let stored = state.backend.template(tenant, &id).await.map_err(|err| match err {
+            let stored = match body.template_version {
+                Some(version) => state.backend.template_version(tenant, &id, version).await,
+                None => state.backend.template(tenant, &id).await,
+            };
+            let stored = stored.map_err(|err| match err {
+                HomeError::NotFound { what: crate::port::Object::TemplateVersion, .. } => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "TEMPLATE_NOT_FOUND",
+                    format!("templateVersion: template {id:?} has no version {}", body.template_version.unwrap_or(0)),
+                ),
                 HomeError::NotFound { .. } => ApiError::new(
                     StatusCode::NOT_FOUND,
                     "TEMPLATE_NOT_FOUND",
@@ -190,7 +205,7 @@ async fn job_spec<B: Backend>(
                 };
                 prepare::validate(schema, &merged).map_err(|f| ApiError::unprocessable("DATA_INVALID", f.message))?;
             }
-            (Some(TemplateRef { name: id }), None)
+            (Some(TemplateRef { name: id, version: Some(stored.version) }), None)
         }
         (None, Some(inline)) => {
             crate::render::check_syntax(&inline.source).map_err(|f| {
@@ -249,17 +264,10 @@ fn inline_assets(assets: Vec<super::dto::InlineAssetBody>) -> Result<Vec<Templat
         .into_iter()
         .enumerate()
         .map(|(i, asset)| {
-            let valid_name = (1..=128).contains(&asset.name.len())
-                && asset.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !valid_name || asset.name == ".." || asset.name == "." {
-                return Err(ApiError::bad_request(format!(
-                    "template.assets[{i}].name: {:?} must be 1 to 128 letters, digits, '.', '_' or '-'",
-                    asset.name
-                )));
+            if let Some(problem) = crate::assets::name_problem(&asset.name) {
+                return Err(ApiError::bad_request(format!("template.assets[{i}].name: {problem}")));
             }
-            if [crate::render::MAIN_FILE, crate::render::DATA_FILE].contains(&asset.name.as_str())
-                || !names.insert(asset.name.clone())
-            {
+            if crate::assets::is_reserved(&asset.name) || !names.insert(asset.name.clone()) {
                 return Err(ApiError::unprocessable(
                     "ASSET_NAME_TAKEN",
                     format!("template.assets[{i}].name: {:?} is taken", asset.name),
@@ -275,7 +283,7 @@ fn inline_assets(assets: Vec<super::dto::InlineAssetBody>) -> Result<Vec<Templat
                 .decode(&asset.base64)
                 .map_err(|err| ApiError::bad_request(format!("template.assets[{i}].base64: not base64: {err}")))?;
             let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-            Ok(TemplateAsset { name: asset.name, base64: Some(base64), config_map_key_ref: None })
+            Ok(TemplateAsset { name: asset.name, base64: Some(base64), ..Default::default() })
         })
         .collect()
 }

@@ -54,7 +54,8 @@ pub async fn create<B: Backend>(
     Ok((StatusCode::CREATED, Json(TemplateResponse::from(&view))).into_response())
 }
 
-/// `PUT /v1/templates/{slug}`: create or replace a template.
+/// `PUT /v1/templates/{slug}`: create or replace a template; its files stay (they
+/// change through `/v1/templates/{slug}/assets`).
 #[utoipa::path(put, path = "/v1/templates/{slug}", tag = "templates", params(("slug" = String, Path)), request_body = TemplateBody,
     responses((status = 200, body = TemplateResponse), (status = 201, body = TemplateResponse),
         (status = 400, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)),

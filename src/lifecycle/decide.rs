@@ -226,6 +226,7 @@ impl Judge<'_> {
                 status.sha256 = Some(facts.sha256.clone());
                 status.duration_ms = Some(facts.duration_ms);
                 status.warnings = facts.warnings.clone();
+                status.template_version = facts.template_version;
                 status.output_key = Some(output_key);
                 self.settle(status, &facts)
             }
@@ -408,6 +409,7 @@ impl Judge<'_> {
                 sha256: status.sha256.clone()?,
                 duration_ms: status.duration_ms.unwrap_or(0),
                 warnings: status.warnings.clone(),
+                template_version: status.template_version,
             })
         });
         match facts {
@@ -473,6 +475,7 @@ mod tests {
             sha256: "ab".repeat(32),
             duration_ms: 12,
             warnings: Vec::new(),
+            template_version: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! interrupted mid-compile, so time and memory limits are enforced one level up by
 //! [`pool::RenderPool`], which runs engines in worker processes it can kill.
 
+pub mod fonts;
 pub mod pool;
 mod postprocess;
 mod world;
@@ -46,6 +47,10 @@ pub struct RenderRequest {
     /// Title for the PDF metadata, unless the template sets its own.
     #[serde(default)]
     pub title: Option<String>,
+    /// The version of the RenderTemplate this request was made from, reported back in
+    /// the facts so that every home records it the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<i64>,
 }
 
 /// A file in the template's sandbox.
@@ -98,6 +103,9 @@ pub struct RenderFacts {
     /// and column; at most [`MAX_WARNINGS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The version of the RenderTemplate rendered, when it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<i64>,
 }
 
 /// Most warnings kept of one render (the last one says how many more there were), so
@@ -137,10 +145,16 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// Load fonts and the standard library.
+    /// Load the embedded fonts and the standard library.
     pub fn new() -> Engine {
+        Engine::with_server_fonts(Vec::new())
+    }
+
+    /// Load the embedded fonts, `server_fonts` (from `--font-path`) and the standard
+    /// library.
+    pub fn with_server_fonts(server_fonts: Vec<typst::text::Font>) -> Engine {
         Engine {
-            shared: world::Shared::load(),
+            shared: world::Shared::load(server_fonts),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             producer: format!("folio {} (typst 0.15)", env!("CARGO_PKG_VERSION")),
         }
@@ -164,6 +178,7 @@ impl Engine {
             sha256: hex::encode(Sha256::digest(&pdf)),
             duration_ms: started.elapsed().as_millis() as i64,
             warnings,
+            template_version: request.template_version,
         };
         Ok(Rendered { pdf, facts })
     }
@@ -282,7 +297,7 @@ fn describe(sandbox: &world::Sandbox, diagnostic: &SourceDiagnostic) -> String {
     text.push_str(&diagnostic.message);
     if diagnostic.message.starts_with("file not found") {
         text.push_str(&format!(
-            " (the template's files: {}; add one to the RenderTemplate's spec.assets)",
+            " (the template's files: {}; add one to the RenderTemplate's spec.assets, or with PUT /v1/templates/{{slug}}/assets/{{name}})",
             sandbox.file_names().join(", ")
         ));
     }
@@ -336,6 +351,21 @@ mod tests {
         let mut req = request("#read(\"notes.txt\")", "{}");
         req.assets.push(Asset { name: "notes.txt".into(), bytes: b"from an asset".to_vec() });
         assert!(engine.render(&req).is_ok());
+    }
+
+    #[test]
+    fn a_font_asset_is_a_font_of_that_render_only() {
+        let font =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fonts/FolioTestSans.ttf")).unwrap();
+        let engine = Engine::new();
+        let mut req = request("#set text(font: \"Folio Test Sans\")\nHello", "{}");
+        req.assets.push(Asset { name: "FolioTestSans.ttf".into(), bytes: font });
+        let with_font = engine.render(&req).unwrap();
+        assert!(with_font.facts.warnings.is_empty(), "{:?}", with_font.facts.warnings);
+        assert!(with_font.pdf.windows(13).any(|w| w == b"FolioTestSans"), "the font is embedded");
+        req.assets.clear();
+        let without = engine.render(&req).unwrap();
+        assert!(without.facts.warnings[0].contains("unknown font family"), "{:?}", without.facts.warnings);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub executable: PathBuf,
     /// Address-space limit of a worker, in MiB.
     pub memory_limit_mib: u64,
+    /// Folder of server-wide fonts (`--font-path`) that workers load.
+    pub font_path: Option<PathBuf>,
 }
 
 impl PoolConfig {
@@ -61,6 +63,7 @@ impl PoolConfig {
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             executable: std::env::current_exe()?,
             memory_limit_mib: 4096,
+            font_path: None,
         })
     }
 }
@@ -174,15 +177,13 @@ impl RenderPool {
     }
 
     fn spawn(&self) -> io::Result<Worker> {
-        let mut child = Command::new(&self.config.executable)
-            .arg(WORKER_SUBCOMMAND)
-            .arg("--memory-limit-mib")
-            .arg(self.config.memory_limit_mib.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut command = Command::new(&self.config.executable);
+        command.arg(WORKER_SUBCOMMAND).arg("--memory-limit-mib").arg(self.config.memory_limit_mib.to_string());
+        if let Some(dir) = &self.config.font_path {
+            command.arg("--font-path").arg(dir);
+        }
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn()?;
         let stdin = child.stdin.take().ok_or_else(|| io::Error::other("worker has no stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| io::Error::other("worker has no stdout"))?;
         Ok(Worker {
@@ -231,10 +232,11 @@ async fn next_frame(input: &mut FramedRead<impl AsyncRead + Unpin, LengthDelimit
 /// requests from stdin until it closes. The pipes are driven by a runtime of one
 /// thread so that both sides share one codec; renders block that thread, which is
 /// fine, since the worker does nothing else meanwhile.
-pub fn serve_worker(memory_limit_mib: u64) -> io::Result<()> {
+pub fn serve_worker(memory_limit_mib: u64, font_path: Option<&std::path::Path>) -> io::Result<()> {
     die_with_parent()?;
     limit_address_space(memory_limit_mib)?;
-    let engine = Engine::new();
+    let server_fonts = font_path.map(super::fonts::in_folder).transpose()?.unwrap_or_default();
+    let engine = Engine::with_server_fonts(server_fonts);
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     runtime.block_on(answer_requests(&engine, tokio::io::stdin(), tokio::io::stdout()))
 }
@@ -342,13 +344,7 @@ mod tests {
             let mut answers = FramedRead::new(answers, frames());
             requests.send(Bytes::new()).await.unwrap();
             assert!(next_frame(&mut answers).await.unwrap().is_empty(), "a ping is answered with an empty frame");
-            let request = RenderRequest {
-                source: "= Hello".into(),
-                data: "{}".into(),
-                assets: Vec::new(),
-                preview: false,
-                title: None,
-            };
+            let request = RenderRequest { source: "= Hello".into(), data: "{}".into(), ..Default::default() };
             requests.send(Bytes::from(serde_json::to_vec(&request).unwrap())).await.unwrap();
             let header = next_frame(&mut answers).await.unwrap();
             let pdf = next_frame(&mut answers).await.unwrap();

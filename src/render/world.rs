@@ -1,9 +1,11 @@
 //! The sandbox a template is compiled in: its own source as `main.typ`, the job's
-//! data as `data.json`, its declared assets, the embedded fonts, and nothing else:
-//! no file system, no packages, no network.
+//! data as `data.json`, its declared assets, the embedded and server-wide fonts plus
+//! the template's own font assets, and nothing else: no file system, no packages, no
+//! network.
 //!
-//! Fonts and the standard library are loaded once per process ([`Shared`]) and every
-//! render borrows them. File ids are interned globally by typst and never freed, so
+//! Shared fonts and the standard library are loaded once per process ([`Shared`]) and
+//! every render borrows them; a template's own fonts extend a copy of the font book
+//! for that render only. File ids are interned globally by typst and never freed, so
 //! the ids of `main.typ` and `data.json` are fixed and only their contents change
 //! from render to render.
 
@@ -22,7 +24,8 @@ pub const MAIN_FILE: &str = "main.typ";
 /// The job's data inside the sandbox.
 pub const DATA_FILE: &str = "data.json";
 
-/// What every render shares: the standard library and the embedded fonts.
+/// What every render shares: the standard library, the embedded fonts and the
+/// server-wide ones.
 pub struct Shared {
     library: LazyHash<Library>,
     book: LazyHash<FontBook>,
@@ -30,10 +33,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Load the standard library and the embedded fonts (tens of milliseconds; do it
-    /// once per process).
-    pub fn load() -> Shared {
-        let fonts: Vec<Font> = typst_kit::fonts::embedded().map(|(font, _)| font).collect();
+    /// Load the standard library, the embedded fonts and `server_fonts` (tens of
+    /// milliseconds; do it once per process).
+    pub fn load(server_fonts: Vec<Font>) -> Shared {
+        let fonts: Vec<Font> = super::fonts::embedded().into_iter().chain(server_fonts).collect();
         let book = FontBook::from_fonts(&fonts);
         Shared { library: LazyHash::new(Library::default()), book: LazyHash::new(book), fonts }
     }
@@ -59,12 +62,29 @@ pub struct Sandbox<'a> {
     main: Source,
     data: Bytes,
     assets: HashMap<FileId, Bytes>,
+    /// The shared book plus the template's own fonts, when it has any.
+    own_book: Option<LazyHash<FontBook>>,
+    /// The template's own fonts, numbered after the shared ones in `own_book`.
+    own_fonts: Vec<Font>,
     today: Datetime,
 }
 
 impl<'a> Sandbox<'a> {
-    /// A sandbox holding `source`, `data` (JSON bytes) and named assets.
+    /// A sandbox holding `source`, `data` (JSON bytes) and named assets; assets that
+    /// are font files are also fonts of this render.
     pub fn new(shared: &'a Shared, source: &str, data: Vec<u8>, assets: &[(String, Vec<u8>)], today: Datetime) -> Self {
+        let own_fonts: Vec<Font> = assets
+            .iter()
+            .filter(|(name, _)| super::fonts::is_font_file(name))
+            .flat_map(|(_, bytes)| super::fonts::fonts_in(bytes.clone()))
+            .collect();
+        let own_book = (!own_fonts.is_empty()).then(|| {
+            let mut book = (*shared.book).clone();
+            for font in &own_fonts {
+                book.push(font.info().clone());
+            }
+            LazyHash::new(book)
+        });
         let assets = assets
             .iter()
             .filter_map(|(name, bytes)| {
@@ -73,7 +93,15 @@ impl<'a> Sandbox<'a> {
                 Some((id, Bytes::new(bytes.clone())))
             })
             .collect();
-        Sandbox { shared, main: Source::new(main_id(), source.to_owned()), data: Bytes::new(data), assets, today }
+        Sandbox {
+            shared,
+            main: Source::new(main_id(), source.to_owned()),
+            data: Bytes::new(data),
+            assets,
+            own_book,
+            own_fonts,
+            today,
+        }
     }
 
     /// The files the template can read: its source, its data and its assets, by name.
@@ -99,7 +127,7 @@ impl World for Sandbox<'_> {
     }
 
     fn book(&self) -> &LazyHash<FontBook> {
-        &self.shared.book
+        self.own_book.as_ref().unwrap_or(&self.shared.book)
     }
 
     fn main(&self) -> FileId {
@@ -127,7 +155,10 @@ impl World for Sandbox<'_> {
     }
 
     fn font(&self, index: usize) -> Option<Font> {
-        self.shared.fonts.get(index).cloned()
+        match index.checked_sub(self.shared.fonts.len()) {
+            None => self.shared.fonts.get(index).cloned(),
+            Some(own) => self.own_fonts.get(own).cloned(),
+        }
     }
 
     fn today(&self, _offset: Option<Duration>) -> Option<Datetime> {

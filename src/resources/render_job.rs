@@ -107,6 +107,12 @@ pub struct RenderJobSpec {
 pub struct TemplateRef {
     /// Name of the RenderTemplate in the job's namespace.
     pub name: String,
+    /// The template's version to render (its `metadata.generation` in a cluster, kept
+    /// as a snapshot); the current one when unset. The REST API sets it when the job
+    /// is submitted, so that a job renders the template it was submitted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub version: Option<i64>,
 }
 
 /// A template carried by the job itself.
@@ -216,6 +222,9 @@ pub struct RenderJobStatus {
     /// family, say), with line and column; at most five.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The version of the RenderTemplate the PDF was rendered from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<i64>,
     /// Where the PDF is stored (a key, never a URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_key: Option<String>,

@@ -46,7 +46,7 @@ pub struct RenderTemplateSpec {
 }
 
 /// A file that a template reads, e.g. `image("logo.png")`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateAsset {
     /// The path the template uses, e.g. `logo.png` or `fonts/Inter.ttf`.
@@ -57,4 +57,9 @@ pub struct TemplateAsset {
     /// The file from a ConfigMap key (`binaryData` for binary files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_key_ref: Option<ConfigMapKeyRef>,
+    /// SHA-256 of the file's bytes (lowercase hex). When set, a render whose file has
+    /// other bytes fails rather than render a file that changed under the template;
+    /// `folio api` sets it on every file it stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }

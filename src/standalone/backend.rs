@@ -7,9 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::Standalone;
 use super::settle;
 use super::store::{self, JobRecord, ShareRecord, StoreError};
+use super::templates::template_view;
+use crate::assets::AssetInfo;
 use crate::lifecycle::Phase;
 use crate::port::{
-    Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_job_id, new_share_token,
+    Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateVersion, TemplateView, new_job_id,
+    new_share_token,
 };
 use crate::resources::{RenderAccount, RenderJob, RenderJobStatus, RenderTemplate};
 
@@ -220,6 +223,40 @@ impl Backend for Standalone {
         Ok(self.store.read(|c| store::list_templates(c, tenant))?.into_iter().map(template_view).collect())
     }
 
+    async fn template_version(&self, tenant: &str, name: &str, version: i64) -> Result<TemplateView, HomeError> {
+        self.template_version_view(tenant, name, version)
+    }
+
+    async fn template_versions(&self, tenant: &str, name: &str) -> Result<Vec<TemplateVersion>, HomeError> {
+        self.versions_of(tenant, name)
+    }
+
+    async fn restore_template(&self, tenant: &str, name: &str, version: i64) -> Result<TemplateView, HomeError> {
+        self.restore_version(tenant, name, version)
+    }
+
+    async fn put_asset(
+        &self,
+        tenant: &str,
+        name: &str,
+        file: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(AssetInfo, bool), HomeError> {
+        self.store_asset(tenant, name, file, bytes)
+    }
+
+    async fn assets(&self, tenant: &str, name: &str) -> Result<Vec<AssetInfo>, HomeError> {
+        self.asset_infos(tenant, name)
+    }
+
+    async fn asset(&self, tenant: &str, name: &str, file: &str) -> Result<(AssetInfo, Vec<u8>), HomeError> {
+        self.asset_bytes(tenant, name, file)
+    }
+
+    async fn delete_asset(&self, tenant: &str, name: &str, file: &str) -> Result<(), HomeError> {
+        self.remove_asset(tenant, name, file)
+    }
+
     async fn template(&self, tenant: &str, name: &str) -> Result<TemplateView, HomeError> {
         self.store
             .read(|c| store::load_template(c, tenant, name))?
@@ -236,7 +273,14 @@ impl Backend for Standalone {
         let name = template.metadata.name.clone().unwrap_or_default();
         let now = Timestamp::now();
         let created = if replace {
-            self.store.write(|tx| store::save_template(tx, &template, now))?
+            self.store.write(|tx| {
+                // The template's files stay: they change through their own endpoints.
+                let mut template = template.clone();
+                if let Some(current) = store::load_template(tx, tenant, &name)? {
+                    template.spec.assets = current.template.spec.assets;
+                }
+                Ok(store::save_template(tx, &template, now)?.1)
+            })?
         } else if self.store.write(|tx| store::create_template(tx, &template, now))? {
             true
         } else {
@@ -282,8 +326,4 @@ fn share_of(share: ShareRecord) -> Share {
         expires_at: share.expires_at,
         revoked_at: share.revoked_at,
     }
-}
-
-fn template_view((template, created_at, updated_at): (RenderTemplate, Timestamp, Timestamp)) -> TemplateView {
-    TemplateView { template, created_at, updated_at }
 }

@@ -19,6 +19,7 @@ mod keys;
 mod serve;
 mod settle;
 pub mod store;
+mod templates;
 mod webhooks;
 mod worker;
 

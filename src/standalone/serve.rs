@@ -58,6 +58,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     home.apply(&manifests)?;
 
+    let server_fonts = match &options.pool.font_path {
+        Some(dir) => crate::render::fonts::in_folder(dir).with_context(|| format!("--font-path {}", dir.display()))?,
+        None => Vec::new(),
+    };
+    let server_font_families = crate::render::fonts::families(&server_fonts);
     let pool = Arc::new(RenderPool::new(options.pool.clone()));
     pool.warm_up().await.context("starting render workers")?;
 
@@ -78,6 +83,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         metrics,
         rate_limit: options.rate_limit.map(crate::http::tenant_rate_limiter),
         webhook_targets: Some(policy),
+        server_font_families: Arc::new(server_font_families),
     };
     // The address line is what scripts and tests wait for.
     println!("folio serving on {public_url} (data in {})", options.data_dir.display());

@@ -19,10 +19,9 @@ use super::Standalone;
 use super::settle::apply;
 use super::store::{self, JobRecord};
 use crate::lifecycle::{self, Decision, Effect, ErrorCode, Observed, Phase};
-use crate::prepare::{Lookup, LookupError, prepare};
+use crate::prepare::{FoundTemplate, Lookup, LookupError, prepare};
 use crate::render::pool::RenderPool;
 use crate::render::{RenderFailure, Rendered};
-use crate::resources::RenderTemplateSpec;
 use crate::storage::output_key;
 
 /// How long an idle worker sleeps before looking again (new jobs wake it at once).
@@ -35,9 +34,20 @@ struct StoreLookup<'a> {
 }
 
 impl Lookup for StoreLookup<'_> {
-    fn template(&self, name: &str) -> Result<Option<RenderTemplateSpec>, LookupError> {
-        let found = self.home.store.read(|c| store::load_template(c, self.tenant, name));
-        Ok(found.map_err(|err| LookupError(err.to_string()))?.map(|(t, _, _)| t.spec))
+    fn template(&self, name: &str, version: Option<i64>) -> Result<Option<FoundTemplate>, LookupError> {
+        let tenant = self.tenant;
+        let found = self.home.store.read(|c| {
+            let found = match version {
+                Some(version) => store::load_template_version(c, tenant, name, version)?.map(|v| (v.spec, v.version)),
+                None => store::load_template(c, tenant, name)?.map(|t| (t.template.spec, t.version)),
+            };
+            found
+                .map(|(spec, version)| {
+                    Ok(FoundTemplate { spec: store::with_file_bytes(c, tenant, spec)?, version: Some(version) })
+                })
+                .transpose()
+        });
+        found.map_err(|err| LookupError(err.to_string()))
     }
     /// The standalone home has no ConfigMaps: templates and data come inline.
     fn config_map(&self, _name: &str) -> Result<Option<ConfigMap>, LookupError> {

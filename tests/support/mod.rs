@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod gitops_check;
 pub mod kubelet;
+pub mod rest;
 pub mod s3;
 pub mod webhook_receiver;
 
@@ -85,6 +86,24 @@ pub fn pdftotext(pdf: &Path) -> String {
         Command::new("pdftotext").arg(pdf).arg("-").output().expect("pdftotext (poppler-utils) must be installed");
     assert!(out.status.success(), "pdftotext failed on {}", pdf.display());
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether poppler's `pdffonts` lists a font whose name contains `name` as embedded.
+pub fn embeds_font(pdf: &Path, name: &str) -> bool {
+    let out = Command::new("pdffonts").arg(pdf).output().expect("pdffonts (poppler-utils) must be installed");
+    assert!(out.status.success(), "pdffonts failed on {}", pdf.display());
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The columns end: emb sub uni object ID (two numbers).
+    listed.lines().any(|line| line.contains(name) && line.split_whitespace().rev().nth(4) == Some("yes"))
+}
+
+/// How many images poppler's `pdfimages -list` finds in a PDF (soft masks apart).
+pub fn image_count(pdf: &Path) -> usize {
+    let out =
+        Command::new("pdfimages").arg("-list").arg(pdf).output().expect("pdfimages (poppler-utils) must be installed");
+    assert!(out.status.success(), "pdfimages failed on {}", pdf.display());
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    listed.lines().skip(2).filter(|line| line.split_whitespace().nth(2) == Some("image")).count()
 }
 
 /// A `folio serve` process on a free port with its own data folder; killed on drop.

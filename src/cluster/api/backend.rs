@@ -10,8 +10,11 @@ use serde_json::json;
 
 use super::errors::{cluster_error, is_already_exists, starting};
 use super::{ClusterBackend, admission, objects, the_only};
+use crate::assets::AssetInfo;
 use crate::lifecycle::Phase;
-use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateView, new_share_token};
+use crate::port::{
+    Backend, HomeError, JobFilter, JobView, NewJob, Object, Share, TemplateVersion, TemplateView, new_share_token,
+};
 use crate::resources::{RenderAccount, RenderJob, RenderTemplate};
 use crate::storage::MAX_PRESIGNED_LIFETIME;
 
@@ -37,6 +40,11 @@ impl Backend for ClusterBackend {
             {
                 return Ok((objects::job_view(RenderJob::clone(&existing)), false));
             }
+        }
+        if let Some(pinned) = &new.spec.template_ref
+            && let Some(version) = pinned.version
+        {
+            self.keep_pinned_version(tenant, &pinned.name, version).await;
         }
         let (job, created) = self.create_new_job(tenant, new).await?;
         Ok((objects::job_view(job), created))
@@ -233,12 +241,15 @@ impl Backend for ClusterBackend {
             Ok(created) => (created, true),
             Err(err) if is_already_exists(&err) && !replace => return Err(HomeError::TemplateExists(name)),
             Err(err) if is_already_exists(&err) => {
-                // Replace the spec, keeping the object's labels and annotations; retry
-                // when someone else wrote it in between.
+                // Replace the spec, keeping the object's labels and annotations and the
+                // template's files (changed through their own endpoints); retry when
+                // someone else wrote it in between.
                 let mut attempt = 0;
                 loop {
                     let mut current = api.get(&name).await.map_err(|e| cluster_error(e, not_found))?;
+                    let files = std::mem::take(&mut current.spec.assets);
                     current.spec = template.spec.clone();
+                    current.spec.assets = files;
                     match api.replace(&name, &PostParams::default(), &current).await {
                         Ok(replaced) => break (replaced, false),
                         Err(kube::Error::Api(status)) if status.is_conflict() && attempt < 3 => attempt += 1,
@@ -248,8 +259,43 @@ impl Backend for ClusterBackend {
             }
             Err(err) => return Err(cluster_error(err, not_found)),
         };
+        self.keep_version(&written).await;
         self.caches.templates.wait_for_write(self.settle, &written).await;
         Ok((objects::template_view(written), created))
+    }
+
+    async fn template_version(&self, tenant: &str, name: &str, version: i64) -> Result<TemplateView, HomeError> {
+        self.version_view(tenant, name, version).await
+    }
+
+    async fn template_versions(&self, tenant: &str, name: &str) -> Result<Vec<TemplateVersion>, HomeError> {
+        self.versions(tenant, name).await
+    }
+
+    async fn restore_template(&self, tenant: &str, name: &str, version: i64) -> Result<TemplateView, HomeError> {
+        self.restore(tenant, name, version).await
+    }
+
+    async fn put_asset(
+        &self,
+        tenant: &str,
+        name: &str,
+        file: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(AssetInfo, bool), HomeError> {
+        self.put_file(tenant, name, file, bytes).await
+    }
+
+    async fn assets(&self, tenant: &str, name: &str) -> Result<Vec<AssetInfo>, HomeError> {
+        self.file_infos(tenant, name).await
+    }
+
+    async fn asset(&self, tenant: &str, name: &str, file: &str) -> Result<(AssetInfo, Vec<u8>), HomeError> {
+        self.file(tenant, name, file).await
+    }
+
+    async fn delete_asset(&self, tenant: &str, name: &str, file: &str) -> Result<(), HomeError> {
+        self.remove_file(tenant, name, file).await
     }
 
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<(), HomeError> {

@@ -27,6 +27,7 @@ pub mod migrate;
 pub mod objects;
 mod serve;
 mod shares;
+mod templates;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,8 @@ pub struct ClusterBackend {
     public_url: String,
     settle: Duration,
     create_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Template versions (uid, generation) known to be kept as snapshots.
+    kept_versions: std::sync::Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 impl ClusterBackend {
@@ -65,7 +68,16 @@ impl ClusterBackend {
         settle: Duration,
     ) -> ClusterBackend {
         let create_locks = (0..jobs::CREATE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
-        ClusterBackend { client, caches, bucket, signer, public_url, settle, create_locks }
+        ClusterBackend {
+            client,
+            caches,
+            bucket,
+            signer,
+            public_url,
+            settle,
+            create_locks,
+            kept_versions: Default::default(),
+        }
     }
 
     fn jobs_api(&self, tenant: &str) -> Api<RenderJob> {

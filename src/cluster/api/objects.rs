@@ -70,7 +70,12 @@ pub fn job_view(job: RenderJob) -> JobView {
 
 /// The API view of a RenderTemplate.
 pub fn template_view(template: RenderTemplate) -> TemplateView {
-    TemplateView { created_at: created_at(&template.metadata), updated_at: updated_at(&template.metadata), template }
+    TemplateView {
+        created_at: created_at(&template.metadata),
+        updated_at: updated_at(&template.metadata),
+        version: template.metadata.generation.unwrap_or(1),
+        template,
+    }
 }
 
 /// Whether a live job of `tenant` matches the render log's filter.
@@ -361,7 +366,7 @@ mod tests {
     #[test]
     fn render_log_filters_by_phase_template_external_id_preview_and_creation_time() {
         let mut by_template = RenderJob::clone(&job("acme", "templated", 100, Some(Phase::Succeeded)));
-        by_template.spec.template_ref = Some(TemplateRef { name: "invoice".into() });
+        by_template.spec.template_ref = Some(TemplateRef { name: "invoice".into(), version: None });
         by_template.spec.external_id = Some("order-7".into());
         let mut preview = RenderJob::clone(&job("acme", "preview", 200, Some(Phase::Failed)));
         preview.spec.preview = true;

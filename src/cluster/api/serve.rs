@@ -82,6 +82,7 @@ pub async fn run(options: ApiOptions) -> anyhow::Result<()> {
         metrics: Arc::new(Metrics::new()),
         rate_limit: std::num::NonZeroU32::new(options.rate_limit).map(crate::http::tenant_rate_limiter),
         webhook_targets: Some(crate::webhooks::TargetPolicy::new(options.allow_private_targets)),
+        server_font_families: Default::default(),
     };
     // The address line is what scripts and tests wait for.
     println!("folio api on {public_url}");

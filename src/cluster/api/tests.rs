@@ -624,6 +624,7 @@ async fn the_http_api_serves_a_cached_job_to_its_tenant_only() {
         metrics: Arc::new(crate::metrics::Metrics::new()),
         rate_limit: None,
         webhook_targets: None,
+        server_font_families: Default::default(),
     };
     let get = |path: &str, key: &str| {
         Request::get(path).header("authorization", format!("Bearer {key}")).body(AxumBody::empty()).unwrap()
@@ -731,6 +732,7 @@ async fn the_http_api_refuses_data_and_schemas_that_are_not_objects_with_a_400()
         metrics: Arc::new(crate::metrics::Metrics::new()),
         rate_limit: None,
         webhook_targets: None,
+        server_font_families: Default::default(),
     };
     let post = |path: &str, body: Value| {
         Request::post(path)

@@ -24,7 +24,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// Migration `i` brings a database from version `i` to version `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[INITIAL, REST_JOBS_CARRY_A_TTL, RUNNING_PER_TENANT, EXTERNAL_IDS_REPEAT];
+pub(super) const MIGRATIONS: &[&str] =
+    &[INITIAL, REST_JOBS_CARRY_A_TTL, RUNNING_PER_TENANT, EXTERNAL_IDS_REPEAT, TEMPLATES_KEEP_VERSIONS];
 
 /// The version every database is at once opened by this build.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -138,6 +139,31 @@ CREATE INDEX IF NOT EXISTS jobs_claimed ON jobs (tenant) WHERE claimed_by IS NOT
 const EXTERNAL_IDS_REPEAT: &str = "
 DROP INDEX IF EXISTS jobs_external;
 CREATE INDEX IF NOT EXISTS jobs_external_id ON jobs (tenant, external_id) WHERE external_id IS NOT NULL;
+";
+
+/// Migration 5: every change of a template makes a new version, and versions are
+/// kept; a template's files are kept apart, once per tenant, by their SHA-256. The
+/// templates there are become version 1 of themselves.
+const TEMPLATES_KEEP_VERSIONS: &str = "
+ALTER TABLE templates ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE IF NOT EXISTS template_versions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    object TEXT NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+INSERT INTO template_versions (tenant, name, version, created_at, object)
+    SELECT tenant, name, 1, updated_at, object FROM templates;
+CREATE TABLE IF NOT EXISTS template_files (
+    tenant TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (tenant, sha256)
+);
 ";
 
 /// Bring the database on `conn` (the file at `path`) to the latest version.

@@ -45,7 +45,10 @@ pub use queue::{
 };
 pub use settings::setting_or_insert;
 pub use shares::{ShareRecord, insert_share, list_shares, load_share, revoke_share};
-pub use templates::{create_template, delete_template, list_templates, load_template, save_template};
+pub use templates::{
+    StoredTemplate, StoredVersion, create_template, delete_template, file_infos, insert_file, list_template_versions,
+    list_templates, load_file, load_template, load_template_version, save_template, with_file_bytes,
+};
 
 /// A database error.
 #[derive(Debug, thiserror::Error)]

@@ -94,9 +94,12 @@ fn a_database_made_before_schema_versions_opens_with_every_row() {
             assert_eq!(overdue_jobs(c, now, 10)?.len(), 0, "its deadline is still ahead");
             assert_eq!(overdue_jobs(c, at(1_790_000_061_000), 10)?.len(), 1);
 
-            let (template, created_at, updated_at) = load_template(c, "acme", "invoice")?.expect("the template");
-            assert_eq!(template.spec.source.as_deref(), Some("= Invoice #data.number"));
-            assert_eq!((created_at, updated_at), (at(1_789_990_000_000), at(1_789_995_000_000)));
+            let stored = load_template(c, "acme", "invoice")?.expect("the template");
+            assert_eq!(stored.template.spec.source.as_deref(), Some("= Invoice #data.number"));
+            assert_eq!((stored.created_at, stored.updated_at), (at(1_789_990_000_000), at(1_789_995_000_000)));
+            assert_eq!(stored.version, 1, "a template from before versions is version 1");
+            let first = load_template_version(c, "acme", "invoice", 1)?.expect("version 1");
+            assert_eq!(first.spec, stored.template.spec);
 
             let account = load_account(c, "acme")?.expect("the account");
             assert_eq!(account.spec.credits, Some(100));
