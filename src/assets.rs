@@ -9,9 +9,10 @@ use crate::resources::{RenderTemplateSpec, TemplateAsset};
 
 /// Largest file `folio serve` keeps for a template.
 pub const MAX_ASSET_BYTES: usize = 10 * 1024 * 1024;
-/// Largest file a template keeps in the cluster: one ConfigMap holds one file, and
-/// Kubernetes refuses ConfigMaps over 1 MiB.
-pub const MAX_CLUSTER_ASSET_BYTES: usize = 1024 * 1024;
+/// Largest file, and largest total of a template's files, in the cluster: a renderer
+/// Pod gets its whole request (files base64-encoded, with the source and up to 256 KiB
+/// of data) in one input ConfigMap of at most 1000 KiB.
+pub const MAX_CLUSTER_ASSETS_BYTES: usize = 512 * 1024;
 /// Largest total of one template's files.
 pub const MAX_TEMPLATE_ASSETS_BYTES: usize = 50 * 1024 * 1024;
 
@@ -41,19 +42,34 @@ impl AssetInfo {
 }
 
 /// Why a file of `size` bytes cannot be stored beside `others` bytes of the
-/// template's other files, where one file may have at most `file_limit` bytes.
-pub fn size_problem(file: &str, size: usize, others: u64, file_limit: usize) -> Option<String> {
-    const MIB: usize = 1024 * 1024;
+/// template's other files, where one file may have at most `file_limit` bytes and all
+/// of them `total_limit`.
+pub fn size_problem(file: &str, size: usize, others: u64, file_limit: usize, total_limit: usize) -> Option<String> {
     if size > file_limit {
-        return Some(format!("{file} is {size} bytes; a template's file may be at most {} MiB here", file_limit / MIB));
+        return Some(format!("{file} is {size} bytes; a template's file may be at most {} here", in_units(file_limit)));
     }
     let total = others + size as u64;
-    (total > MAX_TEMPLATE_ASSETS_BYTES as u64).then(|| {
+    (total > total_limit as u64).then(|| {
         format!(
-            "the template's files would total {total} bytes; a template's files may total at most {} MiB",
-            MAX_TEMPLATE_ASSETS_BYTES / MIB
+            "the template's files would total {total} bytes; a template's files may total at most {} here",
+            in_units(total_limit)
         )
     })
+}
+
+/// `bytes` as people write a limit: `10 MiB`, `512 KiB`.
+fn in_units(bytes: usize) -> String {
+    if bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
+/// The bytes a file carries inline (`base64`), if it does and they decode.
+pub fn inline_bytes(asset: &TemplateAsset) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(asset.base64.as_deref()?.trim()).ok()
 }
 
 /// Put `file` among the files of `spec`, replacing one of its name; whether the
@@ -79,13 +95,15 @@ pub fn remove_file(spec: &mut RenderTemplateSpec, name: &str) -> bool {
 }
 
 /// Why a name cannot be a template's file, if it cannot: it must be 1 to 128 ASCII
-/// letters, digits, `.`, `_` or `-` (no folders), not `.` or `..`.
+/// letters, digits, `.`, `_` or `-` (no folders), not `.` nor starting with `..`.
 pub fn name_problem(name: &str) -> Option<String> {
+    // Kubernetes takes the same names as ConfigMap keys, where the file lives in a
+    // cluster.
     let valid = (1..=128).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && name != "."
-        && name != "..";
-    (!valid).then(|| format!("{name:?} must be 1 to 128 letters, digits, '.', '_' or '-'"))
+        && !name.starts_with("..");
+    (!valid).then(|| format!("{name:?} must be 1 to 128 letters, digits, '.', '_' or '-', not starting with '..'"))
 }
 
 /// Whether `name` is one of the files every template has (its source, the job's
@@ -162,7 +180,7 @@ mod tests {
         for good in ["logo.png", "Inter-Bold.otf", "a", "data_2024.csv", &"x".repeat(128)] {
             assert_eq!(name_problem(good), None, "{good}");
         }
-        for bad in ["", ".", "..", "fonts/a.ttf", "../etc", "a b", "ä.png", &"x".repeat(129)] {
+        for bad in ["", ".", "..", "..a", "fonts/a.ttf", "../etc", "a b", "ä.png", &"x".repeat(129)] {
             assert!(name_problem(bad).is_some(), "{bad:?}");
         }
         assert!(is_reserved("main.typ") && is_reserved("data.json") && !is_reserved("logo.png"));

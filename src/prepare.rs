@@ -84,7 +84,9 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
     if let Some(schema) = &template.data_schema {
         validate(schema, &data)?;
     }
-    let assets = template
+    // Every file is looked up before the first failure is reported, so that a home
+    // that fetches what was asked for (the cluster) fetches all of them at once.
+    let assets: Vec<Result<Asset, RenderFailure>> = template
         .assets
         .iter()
         .map(|asset| {
@@ -113,7 +115,8 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
             }
             Ok(Asset { name: asset.name.clone(), bytes })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    let assets = assets.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(RenderRequest {
         source,
         data: data.to_string(),

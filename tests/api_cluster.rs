@@ -709,15 +709,20 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     assert_eq!(uploaded.json::<Value>().await.unwrap()["contentType"], "image/png");
     let font = std::fs::read(FONT).unwrap();
     assert_eq!(put_file("FolioTestSans.ttf", font.clone()).await.unwrap().status(), StatusCode::CREATED);
-    let too_big = put_file("big.bin", vec![1; 1024 * 1024 + 1]).await.unwrap();
-    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE, "one ConfigMap holds at most 1 MiB");
+    let too_big = put_file("big.bin", vec![1; 512 * 1024]).await.unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE, "a renderer's input holds at most 512 KiB of files");
+    // More files than the operator's lookup takes rounds: all are fetched at once.
+    for i in 0..6 {
+        let note = put_file(&format!("note-{i}.txt"), format!("note {i}").into_bytes()).await.unwrap();
+        assert_eq!(note.status(), StatusCode::CREATED);
+    }
 
     // Where the files are: immutable ConfigMaps the template owns and names.
     let template = cluster.get("RenderTemplate", &ns, "invoice").await.unwrap();
-    assert_eq!(template["metadata"]["generation"], 4, "{template:#}");
+    assert_eq!(template["metadata"]["generation"], 10, "{template:#}");
     let uid = template["metadata"]["uid"].as_str().unwrap();
     let files = template["spec"]["assets"].as_array().unwrap();
-    assert_eq!(files.len(), 2);
+    assert_eq!(files.len(), 8);
     let font_ref = &files[1]["configMapKeyRef"];
     assert_eq!(
         (files[1]["sha256"].as_str(), font_ref["key"].as_str()),
@@ -752,9 +757,14 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
         (done, file)
     };
     let (done, pdf) = render(json!({"templateId": "invoice", "data": {"number": "7"}})).await;
-    assert_eq!((done["templateVersion"].as_i64(), &done["warnings"]), (Some(4), &json!([])), "{done:#}");
+    assert_eq!((done["templateVersion"].as_i64(), &done["warnings"]), (Some(10), &json!([])), "{done:#}");
     assert!(support::embeds_font(pdf.path(), "FolioTestSans"), "the uploaded font is embedded");
     assert_eq!(support::image_count(pdf.path()), 1, "the logo");
+
+    // A family nobody has: the renderer Pod's report carries the warning to the job.
+    let unknown = json!({"template": {"source": "#set text(font: \"Helvetica Neue Pro\")\nHello"}});
+    let (warned, _) = render(unknown).await;
+    assert!(warned["warnings"][0].as_str().unwrap_or_default().contains("unknown font family"), "{warned:#}");
 
     // A job pinned to version 1 renders it, from its snapshot.
     let (old, pdf) = render(json!({"templateId": "invoice", "templateVersion": 1})).await;
@@ -763,7 +773,7 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     let (_, versions) = cluster.call("GET", "/v1/templates/invoice/versions", &acme, None).await;
     let numbers: Vec<i64> =
         versions["data"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
-    assert_eq!(numbers, [1, 2, 3, 4], "{versions}");
+    assert_eq!(numbers, (1..=10).collect::<Vec<i64>>(), "{versions}");
     let (_, listed) = cluster.call("GET", "/v1/templates/invoice/assets", &acme, None).await;
     assert_eq!(
         listed["data"][1],
@@ -772,9 +782,18 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     let (_, restored) = cluster.call("POST", "/v1/templates/invoice/versions/1/restore", &acme, None).await;
     assert_eq!(
         (restored["version"].as_i64(), restored["source"].as_str()),
-        (Some(5), Some("Version one")),
+        (Some(11), Some("Version one")),
         "{restored}"
     );
+
+    // A change made with kubectl is a version too, kept once a job renders it.
+    let edit = json!({"spec": {"source": "Edited with kubectl"}});
+    cluster.api("RenderTemplate", &ns).patch("invoice", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    let (edited, pdf) = render(json!({"templateId": "invoice"})).await;
+    assert_eq!(edited["templateVersion"], 12);
+    assert!(support::pdftotext(pdf.path()).contains("Edited with kubectl"));
+    let kept = cluster.get("ConfigMap", &ns, "invoice.version-12").await.expect("the operator kept what it rendered");
+    assert!(kept["data"]["spec.json"].as_str().unwrap().contains("Edited with kubectl"));
 
     let (status, _) = cluster.call("DELETE", "/v1/templates/invoice", &acme, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

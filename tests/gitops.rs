@@ -102,8 +102,13 @@ async fn the_gitops_example_renders_each_job_once_and_a_second_sync_changes_noth
     let account = names_of(&documents, "RenderAccount").pop().expect("the example's account");
     harness
         .wait_until("the renderers' inputs are deleted and the ledger settles", async |h| {
-            let inputs =
-                h.list("ConfigMap").await.iter().filter(|c| c["metadata"]["ownerReferences"].is_array()).count();
+            // Inputs are owned by their job (the templates' kept versions by their template).
+            let inputs = h
+                .list("ConfigMap")
+                .await
+                .iter()
+                .filter(|c| c["metadata"]["ownerReferences"][0]["kind"] == "RenderJob")
+                .count();
             inputs == 0 && h.get("RenderAccount", &account).await.unwrap()["status"].get("pendingCharges").is_none()
         })
         .await;

@@ -148,7 +148,11 @@ fn a_job_renders_the_version_it_was_submitted_with() {
     let (current, pdf) = render(&api, dir.path(), json!({"templateId": "letter"}));
     assert_eq!(current["templateVersion"], 2);
     assert!(support::pdftotext(&pdf).contains("Version two"));
-    assert_eq!(api.wait(first["id"].as_str().unwrap())["templateVersion"], 1);
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(api.wait(first_id)["templateVersion"], 1);
+    let first_pdf = dir.path().join("first.pdf");
+    std::fs::write(&first_pdf, api.get(&format!("/v1/renders/{first_id}/download")).bytes().unwrap()).unwrap();
+    assert!(support::pdftotext(&first_pdf).contains("Version one"), "the version it was submitted with");
 
     let versions: Value = api.get("/v1/templates/letter/versions").json().unwrap();
     let listed = versions["data"].as_array().unwrap();
@@ -195,4 +199,27 @@ fn server_wide_fonts_come_from_the_font_path() {
     assert!(!missing.status.success());
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("--font-path /no/such/fonts") && said.contains("No such file"), "{said}");
+}
+
+/// A template applied with `serve -f` keeps the files uploaded over the API when the
+/// server starts again with the same manifest, and that start makes no new version.
+#[test]
+fn serve_f_keeps_uploaded_files_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("memo.yaml");
+    let yaml = "apiVersion: folio.dev/v1alpha1\nkind: RenderTemplate\nmetadata: {name: memo, namespace: acme}\nspec:\n  source: '#image(\"logo.png\")'\n";
+    std::fs::write(&manifest, yaml).unwrap();
+    let data = dir.path().join("data");
+    let manifest = manifest.to_str().unwrap();
+    let mut server = Server::start(&data, &["-f", manifest]);
+    let api = Api::new(&server, "acme");
+    assert_eq!(api.put_bytes("/v1/templates/memo/assets/logo.png", PNG.to_vec()).status(), 201);
+    let key = api.key.clone();
+    server.kill_hard();
+    let server = Server::start(&data, &["-f", manifest]);
+    let api = Api { server: &server, key, http: support::rest::client() };
+    let memo: Value = api.get("/v1/templates/memo").json().unwrap();
+    assert_eq!((memo["assets"].clone(), memo["version"].as_i64()), (json!(["logo.png"]), Some(2)), "{memo}");
+    let (job, _) = render(&api, dir.path(), json!({"templateId": "memo"}));
+    assert_eq!(job["templateVersion"], 2);
 }

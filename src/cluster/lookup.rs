@@ -21,7 +21,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 
-use super::template_versions::{snapshot_name, snapshot_spec};
+use super::template_versions::{keep, snapshot_name, snapshot_spec};
 use crate::prepare::{FoundTemplate, Lookup, LookupError, prepare};
 use crate::render::{RenderFailure, RenderRequest};
 use crate::resources::{RenderJob, RenderTemplate};
@@ -34,6 +34,8 @@ const MAX_ROUNDS: usize = 6;
 struct Fetched {
     templates: BTreeMap<(String, Option<i64>), Option<FoundTemplate>>,
     config_maps: BTreeMap<String, Option<ConfigMap>>,
+    /// The RenderTemplates as they are now, by name.
+    current: BTreeMap<String, RenderTemplate>,
 }
 
 /// A reference `prepare` asked for that has not been fetched yet.
@@ -84,6 +86,7 @@ pub async fn prepare_job(ctx: &Context, job: &RenderJob) -> Result<Result<Render
         let outcome = prepare(name, &job.spec, &lookup);
         let mut missing = lookup.missing.into_inner();
         if missing.is_empty() {
+            keep_rendered_version(&config_maps, &fetched, job, &outcome).await;
             return Ok(outcome);
         }
         missing.sort();
@@ -92,25 +95,30 @@ pub async fn prepare_job(ctx: &Context, job: &RenderJob) -> Result<Result<Render
             match reference {
                 Missing::Template(name, version) => {
                     let cached = ctx.caches().templates.get(&ObjectRef::new(&name).within(namespace));
+                    // A job may be pinned to a version the cache has not shown yet.
                     let current = match cached {
-                        Some(template) => Some(RenderTemplate::clone(&template)),
-                        None => {
-                            templates.get_opt(&name).await.map_err(|err| api_error("RenderTemplate", &name, err))?
+                        Some(template) if version.is_none_or(|v| template.metadata.generation >= Some(v)) => {
+                            Some(RenderTemplate::clone(&template))
                         }
+                        _ => templates.get_opt(&name).await.map_err(|err| api_error("RenderTemplate", &name, err))?,
                     };
+                    if let Some(current) = &current {
+                        fetched.current.insert(name.clone(), current.clone());
+                    }
                     let found = match (current, version) {
                         (None, _) => None,
                         (Some(current), wanted) if wanted.is_none() || wanted == current.metadata.generation => {
                             Some(FoundTemplate { version: current.metadata.generation, spec: current.spec })
                         }
-                        (Some(_), Some(version)) => {
+                        (Some(current), Some(version)) => {
+                            let uid = current.metadata.uid.unwrap_or_default();
                             let snapshot = snapshot_name(&name, version);
                             let map = config_maps
                                 .get_opt(&snapshot)
                                 .await
                                 .map_err(|err| api_error("ConfigMap", &snapshot, err))?;
                             map.as_ref()
-                                .and_then(snapshot_spec)
+                                .and_then(|map| snapshot_spec(map, &uid))
                                 .filter(|(kept, _)| *kept == version)
                                 .map(|(version, spec)| FoundTemplate { spec, version: Some(version) })
                         }
@@ -126,6 +134,25 @@ pub async fn prepare_job(ctx: &Context, job: &RenderJob) -> Result<Result<Render
         }
     }
     Err(LookupError(format!("the references of RenderJob {name} did not settle in {MAX_ROUNDS} rounds")))
+}
+
+/// Keep the version of its template a job is about to render, when it is the current
+/// one, so that `status.templateVersion` always names a version that can be read and
+/// restored, also when it was made with `kubectl`. Not keeping it only loses that.
+async fn keep_rendered_version(
+    maps: &Api<ConfigMap>,
+    fetched: &Fetched,
+    job: &RenderJob,
+    outcome: &Result<RenderRequest, RenderFailure>,
+) {
+    let (Ok(request), Some(reference)) = (outcome, &job.spec.template_ref) else { return };
+    let Some(template) = fetched.current.get(&reference.name) else { return };
+    if request.template_version.is_some()
+        && request.template_version == template.metadata.generation
+        && let Err(problem) = keep(maps, template).await
+    {
+        tracing::warn!(template = %reference.name, %problem, "could not keep the version a job renders");
+    }
 }
 
 fn api_error(kind: &str, name: &str, err: kube::Error) -> LookupError {

@@ -523,8 +523,8 @@ pub struct FontResponse {
     /// `template` (a font file of the tenant's templates).
     pub source: String,
     /// For `template`: the templates that have it, by slug.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub templates: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<String>>,
 }
 
 /// `POST /v1/renders/{id}/signed-url`.

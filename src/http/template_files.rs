@@ -184,7 +184,7 @@ pub async fn fonts<B: Backend>(
     found.extend(own.into_iter().map(|(family, templates)| FontResponse {
         family,
         source: "template".to_owned(),
-        templates,
+        templates: Some(templates),
     }));
     Ok(Json(Page::whole(found)))
 }
@@ -192,7 +192,7 @@ pub async fn fonts<B: Backend>(
 fn listed(families: &[String], source: &str) -> Vec<FontResponse> {
     families
         .iter()
-        .map(|family| FontResponse { family: family.clone(), source: source.to_owned(), templates: Vec::new() })
+        .map(|family| FontResponse { family: family.clone(), source: source.to_owned(), templates: None })
         .collect()
 }
 

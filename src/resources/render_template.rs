@@ -32,8 +32,12 @@ pub struct RenderTemplateSpec {
     /// The template text from a ConfigMap key, instead of `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_from: Option<ConfigMapKeyRef>,
-    /// Files (images, fonts, data) the template may read, by the name it uses.
+    /// Files (images, fonts, data) the template may read, by the name it uses. Files
+    /// named `*.ttf`, `*.otf`, `*.ttc` or `*.otc` are also fonts of its renders. A map
+    /// keyed by name for server-side apply, so that a manifest applying some files
+    /// leaves those another manager added (`folio api`'s uploads) in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub assets: Vec<TemplateAsset>,
     /// JSON Schema that a job's data must satisfy (after `defaults` are merged in).
     #[serde(default, skip_serializing_if = "Option::is_none")]

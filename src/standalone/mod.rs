@@ -120,7 +120,18 @@ impl Standalone {
         let now = Timestamp::now();
         self.store.write(|tx| {
             for template in &manifests.templates {
-                store::save_template(tx, template, now)?;
+                // Files uploaded over the API stay; the manifest's replace those of
+                // the same name.
+                let mut template = template.clone();
+                let tenant = template.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+                let name = template.metadata.name.as_deref().unwrap_or_default();
+                if let Some(current) = store::load_template(tx, tenant, name)? {
+                    let declared = std::mem::replace(&mut template.spec.assets, current.template.spec.assets);
+                    for file in declared {
+                        crate::assets::put_file(&mut template.spec, file);
+                    }
+                }
+                store::save_template(tx, &template, now)?;
             }
             for secret in &manifests.secrets {
                 let tenant = secret.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);

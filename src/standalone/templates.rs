@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Standalone;
 use super::store::{self, StoreResult, StoredTemplate};
-use crate::assets::{self, AssetInfo, MAX_ASSET_BYTES};
+use crate::assets::{self, AssetInfo, MAX_ASSET_BYTES, MAX_TEMPLATE_ASSETS_BYTES};
 use crate::port::{HomeError, TemplateVersion, TemplateView};
 use crate::resources::{RenderTemplate, TemplateAsset};
 
@@ -94,9 +94,6 @@ impl Standalone {
         file: &str,
         bytes: Vec<u8>,
     ) -> Result<(AssetInfo, bool), HomeError> {
-        if let Some(problem) = assets::size_problem(file, bytes.len(), 0, MAX_ASSET_BYTES) {
-            return Err(HomeError::TooLarge(problem));
-        }
         let now = Timestamp::now();
         self.store.write(|tx| {
             let mut template = match current(tx, tenant, name)? {
@@ -108,7 +105,9 @@ impl Standalone {
                 .filter(|info| info.name != file)
                 .map(|info| info.size)
                 .sum();
-            if let Some(problem) = assets::size_problem(file, bytes.len(), others, MAX_ASSET_BYTES) {
+            if let Some(problem) =
+                assets::size_problem(file, bytes.len(), others, MAX_ASSET_BYTES, MAX_TEMPLATE_ASSETS_BYTES)
+            {
                 return Ok(Err(HomeError::TooLarge(problem)));
             }
             let info = store::insert_file(tx, tenant, file, &bytes)?;
@@ -133,13 +132,12 @@ impl Standalone {
                 Ok(current) => current,
                 Err(err) => return Ok(Err(err)),
             };
-            let mut spec = current.template.spec;
-            spec.assets.retain(|asset| asset.name == file);
-            let spec = store::with_file_bytes(c, tenant, spec)?;
-            let bytes = spec.assets.first().and_then(|asset| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(asset.base64.as_deref()?.trim()).ok()
-            });
+            let asset = current.template.spec.assets.into_iter().find(|asset| asset.name == file);
+            let bytes = match asset {
+                Some(asset) if asset.base64.is_some() => assets::inline_bytes(&asset),
+                Some(TemplateAsset { sha256: Some(sha256), .. }) => store::load_file(c, tenant, &sha256)?,
+                _ => None,
+            };
             Ok(bytes.map(|bytes| (AssetInfo::of(file, &bytes), bytes)).ok_or_else(|| HomeError::asset_not_found(file)))
         })?
     }

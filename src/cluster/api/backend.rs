@@ -44,7 +44,7 @@ impl Backend for ClusterBackend {
         if let Some(pinned) = &new.spec.template_ref
             && let Some(version) = pinned.version
         {
-            self.keep_pinned_version(tenant, &pinned.name, version).await;
+            self.keep_pinned_version(tenant, &pinned.name, version).await?;
         }
         let (job, created) = self.create_new_job(tenant, new).await?;
         Ok((objects::job_view(job), created))

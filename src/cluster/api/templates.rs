@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams, PostParams};
 
 use super::errors::{cluster_error, is_already_exists};
 use super::{ClusterBackend, admission, objects};
-use crate::assets::{self, AssetInfo, MAX_CLUSTER_ASSET_BYTES};
-use crate::cluster::template_versions::{TEMPLATE_LABEL, file_map, snapshot, snapshot_name, snapshot_spec};
+use crate::assets::{self, AssetInfo, MAX_CLUSTER_ASSETS_BYTES};
+use crate::cluster::template_versions::{KIND_LABEL, TEMPLATE_LABEL, file_map, keep, snapshot_name, snapshot_spec};
 use crate::port::{HomeError, Object, TemplateVersion, TemplateView};
 use crate::prepare::config_map_entry;
 use crate::resources::{ConfigMapKeyRef, RenderTemplate, RenderTemplateSpec, TemplateAsset};
@@ -37,41 +37,43 @@ impl ClusterBackend {
         found.filter(|t| objects::is_live(&t.metadata)).ok_or_else(|| HomeError::template_not_found(name))
     }
 
-    /// Keep the version `template` is at as its snapshot, once. A snapshot that cannot
-    /// be written is logged, not an error: the change it records is made, and only
-    /// going back to it is lost.
+    /// Keep the version `template` is at as its snapshot, once; why not, if it could
+    /// not be.
+    async fn keep(&self, template: &RenderTemplate) -> Result<(), String> {
+        let key = (template.metadata.uid.clone().unwrap_or_default(), template.metadata.generation.unwrap_or(0));
+        if self.kept_versions.lock().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+            return Ok(());
+        }
+        keep(&self.config_maps_api(&template.namespace().unwrap_or_default()), template).await?;
+        self.kept_versions.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        Ok(())
+    }
+
+    /// Keep the version a change made. One that cannot be kept is logged, not an
+    /// error: the change is made, and only going back to it is lost.
     pub(super) async fn keep_version(&self, template: &RenderTemplate) {
-        let (Some(uid), Some(generation)) = (template.metadata.uid.clone(), template.metadata.generation) else {
-            return;
-        };
-        if self.kept_versions.lock().unwrap_or_else(|e| e.into_inner()).contains(&(uid.clone(), generation)) {
-            return;
+        if let Err(problem) = self.keep(template).await {
+            tracing::warn!(template = %template.name_any(), namespace = ?template.namespace(),
+                generation = ?template.metadata.generation, %problem, "could not keep a version of a template");
         }
-        let Some(map) = snapshot(template) else { return };
-        let tenant = template.namespace().unwrap_or_default();
-        match self.config_maps_api(&tenant).create(&PostParams::default(), &map).await {
-            Ok(_) => {}
-            Err(err) if is_already_exists(&err) => {}
-            Err(err) => {
-                tracing::warn!(%tenant, template = %template.name_any(), generation, error = %err,
-                    "could not keep a version of a template");
-                return;
-            }
-        }
-        self.kept_versions.lock().unwrap_or_else(|e| e.into_inner()).insert((uid, generation));
     }
 
     /// Keep version `version` of `name` before a job pinned to it is accepted, when it
-    /// is the current one (an older one is kept already, or is gone).
-    pub(super) async fn keep_pinned_version(&self, tenant: &str, name: &str, version: i64) {
+    /// is the current one (an older one was kept when it was made or rendered). A
+    /// version that cannot be kept refuses the job: it might render another.
+    pub(super) async fn keep_pinned_version(&self, tenant: &str, name: &str, version: i64) -> Result<(), HomeError> {
         let cached = self.caches.templates.get(tenant, name).map(|t| RenderTemplate::clone(&t));
         let template = match cached {
-            Some(template) if template.metadata.generation == Some(version) => Some(template),
-            _ => self.fresh_template(tenant, name).await.ok(),
+            Some(template) if template.metadata.generation == Some(version) => template,
+            _ => self.fresh_template(tenant, name).await?,
         };
-        if let Some(template) = template.filter(|t| t.metadata.generation == Some(version)) {
-            self.keep_version(&template).await;
+        if template.metadata.generation != Some(version) {
+            return Ok(());
         }
+        self.keep(&template).await.map_err(|problem| {
+            tracing::error!(%tenant, template = name, version, %problem, "could not keep the version a job is pinned to");
+            HomeError::Unavailable("the template's version could not be kept; try again".to_owned())
+        })
     }
 
     /// Change the spec of `name` with `change` (which may refuse), write it, keep the
@@ -100,9 +102,9 @@ impl ClusterBackend {
         Err(HomeError::Conflict("the template changed meanwhile; try again".to_owned()))
     }
 
-    /// The ConfigMaps kept for `name` (its versions and files).
+    /// The ConfigMaps keeping the versions of `name`.
     async fn kept_maps(&self, tenant: &str, name: &str) -> Result<Vec<ConfigMap>, HomeError> {
-        let selector = ListParams::default().labels(&format!("{TEMPLATE_LABEL}={name}"));
+        let selector = ListParams::default().labels(&format!("{TEMPLATE_LABEL}={name},{KIND_LABEL}=version"));
         let maps = self
             .config_maps_api(tenant)
             .list(&selector)
@@ -112,29 +114,17 @@ impl ClusterBackend {
     }
 
     /// The bytes of each file of `spec`, by name, in its order.
-    async fn files_of(
-        &self,
-        tenant: &str,
-        name: &str,
-        spec: &RenderTemplateSpec,
-    ) -> Result<Vec<(String, Vec<u8>)>, HomeError> {
-        let kept = self.kept_maps(tenant, name).await?;
+    async fn files_of(&self, tenant: &str, spec: &RenderTemplateSpec) -> Result<Vec<(String, Vec<u8>)>, HomeError> {
         let mut files = Vec::new();
         for asset in &spec.assets {
             let bytes = match (&asset.base64, &asset.config_map_key_ref) {
-                (Some(text), _) => {
-                    use base64::Engine as _;
-                    base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()
-                }
+                (Some(_), _) => assets::inline_bytes(asset),
                 (None, Some(key)) => {
-                    let map = match kept.iter().find(|m| m.metadata.name.as_deref() == Some(&key.name)) {
-                        Some(map) => Some(map.clone()),
-                        None => self
-                            .config_maps_api(tenant)
-                            .get_opt(&key.name)
-                            .await
-                            .map_err(|e| cluster_error(e, || HomeError::asset_not_found(&asset.name)))?,
-                    };
+                    let map = self
+                        .config_maps_api(tenant)
+                        .get_opt(&key.name)
+                        .await
+                        .map_err(|e| cluster_error(e, || HomeError::asset_not_found(&asset.name)))?;
                     map.and_then(|map| config_map_entry(&map, &key.key))
                 }
                 (None, None) => None,
@@ -156,9 +146,10 @@ impl ClusterBackend {
             .get_opt(&snapshot_name(name, version))
             .await
             .map_err(|e| cluster_error(e, || HomeError::version_not_found(version)))?;
+        let uid = current.metadata.uid.clone().unwrap_or_default();
         let (_, spec) = map
             .as_ref()
-            .and_then(snapshot_spec)
+            .and_then(|map| snapshot_spec(map, &uid))
             .filter(|(kept, _)| *kept == version)
             .ok_or_else(|| HomeError::version_not_found(version))?;
         let made =
@@ -171,12 +162,13 @@ impl ClusterBackend {
 
     pub(super) async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<TemplateVersion>, HomeError> {
         let current = self.fresh_template(tenant, name).await?;
+        let uid = current.metadata.uid.clone().unwrap_or_default();
         let mut versions: Vec<TemplateVersion> = self
             .kept_maps(tenant, name)
             .await?
             .iter()
             .filter_map(|map| {
-                let (version, spec) = snapshot_spec(map)?;
+                let (version, spec) = snapshot_spec(map, &uid)?;
                 Some(TemplateVersion {
                     version,
                     created_at: objects::created_at(&map.metadata),
@@ -215,19 +207,17 @@ impl ClusterBackend {
         file: &str,
         bytes: Vec<u8>,
     ) -> Result<(AssetInfo, bool), HomeError> {
-        // One ConfigMap holds one file, and Kubernetes refuses ConfigMaps over 1 MiB.
-        if let Some(problem) = assets::size_problem(file, bytes.len(), 0, MAX_CLUSTER_ASSET_BYTES) {
-            return Err(HomeError::TooLarge(problem));
-        }
         let template = self.fresh_template(tenant, name).await?;
         let others: u64 = self
-            .files_of(tenant, name, &template.spec)
+            .files_of(tenant, &template.spec)
             .await?
             .iter()
             .filter(|(other, _)| other != file)
             .map(|(_, bytes)| bytes.len() as u64)
             .sum();
-        if let Some(problem) = assets::size_problem(file, bytes.len(), others, MAX_CLUSTER_ASSET_BYTES) {
+        if let Some(problem) =
+            assets::size_problem(file, bytes.len(), others, MAX_CLUSTER_ASSETS_BYTES, MAX_CLUSTER_ASSETS_BYTES)
+        {
             return Err(HomeError::TooLarge(problem));
         }
         let info = AssetInfo::of(file, &bytes);
@@ -255,14 +245,14 @@ impl ClusterBackend {
 
     pub(super) async fn file_infos(&self, tenant: &str, name: &str) -> Result<Vec<AssetInfo>, HomeError> {
         let template = self.fresh_template(tenant, name).await?;
-        let files = self.files_of(tenant, name, &template.spec).await?;
+        let files = self.files_of(tenant, &template.spec).await?;
         Ok(files.iter().map(|(file, bytes)| AssetInfo::of(file, bytes)).collect())
     }
 
     pub(super) async fn file(&self, tenant: &str, name: &str, file: &str) -> Result<(AssetInfo, Vec<u8>), HomeError> {
         let mut template = self.fresh_template(tenant, name).await?;
         template.spec.assets.retain(|asset| asset.name == file);
-        let found = self.files_of(tenant, name, &template.spec).await?.pop();
+        let found = self.files_of(tenant, &template.spec).await?.pop();
         found.map(|(_, bytes)| (AssetInfo::of(file, &bytes), bytes)).ok_or_else(|| HomeError::asset_not_found(file))
     }
 

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, from_millis, millis};
-use crate::assets::{AssetInfo, sha256_hex};
+use crate::assets::{AssetInfo, inline_bytes, sha256_hex};
 use crate::resources::{RenderTemplate, RenderTemplateSpec};
 
 /// A template's current version as stored.
@@ -191,9 +191,8 @@ pub fn file_infos(conn: &Connection, tenant: &str, spec: &RenderTemplateSpec) ->
         conn.prepare_cached("SELECT size, content_type FROM template_files WHERE tenant = ?1 AND sha256 = ?2")?;
     let mut infos = Vec::new();
     for asset in &spec.assets {
-        if let Some(text) = &asset.base64 {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap_or_default();
-            infos.push(AssetInfo::of(&asset.name, &bytes));
+        if asset.base64.is_some() {
+            infos.push(AssetInfo::of(&asset.name, &inline_bytes(asset).unwrap_or_default()));
         } else if let Some(sha256) = &asset.sha256 {
             let found: Option<(i64, String)> =
                 statement.query_row(params![tenant, sha256], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
@@ -236,8 +235,7 @@ pub fn with_file_bytes(
 /// A file whose base64 does not decode stays inline, for the render to report.
 fn keep_files_apart(tx: &Connection, tenant: &str, spec: &mut RenderTemplateSpec) -> StoreResult<()> {
     for asset in &mut spec.assets {
-        let Some(text) = &asset.base64 else { continue };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.trim()) else { continue };
+        let Some(bytes) = inline_bytes(asset) else { continue };
         let digest = sha256_hex(&bytes);
         if asset.sha256.as_ref().is_some_and(|expected| !expected.eq_ignore_ascii_case(&digest)) {
             continue;
