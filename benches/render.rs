@@ -6,6 +6,10 @@
 //! 3. Wall time of `folio run` on 200 different invoices.
 //! 4. When a `typst` CLI is on PATH: 200 runs of it on the same 200 invoices, one
 //!    after another and two at a time, for comparison.
+//! 5. The peer a user would write: `benches/typst_py_peer.py` (typst-py 0.15, one warm
+//!    compiler per process, one process per core) on the same 200 invoices, with the
+//!    Python of `FOLIO_TYPST_PY` (default `~/.cache/folio-bench/typst-py-0.15.0`, made
+//!    with `python3 -m venv DIR && DIR/bin/pip install typst==0.15.0`).
 //!
 //! Run with `cargo bench --bench render`.
 
@@ -181,6 +185,66 @@ fn main() {
         }
         None => println!("typst CLI not on PATH: install it with `cargo install typst-cli --locked` to compare"),
     }
+
+    // 5. typst-py, as a user's own script runs it.
+    match typst_py_peer(dir.path(), &template, &requests, cores) {
+        Some(peer) => {
+            println!(
+                "{:<44} {:>7.2} s  ({:.1} ms per invoice)",
+                format!("typst-py script, {INVOICES} invoices, {cores} processes"),
+                peer.as_secs_f64(),
+                peer.as_secs_f64() * 1e3 / INVOICES as f64
+            );
+            println!(
+                "{:<44} {:>7.2}x",
+                "folio run speed-up vs typst-py",
+                peer.as_secs_f64() / folio_wall.as_secs_f64()
+            );
+        }
+        None => println!("typst-py not found: see benches/typst_py_peer.py for how to install it"),
+    }
+}
+
+/// `benches/typst_py_peer.py` on the same invoices (merged data, one file each): its
+/// wall time, or `None` without typst-py.
+fn typst_py_peer(
+    dir: &Path,
+    template: &RenderTemplateSpec,
+    requests: &[RenderRequest],
+    cores: usize,
+) -> Option<Duration> {
+    let venv = std::env::var("FOLIO_TYPST_PY").unwrap_or_else(|_| {
+        format!("{}/.cache/folio-bench/typst-py-0.15.0", std::env::var("HOME").unwrap_or_default())
+    });
+    let python = Path::new(&venv).join("bin/python");
+    Command::new(&python).args(["-c", "import typst"]).output().ok().filter(|o| o.status.success())?;
+    let defaults = template.defaults.clone().unwrap_or(Value::Null);
+    let data_dir = dir.join("typst-py-data");
+    std::fs::create_dir_all(&data_dir).ok()?;
+    for (n, request) in requests.iter().enumerate() {
+        let data: Value = serde_json::from_str(&request.data).ok()?;
+        std::fs::write(data_dir.join(format!("invoice-{n:03}.json")), merged(defaults.clone(), data).to_string())
+            .ok()?;
+    }
+    std::fs::write(dir.join("typst-py-main.typ"), template.source.clone()?).ok()?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/typst_py_peer.py");
+    let t = Instant::now();
+    let status = Command::new(&python)
+        .arg(script)
+        .arg(dir.join("typst-py-main.typ"))
+        .arg(&data_dir)
+        .arg(dir.join("typst-py-out"))
+        .arg(cores.to_string())
+        .status()
+        .ok()?;
+    let wall = t.elapsed();
+    assert!(status.success(), "the typst-py peer failed");
+    let made = std::fs::read_dir(dir.join("typst-py-out"))
+        .ok()?
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pdf")))
+        .count();
+    assert_eq!(made, requests.len(), "the peer wrote every PDF");
+    Some(wall)
 }
 
 /// The example's template with one RenderJob per invoice.
