@@ -156,6 +156,13 @@ impl Cluster {
         list.items.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect()
     }
 
+    /// Give `namespace`'s account (`default`) `credits` credits, as the admin.
+    async fn grant(&self, namespace: &str, credits: i64) {
+        let account = json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
+            "metadata": {"name": "default"}, "spec": {"credits": credits}});
+        self.apply(namespace, account).await;
+    }
+
     /// Server-side apply `object` into `namespace` as the admin.
     async fn apply(&self, namespace: &str, object: Value) {
         let kind = object["kind"].as_str().unwrap().to_owned();
@@ -247,13 +254,7 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     assert!(stored.contains(&folio::api_keys::hash(&acme)), "a RenderAPIKey holds the key's hash: {stored}");
     assert!(!stored.contains(&acme[6..]), "nothing stored holds a key itself");
     assert!(cluster.list("Secret", &ns).await.is_empty(), "keys are no Secrets");
-    cluster
-        .apply(
-            &ns,
-            json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
-        "metadata": {"name": "default"}, "spec": {"credits": 100}}),
-        )
-        .await;
+    cluster.grant(&ns, 100).await;
 
     let template = json!({"name": "invoice", "source": "= Invoice #json(\"data.json\").number\n#pagebreak()\nTerms"});
     let (status, _) = cluster.call("POST", "/v1/templates", &acme, Some(template.clone())).await;
@@ -501,11 +502,7 @@ async fn a_blocked_job_resumes_only_when_the_account_can_pay() {
     let cluster = Cluster::start().await;
     let ns = cluster.acme.clone();
     let acme = cluster.key(&ns).await;
-    let account = |credits: i64| {
-        json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
-               "metadata": {"name": "default"}, "spec": {"credits": credits}})
-    };
-    cluster.apply(&ns, account(1)).await;
+    cluster.grant(&ns, 1).await;
     let three_pages = "= One\n#pagebreak()\n= Two\n#pagebreak()\n= Three";
     let (_, created) =
         cluster.call("POST", "/v1/renders", &acme, Some(json!({"template": {"source": three_pages}}))).await;
@@ -527,7 +524,7 @@ async fn a_blocked_job_resumes_only_when_the_account_can_pay() {
     );
 
     // A top-up frees it: the operator completes it without rendering again.
-    cluster.apply(&ns, account(10)).await;
+    cluster.grant(&ns, 10).await;
     cluster
         .eventually("the job succeeds", || async {
             cluster.call("GET", &path, &acme, None).await.1["status"] == "succeeded"
@@ -684,13 +681,7 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     let cluster = Cluster::start().await;
     let ns = cluster.acme.clone();
     let acme = cluster.key(&ns).await;
-    cluster
-        .apply(
-            &ns,
-            json!({"apiVersion": "folio.dev/v1alpha1", "kind": "RenderAccount",
-            "metadata": {"name": "default"}, "spec": {"credits": 100}}),
-        )
-        .await;
+    cluster.grant(&ns, 100).await;
     let put_file = |name: &str, bytes: Vec<u8>| {
         let request = cluster.http.put(format!("{}/v1/templates/invoice/assets/{name}", cluster.url));
         request.bearer_auth(&acme).body(bytes).send()

@@ -100,13 +100,10 @@ pub async fn render_from_input(input_dir: &Path) -> RendererReport {
 /// The engine, with the server-wide fonts of the folder `FOLIO_FONT_PATH` names (a
 /// volume the renderer Pod mounts), if any.
 fn engine() -> Result<Engine, RenderFailure> {
-    let Some(dir) = std::env::var_os("FOLIO_FONT_PATH") else {
-        return Ok(Engine::new());
-    };
-    let fonts = crate::render::fonts::in_folder(Path::new(&dir)).map_err(|err| {
+    let dir = std::env::var_os("FOLIO_FONT_PATH");
+    Engine::with_font_path(dir.as_deref().map(Path::new)).map_err(|err| {
         RenderFailure::new(ErrorCode::Internal, format!("reading the fonts of FOLIO_FONT_PATH failed: {err}"))
-    })?;
-    Ok(Engine::with_server_fonts(fonts))
+    })
 }
 
 /// Render `request` and PUT the PDF to `upload_url`.

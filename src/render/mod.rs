@@ -150,6 +150,13 @@ impl Engine {
         Engine::with_server_fonts(Vec::new())
     }
 
+    /// Load the embedded fonts, the fonts under `font_path` (`--font-path`,
+    /// `FOLIO_FONT_PATH`) if given, and the standard library.
+    pub fn with_font_path(font_path: Option<&std::path::Path>) -> std::io::Result<Engine> {
+        let server_fonts = font_path.map(fonts::in_folder).transpose()?.unwrap_or_default();
+        Ok(Engine::with_server_fonts(server_fonts))
+    }
+
     /// Load the embedded fonts, `server_fonts` (from `--font-path`) and the standard
     /// library.
     pub fn with_server_fonts(server_fonts: Vec<typst::text::Font>) -> Engine {

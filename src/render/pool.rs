@@ -235,8 +235,7 @@ async fn next_frame(input: &mut FramedRead<impl AsyncRead + Unpin, LengthDelimit
 pub fn serve_worker(memory_limit_mib: u64, font_path: Option<&std::path::Path>) -> io::Result<()> {
     die_with_parent()?;
     limit_address_space(memory_limit_mib)?;
-    let server_fonts = font_path.map(super::fonts::in_folder).transpose()?.unwrap_or_default();
-    let engine = Engine::with_server_fonts(server_fonts);
+    let engine = Engine::with_font_path(font_path)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     runtime.block_on(answer_requests(&engine, tokio::io::stdin(), tokio::io::stdout()))
 }
