@@ -780,6 +780,12 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     // A change made with kubectl is a version too, kept once a job renders it.
     let edit = json!({"spec": {"source": "Edited with kubectl"}});
     cluster.api("RenderTemplate", &ns).patch("invoice", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    // The API pins the version its watch has shown; wait until it has seen the edit.
+    cluster
+        .eventually("the API sees the kubectl edit", || async {
+            cluster.call("GET", "/v1/templates/invoice", &acme, None).await.1["version"] == 12
+        })
+        .await;
     let (edited, pdf) = render(json!({"templateId": "invoice"})).await;
     assert_eq!(edited["templateVersion"], 12);
     assert!(support::pdftotext(pdf.path()).contains("Edited with kubectl"));
