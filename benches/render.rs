@@ -13,6 +13,10 @@
 //!
 //! Run with `cargo bench --bench render`.
 
+#[path = "common/stats.rs"]
+mod stats;
+
+use stats::report;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -45,22 +49,6 @@ fn invoice_data(n: usize) -> Value {
         .collect();
     json!({"number": format!("2026-{n:04}"), "date": "2026-11-23", "dueDate": "2026-12-07",
            "customer": {"name": format!("Customer {n} Ltd"), "address": format!("{n} Example Road")}, "items": items})
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    println!(
-        "{label:<44} n={:<4} median {:>7.1} ms  p99 {:>7.1} ms  mean {:>7.1} ms",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
-        mean.as_secs_f64() * 1e3
-    );
 }
 
 fn main() {

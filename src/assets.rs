@@ -106,10 +106,15 @@ pub fn name_problem(name: &str) -> Option<String> {
     (!valid).then(|| format!("{name:?} must be 1 to 128 letters, digits, '.', '_' or '-', not starting with '..'"))
 }
 
+/// A Typst template's own file name inside its sandbox.
+pub const MAIN_FILE: &str = "main.typ";
+/// The job's data inside a Typst template's sandbox.
+pub const DATA_FILE: &str = "data.json";
+
 /// Whether `name` is one of the files every template has (its source, the job's
 /// data), which no asset may replace.
 pub fn is_reserved(name: &str) -> bool {
-    [crate::render::MAIN_FILE, crate::render::DATA_FILE].contains(&name)
+    [MAIN_FILE, DATA_FILE].contains(&name)
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

@@ -98,6 +98,10 @@ pub struct RenderLimits {
     /// template can use, beside the embedded ones.
     #[arg(long, env = "FOLIO_FONT_PATH", value_name = "DIR")]
     pub font_path: Option<PathBuf>,
+    /// The Chromium that renders html templates and web pages (default: `chromium`,
+    /// `chromium-browser` or `google-chrome` on PATH).
+    #[arg(long, env = "FOLIO_CHROMIUM", value_name = "PATH")]
+    pub chromium: Option<PathBuf>,
 }
 
 impl RenderLimits {
@@ -112,6 +116,9 @@ impl RenderLimits {
         if let Some(jobs) = self.jobs {
             pool.workers = jobs;
         }
+        pool.chromium.browsers = pool.workers;
+        pool.chromium.executable = self.chromium.clone();
+        pool.chromium.memory_limit_mib = self.render_memory_mib;
         Ok(pool)
     }
 }

@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod address_policy;
 pub mod api_keys;
 pub mod assets;
 pub mod cli;

@@ -31,7 +31,7 @@ enum Command {
         /// Manifest files (multi-document YAML: RenderTemplate, RenderJob, RenderAccount, ConfigMap).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Output folder; PDFs go to DIR/<namespace>/<name>.pdf.
+        /// Output folder; PDFs go to DIR/<namespace>/<name>.pdf, images to `.png`.
         #[arg(short = 'o', long = "out", env = "FOLIO_OUT", default_value = "folio-out")]
         out: PathBuf,
         #[command(flatten)]
@@ -39,6 +39,9 @@ enum Command {
         /// Never show the progress bar.
         #[arg(long, env = "FOLIO_NO_PROGRESS", value_parser = folio::cli::boolish("FOLIO_NO_PROGRESS"))]
         no_progress: bool,
+        /// Let `url` jobs load pages on loopback, private and link-local addresses.
+        #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS", value_parser = folio::cli::boolish("FOLIO_ALLOW_PRIVATE_TARGETS"))]
+        allow_private_targets: bool,
     },
     /// Serve the REST API on the embedded default: SQLite, in-process workers, a local folder.
     Serve(ServeArgs),
@@ -179,7 +182,9 @@ fn main() -> ExitCode {
                 Err(err) => fail(&format!("render worker: {err}")),
             }
         }
-        Command::Run { files, out, limits, no_progress } => run_command(&files, out, &limits, no_progress),
+        Command::Run { files, out, limits, no_progress, allow_private_targets } => {
+            run_command(&files, out, &limits, no_progress, allow_private_targets)
+        }
         Command::Operator(options) => {
             options.logging.init();
             in_runtime(async move {
@@ -195,7 +200,13 @@ fn main() -> ExitCode {
 }
 
 /// `folio run`: exit 0 when every job succeeded, 1 when any did not, 2 for unusable input.
-fn run_command(files: &[PathBuf], out: PathBuf, limits: &RenderLimits, no_progress: bool) -> ExitCode {
+fn run_command(
+    files: &[PathBuf],
+    out: PathBuf,
+    limits: &RenderLimits,
+    no_progress: bool,
+    allow_private_targets: bool,
+) -> ExitCode {
     let manifests = match Manifests::load(files) {
         Ok(manifests) => manifests,
         Err(err) => return unusable(&err.to_string()),
@@ -204,13 +215,17 @@ fn run_command(files: &[PathBuf], out: PathBuf, limits: &RenderLimits, no_progre
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return unusable(&format!("no RenderJob in {}", names.join(", ")));
     }
-    let pool = match limits.pool() {
+    let mut pool = match limits.pool() {
         Ok(pool) => pool,
         Err(err) => return unusable(&format!("{err:#}")),
     };
+    pool.chromium.allow_private_targets = allow_private_targets;
     let options = RunOptions { out_dir: out, render_timeout: limits.render_timeout, progress: !no_progress };
     let outcome = in_runtime(async move {
-        let reports = run(manifests, Arc::new(RenderPool::new(pool)), &options).await.context("writing the output")?;
+        let pool = Arc::new(RenderPool::new(pool));
+        let reports = run(manifests, pool.clone(), &options).await;
+        pool.chromium().shut_down().await;
+        let reports = reports.context("writing the output")?;
         print!("{}", reports_yaml(&reports)?);
         Ok(reports.iter().all(|r| r.succeeded()))
     });

@@ -143,6 +143,8 @@ pub struct JobFilter {
     pub external_id: Option<String>,
     /// Only previews (true) or only billed renders (false).
     pub preview: Option<bool>,
+    /// Only this output format.
+    pub output: Option<crate::resources::OutputFormat>,
     /// Created at or after.
     pub created_from: Option<Timestamp>,
     /// Created before.

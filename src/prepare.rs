@@ -1,5 +1,5 @@
 //! From a RenderJob and what it refers to, the exact [`RenderRequest`] a renderer
-//! gets: the template source, the data (template defaults merged under the job's,
+//! gets: the web page to load, or the template source, the data (template defaults merged under the job's,
 //! size-capped, checked against the template's JSON Schema) and the assets.
 //!
 //! Every home resolves references its own way (files for `folio run`, the embedded
@@ -47,6 +47,25 @@ impl From<LookupError> for RenderFailure {
 
 /// Build the render request for job `job_name`, or say why it cannot be rendered.
 pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<RenderRequest, RenderFailure> {
+    let page_request = RenderRequest {
+        output: spec.output,
+        page: spec.page.clone(),
+        screenshot: spec.screenshot.clone(),
+        preview: spec.preview,
+        title: Some(spec.title.clone().unwrap_or_else(|| job_name.to_owned())),
+        ..Default::default()
+    };
+    crate::resources::check_options(spec.page.as_ref(), spec.screenshot.as_ref())
+        .map_err(|problem| RenderFailure::new(ErrorCode::SpecInvalid, format!("spec.{problem}")))?;
+    if let Some(url) = &spec.url {
+        if spec.template_ref.is_some() || spec.template.is_some() || spec.data.is_some() || spec.data_from.is_some() {
+            return Err(RenderFailure::new(
+                ErrorCode::SpecInvalid,
+                "spec.url renders a web page: set no templateRef, template, data or dataFrom beside it",
+            ));
+        }
+        return Ok(RenderRequest { url: Some(url.clone()), ..page_request });
+    }
     let FoundTemplate { spec: template, version: template_version } = resolve_template(spec, lookup)?;
     let source = match (&template.source, &template.source_from) {
         (Some(source), _) => source.clone(),
@@ -121,9 +140,10 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
         source,
         data: data.to_string(),
         assets,
-        preview: spec.preview,
-        title: Some(spec.title.clone().unwrap_or_else(|| job_name.to_owned())),
         template_version,
+        engine: template.engine,
+        javascript: template.javascript,
+        ..page_request
     })
 }
 
@@ -145,6 +165,7 @@ fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<FoundTe
         (None, Some(inline)) => Ok(FoundTemplate {
             spec: RenderTemplateSpec {
                 engine: inline.engine,
+                javascript: inline.javascript,
                 source: Some(inline.source.clone()),
                 assets: inline.assets.clone(),
                 ..Default::default()

@@ -27,7 +27,7 @@ use crate::resources::{API_VERSION, RenderJob, RenderJobStatus, RenderTemplateSp
 
 /// How `folio run` renders.
 pub struct RunOptions {
-    /// Where PDFs are written, as `<dir>/<namespace>/<name>.pdf`.
+    /// Where outputs are written, as `<dir>/<namespace>/<name>.pdf` (`.png` for images).
     pub out_dir: PathBuf,
     /// Time limit of one render attempt (a job's `activeDeadlineSeconds` may shorten it).
     pub render_timeout: Duration,
@@ -264,7 +264,8 @@ fn settle(
         return Ok(job.status.unwrap_or_default());
     };
     let (namespace, name) = key_of(&job.metadata);
-    let output_key = format!("{namespace}/{name}.pdf");
+    let file_name = format!("{name}.{}", job.spec.output.extension());
+    let output_key = format!("{namespace}/{file_name}");
     let observed = Observed::Rendered { facts: rendered.facts.clone(), output_key };
     let decision = match decide(&job, observed, ledger, Timestamp::now()) {
         Ok(decision) => decision,
@@ -278,17 +279,19 @@ fn settle(
     };
     ledger.used += decision.charge().unwrap_or(0);
     if decision.phase() == Phase::Succeeded {
-        write_atomically(&out_dir.join(&namespace).join(format!("{name}.pdf")), &rendered.pdf)?;
+        write_atomically(&out_dir.join(&namespace).join(file_name), &rendered.output)?;
     }
     Ok(decision.status)
 }
 
-/// Write through a temporary file so that a reader never sees half a PDF.
+/// Write through a temporary file so that a reader never sees half a document.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let partial = path.with_extension("pdf.partial");
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
     std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)
 }

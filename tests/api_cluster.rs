@@ -335,7 +335,12 @@ async fn a_render_goes_from_request_to_shared_pdf_over_the_cluster() {
     cluster
         .eventually("the job and its PDF are gone", || async {
             cluster.get("RenderJob", &ns, &id).await.is_none()
-                && cluster.bucket.get(&folio::storage::output_key(&ns, &id)).await.unwrap().is_none()
+                && cluster
+                    .bucket
+                    .get(&folio::storage::output_key(&ns, &id, folio::resources::OutputFormat::Pdf))
+                    .await
+                    .unwrap()
+                    .is_none()
         })
         .await;
     let (status, _) = cluster.call("GET", &path, &acme, None).await;
@@ -807,4 +812,59 @@ async fn a_branded_template_is_kept_and_versioned_in_the_cluster() {
     if let Some(operator) = cluster.operator.take() {
         operator.abort();
     }
+}
+
+/// An HTML invoice with a logo over the REST API on the cluster: the renderer Pod's
+/// `folio render` prints it with Chromium to a PDF poppler reads, and captures the og
+/// PNG (1200 × 630), which the download hands out as `image/png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_invoice_renders_to_pdf_and_og_in_a_renderer_pod() {
+    support::require_chromium();
+    let cluster = Cluster::start().await;
+    let ns = cluster.acme.clone();
+    let acme = cluster.key(&ns).await;
+    cluster.grant(&ns, 100).await;
+    let source = "<style>@page { size: A5 } h1 { color: #1d4ed8 }</style><img src=\"logo.png\" width=\"60\">\n<h1>Invoice {{ number }}</h1>{% for item in items %}<p>{{ item }}</p>{% endfor %}";
+    let body = json!({"name": "invoice", "engine": "html", "source": source});
+    let (status, created) = cluster.call("POST", "/v1/templates", &acme, Some(body)).await;
+    assert_eq!((status, created["engine"].as_str()), (StatusCode::CREATED, Some("html")), "{created}");
+    let mut logo = tiny_skia::Pixmap::new(40, 20).unwrap();
+    logo.fill(tiny_skia::Color::from_rgba8(200, 30, 30, 255));
+    let uploaded = cluster.http.put(format!("{}/v1/templates/invoice/assets/logo.png", cluster.url));
+    let uploaded = uploaded.bearer_auth(&acme).body(logo.encode_png().unwrap()).send().await.unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+
+    let mut ended = Vec::new();
+    for output in ["pdf", "og"] {
+        let data = json!({"number": "2026-9", "items": ["Setup", "Support"]});
+        let body = json!({"templateId": "invoice", "data": data, "output": output});
+        let (status, job) = cluster.call("POST", "/v1/renders", &acme, Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        let path = format!("/v1/renders/{}", job["id"].as_str().unwrap());
+        cluster
+            .eventually("the render ends", || async {
+                ["succeeded", "failed"]
+                    .contains(&cluster.call("GET", &path, &acme, None).await.1["status"].as_str().unwrap_or_default())
+            })
+            .await;
+        let (_, done) = cluster.call("GET", &path, &acme, None).await;
+        assert_eq!((done["status"].as_str(), done["type"].as_str()), (Some("succeeded"), Some(output)), "{done:#}");
+        ended.push(done);
+    }
+    let (status, pdf) = download(ended[0]["downloadUrl"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &pdf).unwrap();
+    let text = support::pdftotext(file.path());
+    assert!(text.contains("Invoice 2026-9") && text.contains("Support"), "{text}");
+    assert_eq!(support::image_count(file.path()), 1, "the logo");
+    assert!(support::pdfinfo(file.path()).contains("(Chromium)"));
+    assert!(ended[1]["outputKey"].as_str().unwrap().ends_with(".png"), "{:#}", ended[1]);
+    let og = cluster.http.get(format!("{}/v1/renders/{}/download", cluster.url, ended[1]["id"].as_str().unwrap()));
+    let og = og.bearer_auth(&acme).send().await.unwrap();
+    assert_eq!(og.headers()["content-type"], "image/png");
+    let og = tiny_skia::Pixmap::decode_png(&og.bytes().await.unwrap()).unwrap();
+    assert_eq!((og.width(), og.height()), (1200, 630));
+    assert_eq!(ended[1]["pageCount"], 1);
+    assert_eq!(ended[1]["creditsUsed"], 1, "a PNG costs one credit");
 }

@@ -415,7 +415,7 @@ async fn a_deleted_job_stops_its_rendering_pod_and_leaves_no_pdf() {
     let code = harness.kubelet.exit_code(&harness.namespace, "spin-render-0");
     assert_eq!(code, Some(143), "folio render stopped on SIGTERM itself (143), not killed after a grace period");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let key = folio::storage::output_key(&harness.namespace, "spin");
+    let key = folio::storage::output_key(&harness.namespace, "spin", folio::resources::OutputFormat::Pdf);
     assert_eq!(harness.bucket.get(&key).await.unwrap(), None, "no PDF was uploaded after the deletion");
     harness.stop().await;
 }

@@ -14,7 +14,7 @@ fn fixture(name: &str) -> String {
 fn built() -> Pod {
     let job: RenderJob = serde_yaml::from_str(&fixture("renderjob.yaml")).unwrap();
     let settings: RendererSettings = serde_yaml::from_str(&fixture("renderer-settings.yaml")).unwrap();
-    renderer_pod(&job, 1, &settings).unwrap()
+    renderer_pod(&job, 1, &settings, false).unwrap()
 }
 
 /// Set `FOLIO_BLESS=1` to rewrite the golden file after a deliberate change.
@@ -62,6 +62,25 @@ fn the_renderer_is_locked_down() {
     assert!(container.env.is_none(), "{:?}", container.env);
     let input = spec.volumes.unwrap().into_iter().find(|v| v.name == "input").unwrap();
     assert_eq!(input.config_map.unwrap().name, "invoice-2026-0001-render-1-input");
+}
+
+/// An html or url render runs in the Chromium image, with room in `/tmp` for the
+/// browser's profile, and learns whether private pages are allowed from its env.
+#[test]
+fn a_browser_render_runs_in_the_chromium_image() {
+    let job: RenderJob = serde_yaml::from_str(&fixture("renderjob.yaml")).unwrap();
+    let mut settings: RendererSettings = serde_yaml::from_str(&fixture("renderer-settings.yaml")).unwrap();
+    settings.chromium_image = Some("folio:dev-chromium".into());
+    settings.allow_private_targets = true;
+    let spec = renderer_pod(&job, 1, &settings, true).unwrap().spec.unwrap();
+    let container = &spec.containers[0];
+    assert_eq!(container.image.as_deref(), Some("folio:dev-chromium"));
+    let env = container.env.clone().unwrap();
+    assert_eq!((env[0].name.as_str(), env[0].value.as_deref()), ("FOLIO_ALLOW_PRIVATE_TARGETS", Some("true")));
+    let tmp = spec.volumes.unwrap().into_iter().find(|v| v.name == "tmp").unwrap().empty_dir.unwrap();
+    assert_eq!(tmp.size_limit.unwrap().0, "512Mi");
+    let typst = renderer_pod(&job, 1, &settings, false).unwrap().spec.unwrap();
+    assert_eq!(typst.containers[0].image.as_deref(), Some(settings.image.as_str()), "Typst stays in the folio image");
 }
 
 #[test]

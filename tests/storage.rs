@@ -19,7 +19,7 @@ async fn pdfs_round_trip_through_a_bucket_created_on_first_use() {
     // Connecting again finds the bucket instead of failing to create it.
     let bucket_again = S3Bucket::connect(&endpoint, "folio-renders", ACCESS_KEY, SECRET_KEY).await.unwrap();
 
-    let key = output_key("acme", "01a2");
+    let key = output_key("acme", "01a2", folio::resources::OutputFormat::Pdf);
     let pdf = b"%PDF-1.7\nnot really a pdf\n".to_vec();
     bucket.put(&key, pdf.clone()).await.unwrap();
     assert_eq!(bucket_again.get(&key).await.unwrap(), Some(pdf.clone()));
@@ -50,7 +50,7 @@ async fn a_presigned_put_url_uploads_exactly_its_key() {
     let root = tempfile::tempdir().unwrap();
     let endpoint = s3_server(root.path()).await;
     let bucket = S3Bucket::connect(&endpoint, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
-    let key = output_key("acme", "invoice-1");
+    let key = output_key("acme", "invoice-1", folio::resources::OutputFormat::Pdf);
     let url = bucket.presigned_put(&key, Duration::from_secs(300)).await.unwrap();
     let client = reqwest::Client::new();
     let pdf = b"%PDF-1.7\nuploaded without credentials\n".to_vec();
@@ -60,7 +60,7 @@ async fn a_presigned_put_url_uploads_exactly_its_key() {
     let other = url.replace("invoice-1.pdf", "invoice-2.pdf");
     let refused = client.put(&other).body("x").send().await.unwrap();
     assert_eq!(refused.status(), 403, "the URL writes no other key");
-    assert_eq!(bucket.get(&output_key("acme", "invoice-2")).await.unwrap(), None);
+    assert_eq!(bucket.get(&output_key("acme", "invoice-2", folio::resources::OutputFormat::Pdf)).await.unwrap(), None);
 }
 
 /// Clients may reach the bucket by another name than folio does (in a cluster, folio
@@ -75,7 +75,7 @@ async fn download_urls_name_the_public_endpoint_and_download_through_it() {
     let public = format!("http://localhost:{port}");
     let plain = S3Bucket::connect(&internal, "folio", ACCESS_KEY, SECRET_KEY).await.unwrap();
     let bucket = plain.clone().with_public_endpoint(&public).unwrap();
-    let key = output_key("acme", "invoice-7");
+    let key = output_key("acme", "invoice-7", folio::resources::OutputFormat::Pdf);
     let pdf = b"%PDF-1.7\nfor a client outside the cluster\n".to_vec();
     bucket.put(&key, pdf.clone()).await.unwrap();
 
@@ -85,7 +85,10 @@ async fn download_urls_name_the_public_endpoint_and_download_through_it() {
     assert_eq!(downloaded.status(), 200, "{url}");
     assert_eq!(downloaded.bytes().await.unwrap().to_vec(), pdf);
 
-    let upload = bucket.presigned_put(&output_key("acme", "invoice-8"), Duration::from_secs(60)).await.unwrap();
+    let upload = bucket
+        .presigned_put(&output_key("acme", "invoice-8", folio::resources::OutputFormat::Pdf), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(upload.starts_with(&format!("{internal}/")), "renderer uploads stay internal: {upload}");
 
     let internal_url = plain.presigned_get(&key, Duration::from_secs(600)).await.unwrap();

@@ -75,7 +75,7 @@ async fn start_now(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp)
     };
     let (namespace, name) = names(job)?;
     let pod_deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS).max(1) as u64;
-    let key = output_key(namespace, name);
+    let key = output_key(namespace, name, job.spec.output);
     let url = ctx.bucket.presigned_put(&key, Duration::from_secs(pod_deadline + 300)).await?;
     let input = match input_config_map(job, attempt, &request, &Upload { key, url }) {
         Ok(input) => input,
@@ -84,7 +84,8 @@ async fn start_now(job: &RenderJob, ctx: &Context, attempt: i32, now: Timestamp)
         }
         Err(err) => return Err(Error::Invalid(err.to_string())),
     };
-    let pod = renderer_pod(job, attempt, &ctx.settings).map_err(|err| Error::Invalid(err.to_string()))?;
+    let pod = renderer_pod(job, attempt, &ctx.settings, request.needs_chromium())
+        .map_err(|err| Error::Invalid(err.to_string()))?;
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     if let Err(err) = config_maps.patch(&input.name_any(), &apply, &Patch::Apply(&input)).await {
@@ -276,7 +277,7 @@ pub(super) async fn follow_attempt(job: &RenderJob, ctx: &Context, now: Timestam
         PodOutcome::Finished(RendererReport::Succeeded { facts, .. }) => {
             // The report is the Pod's word: the key is always the job's own, and the
             // stored object must be the PDF it describes.
-            let output_key = output_key(namespace, name);
+            let output_key = output_key(namespace, name, job.spec.output);
             let stored = ctx.bucket.size(&output_key).await?;
             if stored != u64::try_from(facts.total_bytes).ok() {
                 let message = format!(

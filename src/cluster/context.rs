@@ -354,6 +354,8 @@ impl Context {
             cpu_limit: "1".into(),
             memory_request: "128Mi".into(),
             memory_limit: "512Mi".into(),
+            chromium_image: None,
+            allow_private_targets: false,
         };
         Context::new(client, bucket, settings, Arc::default(), None).with_caches(caches)
     }

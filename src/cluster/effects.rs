@@ -65,7 +65,7 @@ pub(super) async fn carry_out_failure(
         delete_renderer(job, ctx).await?;
     }
     if decision.has(&Effect::DeleteOutput) {
-        ctx.bucket.delete(&output_key(namespace, name)).await?;
+        ctx.bucket.delete(&output_key(namespace, name, job.spec.output)).await?;
     }
     let retried = decision.status.retry_count > job.status.as_ref().map_or(0, |s| s.retry_count);
     let written = write_decision(job, ctx, &decision).await?;

@@ -81,7 +81,7 @@ pub async fn cleanup(job: &RenderJob, ctx: &Context) -> Result<Action, Error> {
     // A charge of a job that did not succeed goes back; a settled one is forgotten.
     ledger::close_deleted(job, ctx, now).await?;
     if deleted.has(&Effect::DeleteOutput) {
-        ctx.bucket.delete(&output_key(namespace, name)).await?;
+        ctx.bucket.delete(&output_key(namespace, name, job.spec.output)).await?;
     }
     tracing::info!(job = name, namespace, "deleted the job's PDF");
     Ok(Action::await_change())
@@ -124,7 +124,7 @@ async fn finished(job: &RenderJob, ctx: &Context, now: Timestamp) -> Result<Opti
     let mut job = job.clone();
     if decision.has(&Effect::DeleteOutput) {
         let (namespace, name) = names(&job)?;
-        ctx.bucket.delete(&output_key(namespace, name)).await?;
+        ctx.bucket.delete(&output_key(namespace, name, job.spec.output)).await?;
     }
     if !decision.has(&Effect::DeleteJob) {
         // What may have changed: the PDF's retention ended, the conditions (a job

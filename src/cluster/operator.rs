@@ -44,6 +44,10 @@ pub struct OperatorOptions {
     /// Pull policy of renderer Pods.
     #[arg(long, env = "FOLIO_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
+    /// The image with Chromium for renders of html templates and web pages (the folio
+    /// image's `-chromium` build); unset, they run in `--image`, which has no browser.
+    #[arg(long, env = "FOLIO_RENDERER_CHROMIUM_IMAGE")]
+    pub renderer_chromium_image: Option<String>,
     /// CPU request of a renderer Pod.
     #[arg(long, env = "FOLIO_RENDERER_CPU_REQUEST", default_value = "250m")]
     pub renderer_cpu_request: String,
@@ -107,6 +111,8 @@ impl OperatorOptions {
             cpu_limit: self.renderer_cpu_limit.clone(),
             memory_request: self.renderer_memory_request.clone(),
             memory_limit: self.renderer_memory_limit.clone(),
+            chromium_image: self.renderer_chromium_image.clone().filter(|image| !image.is_empty()),
+            allow_private_targets: self.webhooks.allow_private_targets,
         }
     }
 }

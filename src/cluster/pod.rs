@@ -51,6 +51,13 @@ pub struct RendererSettings {
     pub memory_request: String,
     /// Memory limit, e.g. `1Gi`.
     pub memory_limit: String,
+    /// The image with Chromium that renders html templates and web pages (the folio
+    /// image's `-chromium` build); unset, those jobs run in `image` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chromium_image: Option<String>,
+    /// Let `url` jobs load pages on loopback, private and link-local addresses.
+    #[serde(default)]
+    pub allow_private_targets: bool,
 }
 
 /// A label value for `name`: the name itself when it fits (63 characters), else a
@@ -170,9 +177,21 @@ pub fn input_config_map(
     Ok(map)
 }
 
-/// The renderer Pod for attempt `attempt` (its `retryCount`) of `job`.
-pub fn renderer_pod(job: &RenderJob, attempt: i32, settings: &RendererSettings) -> Result<Pod, PodError> {
+/// The renderer Pod for attempt `attempt` (its `retryCount`) of `job`; `chromium` when
+/// the render needs a browser (an html template or a web page), which runs in the
+/// Chromium image with room in `/tmp` for its profile.
+pub fn renderer_pod(
+    job: &RenderJob,
+    attempt: i32,
+    settings: &RendererSettings,
+    chromium: bool,
+) -> Result<Pod, PodError> {
     let (name, namespace, owner) = owned_by(job)?;
+    let image = match (&settings.chromium_image, chromium) {
+        (Some(image), true) => image,
+        _ => &settings.image,
+    };
+    let tmp_size = if chromium { "512Mi" } else { "64Mi" };
     let deadline = job.spec.active_deadline_seconds.unwrap_or(DEFAULT_POD_DEADLINE_SECONDS);
     let pod_name = pod_name(name, attempt);
     let pod = json!({
@@ -198,7 +217,7 @@ pub fn renderer_pod(job: &RenderJob, attempt: i32, settings: &RendererSettings) 
             },
             "containers": [{
                 "name": "renderer",
-                "image": settings.image,
+                "image": image,
                 "imagePullPolicy": settings.image_pull_policy,
                 "args": ["render", "--input", INPUT_MOUNT],
                 "resources": {
@@ -221,11 +240,22 @@ pub fn renderer_pod(job: &RenderJob, attempt: i32, settings: &RendererSettings) 
             }],
             "volumes": [
                 {"name": "input", "configMap": {"name": input_name(&pod_name)}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": tmp_size}},
             ],
         },
     });
-    Ok(serde_json::from_value(pod)?)
+    let mut pod: Pod = serde_json::from_value(pod)?;
+    if settings.allow_private_targets
+        && let Some(container) = pod.spec.as_mut().and_then(|spec| spec.containers.first_mut())
+    {
+        let allow = k8s_openapi::api::core::v1::EnvVar {
+            name: "FOLIO_ALLOW_PRIVATE_TARGETS".into(),
+            value: Some("true".into()),
+            ..Default::default()
+        };
+        container.env = Some(vec![allow]);
+    }
+    Ok(pod)
 }
 
 /// What a renderer reports in its termination message (at most 4 KiB, JSON).

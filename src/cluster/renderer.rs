@@ -18,8 +18,11 @@ use std::time::Duration;
 
 use crate::cluster::pod::{OUTPUT_KEY_KEY, REQUEST_KEY, RendererReport, UPLOAD_URL_KEY};
 use crate::lifecycle::ErrorCode;
-use crate::render::{Engine, RenderFailure, RenderRequest};
+use crate::render::html::{ChromiumConfig, ChromiumPool};
+use crate::render::{Engine, RenderFailure, RenderRequest, Rendered};
 
+/// Longest a browser render may take; the Pod's `activeDeadlineSeconds` bounds it too.
+const CHROMIUM_TIME_LIMIT: Duration = Duration::from_secs(300);
 /// Longest an upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -106,24 +109,33 @@ fn engine() -> Result<Engine, RenderFailure> {
     })
 }
 
-/// Render `request` and PUT the PDF to `upload_url`.
+/// Render a Typst template on a blocking thread.
+async fn render_typst(request: &RenderRequest) -> Result<Rendered, RenderFailure> {
+    let request = request.clone();
+    tokio::task::spawn_blocking(move || engine()?.render(&request))
+        .await
+        .unwrap_or_else(|err| Err(RenderFailure::new(ErrorCode::RendererCrashed, format!("the render stopped: {err}"))))
+}
+
+/// Render an html template or a web page in a browser of its own, which is stopped
+/// before the render's outcome is returned.
+async fn render_in_chromium(request: &RenderRequest) -> Result<Rendered, RenderFailure> {
+    let allow_private_targets = std::env::var("FOLIO_ALLOW_PRIVATE_TARGETS").is_ok_and(|v| v == "true" || v == "1");
+    let pool = ChromiumPool::new(ChromiumConfig { browsers: 1, allow_private_targets, ..Default::default() });
+    let rendered = pool.render(request, CHROMIUM_TIME_LIMIT).await;
+    pool.shut_down().await;
+    rendered
+}
+
+/// Render `request` and PUT the output to `upload_url`.
 pub async fn render_and_upload(request: &RenderRequest, upload_url: &str, output_key: &str) -> RendererReport {
-    let rendered = {
-        let request = request.clone();
-        match tokio::task::spawn_blocking(move || engine()?.render(&request)).await {
-            Ok(Ok(rendered)) => rendered,
-            Ok(Err(failure)) => {
-                return RendererReport::Failed { error_code: failure.code, error_message: failure.message };
-            }
-            Err(err) => {
-                return RendererReport::Failed {
-                    error_code: ErrorCode::RendererCrashed,
-                    error_message: format!("the render stopped: {err}"),
-                };
-            }
-        }
+    let rendered =
+        if request.needs_chromium() { render_in_chromium(request).await } else { render_typst(request).await };
+    let rendered = match rendered {
+        Ok(rendered) => rendered,
+        Err(failure) => return RendererReport::Failed { error_code: failure.code, error_message: failure.message },
     };
-    if let Err(message) = upload(upload_url, rendered.pdf).await {
+    if let Err(message) = upload(upload_url, request.output.content_type(), rendered.output).await {
         return RendererReport::Failed { error_code: ErrorCode::StorageUnavailable, error_message: message };
     }
     RendererReport::Succeeded { facts: rendered.facts, output_key: output_key.to_owned() }
@@ -150,20 +162,20 @@ fn read_input(dir: &Path) -> Result<Input, String> {
     })
 }
 
-async fn upload(url: &str, pdf: Vec<u8>) -> Result<(), String> {
+async fn upload(url: &str, content_type: &str, output: Vec<u8>) -> Result<(), String> {
     let client = reqwest::Client::builder().timeout(UPLOAD_TIMEOUT).build().map_err(|err| err.to_string())?;
     let response = client
         .put(url)
-        .header(http::header::CONTENT_TYPE, "application/pdf")
-        .body(pdf)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(output)
         .send()
         .await
-        .map_err(|err| format!("uploading the PDF failed: {}", crate::error_chain(&err)))?;
+        .map_err(|err| format!("uploading the output failed: {}", crate::error_chain(&err)))?;
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         let body: String = body.chars().take(300).collect();
-        return Err(format!("the bucket refused the PDF ({status}): {body}"));
+        return Err(format!("the bucket refused the output ({status}): {body}"));
     }
     Ok(())
 }

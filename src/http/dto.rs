@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use crate::assets::AssetInfo;
 use crate::lifecycle::Phase;
 use crate::port::{JobView, Share, TemplateVersion, TemplateView};
-use crate::resources::{RenderAccount, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec};
+use crate::resources::{
+    PageOptions, RenderAccount, ScreenshotOptions, TemplateEngine, WebhookDeliveryStatus, WebhookEvents, WebhookSpec,
+};
 
 /// `POST /v1/renders` (and, without the template, `POST /v1/templates/{slug}/render`).
 #[derive(Deserialize, Serialize, ToSchema, Debug, Default)]
@@ -25,15 +27,28 @@ pub struct CreateRender {
     pub template_version: Option<i64>,
     /// A template given inline instead of `templateId`.
     pub template: Option<InlineTemplateBody>,
+    /// A web page to render instead of a template (http or https; loopback, private
+    /// and other special addresses are refused unless the server allows private
+    /// targets).
+    #[schema(format = "uri", pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+([/?#]\\S*)?$")]
+    pub url: Option<String>,
     /// The data; the template reads it as `data.json` (at most 256 KiB; none: `{}`).
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// A free, watermarked render with short retention.
     #[serde(default)]
     pub preview: bool,
-    /// Output format: `pdf`.
+    /// Output format: `pdf` (default), `screenshot` (a PNG of the page; `png` is the
+    /// same) or `og` (a 1200 × 630 PNG).
     #[schema(schema_with = output_format)]
     pub output: Option<String>,
+    /// Paper, margins, header and footer of an html template's or web page's PDF.
+    #[schema(value_type = Option<PageOptions>)]
+    pub page: Option<Value>,
+    /// Size of a screenshot: `width`, `height`, `fullPage`, `deviceScaleFactor`
+    /// (html and url), `ppi` (Typst).
+    #[schema(value_type = Option<ScreenshotOptions>)]
+    pub screenshot: Option<Value>,
     /// Your own id, a filter of the render log; a request with the id of a job that has
     /// not failed, been cancelled or expired returns that job.
     #[schema(min_length = 1, max_length = 255)]
@@ -55,7 +70,7 @@ pub struct CreateRender {
 
 /// `output`: the formats folio renders.
 fn output_format() -> utoipa::openapi::Object {
-    one_of_strings(&["pdf"], true)
+    one_of_strings(&["pdf", "screenshot", "og", "png"], true)
 }
 
 /// `status` of the render log: the phases, the words other render APIs use, and `all`.
@@ -72,7 +87,7 @@ fn output_type() -> utoipa::openapi::Object {
 
 /// `engine`: the template engines.
 fn template_engine() -> utoipa::openapi::Object {
-    one_of_strings(&["typst"], false)
+    one_of_strings(&["typst", "html"], false)
 }
 
 /// `events`: which status changes a webhook receives.
@@ -101,12 +116,15 @@ fn one_of_strings(values: &[&str], nullable: bool) -> utoipa::openapi::Object {
 #[derive(Deserialize, Serialize, ToSchema, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InlineTemplateBody {
-    /// `typst`.
+    /// `typst` (default) or `html` (HTML and CSS with Jinja placeholders).
     #[serde(default)]
     #[schema(schema_with = template_engine)]
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
+    /// Let an html template's scripts run (default false).
+    #[serde(default)]
+    pub javascript: bool,
     /// Small files the template reads (images, fonts), within the 2 MiB body.
     #[serde(default)]
     pub assets: Vec<InlineAssetBody>,
@@ -155,7 +173,7 @@ pub struct RenderResponse {
     pub template_version: Option<i64>,
     /// `queued`, `rendering`, `blocked`, `succeeded`, `failed`, `cancelled`, `expired`.
     pub status: String,
-    /// Output type: `pdf`.
+    /// Output type: `pdf`, `screenshot` or `og`.
     #[serde(rename = "type")]
     pub output_type: String,
     /// This resource's URL.
@@ -175,7 +193,9 @@ pub struct RenderResponse {
     /// `TEMPLATE_NOT_FOUND`, `SPEC_INVALID`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
     /// `OUTPUT_TOO_LARGE`, `STORAGE_UNAVAILABLE`, `RENDERER_CRASHED`,
     /// `RENDERER_UNAVAILABLE` (the renderer never started: not schedulable, image not
-    /// pullable, or refused by admission), `CANCELLED` or `INTERNAL`.
+    /// pullable, refused by admission, or no Chromium for an html or url job),
+    /// `URL_REFUSED` (a web page on a private or special address), `URL_UNREACHABLE`
+    /// (a web page that could not be loaded), `CANCELLED` or `INTERNAL`.
     pub error_code: Option<String>,
     /// Human-readable failure reason.
     pub error_message: Option<String>,
@@ -273,7 +293,7 @@ impl RenderResponse {
             tenant: job.metadata.namespace.clone().unwrap_or_default(),
             template_id: job.spec.template_ref.as_ref().map(|t| t.name.clone()),
             status: status.phase.unwrap_or(Phase::Queued).api_name().to_owned(),
-            output_type: "pdf".to_owned(),
+            output_type: job.spec.output.name().to_owned(),
             output_url: download_url.clone(),
             download_url,
             download_url_expires_at,
@@ -367,7 +387,7 @@ pub struct RenderLogQuery {
     /// Only this status (`completed` and `processing` are understood too).
     #[param(schema_with = render_status)]
     pub status: Option<String>,
-    /// Only this output type (`pdf`; the others give an empty page).
+    /// Only this output type: `pdf`, `screenshot` (`png` is the same), `og`, or `all`.
     #[serde(rename = "type")]
     #[param(rename = "type", schema_with = output_type)]
     pub output_type: Option<String>,
@@ -400,12 +420,16 @@ pub struct TemplateBody {
     /// The slug (lowercase letters, digits, `-`); required on POST, taken from the URL on PUT.
     #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: Option<String>,
-    /// `typst`.
+    /// `typst` (default) or `html` (HTML and CSS with Jinja placeholders, printed by
+    /// Chromium).
     #[serde(default)]
     #[schema(schema_with = template_engine)]
     pub engine: TemplateEngine,
     /// The template text.
     pub source: String,
+    /// Let an html template's scripts run (default false).
+    #[serde(default)]
+    pub javascript: bool,
     /// JSON Schema the data must satisfy.
     #[schema(value_type = Option<Object>)]
     pub data_schema: Option<Value>,
@@ -422,8 +446,10 @@ pub struct TemplateResponse {
     pub id: String,
     /// The slug.
     pub name: String,
-    /// `typst`.
+    /// `typst` or `html`.
     pub engine: String,
+    /// Whether an html template's scripts run.
+    pub javascript: bool,
     /// The template text.
     pub source: Option<String>,
     /// JSON Schema of the data.
@@ -451,7 +477,8 @@ impl From<&TemplateView> for TemplateResponse {
         TemplateResponse {
             id: name.clone(),
             name,
-            engine: "typst".to_owned(),
+            engine: view.template.spec.engine.name().to_owned(),
+            javascript: view.template.spec.javascript,
             source: view.template.spec.source.clone(),
             data_schema: view.template.spec.data_schema.clone(),
             defaults: view.template.spec.defaults.clone(),

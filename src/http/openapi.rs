@@ -142,15 +142,19 @@ fn parameter_bounds(doc: &mut Value) {
 }
 
 /// Request bodies as each route takes them: `POST /v1/renders` names exactly one of
-/// `templateId` and `template` (`templateVersion` only with `templateId`); `POST /v1/templates/{slug}/render` names neither (the
+/// `templateId`, `template` and `url` (`templateVersion` only with `templateId`, no
+/// `data` with `url`); `POST /v1/templates/{slug}/render` names neither (the
 /// URL does); `POST /v1/templates` needs `name`, which `PUT /v1/templates/{slug}`
 /// takes from the URL.
 fn bodies_by_route(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     let create = schemas["CreateRender"].clone();
     schemas["CreateRender"]["oneOf"] = json!([
-        {"required": ["templateId"], "properties": {"templateId": {"type": "string"}}},
-        {"required": ["template"], "properties": {"template": {"type": "object"}}},
+        {"required": ["templateId"], "properties": {"templateId": {"type": "string"}, "url": {"type": "null"}}},
+        {"required": ["template"], "properties": {"template": {"type": "object"}, "url": {"type": "null"}}},
+        {"required": ["url"], "properties": {"url": {"type": "string"}, "templateId": {"type": "null"},
+            "template": {"type": "null"}, "templateVersion": {"type": "null"},
+            "data": {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]}}},
     ]);
     schemas["CreateRender"]["not"] = json!({"required": ["template", "templateVersion"],
         "properties": {"template": {"type": "object"}, "templateVersion": {"type": "integer"}}});
@@ -158,6 +162,7 @@ fn bodies_by_route(doc: &mut Value) {
     if let Some(properties) = from_template["properties"].as_object_mut() {
         properties.remove("templateId");
         properties.remove("template");
+        properties.remove("url");
     }
     from_template["description"] = json!("`POST /v1/templates/{slug}/render`: the template is the URL's.");
     schemas["CreateRenderFromTemplate"] = from_template;

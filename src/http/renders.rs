@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
 
 use super::dto::{CreateRender, Page, Pagination, RenderLogQuery, RenderResponse};
 use super::error::ApiError;
@@ -15,7 +16,8 @@ use crate::lifecycle::Phase;
 use crate::port::{Backend, HomeError, JobFilter, JobView, NewJob};
 use crate::prepare;
 use crate::resources::{
-    InlineTemplate, MAX_INLINE_DATA_BYTES, RenderJob, RenderJobSpec, TemplateAsset, TemplateRef, WebhookSpec, job_rules,
+    InlineTemplate, MAX_INLINE_DATA_BYTES, OutputFormat, PageOptions, RenderJob, RenderJobSpec, ScreenshotOptions,
+    TemplateAsset, TemplateRef, WebhookSpec, check_options, job_rules,
 };
 
 /// Lifetime of the download URL in a job's response, unless the job's retention ends
@@ -132,6 +134,45 @@ fn check_length(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A `url` render's address: http or https, allowed by the server's address policy,
+/// and not beside a template.
+fn page_url<B: Backend>(state: &AppState<B>, url: String, with_template: bool) -> Result<String, ApiError> {
+    if with_template {
+        return Err(ApiError::bad_request("give templateId, template or url, only one"));
+    }
+    let parsed = reqwest::Url::parse(&url).map_err(|err| ApiError::bad_request(format!("url: {err}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::bad_request("url must be an http or https URL"));
+    }
+    if let Some(policy) = state.webhook_targets {
+        policy
+            .check_url(&parsed)
+            .map_err(|refused| ApiError::unprocessable("URL_REFUSED", format!("url: {refused}")))?;
+    }
+    Ok(url)
+}
+
+/// The options object `field` (`page`, `screenshot`): an object of the options' shape,
+/// or 400 naming the field (an array would otherwise be read as the fields in order).
+fn options_object<T: serde::de::DeserializeOwned>(field: &str, value: Option<Value>) -> Result<Option<T>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) => {
+            serde_json::from_value(value).map(Some).map_err(|err| ApiError::bad_request(format!("{field}: {err}")))
+        }
+        Some(_) => Err(ApiError::bad_request(format!("{field} must be a JSON object"))),
+    }
+}
+
+/// The output format a REST name asks for; `png` is a screenshot, as in other render
+/// APIs.
+fn output_format(name: &str) -> Option<OutputFormat> {
+    match name {
+        "png" => Some(OutputFormat::Screenshot),
+        other => OutputFormat::from_name(other),
+    }
+}
+
 /// Check a render request and turn it into a RenderJob spec (and the webhook secret,
 /// which is kept apart from the spec so that it is never shown).
 async fn job_spec<B: Backend>(
@@ -140,8 +181,14 @@ async fn job_spec<B: Backend>(
     body: CreateRender,
     template_id: Option<String>,
 ) -> Result<(RenderJobSpec, Option<String>), ApiError> {
-    if let Some(output) = body.output.as_deref().filter(|o| *o != "pdf") {
-        return Err(ApiError::bad_request(format!("output: {output:?} is not supported; use \"pdf\"")));
+    let output = match body.output.as_deref() {
+        None => OutputFormat::Pdf,
+        Some(name) => output_format(name).ok_or_else(|| {
+            ApiError::bad_request(format!("output: {name:?} is not one of pdf, screenshot (or png) and og"))
+        })?,
+    };
+    if body.url.is_some() && body.data.as_ref().is_some_and(|d| d.as_object().is_none_or(|d| !d.is_empty())) {
+        return Err(ApiError::bad_request("data goes with a template; a url render has none"));
     }
     let data = body.data.unwrap_or_else(|| serde_json::json!({}));
     if !data.is_object() {
@@ -174,11 +221,24 @@ async fn job_spec<B: Backend>(
     if body.template_version.is_some() && body.template.is_some() {
         return Err(ApiError::bad_request("templateVersion goes with templateId, not with an inline template"));
     }
+    let url = match body.url {
+        Some(url) => Some(page_url(state, url, template_id.is_some() || body.template.is_some())?),
+        None => None,
+    };
+    let spec_is_url = url.is_some();
+    let page: Option<PageOptions> = options_object("page", body.page)?;
+    let screenshot: Option<ScreenshotOptions> = options_object("screenshot", body.screenshot)?;
+    check_options(page.as_ref(), screenshot.as_ref())
+        .map_err(|problem| ApiError::unprocessable("SPEC_INVALID", problem))?;
+    if body.template_version.is_some() && url.is_some() {
+        return Err(ApiError::bad_request("templateVersion goes with templateId, not with url"));
+    }
     let (template_ref, template) = match (template_id, body.template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give templateId or template, not both"));
         }
-        (None, None) => return Err(ApiError::bad_request("give templateId or template")),
+        (None, None) if url.is_some() => (None, None),
+        (None, None) => return Err(ApiError::bad_request("give templateId, template or url")),
         (Some(id), None) => {
             let stored = match body.template_version {
                 Some(version) => state.backend.template_version(tenant, &id, version).await,
@@ -208,11 +268,12 @@ async fn job_spec<B: Backend>(
             (Some(TemplateRef { name: id, version: Some(stored.version) }), None)
         }
         (None, Some(inline)) => {
-            crate::render::check_syntax(&inline.source).map_err(|f| {
+            crate::render::check_syntax(inline.engine, &inline.source).map_err(|f| {
                 ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("template.source: {}", f.message))
             })?;
             let assets = inline_assets(inline.assets)?;
-            (None, Some(InlineTemplate { engine: inline.engine, source: inline.source, assets }))
+            let javascript = inline.javascript;
+            (None, Some(InlineTemplate { engine: inline.engine, source: inline.source, assets, javascript }))
         }
     };
     let (webhook, secret) = match body.webhook {
@@ -235,7 +296,11 @@ async fn job_spec<B: Backend>(
     let spec = RenderJobSpec {
         template_ref,
         template,
-        data: Some(data),
+        url,
+        output,
+        page,
+        screenshot,
+        data: (!spec_is_url).then_some(data),
         preview: body.preview,
         external_id: body.external_id,
         title: body.title,
@@ -382,14 +447,14 @@ fn log_filter(query: &RenderLogQuery) -> Result<Option<JobFilter>, ApiError> {
     };
     // Every parameter is checked, also for a type that gives an empty page.
     let (created_from, created_to) = (time("createdFrom", &query.created_from)?, time("createdTo", &query.created_to)?);
-    match query.output_type.as_deref() {
-        None | Some("pdf") | Some("all") => {}
-        Some("png" | "screenshot" | "og") => return Ok(None),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("type: unknown value {other:?}; use pdf")));
-        }
-    }
+    let output = match query.output_type.as_deref() {
+        None | Some("all") => None,
+        Some(name) => Some(output_format(name).ok_or_else(|| {
+            ApiError::bad_request(format!("type: unknown value {name:?}; use pdf, screenshot, og or all"))
+        })?),
+    };
     Ok(Some(JobFilter {
+        output,
         phase,
         template: query.template_id.clone(),
         external_id: query.external_id.clone(),
@@ -496,9 +561,9 @@ pub async fn delete<B: Backend>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/renders/{id}/download`: the PDF.
+/// `GET /v1/renders/{id}/download`: the PDF (or PNG).
 #[utoipa::path(get, path = "/v1/renders/{id}/download", tag = "renders", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/pdf", description = "The PDF"),
+    responses((status = 200, content_type = "application/pdf", description = "The PDF, or a PNG (`image/png`) for screenshot and og renders"),
         (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
     security(("apiKey" = [])))]
 pub async fn download<B: Backend>(
@@ -507,13 +572,17 @@ pub async fn download<B: Backend>(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let pdf = state.backend.output(&tenant, &id).await?;
-    Ok(pdf_response(&id, pdf))
+    Ok(output_response(&id, pdf))
 }
 
-/// A PDF as a response, shown inline by browsers.
-pub fn pdf_response(id: &str, pdf: Vec<u8>) -> Response {
-    let disposition = format!("inline; filename=\"{}.pdf\"", id.replace(['"', '\\'], ""));
-    let mut response = ([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response();
+/// A job's output as a response, shown inline by browsers: a PDF, or a PNG for the
+/// image outputs (told apart by its bytes, so every route that hands out an output
+/// names it the same way).
+pub fn output_response(id: &str, output: Vec<u8>) -> Response {
+    let (content_type, extension) =
+        if output.starts_with(b"\x89PNG") { ("image/png", "png") } else { ("application/pdf", "pdf") };
+    let disposition = format!("inline; filename=\"{}.{extension}\"", id.replace(['"', '\\'], ""));
+    let mut response = ([(header::CONTENT_TYPE, content_type)], output).into_response();
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }

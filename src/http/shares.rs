@@ -13,7 +13,7 @@ use super::dto::{Page, ShareResponse, SignedUrlRequest, SignedUrlResponse};
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::links::link_end;
-use super::renders::pdf_response;
+use super::renders::output_response;
 use super::{AppState, Tenant};
 use crate::port::{Backend, HomeError, stored_output_key};
 
@@ -78,7 +78,7 @@ pub async fn open<B: Backend>(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     let pdf = state.backend.shared_output(&token).await?;
-    Ok(pdf_response("shared", pdf))
+    Ok(output_response("shared", pdf))
 }
 
 /// `GET /v1/shares`: the tenant's share links, each with when it stops working: its
@@ -132,7 +132,8 @@ pub struct Signature {
     signature: String,
 }
 
-/// `GET /v1/files/{tenant}/{id}.pdf?expires=…&signature=…`: a signed download.
+/// `GET /v1/files/{tenant}/{id}.pdf?expires=…&signature=…`: a signed download (`.png`
+/// names the same file).
 #[utoipa::path(get, path = "/v1/files/{tenant}/{file}", tag = "sharing",
     params(("tenant" = String, Path), ("file" = String, Path, description = "`{id}.pdf`"), Signature),
     responses((status = 200, content_type = "application/pdf", description = "The PDF"),
@@ -144,9 +145,9 @@ pub async fn signed_download<B: Backend>(
     Path((tenant, file)): Path<(String, String)>,
     ApiQuery(signature): ApiQuery<Signature>,
 ) -> Result<Response, ApiError> {
-    let id = file.strip_suffix(".pdf").unwrap_or(&file);
+    let id = file.strip_suffix(".pdf").or_else(|| file.strip_suffix(".png")).unwrap_or(&file);
     let pdf = state.backend.signed_output(&tenant, id, signature.expires, &signature.signature).await?;
-    Ok(pdf_response(id, pdf))
+    Ok(output_response(id, pdf))
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ fn checked_template(tenant: &str, name: String, body: TemplateBody) -> Result<Re
             "name: {name:?} must be 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit"
         )));
     }
-    crate::render::check_syntax(&body.source)
+    crate::render::check_syntax(body.engine, &body.source)
         .map_err(|f| ApiError::unprocessable("TEMPLATE_COMPILE_ERROR", format!("source: {}", f.message)))?;
     if body.data_schema.as_ref().is_some_and(|d| !d.is_object()) {
         // `true` and `false` are JSON Schemas too, but a RenderTemplate keeps an object.
@@ -113,6 +113,7 @@ fn checked_template(tenant: &str, name: String, body: TemplateBody) -> Result<Re
         metadata: ObjectMeta { name: Some(name), namespace: Some(tenant.to_owned()), ..Default::default() },
         spec: RenderTemplateSpec {
             engine: body.engine,
+            javascript: body.javascript,
             source: Some(body.source),
             data_schema: body.data_schema,
             defaults: body.defaults,

@@ -7,6 +7,8 @@
 //! [`pool::RenderPool`], which runs engines in worker processes it can kill.
 
 pub mod fonts;
+pub mod html;
+mod image;
 pub mod pool;
 mod postprocess;
 mod world;
@@ -23,7 +25,7 @@ use typst_layout::PagedDocument;
 pub use postprocess::WATERMARK_TEXT;
 pub use world::{DATA_FILE, MAIN_FILE};
 
-use crate::resources::ErrorCode;
+use crate::resources::{ErrorCode, OutputFormat, PageOptions, ScreenshotOptions, TemplateEngine};
 
 /// Largest PDF a render may produce.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 100 * 1024 * 1024;
@@ -51,6 +53,36 @@ pub struct RenderRequest {
     /// the facts so that every home records it the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_version: Option<i64>,
+    /// Which engine reads `source`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub engine: TemplateEngine,
+    /// A web page to render instead of `source` (printed by Chromium).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What to produce.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub output: OutputFormat,
+    /// Paper and margins of a PDF printed by Chromium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageOptions>,
+    /// Size of a screenshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<ScreenshotOptions>,
+    /// Let an HTML template's scripts run.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub javascript: bool,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl RenderRequest {
+    /// Whether Chromium renders this request (an HTML template or a web page), not
+    /// the Typst engine.
+    pub fn needs_chromium(&self) -> bool {
+        self.url.is_some() || self.engine == TemplateEngine::Html
+    }
 }
 
 /// A file in the template's sandbox.
@@ -78,20 +110,20 @@ mod base64_bytes {
     }
 }
 
-/// A finished PDF and the facts status and billing need.
+/// A finished document and the facts status and billing need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
-    /// The PDF.
-    pub pdf: Vec<u8>,
+    /// The document: a PDF, or a PNG for the image outputs.
+    pub output: Vec<u8>,
     /// The facts about it.
     pub facts: RenderFacts,
 }
 
-/// The facts about a rendered PDF.
+/// The facts about a rendered document.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RenderFacts {
-    /// Pages, as a PDF reader counts them.
+    /// Pages, as a PDF reader counts them (1 for an image).
     pub page_count: i64,
     /// Size in bytes.
     pub total_bytes: i64,
@@ -163,7 +195,7 @@ impl Engine {
         Engine {
             shared: world::Shared::load(server_fonts),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            producer: format!("folio {} (typst 0.15)", env!("CARGO_PKG_VERSION")),
+            producer: producer(),
         }
     }
 
@@ -178,19 +210,14 @@ impl Engine {
         let started = Instant::now();
         let result = self.render_inner(request);
         typst::comemo::evict(MEMO_MAX_AGE);
-        let (pdf, page_count, warnings) = result?;
-        let facts = RenderFacts {
-            page_count: page_count as i64,
-            total_bytes: pdf.len() as i64,
-            sha256: hex::encode(Sha256::digest(&pdf)),
-            duration_ms: started.elapsed().as_millis() as i64,
-            warnings,
-            template_version: request.template_version,
-        };
-        Ok(Rendered { pdf, facts })
+        let (output, page_count, warnings) = result?;
+        Ok(Rendered::new(output, page_count, warnings, started, request))
     }
 
     fn render_inner(&self, request: &RenderRequest) -> Result<(Vec<u8>, usize, Vec<String>), RenderFailure> {
+        if request.needs_chromium() {
+            return Err(RenderFailure::new(ErrorCode::Internal, "the Typst engine was given an HTML or URL render"));
+        }
         if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(&request.data) {
             return Err(RenderFailure::new(ErrorCode::DataInvalid, format!("data is not valid JSON: {err}")));
         }
@@ -200,24 +227,85 @@ impl Engine {
         let compiled = typst::compile::<PagedDocument>(&sandbox);
         let mut warnings = compiled.warnings.to_vec();
         let mut document = compiled.output.map_err(|errors| compile_failure(&sandbox, &errors))?;
-        let info = document.info_mut();
-        if info.title.is_none() {
-            info.title = request.title.as_deref().map(Into::into);
-        }
-        let options =
-            typst_pdf::PdfOptions { creator: Smart::Custom(Some(self.producer.clone())), ..Default::default() };
-        let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| compile_failure(&sandbox, &errors))?;
-        let finished = postprocess::finish(&pdf, &self.producer, request.preview)
-            .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("post-processing the PDF failed: {err}")))?;
-        if finished.pdf.len() > self.max_output_bytes {
-            return Err(RenderFailure::new(
-                ErrorCode::OutputTooLarge,
-                format!("the PDF is {} bytes; the limit is {} bytes", finished.pdf.len(), self.max_output_bytes),
-            ));
-        }
+        let (output, page_count) = match request.output {
+            OutputFormat::Pdf => {
+                let info = document.info_mut();
+                if info.title.is_none() {
+                    info.title = request.title.as_deref().map(Into::into);
+                }
+                let options =
+                    typst_pdf::PdfOptions { creator: Smart::Custom(Some(self.producer.clone())), ..Default::default() };
+                let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| compile_failure(&sandbox, &errors))?;
+                let finished = finish_pdf(&pdf, &self.producer, request.preview)?;
+                (finished.pdf, finished.page_count)
+            }
+            format => {
+                let ppi = request.screenshot.as_ref().and_then(|options| options.ppi);
+                let mut picture = image::page_image(&document, format, ppi)?;
+                if request.preview {
+                    let mark = self.watermark(picture.width(), picture.height())?;
+                    image::draw_over(&mut picture, &mark);
+                }
+                (image::png(&picture)?, 1)
+            }
+        };
+        check_output_size(output.len(), self.max_output_bytes)?;
         warnings.dedup_by(|a, b| a.message == b.message && a.span == b.span);
-        Ok((finished.pdf, finished.page_count, kept_warnings(&sandbox, &warnings)))
+        Ok((output, page_count, kept_warnings(&sandbox, &warnings)))
     }
+
+    /// The PREVIEW mark over an image of `width` × `height` pixels, drawn by Typst.
+    fn watermark(&self, width: u32, height: u32) -> Result<tiny_skia::Pixmap, RenderFailure> {
+        let source = image::watermark_source(width, height, WATERMARK_TEXT);
+        let sandbox = world::Sandbox::new(&self.shared, &source, b"{}".to_vec(), &[], today());
+        let document = typst::compile::<PagedDocument>(&sandbox)
+            .output
+            .map_err(|errors| RenderFailure::new(ErrorCode::Internal, compile_failure(&sandbox, &errors).message))?;
+        image::page_image(&document, OutputFormat::Screenshot, Some(72.0))
+    }
+}
+
+impl Rendered {
+    /// The rendered `output` and its facts, for `request`, begun at `started`.
+    pub fn new(
+        output: Vec<u8>,
+        page_count: usize,
+        warnings: Vec<String>,
+        started: Instant,
+        request: &RenderRequest,
+    ) -> Rendered {
+        let facts = RenderFacts {
+            page_count: page_count as i64,
+            total_bytes: output.len() as i64,
+            sha256: hex::encode(Sha256::digest(&output)),
+            duration_ms: started.elapsed().as_millis() as i64,
+            warnings,
+            template_version: request.template_version,
+        };
+        Rendered { output, facts }
+    }
+}
+
+/// Set the PDF's producer and, for a preview, stamp the watermark on every page.
+pub fn finish_pdf(pdf: &[u8], producer: &str, preview: bool) -> Result<postprocess::Finished, RenderFailure> {
+    postprocess::finish(pdf, producer, preview)
+        .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("post-processing the PDF failed: {err}")))
+}
+
+/// Refuse an output of `len` bytes over `limit` with `OUTPUT_TOO_LARGE`.
+pub fn check_output_size(len: usize, limit: usize) -> Result<(), RenderFailure> {
+    if len > limit {
+        return Err(RenderFailure::new(
+            ErrorCode::OutputTooLarge,
+            format!("the output is {len} bytes; the limit is {limit} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The producer folio writes into every PDF's metadata.
+pub fn producer() -> String {
+    format!("folio {} (typst 0.15)", env!("CARGO_PKG_VERSION"))
 }
 
 /// The warnings kept on a job: described with line and column, each shortened to
@@ -244,7 +332,14 @@ fn kept_warnings(sandbox: &world::Sandbox, warnings: &[SourceDiagnostic]) -> Vec
 /// Check that template source parses, so that a template with a syntax error is
 /// refused when it is stored rather than when a job renders it. Errors that depend on
 /// the data are only found by rendering.
-pub fn check_syntax(source: &str) -> Result<(), RenderFailure> {
+pub fn check_syntax(engine: TemplateEngine, source: &str) -> Result<(), RenderFailure> {
+    match engine {
+        TemplateEngine::Typst => check_typst_syntax(source),
+        TemplateEngine::Html => html::check_syntax(source),
+    }
+}
+
+fn check_typst_syntax(source: &str) -> Result<(), RenderFailure> {
     let source = typst::syntax::Source::detached(source);
     let (errors, _warnings) = source.root().errors_and_warnings();
     if errors.is_empty() {
@@ -328,9 +423,9 @@ mod tests {
     fn data_is_visible_as_data_json() {
         let engine = Engine::new();
         let out = engine.render(&request("#let d = json(\"data.json\")\nHello #d.name", r#"{"name":"Ada"}"#)).unwrap();
-        assert!(out.pdf.starts_with(b"%PDF-"));
+        assert!(out.output.starts_with(b"%PDF-"));
         assert_eq!(out.facts.page_count, 1);
-        assert_eq!(out.facts.total_bytes, out.pdf.len() as i64);
+        assert_eq!(out.facts.total_bytes, out.output.len() as i64);
         assert_eq!(out.facts.sha256.len(), 64);
     }
 
@@ -369,7 +464,7 @@ mod tests {
         req.assets.push(Asset { name: "FolioTestSans.ttf".into(), bytes: font });
         let with_font = engine.render(&req).unwrap();
         assert!(with_font.facts.warnings.is_empty(), "{:?}", with_font.facts.warnings);
-        assert!(with_font.pdf.windows(13).any(|w| w == b"FolioTestSans"), "the font is embedded");
+        assert!(with_font.output.windows(13).any(|w| w == b"FolioTestSans"), "the font is embedded");
         req.assets.clear();
         let without = engine.render(&req).unwrap();
         assert!(without.facts.warnings[0].contains("unknown font family"), "{:?}", without.facts.warnings);
@@ -377,8 +472,8 @@ mod tests {
 
     #[test]
     fn syntax_check_finds_errors_without_rendering() {
-        assert!(check_syntax("= Title\n#let x = 1").is_ok());
-        let err = check_syntax("= Title\n\n#let x = (1, 2").unwrap_err();
+        assert!(check_syntax(TemplateEngine::Typst, "= Title\n#let x = 1").is_ok());
+        let err = check_syntax(TemplateEngine::Typst, "= Title\n\n#let x = (1, 2").unwrap_err();
         assert_eq!(err.code, ErrorCode::TemplateCompileError);
         assert!(err.message.starts_with("3:"), "{}", err.message);
     }
@@ -400,6 +495,38 @@ mod tests {
         assert!(err.message.contains("file not found"), "{}", err.message);
         assert!(err.message.contains("the template's files: main.typ, data.json, notes.txt"), "{}", err.message);
         assert!(err.message.contains("spec.assets"), "{}", err.message);
+    }
+
+    #[test]
+    fn page_one_becomes_a_screenshot_or_an_og_image() {
+        let engine = Engine::new();
+        let mut req = request("#set page(width: 200pt, height: 100pt)\nHello\n#pagebreak()\nTwo", "{}");
+        req.output = OutputFormat::Screenshot;
+        req.screenshot = Some(ScreenshotOptions { ppi: Some(144.0), ..Default::default() });
+        let shot = engine.render(&req).unwrap();
+        let picture = tiny_skia::Pixmap::decode_png(&shot.output).unwrap();
+        assert_eq!((picture.width(), picture.height()), (400, 200), "200 × 100 pt at 2 pixels a point");
+        assert_eq!(shot.facts.page_count, 1, "one image, one page");
+        req.output = OutputFormat::Og;
+        let og = tiny_skia::Pixmap::decode_png(&engine.render(&req).unwrap().output).unwrap();
+        assert_eq!((og.width(), og.height()), (1200, 630));
+        let red = |p: &tiny_skia::Pixmap| {
+            p.pixels().iter().filter(|c| c.red() > 150 && c.red() as i32 - c.blue() as i32 > 40).count()
+        };
+        assert_eq!(red(&og), 0);
+        req.preview = true;
+        let marked = tiny_skia::Pixmap::decode_png(&engine.render(&req).unwrap().output).unwrap();
+        assert!(red(&marked) > 1000, "a preview image carries the mark");
+    }
+
+    #[test]
+    fn a_screenshot_too_large_to_hold_is_refused() {
+        let mut req = request("#set page(width: 5000pt, height: 5000pt)\nHuge", "{}");
+        req.output = OutputFormat::Screenshot;
+        req.screenshot = Some(ScreenshotOptions { ppi: Some(600.0), ..Default::default() });
+        let err = Engine::new().render(&req).unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutputTooLarge);
+        assert!(err.message.contains("lower screenshot.ppi"), "{}", err.message);
     }
 
     #[test]

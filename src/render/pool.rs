@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_util::bytes::{Bytes, BytesMut};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use super::html::{ChromiumConfig, ChromiumPool};
 use super::{Engine, RenderFacts, RenderFailure, RenderRequest, Rendered};
 use crate::resources::ErrorCode;
 
@@ -54,6 +55,8 @@ pub struct PoolConfig {
     pub memory_limit_mib: u64,
     /// Folder of server-wide fonts (`--font-path`) that workers load.
     pub font_path: Option<PathBuf>,
+    /// The browsers of html templates and web pages.
+    pub chromium: ChromiumConfig,
 }
 
 impl PoolConfig {
@@ -64,15 +67,18 @@ impl PoolConfig {
             executable: std::env::current_exe()?,
             memory_limit_mib: 4096,
             font_path: None,
+            chromium: ChromiumConfig::default(),
         })
     }
 }
 
-/// Renders in worker processes, at most `workers` at a time.
+/// Renders Typst in worker processes, at most `workers` at a time, and hands html
+/// templates and web pages to warm Chromium browsers.
 pub struct RenderPool {
     config: PoolConfig,
     idle: Mutex<Vec<Worker>>,
     slots: Semaphore,
+    chromium: ChromiumPool,
 }
 
 struct Worker {
@@ -87,6 +93,7 @@ impl RenderPool {
     pub fn new(config: PoolConfig) -> RenderPool {
         let workers = config.workers.max(1);
         RenderPool {
+            chromium: ChromiumPool::new(config.chromium.clone()),
             config: PoolConfig { workers, ..config },
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(workers),
@@ -118,8 +125,16 @@ impl RenderPool {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The browsers of html templates and web pages (started when first needed).
+    pub fn chromium(&self) -> &ChromiumPool {
+        &self.chromium
+    }
+
     /// Render `request`, giving up with `DEADLINE_EXCEEDED` after `limit`.
     pub async fn render(&self, request: &RenderRequest, limit: Duration) -> Result<Rendered, RenderFailure> {
+        if request.needs_chromium() {
+            return self.chromium.render(request, limit).await;
+        }
         let _slot = self
             .slots
             .acquire()
@@ -208,7 +223,7 @@ impl Worker {
         let header = next_frame(&mut self.answers).await?;
         let pdf = next_frame(&mut self.answers).await?;
         let answer: Result<RenderFacts, RenderFailure> = serde_json::from_slice(&header)?;
-        Ok(answer.map(|facts| Rendered { pdf: pdf.into(), facts }))
+        Ok(answer.map(|facts| Rendered { output: pdf.into(), facts }))
     }
 
     /// An empty frame asks the worker to answer with an empty frame once it is ready.
@@ -267,7 +282,7 @@ fn answer(engine: &Engine, body: &[u8]) -> (Vec<u8>, Vec<u8>) {
         Err(err) => Err(RenderFailure::new(ErrorCode::Internal, format!("unreadable render request: {err}"))),
     };
     let (header, pdf) = match outcome {
-        Ok(rendered) => (Ok(rendered.facts), rendered.pdf),
+        Ok(rendered) => (Ok(rendered.facts), rendered.output),
         Err(failure) => (Err(failure), Vec::new()),
     };
     let header: Result<RenderFacts, RenderFailure> = header;

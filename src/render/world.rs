@@ -19,10 +19,7 @@ use typst::text::{Font, FontBook};
 use typst::utils::LazyHash;
 use typst::{Library, LibraryExt, World};
 
-/// The template's own file name inside the sandbox.
-pub const MAIN_FILE: &str = "main.typ";
-/// The job's data inside the sandbox.
-pub const DATA_FILE: &str = "data.json";
+pub use crate::assets::{DATA_FILE, MAIN_FILE};
 
 /// What every render shares: the standard library, the embedded fonts and the
 /// server-wide ones.

@@ -3,7 +3,7 @@
 //! refuses a job that breaks one; `folio run` and the REST API evaluate the same
 //! expressions, taken from the CRD `folio crd` prints, with kube's CEL interpreter.
 //!
-//! - A job names exactly one template and at most one data source.
+//! - A job names exactly one template (or a web page) and at most one data source.
 //! - A job's inputs never change: a job is one document, and a changed input would
 //!   leave its status describing a PDF rendered from something else. What may change
 //!   is how the job is run: `cancel` (once set it stays), `activeDeadlineSeconds`,
@@ -17,16 +17,27 @@ use kube::core::cel::{CompiledSchema, Message, Reason, Rule, Validator, compile_
 use super::RenderJob;
 
 /// The spec fields a job renders from, as the manifest spells them.
-pub const INPUTS: [&str; 8] =
-    ["templateRef", "template", "data", "dataFrom", "output", "preview", "externalId", "title"];
+pub const INPUTS: [&str; 11] = [
+    "templateRef",
+    "template",
+    "url",
+    "data",
+    "dataFrom",
+    "output",
+    "page",
+    "screenshot",
+    "preview",
+    "externalId",
+    "title",
+];
 /// The spec fields that say how a job is run, which may change.
 pub const HOW_IT_RUNS: [&str; 5] =
     ["cancel", "activeDeadlineSeconds", "backoffLimit", "webhook", "ttlSecondsAfterFinished"];
 
-/// Exactly one of `templateRef` and `template`.
+/// Exactly one of `templateRef`, `template` and `url`.
 pub fn one_template() -> Rule {
-    Rule::new("has(self.spec.templateRef) != has(self.spec.template)")
-        .message("spec: give exactly one of templateRef (a RenderTemplate's name) and template (an inline template)")
+    Rule::new("[has(self.spec.templateRef), has(self.spec.template), has(self.spec.url)].filter(x, x).size() == 1")
+        .message("spec: give exactly one of templateRef (a RenderTemplate's name), template (an inline template) and url (a web page)")
 }
 
 /// At most one of `data` and `dataFrom`.

@@ -12,6 +12,7 @@ mod phase;
 mod render_account;
 mod render_api_key;
 mod render_job;
+mod render_options;
 mod render_share;
 mod render_template;
 pub mod times;
@@ -20,6 +21,7 @@ pub use phase::*;
 pub use render_account::*;
 pub use render_api_key::*;
 pub use render_job::*;
+pub use render_options::*;
 pub use render_share::*;
 pub use render_template::*;
 
@@ -82,6 +84,19 @@ pub enum TemplateEngine {
     /// Typst markup, compiled in-process.
     #[default]
     Typst,
+    /// HTML and CSS with Jinja placeholders (`{{ customer.name }}`), printed by
+    /// headless Chromium.
+    Html,
+}
+
+impl TemplateEngine {
+    /// The name manifests and the REST API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TemplateEngine::Typst => "typst",
+            TemplateEngine::Html => "html",
+        }
+    }
 }
 
 /// The account of a namespace that has none: unlimited credits, default pricing and

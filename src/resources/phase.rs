@@ -80,6 +80,11 @@ pub enum ErrorCode {
     /// the Pod (admission: a LimitRange, Pod Security, a ResourceQuota, RBAC). The
     /// message carries the scheduler's, kubelet's or API server's words.
     RendererUnavailable,
+    /// A `url` job's page is not allowed: not http or https, or on a loopback,
+    /// private, link-local or other special address (after DNS and redirects too).
+    UrlRefused,
+    /// A `url` job's page could not be loaded: no answer, or too large.
+    UrlUnreachable,
     /// The job was cancelled.
     Cancelled,
     /// Anything else; details are in the logs.
@@ -98,6 +103,7 @@ impl ErrorCode {
         matches!(
             self,
             ErrorCode::StorageUnavailable
+                | ErrorCode::UrlUnreachable
                 | ErrorCode::RendererCrashed
                 | ErrorCode::RendererUnavailable
                 | ErrorCode::Internal
@@ -132,6 +138,7 @@ mod tests {
             assert_eq!(code.to_string(), code.as_str());
         }
         assert_eq!(ErrorCode::RendererUnavailable.as_str(), "RENDERER_UNAVAILABLE");
-        assert_eq!(ErrorCode::all().count(), 12);
+        assert_eq!(ErrorCode::UrlRefused.as_str(), "URL_REFUSED");
+        assert_eq!(ErrorCode::all().count(), 14);
     }
 }

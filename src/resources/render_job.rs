@@ -43,7 +43,10 @@ pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
     validation = crate::resources::job_rules::unchanged("template"),
     validation = crate::resources::job_rules::unchanged("data"),
     validation = crate::resources::job_rules::unchanged("dataFrom"),
+    validation = crate::resources::job_rules::unchanged("url"),
     validation = crate::resources::job_rules::unchanged("output"),
+    validation = crate::resources::job_rules::unchanged("page"),
+    validation = crate::resources::job_rules::unchanged("screenshot"),
     validation = crate::resources::job_rules::unchanged("preview"),
     validation = crate::resources::job_rules::unchanged("externalId"),
     validation = crate::resources::job_rules::unchanged("title"),
@@ -64,9 +67,21 @@ pub struct RenderJobSpec {
     /// Larger data from a ConfigMap key holding JSON, instead of `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_from: Option<ConfigMapKeyRef>,
-    /// Output format.
+    /// A web page to render instead of a template: `http` or `https`, fetched under
+    /// the same address policy as webhooks (no loopback, private or other special
+    /// addresses, after redirects too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Output format: `pdf` (default), `screenshot` (a PNG of the page) or `og` (a
+    /// 1200 × 630 PNG for link previews).
     #[serde(default)]
     pub output: OutputFormat,
+    /// Paper, margins, header and footer of an `html` or `url` job's PDF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<super::PageOptions>,
+    /// Size and sharpness of a `screenshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<super::ScreenshotOptions>,
     /// A free, watermarked render with short retention.
     #[serde(default)]
     pub preview: bool,
@@ -127,6 +142,9 @@ pub struct InlineTemplate {
     /// Files the template reads (images, fonts), as a RenderTemplate declares them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assets: Vec<super::TemplateAsset>,
+    /// Let an `html` template's scripts run (default off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub javascript: bool,
 }
 
 /// The kind of document produced.
@@ -136,6 +154,42 @@ pub enum OutputFormat {
     /// A PDF document.
     #[default]
     Pdf,
+    /// A PNG of the page (page 1 of a Typst template).
+    Screenshot,
+    /// A 1200 × 630 PNG for link previews (Open Graph).
+    Og,
+}
+
+impl OutputFormat {
+    /// The name manifests, the REST API and the render log use.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Pdf => "pdf",
+            OutputFormat::Screenshot => "screenshot",
+            OutputFormat::Og => "og",
+        }
+    }
+
+    /// The format named `name`, if folio renders it.
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        [OutputFormat::Pdf, OutputFormat::Screenshot, OutputFormat::Og].into_iter().find(|f| f.name() == name)
+    }
+
+    /// The media type of the output.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Pdf => "application/pdf",
+            OutputFormat::Screenshot | OutputFormat::Og => "image/png",
+        }
+    }
+
+    /// The file extension of the output, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Pdf => "pdf",
+            OutputFormat::Screenshot | OutputFormat::Og => "png",
+        }
+    }
 }
 
 /// Where and how a job's status changes are delivered.

@@ -17,15 +17,20 @@ use super::{ConfigMapKeyRef, TemplateEngine, free_form_object};
     kind = "RenderTemplate",
     namespaced,
     shortname = "rt",
-    doc = "A document template (Typst) that RenderJobs render with their data.",
+    doc = "A document template (Typst, or HTML printed by Chromium) that RenderJobs render with their data.",
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RenderTemplateSpec {
-    /// Template engine; `typst` is the one available now.
+    /// Template engine: `typst` (default), or `html` (HTML and CSS with Jinja
+    /// placeholders, printed by Chromium).
     #[serde(default)]
     pub engine: TemplateEngine,
+    /// Let an `html` template's scripts run (default off: the page is static HTML and
+    /// CSS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub javascript: bool,
     /// The template text. The job's data is the file `data.json` in its sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

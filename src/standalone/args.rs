@@ -51,8 +51,10 @@ impl TryFrom<ServeArgs> for ServeOptions {
 
     /// Fails only when the executable the render workers run cannot be found.
     fn try_from(args: ServeArgs) -> anyhow::Result<ServeOptions> {
+        let mut pool = args.limits.pool()?;
+        pool.chromium.allow_private_targets = args.webhooks.allow_private_targets;
         Ok(ServeOptions {
-            pool: args.limits.pool()?,
+            pool,
             render_timeout: args.limits.render_timeout,
             listen: args.listen,
             data_dir: args.data_dir,

@@ -172,7 +172,7 @@ impl Standalone {
     /// Delete the stored output of `record`, logging (not failing) on errors: the row
     /// is gone already and the sweeper cannot find the file again.
     fn forget_output(&self, record: &JobRecord) {
-        let key = output_key(record.tenant(), record.id());
+        let key = output_key(record.tenant(), record.id(), record.job.spec.output);
         if let Err(err) = self.outputs.delete(&key) {
             tracing::warn!(error = %err, key, "could not delete an output");
         }

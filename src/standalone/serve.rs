@@ -99,6 +99,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     sweeper.abort();
     deliveries.abort();
+    pool.chromium().shut_down().await;
     home.store.write(|tx| store::release_all_claims(tx))?;
     Ok(())
 }

@@ -135,6 +135,7 @@ enum Attempt {
 async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration, record: JobRecord, token: &str) {
     let tenant = record.tenant().to_owned();
     let id = record.id().to_owned();
+    let key = output_key(&tenant, &id, record.job.spec.output);
     let lookup = StoreLookup { home, tenant: &tenant };
     let attempt = match prepare(&id, &record.job.spec, &lookup) {
         Err(failure) => Attempt::Failed(failure),
@@ -155,13 +156,13 @@ async fn process(home: &Standalone, pool: &RenderPool, render_timeout: Duration,
         }
     };
     let observed = match attempt {
-        Attempt::Rendered(rendered) => store_pdf(home, &tenant, &id, rendered).await,
+        Attempt::Rendered(rendered) => store_output(home, key.clone(), rendered).await,
         Attempt::Failed(failure) => Observed::AttemptFailed { code: failure.code, message: failure.message },
     };
     let with_pdf = matches!(observed, Observed::Rendered { .. });
     if record_outcome(home, &tenant, &id, token, observed).await == Recorded::NotOurs && with_pdf {
         // Cancelled or deleted while rendering: the PDF belongs to nobody.
-        let _ = home.outputs.delete(&output_key(&tenant, &id));
+        let _ = home.outputs.delete(&key);
     }
 }
 
@@ -265,21 +266,20 @@ fn observe(
     Ok(applied)
 }
 
-/// Write the PDF; what the core is told: rendered, or failed with
+/// Write the output under `key`; what the core is told: rendered, or failed with
 /// `STORAGE_UNAVAILABLE`. The facts and the charge are recorded next, in one
 /// transaction; a crash between the two leaves the job claimed-but-unsettled, and at
 /// the next start it renders again, overwrites the same file and is charged then, once.
-async fn store_pdf(home: &Standalone, tenant: &str, id: &str, rendered: Rendered) -> Observed {
-    let key = output_key(tenant, id);
+async fn store_output(home: &Standalone, key: String, rendered: Rendered) -> Observed {
     let outputs = home.outputs.clone();
-    let pdf = rendered.pdf;
+    let pdf = rendered.output;
     let write_key = key.clone();
     let written = tokio::task::spawn_blocking(move || outputs.put(&write_key, &pdf)).await;
     match written.map_err(std::io::Error::other).and_then(|r| r) {
         Ok(()) => Observed::Rendered { facts: rendered.facts, output_key: key },
         Err(err) => {
-            tracing::error!(error = %err, key, "storing a PDF failed");
-            let message = format!("the PDF could not be stored: {err}");
+            tracing::error!(error = %err, key, "storing an output failed");
+            let message = format!("the output could not be stored: {err}");
             Observed::AttemptFailed { code: ErrorCode::StorageUnavailable, message }
         }
     }

@@ -99,7 +99,7 @@ mod tests {
     fn put_get_delete_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let folder = LocalFolder::new(dir.path()).unwrap();
-        let key = super::super::output_key("acme", "0193");
+        let key = super::super::output_key("acme", "0193", crate::resources::OutputFormat::Pdf);
         folder.put(&key, b"%PDF-1.7").unwrap();
         assert_eq!(folder.get(&key).unwrap().as_deref(), Some(&b"%PDF-1.7"[..]));
         folder.delete(&key).unwrap();

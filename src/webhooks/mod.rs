@@ -8,8 +8,6 @@
 //! replays) and `X-Folio-Delivery-Id` (the same for every attempt of one delivery,
 //! so a receiver can drop duplicates of at-least-once delivery).
 
-mod target;
-
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -17,8 +15,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+pub use crate::address_policy::{TargetPolicy, TargetRefused, refusal_in};
 pub use crate::lifecycle::deliveries::{Outcome, RetryPolicy, wants};
-pub use target::{TargetPolicy, TargetRefused};
 
 use crate::resources::{Phase, RenderJob};
 
@@ -165,7 +163,7 @@ impl Sender {
                 }
             }
             Err(err) => {
-                if let Some(refused) = target::refusal_in(&err) {
+                if let Some(refused) = refusal_in(&err) {
                     Outcome::Refused { error: refused }
                 } else {
                     Outcome::Failed { status: None, error: describe(&err) }

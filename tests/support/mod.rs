@@ -106,6 +106,16 @@ pub fn image_count(pdf: &Path) -> usize {
     listed.lines().skip(2).filter(|line| line.split_whitespace().nth(2) == Some("image")).count()
 }
 
+/// Fail with what to install when no Chromium is found for the html tests (they never
+/// pass by skipping).
+pub fn require_chromium() {
+    if folio::render::html::find_executable().is_none() {
+        panic!(
+            "the html engine's tests need Chromium: install Debian's chromium package (apt-get install chromium), or set FOLIO_CHROMIUM to a Chromium or Chrome executable"
+        );
+    }
+}
+
 /// A `folio serve` process on a free port with its own data folder; killed on drop.
 pub struct Server {
     /// The process.
@@ -125,6 +135,11 @@ impl Server {
 
     /// Start `folio serve`, allowing private webhook targets or not.
     pub fn spawn(data_dir: &Path, args: &[&str], allow_private_targets: bool) -> Server {
+        Server::spawn_with_env(data_dir, args, allow_private_targets, &[])
+    }
+
+    /// Start `folio serve` with extra environment variables.
+    pub fn spawn_with_env(data_dir: &Path, args: &[&str], allow_private_targets: bool, env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = folio()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -132,6 +147,7 @@ impl Server {
             .args(args)
             .env("RUST_LOG", "warn")
             .env("FOLIO_ALLOW_PRIVATE_TARGETS", allow_private_targets.to_string())
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -53,6 +53,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{- define "folio.chromiumImage" -}}
+{{- $image := .Values.renderer.chromiumImage }}
+{{- printf "%s:%s" $image.repository (default (printf "%s-chromium" .Chart.AppVersion) $image.tag) }}
+{{- end }}
+
 {{- define "folio.minioImage" -}}
 {{- printf "%s:%s" .Values.minio.image.repository .Values.minio.image.tag }}
 {{- end }}

@@ -87,6 +87,7 @@ pub fn matches(job: &RenderJob, tenant: &str, filter: &JobFilter) -> bool {
         && filter.template.as_ref().is_none_or(|t| job.spec.template_ref.as_ref().is_some_and(|r| r.name == *t))
         && filter.external_id.as_ref().is_none_or(|e| job.spec.external_id.as_ref() == Some(e))
         && filter.preview.is_none_or(|p| job.spec.preview == p)
+        && filter.output.is_none_or(|o| job.spec.output == o)
         && filter.created_from.is_none_or(|from| created >= from)
         && filter.created_to.is_none_or(|to| created < to)
 }

@@ -184,7 +184,7 @@ fn job(tenant: &str, id: &str, phase: Phase) -> RenderJob {
 fn succeeded(tenant: &str, id: &str) -> RenderJob {
     let mut job = job(tenant, id, Phase::Succeeded);
     let status = job.status.as_mut().unwrap();
-    status.output_key = Some(crate::storage::output_key(tenant, id));
+    status.output_key = Some(crate::storage::output_key(tenant, id, crate::resources::OutputFormat::Pdf));
     status.page_count = Some(1);
     job
 }
@@ -507,7 +507,14 @@ async fn the_render_log_and_the_account_come_from_the_cache() {
 #[tokio::test]
 async fn downloads_and_share_links_read_the_pdf_from_the_bucket() {
     let mut fixture = Fixture::synced(vec![succeeded("acme", "done"), job("acme", "busy", Phase::Rendering)]).await;
-    fixture.bucket.put(&crate::storage::output_key("acme", "done"), b"%PDF-1.7 done".to_vec()).await.unwrap();
+    fixture
+        .bucket
+        .put(
+            &crate::storage::output_key("acme", "done", crate::resources::OutputFormat::Pdf),
+            b"%PDF-1.7 done".to_vec(),
+        )
+        .await
+        .unwrap();
     assert_eq!(fixture.backend.output("acme", "done").await.unwrap(), b"%PDF-1.7 done");
     let err = fixture.backend.output("acme", "busy").await.unwrap_err();
     assert_eq!(err, HomeError::OutputNotReady { id: "busy".into(), phase: Phase::Rendering });

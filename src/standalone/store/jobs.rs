@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{StoreResult, from_millis, millis};
 use crate::lifecycle::Phase;
 use crate::port::JobFilter;
+use crate::resources::OutputFormat;
 use crate::resources::RenderJob;
 
 /// A job as stored: the resource and what only the store tracks.
@@ -161,7 +162,8 @@ pub fn list_jobs(
     offset: i64,
 ) -> StoreResult<(Vec<JobRecord>, i64)> {
     let condition = "tenant = ?1 AND (?2 IS NULL OR phase = ?2) AND (?3 IS NULL OR template = ?3) AND (?4 IS NULL OR external_id = ?4)
-        AND (?5 IS NULL OR preview = ?5) AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)";
+        AND (?5 IS NULL OR preview = ?5) AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at < ?7)
+        AND (?8 IS NULL OR coalesce(json_extract(object, '$.spec.output'), 'pdf') = ?8)";
     let args = params![
         tenant,
         filter.phase.map(Phase::api_name),
@@ -170,6 +172,7 @@ pub fn list_jobs(
         filter.preview,
         filter.created_from.map(millis),
         filter.created_to.map(millis),
+        filter.output.map(OutputFormat::name),
     ];
     let total: i64 =
         conn.prepare_cached(&format!("SELECT COUNT(*) FROM jobs WHERE {condition}"))?.query_row(args, |r| r.get(0))?;

@@ -1,4 +1,5 @@
-//! Which webhook targets folio may connect to. Receivers on loopback, private,
+//! Which addresses folio may connect to for a tenant: webhook receivers, and the web
+//! pages of `url` jobs. Targets on loopback, private,
 //! link-local (cloud metadata), shared or otherwise special addresses are refused
 //! unless private targets are allowed, so a tenant cannot make folio probe its own
 //! network. IPv6 addresses that carry an IPv4 address (IPv4-mapped `::ffff:0:0/96`,
@@ -23,7 +24,7 @@ pub struct TargetPolicy {
 /// A target that the policy refuses.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "the webhook target {target} {reason}; such targets are refused unless folio runs with --allow-private-targets (FOLIO_ALLOW_PRIVATE_TARGETS=true)"
+    "the address {target} {reason}; such addresses are refused unless folio runs with --allow-private-targets (FOLIO_ALLOW_PRIVATE_TARGETS=true)"
 )]
 pub struct TargetRefused {
     target: String,

@@ -1,0 +1,205 @@
+//! One headless Chromium process, started by folio and driven over the DevTools
+//! protocol (`chromiumoxide`).
+//!
+//! folio starts the process itself rather than through chromiumoxide's launcher so
+//! that it can put Chromium in a process group of its own and ask the kernel to kill
+//! it when folio dies (`PR_SET_PDEATHSIG`): killing the group on a restart, a crash or
+//! a timeout takes the renderer and GPU processes with it, and a `kill -9` of folio
+//! leaves no browser behind. Chromium never reaches the network itself: every request
+//! goes through [`super::sandbox`], and the flags send anything that could slip past it
+//! (DNS, a proxy-less connection) nowhere.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chromiumoxide::handler::HandlerConfig;
+use futures::StreamExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Longest Chromium may take to start and print its DevTools address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What Chromium prints on standard error once it listens.
+const LISTENING: &str = "DevTools listening on ";
+
+/// The flags every browser runs with: headless, no first-run work, nothing that calls
+/// home, iframes in the page's own process (so that the page's request interception
+/// sees theirs), and any request that escapes interception sent to an address that
+/// answers nothing.
+const FLAGS: &[&str] = &[
+    "--headless",
+    // Chromium's own sandbox needs user namespaces, which containers rarely grant; the
+    // render's isolation is the interception, JavaScript off by default, and the
+    // process or Pod folio runs in.
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--disable-site-isolation-trials",
+    "--disable-features=IsolateOrigins,site-per-process,Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider,AcceptCHFrame",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--font-render-hinting=none",
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--js-flags=--max-old-space-size=512",
+    "--remote-debugging-port=0",
+];
+
+/// A running Chromium and the DevTools connection to it.
+pub struct Browser {
+    child: Child,
+    /// The DevTools client.
+    pub cdp: chromiumoxide::Browser,
+    handler: tokio::task::JoinHandle<()>,
+    _profile: tempfile::TempDir,
+    /// Renders done in this browser.
+    pub renders: u32,
+}
+
+impl Browser {
+    /// Start `executable` and connect to it.
+    pub async fn launch(executable: &Path) -> io::Result<Browser> {
+        let profile = tempfile::Builder::new().prefix("folio-chromium-").tempdir()?;
+        let mut command = Command::new(executable);
+        command
+            .args(FLAGS)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            // Chromium writes caches and settings under HOME and XDG folders; keep them
+            // in the profile, which is writable even on a read-only root file system.
+            .env("HOME", profile.path())
+            .env("XDG_CONFIG_HOME", profile.path())
+            .env("XDG_CACHE_HOME", profile.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+        }
+        let mut child = command.spawn()?;
+        let stderr = child.stderr.take().ok_or_else(|| io::Error::other("Chromium has no standard error"))?;
+        let address = match tokio::time::timeout(START_TIMEOUT, devtools_address(stderr)).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(err)) => {
+                kill_group(&mut child).await;
+                return Err(err);
+            }
+            Err(_) => {
+                kill_group(&mut child).await;
+                return Err(io::Error::other(format!("Chromium did not start within {} s", START_TIMEOUT.as_secs())));
+            }
+        };
+        let config = HandlerConfig { request_intercept: true, viewport: None, ..Default::default() };
+        let (cdp, mut handler) = match chromiumoxide::Browser::connect_with_config(address, config).await {
+            Ok(connected) => connected,
+            Err(err) => {
+                kill_group(&mut child).await;
+                return Err(io::Error::other(format!("connecting to Chromium failed: {err}")));
+            }
+        };
+        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        Ok(Browser { child, cdp, handler, _profile: profile, renders: 0 })
+    }
+
+    /// Whether the process still runs.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None)) && !self.handler.is_finished()
+    }
+
+    /// Bytes of memory the browser's processes hold (resident set, all of its group).
+    pub fn memory_bytes(&self) -> u64 {
+        self.child.id().map(group_resident_bytes).unwrap_or(0)
+    }
+
+    /// Stop the browser and every process it started, and reap it.
+    pub async fn kill(mut self) {
+        self.handler.abort();
+        kill_group(&mut self.child).await;
+    }
+}
+
+/// A browser dropped mid-render (its job was cancelled) takes its processes with it.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Kill the process group `child` leads, then wait for `child` so it leaves no zombie.
+async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// Read Chromium's standard error until it names its DevTools address; keep draining
+/// it afterwards, so that a chatty browser never blocks on a full pipe.
+async fn devtools_address(stderr: tokio::process::ChildStderr) -> io::Result<String> {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(address) = line.strip_prefix(LISTENING) {
+            let address = address.trim().to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(address);
+        }
+        if seen.len() < 5 {
+            seen.push(line);
+        }
+    }
+    Err(io::Error::other(format!("Chromium exited before it listened: {}", seen.join(" | "))))
+}
+
+/// The resident memory of every process in the process group `group`.
+fn group_resident_bytes(group: u32) -> u64 {
+    let page = 4096;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let process_group: u32 = fields.get(2)?.parse().ok()?;
+            let resident_pages: u64 = fields.get(21)?.parse().ok()?;
+            (process_group == group).then_some(resident_pages * page)
+        })
+        .sum()
+}
+
+/// The Chromium to run: `FOLIO_CHROMIUM` if set, else the first of the usual names on
+/// `PATH`.
+pub fn find_executable() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("FOLIO_CHROMIUM").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome", "chrome", "headless_shell"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}

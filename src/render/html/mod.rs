@@ -1,0 +1,243 @@
+//! The Chromium engine: `html` templates (filled in with `minijinja`) and web pages
+//! (`url` jobs), printed to PDF or captured as PNG by headless Chromium.
+//!
+//! [`ChromiumPool`] keeps browsers warm (one per render slot by default), gives every
+//! render a fresh browser context, and replaces a browser after a number of renders,
+//! when it crashes, when a render overruns its time, or when its processes hold more
+//! memory than a browser may.
+//!
+//! Chromium is driven with `chromiumoxide`: an async, tokio-native DevTools client
+//! whose protocol types are generated from Chromium's own protocol definition, kept up
+//! with Chromium releases, and able to attach to a browser folio started itself.
+
+mod browser;
+mod page;
+mod sandbox;
+mod template;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+pub use browser::find_executable;
+pub use template::{check_syntax, fill};
+
+use self::browser::Browser;
+use self::sandbox::{ORIGIN, Resources, Web};
+use super::{RenderFailure, RenderRequest, Rendered, WATERMARK_TEXT};
+use crate::address_policy::TargetPolicy;
+use crate::resources::{ErrorCode, OutputFormat};
+
+/// How often a render's browser memory is measured.
+const MEMORY_POLL: Duration = Duration::from_millis(250);
+
+/// How the pool runs its browsers.
+#[derive(Clone, Debug)]
+pub struct ChromiumConfig {
+    /// The Chromium executable; found on `PATH` when unset.
+    pub executable: Option<PathBuf>,
+    /// Renders at once (one browser each).
+    pub browsers: usize,
+    /// A browser is replaced after this many renders.
+    pub renders_per_browser: u32,
+    /// Memory all of a browser's processes may hold, in MiB.
+    pub memory_limit_mib: u64,
+    /// Let `url` jobs load pages on private addresses.
+    pub allow_private_targets: bool,
+    /// Largest output.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ChromiumConfig {
+    fn default() -> Self {
+        ChromiumConfig {
+            executable: None,
+            browsers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            renders_per_browser: 500,
+            memory_limit_mib: 2048,
+            allow_private_targets: false,
+            max_output_bytes: super::DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Warm browsers, at most `browsers` renders at a time.
+pub struct ChromiumPool {
+    config: ChromiumConfig,
+    idle: Mutex<Vec<Browser>>,
+    slots: Semaphore,
+}
+
+impl ChromiumPool {
+    /// A pool that starts browsers as renders need them.
+    pub fn new(config: ChromiumConfig) -> ChromiumPool {
+        let browsers = config.browsers.max(1);
+        ChromiumPool {
+            config: ChromiumConfig { browsers, ..config },
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(browsers),
+        }
+    }
+
+    /// Start every browser now, so that the first renders do not wait for them.
+    pub async fn warm_up(&self) -> Result<(), RenderFailure> {
+        let missing = self.config.browsers.saturating_sub(self.idle_browsers().len());
+        for _ in 0..missing {
+            let browser = self.launch().await?;
+            self.idle_browsers().push(browser);
+        }
+        Ok(())
+    }
+
+    /// Render `request`, giving up with `DEADLINE_EXCEEDED` after `limit`.
+    pub async fn render(&self, request: &RenderRequest, limit: Duration) -> Result<Rendered, RenderFailure> {
+        let started = Instant::now();
+        let (resources, address) = self.resources(request).await?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| RenderFailure::new(ErrorCode::Internal, "the Chromium pool is shut down"))?;
+        let mut browser = match self.live_idle_browser() {
+            Some(browser) => browser,
+            None => self.launch().await?,
+        };
+        let left = limit.saturating_sub(started.elapsed());
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(left, page::render(&browser.cdp, request, resources, &address)) => outcome,
+            () = self.memory_exceeded(&browser) => Ok(Err(RenderFailure::new(
+                ErrorCode::ResourceExhausted,
+                format!("the render exceeded the memory limit of {} MiB", self.config.memory_limit_mib),
+            ))),
+        };
+        let (output, warnings) = match outcome {
+            Ok(Ok(done)) => {
+                browser.renders += 1;
+                self.put_back(browser).await;
+                done
+            }
+            Ok(Err(failure)) => {
+                if matches!(failure.code, ErrorCode::RendererCrashed | ErrorCode::ResourceExhausted) {
+                    browser.kill().await;
+                } else {
+                    self.put_back(browser).await;
+                }
+                return Err(failure);
+            }
+            Err(_elapsed) => {
+                browser.kill().await;
+                return Err(RenderFailure::new(
+                    ErrorCode::DeadlineExceeded,
+                    format!("the render did not finish within {:.1} s", limit.as_secs_f64()),
+                ));
+            }
+        };
+        let (output, page_count) = match request.output {
+            OutputFormat::Pdf => {
+                let producer = format!("folio {} (Chromium)", env!("CARGO_PKG_VERSION"));
+                let finished = super::finish_pdf(&output, &producer, request.preview)?;
+                (finished.pdf, finished.page_count)
+            }
+            _ => (output, 1),
+        };
+        super::check_output_size(output.len(), self.config.max_output_bytes)?;
+        Ok(Rendered::new(output, page_count, warnings, started, request))
+    }
+
+    /// Stop every idle browser.
+    pub async fn shut_down(&self) {
+        let idle: Vec<Browser> = std::mem::take(&mut *self.idle_browsers());
+        for browser in idle {
+            browser.kill().await;
+        }
+    }
+
+    /// What the page may load, and the address it opens.
+    async fn resources(&self, request: &RenderRequest) -> Result<(Resources, String), RenderFailure> {
+        let overlay = (request.preview && request.output != OutputFormat::Pdf).then(watermark_overlay);
+        if let Some(url) = &request.url {
+            let mut web = Web::new(TargetPolicy::new(self.config.allow_private_targets))?;
+            web.appended = overlay;
+            let resources = Resources { document: Vec::new(), files: Default::default(), web: Some(web) };
+            return Ok((resources, url.clone()));
+        }
+        let (source, data) = (request.source.clone(), request.data.clone());
+        let mut html = tokio::task::spawn_blocking(move || template::fill(&source, &data))
+            .await
+            .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("the template stopped: {err}")))??;
+        if let Some(overlay) = overlay {
+            html.push_str(&overlay);
+        }
+        let files = request.assets.iter().map(|asset| (asset.name.clone(), asset.bytes.clone())).collect();
+        Ok((Resources { document: html.into_bytes(), files, web: None }, ORIGIN.to_owned()))
+    }
+
+    async fn launch(&self) -> Result<Browser, RenderFailure> {
+        let executable = self.config.executable.clone().or_else(find_executable).ok_or_else(|| {
+            RenderFailure::new(
+                ErrorCode::RendererUnavailable,
+                "no Chromium found for html and url renders: install the chromium package, or set FOLIO_CHROMIUM to its path",
+            )
+        })?;
+        Browser::launch(&executable).await.map_err(|err| {
+            RenderFailure::new(
+                ErrorCode::RendererCrashed,
+                format!("could not start Chromium ({}): {err}", executable.display()),
+            )
+        })
+    }
+
+    /// Resolves once `browser` holds more memory than a browser may.
+    async fn memory_exceeded(&self, browser: &Browser) {
+        let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
+        loop {
+            tokio::time::sleep(MEMORY_POLL).await;
+            if browser.memory_bytes() > limit {
+                return;
+            }
+        }
+    }
+
+    /// Keep `browser` for the next render, unless it has done its share or grown.
+    async fn put_back(&self, mut browser: Browser) {
+        let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
+        if browser.renders >= self.config.renders_per_browser
+            || browser.memory_bytes() > limit / 2
+            || !browser.is_alive()
+        {
+            browser.kill().await;
+        } else {
+            self.idle_browsers().push(browser);
+        }
+    }
+
+    /// An idle browser that still runs; dead ones are reaped.
+    fn live_idle_browser(&self) -> Option<Browser> {
+        loop {
+            let mut browser = self.idle_browsers().pop()?;
+            if browser.is_alive() {
+                return Some(browser);
+            }
+            tokio::spawn(browser.kill());
+        }
+    }
+
+    fn idle_browsers(&self) -> std::sync::MutexGuard<'_, Vec<Browser>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The PREVIEW mark over a page captured as an image: fixed over the viewport, above
+/// everything, its styles inline and important so that the page's CSS cannot hide it.
+fn watermark_overlay() -> String {
+    format!(
+        "<div aria-hidden=\"true\" style=\"all: initial !important; position: fixed !important; inset: 0 !important; \
+         z-index: 2147483647 !important; display: flex !important; align-items: center !important; \
+         justify-content: center !important; pointer-events: none !important; visibility: visible !important; \
+         opacity: 1 !important;\"><span style=\"all: initial !important; display: block !important; \
+         transform: rotate(-30deg) !important; font: bold 18vmin sans-serif !important; \
+         color: rgba(200, 30, 30, 0.32) !important; visibility: visible !important;\">{WATERMARK_TEXT}</span></div>"
+    )
+}

@@ -1,0 +1,213 @@
+//! One render in a browser: a fresh browser context (its own cookies, cache and
+//! storage, never shared with another render or tenant), a page whose every request
+//! goes through [`super::sandbox`], and the PDF or PNG taken from it.
+
+use std::sync::{Arc, Mutex};
+
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    SetDeviceMetricsOverrideParams, SetScriptExecutionDisabledParams,
+};
+use chromiumoxide::cdp::browser_protocol::fetch::EventRequestPaused;
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, PrintToPdfParams};
+use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::page::ScreenshotParams;
+
+use super::sandbox::{self, Log, Resources};
+use crate::render::image::OG_SIZE;
+use crate::render::{RenderFailure, RenderRequest};
+use crate::resources::{ErrorCode, Margins, OutputFormat, PageOptions, PaperFormat, css_length_inches};
+
+/// Default viewport of a screenshot, in CSS pixels.
+const DEFAULT_VIEWPORT: (f64, f64) = (1280.0, 800.0);
+/// Tallest full-page screenshot, in CSS pixels.
+const MAX_FULL_PAGE_HEIGHT: f64 = 16_000.0;
+/// Default margin of a printed page.
+const DEFAULT_MARGIN_INCHES: f64 = 1.0 / 2.54;
+
+/// A DevTools failure: the browser misbehaved, not the job.
+pub fn devtools_failure(what: &str, err: impl std::fmt::Display) -> RenderFailure {
+    RenderFailure::new(ErrorCode::RendererCrashed, format!("Chromium failed while {what}: {err}"))
+}
+
+/// Render `request` (its document or URL in `resources`) in `browser`: the output and
+/// the warnings.
+pub async fn render(
+    browser: &chromiumoxide::Browser,
+    request: &RenderRequest,
+    resources: Resources,
+    address: &str,
+) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
+    let print = request.output == OutputFormat::Pdf;
+    let pdf_params = if print { Some(pdf_params(request.page.as_ref().cloned().unwrap_or_default())?) } else { None };
+    let context = browser
+        .create_browser_context(CreateBrowserContextParams::default())
+        .await
+        .map_err(|err| devtools_failure("creating a browser context", err))?;
+    let result = render_in_context(browser, &context, request, resources, address, pdf_params).await;
+    let _ = browser.dispose_browser_context(context).await;
+    result
+}
+
+async fn render_in_context(
+    browser: &chromiumoxide::Browser,
+    context: &BrowserContextId,
+    request: &RenderRequest,
+    resources: Resources,
+    address: &str,
+    pdf_params: Option<PrintToPdfParams>,
+) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
+    let target = CreateTargetParams::builder()
+        .url("about:blank")
+        .browser_context_id(context.clone())
+        .build()
+        .map_err(|err| devtools_failure("opening a page", err))?;
+    let page = browser.new_page(target).await.map_err(|err| devtools_failure("opening a page", err))?;
+    let log = Arc::new(Mutex::new(Log::default()));
+    let paused = page
+        .event_listener::<EventRequestPaused>()
+        .await
+        .map_err(|err| devtools_failure("listening to the page's requests", err))?;
+    let interceptor = sandbox::intercept(page.clone(), paused, Arc::new(resources), log.clone());
+    let result = async {
+        if !request.javascript {
+            page.execute(SetScriptExecutionDisabledParams::new(true))
+                .await
+                .map_err(|err| devtools_failure("turning JavaScript off", err))?;
+        }
+        let screenshot = request.screenshot.clone().unwrap_or_default();
+        let (width, height, scale) = match request.output {
+            OutputFormat::Og => (OG_SIZE.0 as f64, OG_SIZE.1 as f64, 1.0),
+            _ => (
+                screenshot.width.unwrap_or(DEFAULT_VIEWPORT.0),
+                screenshot.height.unwrap_or(DEFAULT_VIEWPORT.1),
+                screenshot.device_scale_factor.unwrap_or(1.0),
+            ),
+        };
+        if pdf_params.is_none() {
+            let (width, height) = (width.round() as i64, height.round() as i64);
+            page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
+                .await
+                .map_err(|err| devtools_failure("sizing the viewport", err))?;
+        }
+        let navigated = page.goto(address).await;
+        if let Some(failure) = lock(&log).document_failure.take() {
+            return Err(failure);
+        }
+        navigated.map_err(|err| match request.url {
+            Some(_) => RenderFailure::new(ErrorCode::UrlUnreachable, format!("loading {address} failed: {err}")),
+            None => devtools_failure("loading the page", err),
+        })?;
+        // Web fonts still loading when the load event fired would print as a fallback.
+        let _ = page.evaluate("document.fonts.ready.then(() => true)").await;
+        match pdf_params {
+            Some(params) => page.pdf(params).await.map_err(|err| print_failure("printing the PDF", err)),
+            None => {
+                let full_page = request.output == OutputFormat::Screenshot && screenshot.full_page;
+                if full_page {
+                    check_full_page_height(&page).await?;
+                }
+                let params =
+                    ScreenshotParams::builder().format(CaptureScreenshotFormat::Png).full_page(full_page).build();
+                page.screenshot(params).await.map_err(|err| print_failure("taking the screenshot", err))
+            }
+        }
+    }
+    .await;
+    interceptor.abort();
+    let _ = page.close().await;
+    let warnings = lock(&log).warnings();
+    result.map(|output| (output, warnings))
+}
+
+fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Chromium refuses some page options only when it prints (a page range past the
+/// end, say): those are the job's to fix.
+fn print_failure(what: &str, err: chromiumoxide::error::CdpError) -> RenderFailure {
+    let text = err.to_string();
+    if text.contains("range") || text.contains("Invalid") || text.contains("invalid") {
+        RenderFailure::new(ErrorCode::SpecInvalid, format!("Chromium refused the page options: {text}"))
+    } else {
+        devtools_failure(what, text)
+    }
+}
+
+async fn check_full_page_height(page: &chromiumoxide::Page) -> Result<(), RenderFailure> {
+    let metrics = page.layout_metrics().await.map_err(|err| devtools_failure("measuring the page", err))?;
+    let height = metrics.css_content_size.height;
+    if height > MAX_FULL_PAGE_HEIGHT {
+        return Err(RenderFailure::new(
+            ErrorCode::OutputTooLarge,
+            format!(
+                "the page is {height:.0} pixels tall; a full-page screenshot may be {MAX_FULL_PAGE_HEIGHT:.0} (set screenshot.fullPage to false)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Chromium's print options from the job's page options; a bad length is the job's
+/// error, naming the field.
+pub fn pdf_params(options: PageOptions) -> Result<PrintToPdfParams, RenderFailure> {
+    let length = |field: &str, value: &Option<String>, default: f64| -> Result<f64, RenderFailure> {
+        match value {
+            Some(text) => css_length_inches(text)
+                .map_err(|problem| RenderFailure::new(ErrorCode::SpecInvalid, format!("page.{field}: {problem}"))),
+            None => Ok(default),
+        }
+    };
+    let (format_width, format_height) = options.format.unwrap_or(PaperFormat::A4).inches();
+    let margin = options.margin.clone().unwrap_or_default();
+    let Margins { top, right, bottom, left } = &margin;
+    let header_footer = options.header_html.is_some() || options.footer_html.is_some();
+    let empty = || "<span></span>".to_owned();
+    Ok(PrintToPdfParams {
+        landscape: Some(options.landscape),
+        display_header_footer: Some(header_footer),
+        print_background: Some(options.print_background.unwrap_or(true)),
+        scale: Some(options.scale.unwrap_or(1.0).clamp(0.1, 2.0)),
+        paper_width: Some(length("width", &options.width, format_width)?),
+        paper_height: Some(length("height", &options.height, format_height)?),
+        margin_top: Some(length("margin.top", top, DEFAULT_MARGIN_INCHES)?),
+        margin_bottom: Some(length("margin.bottom", bottom, DEFAULT_MARGIN_INCHES)?),
+        margin_left: Some(length("margin.left", left, DEFAULT_MARGIN_INCHES)?),
+        margin_right: Some(length("margin.right", right, DEFAULT_MARGIN_INCHES)?),
+        page_ranges: options.page_ranges.clone(),
+        header_template: header_footer.then(|| options.header_html.clone().unwrap_or_else(empty)),
+        footer_template: header_footer.then(|| options.footer_html.clone().unwrap_or_else(empty)),
+        prefer_css_page_size: Some(options.prefer_css_page_size.unwrap_or(true)),
+        generate_document_outline: Some(true),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_options_become_print_options_and_bad_lengths_name_their_field() {
+        let options = PageOptions {
+            format: Some(PaperFormat::Letter),
+            margin: Some(Margins { top: Some("2cm".into()), ..Default::default() }),
+            footer_html: Some("<span class=pageNumber></span>".into()),
+            ..Default::default()
+        };
+        let params = pdf_params(options).unwrap();
+        assert_eq!((params.paper_width, params.paper_height), (Some(8.5), Some(11.0)));
+        assert!((params.margin_top.unwrap() - 2.0 / 2.54).abs() < 1e-9);
+        assert_eq!(params.display_header_footer, Some(true));
+        assert_eq!(params.header_template.as_deref(), Some("<span></span>"));
+        assert_eq!(params.prefer_css_page_size, Some(true));
+        let bad = PageOptions {
+            margin: Some(Margins { left: Some("3em".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let err = pdf_params(bad).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SpecInvalid);
+        assert!(err.message.starts_with("page.margin.left:"), "{}", err.message);
+    }
+}

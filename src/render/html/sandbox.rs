@@ -1,0 +1,288 @@
+//! What a page rendered by Chromium may load. Every request the page makes (the
+//! document, images, style sheets, scripts, fonts, frames, fetches) is paused by the
+//! DevTools `Fetch` domain and answered here; Chromium itself never touches the
+//! network:
+//!
+//! - an `html` template is served at [`ORIGIN`], and so are its own files, so that
+//!   `<img src="logo.png">` finds the template's `logo.png`;
+//! - a `url` job's requests are fetched by folio under the webhooks' address policy
+//!   (no loopback, private, link-local or other special addresses, checked after DNS
+//!   and on every redirect, which Chromium follows through here too);
+//! - anything else is refused (`BlockedByClient`) and named in the job's warnings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    EventRequestPaused, FailRequestParams, FulfillRequestParams, HeaderEntry,
+};
+use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use chromiumoxide::listeners::EventStream;
+use futures::StreamExt;
+
+use crate::address_policy::TargetPolicy;
+use crate::render::RenderFailure;
+use crate::resources::ErrorCode;
+
+/// Where an `html` template's document and files are served from. `.invalid` is a
+/// name that never resolves (RFC 2606), so nothing but folio can answer for it.
+pub const ORIGIN: &str = "https://folio.invalid/";
+/// Longest a `url` job's request may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response a `url` job's page may load, per request.
+const MAX_RESPONSE_BYTES: usize = 50 * 1024 * 1024;
+/// Request headers not passed on: the connection's own, and `Accept-Encoding`, since
+/// a fulfilled response must carry its body decoded.
+const HOP_BY_HOP: &[&str] =
+    &["host", "connection", "keep-alive", "accept-encoding", "content-length", "transfer-encoding"];
+
+/// What the page may load.
+pub struct Resources {
+    /// The template's document, served at [`ORIGIN`] (empty for a `url` job).
+    pub document: Vec<u8>,
+    /// The template's files, by name.
+    pub files: HashMap<String, Vec<u8>>,
+    /// For a `url` job: the web, through the address policy.
+    pub web: Option<Web>,
+}
+
+/// Access to the web for a `url` job.
+pub struct Web {
+    client: reqwest::Client,
+    policy: TargetPolicy,
+    /// Markup added to the end of every HTML document the page loads (a preview's
+    /// watermark), if any.
+    pub appended: Option<String>,
+}
+
+impl Web {
+    /// Fetch under `policy`.
+    pub fn new(policy: TargetPolicy) -> Result<Web, RenderFailure> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_TIMEOUT)
+            .dns_resolver(Arc::new(policy.resolver()))
+            .build()
+            .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("no HTTP client: {err}")))?;
+        Ok(Web { client, policy, appended: None })
+    }
+}
+
+/// What happened to the page's requests.
+#[derive(Default)]
+pub struct Log {
+    /// Requests refused, by URL (at most a few are kept).
+    pub blocked: Vec<String>,
+    /// Requests refused in all.
+    pub blocked_count: usize,
+    /// Files the page asked for that the template does not have.
+    pub missing: Vec<String>,
+    /// Why the page's document could not be loaded, if it could not.
+    pub document_failure: Option<RenderFailure>,
+}
+
+impl Log {
+    /// The warnings a job gets from this log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.missing.is_empty() {
+            warnings.push(format!(
+                "warning: the page asked for {} which the template does not have (add them as its files)",
+                self.missing.join(", ")
+            ));
+        }
+        if self.blocked_count > 0 {
+            let more = self.blocked_count.saturating_sub(self.blocked.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            warnings.push(format!(
+                "warning: the page's requests to {}{more} were blocked: an html template loads only its own files",
+                self.blocked.join(", ")
+            ));
+        }
+        warnings
+    }
+}
+
+/// Answer the page's paused requests until the page goes away.
+pub fn intercept(
+    page: Page,
+    mut paused: EventStream<EventRequestPaused>,
+    resources: Arc<Resources>,
+    log: Arc<Mutex<Log>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = paused.next().await {
+            let (page, resources, log) = (page.clone(), resources.clone(), log.clone());
+            // Each request is answered on its own, so that a slow server holds up only
+            // what it serves.
+            tokio::spawn(async move {
+                let answer = answer(&event, &resources, &log).await;
+                let _ = match answer {
+                    Answer::Fulfil(params) => page.execute(params).await.map(drop),
+                    Answer::Fail(reason) => {
+                        page.execute(FailRequestParams::new(event.request_id.clone(), reason)).await.map(drop)
+                    }
+                };
+            });
+        }
+    })
+}
+
+enum Answer {
+    Fulfil(FulfillRequestParams),
+    Fail(ErrorReason),
+}
+
+fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn answer(event: &EventRequestPaused, resources: &Resources, log: &Mutex<Log>) -> Answer {
+    let url = event.request.url.as_str();
+    if let Some(path) = url.strip_prefix(ORIGIN) {
+        let name = path.split(['?', '#']).next().unwrap_or_default();
+        let name = url::form_urlencoded::parse(format!("n={name}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
+        if name.is_empty() || name == "index.html" {
+            return fulfil(event, 200, "text/html; charset=utf-8", &resources.document, &[]);
+        }
+        return match resources.files.get(&name) {
+            Some(bytes) => fulfil(event, 200, crate::assets::sniff(bytes), bytes, &[]),
+            // Browsers ask for an icon on their own; no template is missing one.
+            None if name == "favicon.ico" => fulfil(event, 404, "text/plain", b"", &[]),
+            None => {
+                let mut log = lock(log);
+                if log.missing.len() < 5 && !log.missing.contains(&name) {
+                    log.missing.push(name);
+                }
+                fulfil(event, 404, "text/plain", b"not a file of this template", &[])
+            }
+        };
+    }
+    let document = event.resource_type == ResourceType::Document;
+    match &resources.web {
+        Some(web) => match fetch(web, event).await {
+            Ok(answer) => answer,
+            Err(failure) => {
+                let mut log = lock(log);
+                if document && log.document_failure.is_none() {
+                    log.document_failure = Some(failure);
+                }
+                Answer::Fail(ErrorReason::BlockedByClient)
+            }
+        },
+        None => {
+            let mut log = lock(log);
+            log.blocked_count += 1;
+            if log.blocked.len() < 3 {
+                log.blocked.push(url.chars().take(200).collect());
+            }
+            Answer::Fail(ErrorReason::BlockedByClient)
+        }
+    }
+}
+
+/// Answer with `body`; an empty `content_type` leaves the type for Chromium to sniff.
+fn fulfil(event: &EventRequestPaused, status: u16, content_type: &str, body: &[u8], headers: &[HeaderEntry]) -> Answer {
+    let mut response_headers = Vec::new();
+    if !content_type.is_empty() {
+        response_headers.push(HeaderEntry::new("Content-Type", content_type));
+    }
+    response_headers.extend(headers.iter().cloned());
+    let mut params = FulfillRequestParams::new(event.request_id.clone(), status as i64);
+    params.response_headers = Some(response_headers);
+    params.body = Some(base64::engine::general_purpose::STANDARD.encode(body).into());
+    Answer::Fulfil(params)
+}
+
+/// Fetch a `url` job's request under the address policy.
+async fn fetch(web: &Web, event: &EventRequestPaused) -> Result<Answer, RenderFailure> {
+    let request = &event.request;
+    let target = reqwest::Url::parse(&request.url)
+        .map_err(|err| RenderFailure::new(ErrorCode::UrlRefused, format!("{:?} is not a URL: {err}", request.url)))?;
+    if !matches!(target.scheme(), "http" | "https") {
+        return Err(RenderFailure::new(
+            ErrorCode::UrlRefused,
+            format!("{}: only http and https addresses are loaded", target.scheme()),
+        ));
+    }
+    web.policy.check_url(&target).map_err(|refused| RenderFailure::new(ErrorCode::UrlRefused, refused.to_string()))?;
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| RenderFailure::new(ErrorCode::UrlRefused, format!("method {:?}", request.method)))?;
+    let mut outgoing = web.client.request(method, target.clone());
+    if let Some(headers) = request.headers.inner().as_object() {
+        for (name, value) in headers {
+            if let Some(value) = value.as_str()
+                && !HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str())
+            {
+                outgoing = outgoing.header(name.as_str(), value);
+            }
+        }
+    }
+    if let Some(entries) = &request.post_data_entries {
+        let mut body = Vec::new();
+        for entry in entries {
+            if let Some(bytes) = &entry.bytes {
+                let text: &str = bytes.as_ref();
+                body.extend(base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default());
+            }
+        }
+        outgoing = outgoing.body(body);
+    }
+    let response = outgoing.send().await.map_err(|err| match crate::address_policy::refusal_in(&err) {
+        Some(refusal) => RenderFailure::new(ErrorCode::UrlRefused, refusal),
+        None => RenderFailure::new(
+            ErrorCode::UrlUnreachable,
+            format!("loading {target} failed: {}", crate::error_chain(&err)),
+        ),
+    })?;
+    let status = response.status().as_u16();
+    let headers: Vec<HeaderEntry> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(name.as_str(), "content-encoding" | "content-length" | "transfer-encoding" | "content-type")
+        })
+        .filter_map(|(name, value)| Some(HeaderEntry::new(name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let content_type =
+        response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if response.content_length().is_some_and(|len| len as usize > MAX_RESPONSE_BYTES) {
+        return Err(too_large(&target));
+    }
+    let mut body = response.bytes().await.map_err(|err| {
+        RenderFailure::new(ErrorCode::UrlUnreachable, format!("reading {target} failed: {}", crate::error_chain(&err)))
+    })?;
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(too_large(&target));
+    }
+    if let Some(appended) = &web.appended
+        && event.resource_type == ResourceType::Document
+        && content_type.starts_with("text/html")
+    {
+        let mut with = body.to_vec();
+        with.extend_from_slice(appended.as_bytes());
+        body = with.into();
+    }
+    let renderable = ["text/", "application/xhtml+xml", "application/xml", "image/"];
+    if event.resource_type == ResourceType::Document
+        && !content_type.is_empty()
+        && !renderable.iter().any(|prefix| content_type.starts_with(prefix))
+    {
+        // Chromium would save it as a download and never finish loading.
+        return Err(RenderFailure::new(
+            ErrorCode::UrlUnreachable,
+            format!("{target} is {content_type}, not a web page"),
+        ));
+    }
+    Ok(fulfil(event, status, &content_type, &body, &headers))
+}
+
+fn too_large(target: &reqwest::Url) -> RenderFailure {
+    RenderFailure::new(ErrorCode::UrlUnreachable, format!("{target} is larger than {} MiB", MAX_RESPONSE_BYTES >> 20))
+}
