@@ -96,6 +96,17 @@ impl TargetPolicy {
     pub fn resolver(&self) -> PolicyResolver {
         PolicyResolver { policy: *self }
     }
+
+    /// An HTTP client builder that connects only where this policy allows: through
+    /// its resolver, and never through a proxy (a proxy would resolve names itself,
+    /// past the policy). Redirects are the caller's to check.
+    pub fn client_builder(&self, timeout: std::time::Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(self.resolver()))
+    }
 }
 
 /// Whether `name` is `localhost` or one of its subdomains (RFC 6761 §6.3), in any

@@ -64,6 +64,8 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
                 "spec.url renders a web page: set no templateRef, template, data or dataFrom beside it",
             ));
         }
+        check_page_url(url)
+            .map_err(|problem| RenderFailure::new(ErrorCode::UrlRefused, format!("spec.url: {problem}")))?;
         return Ok(RenderRequest { url: Some(url.clone()), ..page_request });
     }
     let FoundTemplate { spec: template, version: template_version } = resolve_template(spec, lookup)?;
@@ -145,6 +147,16 @@ pub fn prepare(job_name: &str, spec: &RenderJobSpec, lookup: &dyn Lookup) -> Res
         javascript: template.javascript,
         ..page_request
     })
+}
+
+/// Whether `url` is a web page folio loads: an absolute `http` or `https` URL (a
+/// `file:`, `chrome:` or `javascript:` address never reaches the browser).
+pub fn check_page_url(url: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|err| format!("{url:?} is not a URL: {err}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} is not an http or https address"));
+    }
+    Ok(parsed)
 }
 
 fn resolve_template(spec: &RenderJobSpec, lookup: &dyn Lookup) -> Result<FoundTemplate, RenderFailure> {

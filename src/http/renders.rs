@@ -140,10 +140,7 @@ fn page_url<B: Backend>(state: &AppState<B>, url: String, with_template: bool) -
     if with_template {
         return Err(ApiError::bad_request("give templateId, template or url, only one"));
     }
-    let parsed = reqwest::Url::parse(&url).map_err(|err| ApiError::bad_request(format!("url: {err}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::bad_request("url must be an http or https URL"));
-    }
+    let parsed = prepare::check_page_url(&url).map_err(|problem| ApiError::bad_request(format!("url: {problem}")))?;
     if let Some(policy) = state.webhook_targets {
         policy
             .check_url(&parsed)

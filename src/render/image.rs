@@ -14,7 +14,7 @@ pub const DEFAULT_PPI: f64 = 144.0;
 /// Width and height of an `og` image.
 pub const OG_SIZE: (u32, u32) = (1200, 630);
 /// Largest image rendered, in pixels (about 160 MB of pixels in memory).
-const MAX_PIXELS: f64 = 40_000_000.0;
+pub const MAX_PIXELS: f64 = 40_000_000.0;
 
 /// Page 1 of `document` as the pixels of `output` (a screenshot or an og image).
 pub fn page_image(document: &PagedDocument, output: OutputFormat, ppi: Option<f64>) -> Result<Pixmap, RenderFailure> {

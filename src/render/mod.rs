@@ -255,7 +255,7 @@ impl Engine {
     }
 
     /// The PREVIEW mark over an image of `width` × `height` pixels, drawn by Typst.
-    fn watermark(&self, width: u32, height: u32) -> Result<tiny_skia::Pixmap, RenderFailure> {
+    pub(crate) fn watermark(&self, width: u32, height: u32) -> Result<tiny_skia::Pixmap, RenderFailure> {
         let source = image::watermark_source(width, height, WATERMARK_TEXT);
         let sandbox = world::Sandbox::new(&self.shared, &source, b"{}".to_vec(), &[], today());
         let document = typst::compile::<PagedDocument>(&sandbox)

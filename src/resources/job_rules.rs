@@ -40,6 +40,12 @@ pub fn one_template() -> Rule {
         .message("spec: give exactly one of templateRef (a RenderTemplate's name), template (an inline template) and url (a web page)")
 }
 
+/// A web page (`url`) takes no data.
+pub fn page_without_data() -> Rule {
+    Rule::new("!has(self.spec.url) || (!has(self.spec.data) && !has(self.spec.dataFrom))")
+        .message("spec: a url job renders a web page and takes no data or dataFrom")
+}
+
 /// At most one of `data` and `dataFrom`.
 pub fn one_data_source() -> Rule {
     Rule::new("!(has(self.spec.data) && has(self.spec.dataFrom))")
@@ -126,6 +132,12 @@ mod tests {
         assert!(neither.contains("exactly one of templateRef"), "{neither}");
         let two_sources = job(json!({"template": inline, "data": {}, "dataFrom": {"name": "c", "key": "k"}}));
         assert!(check(&two_sources, None).unwrap_err().contains("at most one of data"));
+        let page = json!("https://example.com/");
+        assert_eq!(check(&job(json!({"url": page})), None), Ok(()));
+        let page_and_template = check(&job(json!({"url": page, "template": inline})), None).unwrap_err();
+        assert!(page_and_template.contains("exactly one of templateRef"), "{page_and_template}");
+        let page_with_data = check(&job(json!({"url": page, "data": {"a": 1}})), None).unwrap_err();
+        assert!(page_with_data.contains("takes no data"), "{page_with_data}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub const MAX_INLINE_DATA_BYTES: usize = 256 * 1024;
     cel,
     validation = crate::resources::job_rules::one_template(),
     validation = crate::resources::job_rules::one_data_source(),
+    validation = crate::resources::job_rules::page_without_data(),
     validation = crate::resources::job_rules::unchanged("templateRef"),
     validation = crate::resources::job_rules::unchanged("template"),
     validation = crate::resources::job_rules::unchanged("data"),

@@ -96,13 +96,9 @@ impl Sender {
     /// A sender with `policy` and a `timeout` per attempt.
     pub fn new(policy: TargetPolicy, timeout: Duration) -> reqwest::Result<Sender> {
         let redirect_policy = policy;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+        let client = policy
+            .client_builder(timeout)
             .user_agent(concat!("folio-webhooks/", env!("CARGO_PKG_VERSION")))
-            // A proxy would resolve hostnames itself, past the target policy.
-            .no_proxy()
-            .dns_resolver(std::sync::Arc::new(policy.resolver()))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     attempt.error("too many redirects")

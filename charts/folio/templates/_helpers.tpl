@@ -55,7 +55,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "folio.chromiumImage" -}}
 {{- $image := .Values.renderer.chromiumImage }}
-{{- printf "%s:%s" $image.repository (default (printf "%s-chromium" .Chart.AppVersion) $image.tag) }}
+{{- $tag := printf "%s-chromium" (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" (default .Values.image.repository $image.repository) (default $tag $image.tag) }}
 {{- end }}
 
 {{- define "folio.minioImage" -}}

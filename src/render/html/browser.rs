@@ -58,6 +58,9 @@ const FLAGS: &[&str] = &[
     "--proxy-server=http://127.0.0.1:9",
     "--proxy-bypass-list=<-loopback>",
     "--host-resolver-rules=MAP * ~NOTFOUND",
+    // WebRTC's UDP goes past request interception and the proxy: none without a proxy.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--js-flags=--max-old-space-size=512",
     "--remote-debugging-port=0",
 ];
@@ -65,6 +68,9 @@ const FLAGS: &[&str] = &[
 /// A running Chromium and the DevTools connection to it.
 pub struct Browser {
     child: Child,
+    /// The process group Chromium leads (its pid), kept apart from `child`, which
+    /// forgets its pid once reaped while helpers of a crashed browser may still run.
+    group: Pid,
     /// The DevTools client.
     pub cdp: chromiumoxide::Browser,
     handler: tokio::task::JoinHandle<()>,
@@ -84,6 +90,13 @@ impl Browser {
             .arg("about:blank")
             // Chromium writes caches and settings under HOME and XDG folders; keep them
             // in the profile, which is writable even on a read-only root file system.
+            // Nothing of folio's environment (credentials, say) reaches the browser.
+            .env_clear()
+            .envs(
+                ["PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "FONTCONFIG_PATH"]
+                    .iter()
+                    .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
+            )
             .env("HOME", profile.path())
             .env("XDG_CONFIG_HOME", profile.path())
             .env("XDG_CACHE_HOME", profile.path())
@@ -92,33 +105,43 @@ impl Browser {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // The signal follows the thread that spawned Chromium: the pool spawns from the
+        // runtime's worker threads, which live as long as the process.
         // SAFETY: `prctl` is async-signal-safe and touches no memory of the parent.
         unsafe {
             command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
         }
         let mut child = command.spawn()?;
+        let group = Pid::from_raw(child.id().ok_or_else(|| io::Error::other("Chromium exited at once"))? as i32);
         let stderr = child.stderr.take().ok_or_else(|| io::Error::other("Chromium has no standard error"))?;
         let address = match tokio::time::timeout(START_TIMEOUT, devtools_address(stderr)).await {
             Ok(Ok(address)) => address,
             Ok(Err(err)) => {
-                kill_group(&mut child).await;
+                kill_group(group, &mut child).await;
                 return Err(err);
             }
             Err(_) => {
-                kill_group(&mut child).await;
+                kill_group(group, &mut child).await;
                 return Err(io::Error::other(format!("Chromium did not start within {} s", START_TIMEOUT.as_secs())));
             }
         };
-        let config = HandlerConfig { request_intercept: true, viewport: None, ..Default::default() };
+        // The pool bounds every render's time itself; a DevTools command that takes
+        // long (printing a big document) is not a failure of its own.
+        let config = HandlerConfig {
+            request_intercept: true,
+            viewport: None,
+            request_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        };
         let (cdp, mut handler) = match chromiumoxide::Browser::connect_with_config(address, config).await {
             Ok(connected) => connected,
             Err(err) => {
-                kill_group(&mut child).await;
+                kill_group(group, &mut child).await;
                 return Err(io::Error::other(format!("connecting to Chromium failed: {err}")));
             }
         };
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        Ok(Browser { child, cdp, handler, _profile: profile, renders: 0 })
+        Ok(Browser { child, group, cdp, handler, _profile: profile, renders: 0 })
     }
 
     /// Whether the process still runs.
@@ -128,30 +151,28 @@ impl Browser {
 
     /// Bytes of memory the browser's processes hold (resident set, all of its group).
     pub fn memory_bytes(&self) -> u64 {
-        self.child.id().map(group_resident_bytes).unwrap_or(0)
+        group_resident_bytes(self.group.as_raw() as u32)
     }
 
     /// Stop the browser and every process it started, and reap it.
     pub async fn kill(mut self) {
         self.handler.abort();
-        kill_group(&mut self.child).await;
+        kill_group(self.group, &mut self.child).await;
     }
 }
 
 /// A browser dropped mid-render (its job was cancelled) takes its processes with it.
 impl Drop for Browser {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
+        let _ = killpg(self.group, Signal::SIGKILL);
     }
 }
 
-/// Kill the process group `child` leads, then wait for `child` so it leaves no zombie.
-async fn kill_group(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-    }
+/// Kill the process group `group` that `child` leads, then wait for `child` so it
+/// leaves no zombie (its helpers are reaped by whoever reaps orphans: init, or tini
+/// in the Chromium image).
+async fn kill_group(group: Pid, child: &mut Child) {
+    let _ = killpg(group, Signal::SIGKILL);
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
@@ -174,8 +195,11 @@ async fn devtools_address(stderr: tokio::process::ChildStderr) -> io::Result<Str
     Err(io::Error::other(format!("Chromium exited before it listened: {}", seen.join(" | "))))
 }
 
-/// The resident memory of every process in the process group `group`.
+/// The memory every process in the process group `group` holds on its own: resident
+/// pages less those shared (the browser's helpers map the same libraries and shared
+/// memory, which a plain sum of resident sets would count once per process).
 fn group_resident_bytes(group: u32) -> u64 {
+    // Linux pages on the machines folio runs on are 4 KiB.
     let page = 4096;
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     entries
@@ -185,8 +209,12 @@ fn group_resident_bytes(group: u32) -> u64 {
             // Fields after the command name, which is in parentheses and may hold spaces.
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             let process_group: u32 = fields.get(2)?.parse().ok()?;
-            let resident_pages: u64 = fields.get(21)?.parse().ok()?;
-            (process_group == group).then_some(resident_pages * page)
+            if process_group != group {
+                return None;
+            }
+            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+            let pages: Vec<u64> = statm.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            Some(pages.get(1)?.saturating_sub(*pages.get(2)?) * page)
         })
         .sum()
 }

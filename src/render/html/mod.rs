@@ -26,7 +26,7 @@ pub use template::{check_syntax, fill};
 
 use self::browser::Browser;
 use self::sandbox::{ORIGIN, Resources, Web};
-use super::{RenderFailure, RenderRequest, Rendered, WATERMARK_TEXT};
+use super::{RenderFailure, RenderRequest, Rendered};
 use crate::address_policy::TargetPolicy;
 use crate::resources::{ErrorCode, OutputFormat};
 
@@ -93,13 +93,14 @@ impl ChromiumPool {
 
     /// Render `request`, giving up with `DEADLINE_EXCEEDED` after `limit`.
     pub async fn render(&self, request: &RenderRequest, limit: Duration) -> Result<Rendered, RenderFailure> {
-        let started = Instant::now();
-        let (resources, address) = self.resources(request).await?;
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| RenderFailure::new(ErrorCode::Internal, "the Chromium pool is shut down"))?;
+        // As for Typst, the time limit counts from when the render has its slot.
+        let started = Instant::now();
+        let (resources, address) = self.resources(request).await?;
         let mut browser = match self.live_idle_browser() {
             Some(browser) => browser,
             None => self.launch().await?,
@@ -140,6 +141,7 @@ impl ChromiumPool {
                 let finished = super::finish_pdf(&output, &producer, request.preview)?;
                 (finished.pdf, finished.page_count)
             }
+            _ if request.preview => (marked(&output)?, 1),
             _ => (output, 1),
         };
         super::check_output_size(output.len(), self.config.max_output_bytes)?;
@@ -156,20 +158,15 @@ impl ChromiumPool {
 
     /// What the page may load, and the address it opens.
     async fn resources(&self, request: &RenderRequest) -> Result<(Resources, String), RenderFailure> {
-        let overlay = (request.preview && request.output != OutputFormat::Pdf).then(watermark_overlay);
         if let Some(url) = &request.url {
-            let mut web = Web::new(TargetPolicy::new(self.config.allow_private_targets))?;
-            web.appended = overlay;
+            let web = Web::new(TargetPolicy::new(self.config.allow_private_targets))?;
             let resources = Resources { document: Vec::new(), files: Default::default(), web: Some(web) };
             return Ok((resources, url.clone()));
         }
         let (source, data) = (request.source.clone(), request.data.clone());
-        let mut html = tokio::task::spawn_blocking(move || template::fill(&source, &data))
+        let html = tokio::task::spawn_blocking(move || template::fill(&source, &data))
             .await
             .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("the template stopped: {err}")))??;
-        if let Some(overlay) = overlay {
-            html.push_str(&overlay);
-        }
         let files = request.assets.iter().map(|asset| (asset.name.clone(), asset.bytes.clone())).collect();
         Ok((Resources { document: html.into_bytes(), files, web: None }, ORIGIN.to_owned()))
     }
@@ -229,15 +226,13 @@ impl ChromiumPool {
     }
 }
 
-/// The PREVIEW mark over a page captured as an image: fixed over the viewport, above
-/// everything, its styles inline and important so that the page's CSS cannot hide it.
-fn watermark_overlay() -> String {
-    format!(
-        "<div aria-hidden=\"true\" style=\"all: initial !important; position: fixed !important; inset: 0 !important; \
-         z-index: 2147483647 !important; display: flex !important; align-items: center !important; \
-         justify-content: center !important; pointer-events: none !important; visibility: visible !important; \
-         opacity: 1 !important;\"><span style=\"all: initial !important; display: block !important; \
-         transform: rotate(-30deg) !important; font: bold 18vmin sans-serif !important; \
-         color: rgba(200, 30, 30, 0.32) !important; visibility: visible !important;\">{WATERMARK_TEXT}</span></div>"
-    )
+/// A preview PNG with the PREVIEW mark drawn onto its pixels (a page's scripts cannot
+/// remove it), by the same Typst engine that marks Typst images.
+fn marked(png: &[u8]) -> Result<Vec<u8>, RenderFailure> {
+    static ENGINE: std::sync::OnceLock<super::Engine> = std::sync::OnceLock::new();
+    let mut picture = tiny_skia::Pixmap::decode_png(png)
+        .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("reading the screenshot failed: {err}")))?;
+    let mark = ENGINE.get_or_init(super::Engine::new).watermark(picture.width(), picture.height())?;
+    super::image::draw_over(&mut picture, &mark);
+    super::image::png(&picture)
 }

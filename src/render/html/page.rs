@@ -14,7 +14,7 @@ use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, C
 use chromiumoxide::page::ScreenshotParams;
 
 use super::sandbox::{self, Log, Resources};
-use crate::render::image::OG_SIZE;
+use crate::render::image::{MAX_PIXELS, OG_SIZE};
 use crate::render::{RenderFailure, RenderRequest};
 use crate::resources::{ErrorCode, Margins, OutputFormat, PageOptions, PaperFormat, css_length_inches};
 
@@ -85,6 +85,7 @@ async fn render_in_context(
             ),
         };
         if pdf_params.is_none() {
+            check_pixels(width, height, scale)?;
             let (width, height) = (width.round() as i64, height.round() as i64);
             page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
                 .await
@@ -105,7 +106,7 @@ async fn render_in_context(
             None => {
                 let full_page = request.output == OutputFormat::Screenshot && screenshot.full_page;
                 if full_page {
-                    check_full_page_height(&page).await?;
+                    check_full_page(&page, width, scale).await?;
                 }
                 let params =
                     ScreenshotParams::builder().format(CaptureScreenshotFormat::Png).full_page(full_page).build();
@@ -135,7 +136,25 @@ fn print_failure(what: &str, err: chromiumoxide::error::CdpError) -> RenderFailu
     }
 }
 
-async fn check_full_page_height(page: &chromiumoxide::Page) -> Result<(), RenderFailure> {
+/// Refuse a capture of `width` × `height` CSS pixels at `scale` larger than an image
+/// folio makes.
+fn check_pixels(width: f64, height: f64, scale: f64) -> Result<(), RenderFailure> {
+    let pixels = width * height * scale * scale;
+    if pixels > MAX_PIXELS {
+        return Err(RenderFailure::new(
+            ErrorCode::OutputTooLarge,
+            format!(
+                "the screenshot would be {:.0} megapixels; the limit is {:.0} (a smaller viewport or deviceScaleFactor)",
+                pixels / 1e6,
+                MAX_PIXELS / 1e6
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a full-page capture taller than folio captures, or larger than it makes.
+async fn check_full_page(page: &chromiumoxide::Page, width: f64, scale: f64) -> Result<(), RenderFailure> {
     let metrics = page.layout_metrics().await.map_err(|err| devtools_failure("measuring the page", err))?;
     let height = metrics.css_content_size.height;
     if height > MAX_FULL_PAGE_HEIGHT {
@@ -146,7 +165,7 @@ async fn check_full_page_height(page: &chromiumoxide::Page) -> Result<(), Render
             ),
         ));
     }
-    Ok(())
+    check_pixels(width.max(metrics.css_content_size.width), height, scale)
 }
 
 /// Chromium's print options from the job's page options; a bad length is the job's

@@ -53,21 +53,18 @@ pub struct Resources {
 pub struct Web {
     client: reqwest::Client,
     policy: TargetPolicy,
-    /// Markup added to the end of every HTML document the page loads (a preview's
-    /// watermark), if any.
-    pub appended: Option<String>,
 }
 
 impl Web {
     /// Fetch under `policy`.
     pub fn new(policy: TargetPolicy) -> Result<Web, RenderFailure> {
-        let client = reqwest::Client::builder()
+        let client = policy
+            .client_builder(FETCH_TIMEOUT)
+            // Chromium follows redirects itself, each one back through here.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(FETCH_TIMEOUT)
-            .dns_resolver(Arc::new(policy.resolver()))
             .build()
             .map_err(|err| RenderFailure::new(ErrorCode::Internal, format!("no HTTP client: {err}")))?;
-        Ok(Web { client, policy, appended: None })
+        Ok(Web { client, policy })
     }
 }
 
@@ -82,9 +79,19 @@ pub struct Log {
     pub missing: Vec<String>,
     /// Why the page's document could not be loaded, if it could not.
     pub document_failure: Option<RenderFailure>,
+    /// The frame of the page's own document.
+    main_frame: Option<String>,
 }
 
 impl Log {
+    /// Note a refused request.
+    fn block(&mut self, url: &str) {
+        self.blocked_count += 1;
+        if self.blocked.len() < 3 {
+            self.blocked.push(url.chars().take(200).collect());
+        }
+    }
+
     /// The warnings a job gets from this log.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
@@ -98,7 +105,7 @@ impl Log {
             let more = self.blocked_count.saturating_sub(self.blocked.len());
             let more = if more > 0 { format!(" and {more} more") } else { String::new() };
             warnings.push(format!(
-                "warning: the page's requests to {}{more} were blocked: an html template loads only its own files",
+                "warning: the page's requests to {}{more} were blocked: an html template loads only its own files, a web page only what the address policy allows",
                 self.blocked.join(", ")
             ));
         }
@@ -114,11 +121,14 @@ pub fn intercept(
     log: Arc<Mutex<Log>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Each request is answered on its own, so that a slow server holds up only what
+        // it serves; aborting this task (the render ended) drops the set and with it
+        // every fetch still under way.
+        let mut answering = tokio::task::JoinSet::new();
         while let Some(event) = paused.next().await {
+            while answering.try_join_next().is_some() {}
             let (page, resources, log) = (page.clone(), resources.clone(), log.clone());
-            // Each request is answered on its own, so that a slow server holds up only
-            // what it serves.
-            tokio::spawn(async move {
+            answering.spawn(async move {
                 let answer = answer(&event, &resources, &log).await;
                 let _ = match answer {
                     Answer::Fulfil(params) => page.execute(params).await.map(drop),
@@ -152,7 +162,7 @@ async fn answer(event: &EventRequestPaused, resources: &Resources, log: &Mutex<L
             return fulfil(event, 200, "text/html; charset=utf-8", &resources.document, &[]);
         }
         return match resources.files.get(&name) {
-            Some(bytes) => fulfil(event, 200, crate::assets::sniff(bytes), bytes, &[]),
+            Some(bytes) => fulfil(event, 200, content_type(&name, bytes), bytes, &[]),
             // Browsers ask for an icon on their own; no template is missing one.
             None if name == "favicon.ico" => fulfil(event, 404, "text/plain", b"", &[]),
             None => {
@@ -164,24 +174,27 @@ async fn answer(event: &EventRequestPaused, resources: &Resources, log: &Mutex<L
             }
         };
     }
-    let document = event.resource_type == ResourceType::Document;
+    let main_document = event.resource_type == ResourceType::Document && {
+        // The first document asked for is the page's own (the navigation); later ones
+        // in the same frame are its redirects, others are frames inside it.
+        let frame: &str = event.frame_id.as_ref();
+        lock(log).main_frame.get_or_insert_with(|| frame.to_owned()) == frame
+    };
     match &resources.web {
         Some(web) => match fetch(web, event).await {
             Ok(answer) => answer,
             Err(failure) => {
                 let mut log = lock(log);
-                if document && log.document_failure.is_none() {
+                if main_document && log.document_failure.is_none() {
                     log.document_failure = Some(failure);
+                } else {
+                    log.block(url);
                 }
                 Answer::Fail(ErrorReason::BlockedByClient)
             }
         },
         None => {
-            let mut log = lock(log);
-            log.blocked_count += 1;
-            if log.blocked.len() < 3 {
-                log.blocked.push(url.chars().take(200).collect());
-            }
+            lock(log).block(url);
             Answer::Fail(ErrorReason::BlockedByClient)
         }
     }
@@ -255,19 +268,15 @@ async fn fetch(web: &Web, event: &EventRequestPaused) -> Result<Answer, RenderFa
     if response.content_length().is_some_and(|len| len as usize > MAX_RESPONSE_BYTES) {
         return Err(too_large(&target));
     }
-    let mut body = response.bytes().await.map_err(|err| {
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|err| {
         RenderFailure::new(ErrorCode::UrlUnreachable, format!("reading {target} failed: {}", crate::error_chain(&err)))
-    })?;
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(too_large(&target));
-    }
-    if let Some(appended) = &web.appended
-        && event.resource_type == ResourceType::Document
-        && content_type.starts_with("text/html")
-    {
-        let mut with = body.to_vec();
-        with.extend_from_slice(appended.as_bytes());
-        body = with.into();
+    })? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large(&target));
+        }
+        body.extend_from_slice(&chunk);
     }
     let renderable = ["text/", "application/xhtml+xml", "application/xml", "image/"];
     if event.resource_type == ResourceType::Document
@@ -275,12 +284,24 @@ async fn fetch(web: &Web, event: &EventRequestPaused) -> Result<Answer, RenderFa
         && !renderable.iter().any(|prefix| content_type.starts_with(prefix))
     {
         // Chromium would save it as a download and never finish loading.
-        return Err(RenderFailure::new(
-            ErrorCode::UrlUnreachable,
-            format!("{target} is {content_type}, not a web page"),
-        ));
+        return Err(RenderFailure::new(ErrorCode::UrlRefused, format!("{target} is {content_type}, not a web page")));
     }
     Ok(fulfil(event, status, &content_type, &body, &headers))
+}
+
+/// The type a template's file is served with: by its extension for the kinds a
+/// browser insists on (style sheets and scripts are refused as `text/plain`), else
+/// sniffed from its bytes.
+fn content_type(name: &str, bytes: &[u8]) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        _ => crate::assets::sniff(bytes),
+    }
 }
 
 fn too_large(target: &reqwest::Url) -> RenderFailure {
