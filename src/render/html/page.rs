@@ -13,7 +13,7 @@ use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, PrintT
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::page::ScreenshotParams;
 
-use super::sandbox::{self, Log, Resources};
+use super::sandbox::{self, Log, Resources, lock};
 use crate::render::image::{MAX_PIXELS, OG_SIZE};
 use crate::render::{RenderFailure, RenderRequest};
 use crate::resources::{ErrorCode, Margins, OutputFormat, PageOptions, PaperFormat, css_length_inches};
@@ -119,10 +119,6 @@ async fn render_in_context(
     let _ = page.close().await;
     let warnings = lock(&log).warnings();
     result.map(|output| (output, warnings))
-}
-
-fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
-    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Chromium refuses some page options only when it prints (a page range past the

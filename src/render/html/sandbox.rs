@@ -146,7 +146,8 @@ enum Answer {
     Fail(ErrorReason),
 }
 
-fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
+/// The log, also after a panic elsewhere left its lock poisoned (it stays a valid log).
+pub fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
