@@ -24,7 +24,8 @@ COPY assets ./assets
 RUN cargo build --release --locked --bin folio \
  && install -D -m 0755 target/release/folio /out/folio
 
-# The Chromium image: the same binary beside Debian's Chromium, for renderer Pods of
+# The Chromium image: the same binary beside Debian's Chromium headless shell (the
+# browser built for automation; no desktop Chromium), for renderer Pods of
 # html templates and web pages (the chart's renderer.chromiumImage) and for `folio
 # serve` with html templates. tini reaps the browser's exited children when folio is
 # PID 1. It runs as 65532 with a read-only root file system: Chromium's profile and
@@ -33,11 +34,11 @@ RUN cargo build --release --locked --bin folio \
 FROM debian:bookworm-slim AS chromium
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      chromium ca-certificates tini fonts-liberation2 fonts-dejavu-core \
+      chromium-headless-shell ca-certificates tini fonts-liberation2 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/folio /usr/local/bin/folio
 COPY --from=build /src/assets/fonts/LICENSE.txt /usr/share/doc/folio/fonts/LICENSE.txt
-ENV FOLIO_CHROMIUM=/usr/bin/chromium HOME=/tmp
+ENV FOLIO_CHROMIUM=/usr/lib/chromium/chromium-headless-shell HOME=/tmp
 USER 65532:65532
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/folio"]
 CMD ["--help"]

@@ -2,13 +2,15 @@
 //!
 //! 1. The HTML invoice of `examples/invoice-html.yaml`, 100 documents with different
 //!    data: a fresh `chromium --headless --print-to-pdf` process per document (what a
-//!    script without folio does), against folio's warm pool, one document at a time
-//!    and one per core, side by side in one run.
+//!    script without folio does), and a fresh headless shell per document, against
+//!    folio's warm pool (the browser folio finds: the headless shell where installed),
+//!    one document at a time and one per core, side by side in one run.
 //! 2. Inside `folio serve` (release build, the example loaded with `-f`): submit →
 //!    succeeded latency of html jobs, p50 and p99, one at a time and one per core.
 //!
-//! Needs Chromium (`apt-get install chromium`, or `FOLIO_CHROMIUM`). Run with
-//! `cargo bench --bench html`.
+//! Needs desktop Chromium on `PATH` for the peer (`apt-get install chromium`) and the
+//! browser folio renders with (`apt-get install chromium-headless-shell`, or
+//! `FOLIO_CHROMIUM`). Run with `cargo bench --bench html`.
 
 #[path = "common/stats.rs"]
 mod stats;
@@ -38,7 +40,9 @@ fn invoice_data(n: usize) -> Value {
 }
 
 fn main() {
-    let chromium = find_executable().expect("the html benchmark needs Chromium: apt-get install chromium");
+    let folio_browser =
+        find_executable().expect("the html benchmark needs Chromium: apt-get install chromium-headless-shell");
+    let desktop = which("chromium").expect("the html benchmark's peer is desktop Chromium: apt-get install chromium");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let example = Manifests::load(&[PathBuf::from(EXAMPLE)]).expect("examples/invoice-html.yaml");
     let template = example.templates.first().expect("the example template").spec.clone();
@@ -60,8 +64,9 @@ fn main() {
         })
         .collect();
     println!(
-        "html benchmark: {DOCUMENTS} invoices of examples/invoice-html.yaml, {cores} cores, {}",
-        chromium.display()
+        "html benchmark: {DOCUMENTS} invoices of examples/invoice-html.yaml, {cores} cores; peer {}, folio {}",
+        desktop.display(),
+        folio_browser.display()
     );
 
     // 1a. A fresh Chromium per document, one per core at a time.
@@ -74,9 +79,13 @@ fn main() {
         std::fs::write(dir.path().join(&asset.name), &asset.bytes).unwrap();
     }
     let started = Instant::now();
-    let samples = fresh_processes(&chromium, dir.path(), cores);
+    let samples = fresh_processes(&desktop, dir.path(), cores);
     let peer_wall = started.elapsed();
-    report("fresh chromium --print-to-pdf per document", samples);
+    report("fresh chromium --headless --print-to-pdf per document", samples);
+    let started = Instant::now();
+    let samples = fresh_processes(&folio_browser, dir.path(), cores);
+    let shell_wall = started.elapsed();
+    report(&format!("fresh {} per document", folio_browser.file_name().unwrap_or_default().to_string_lossy()), samples);
 
     // 1b. folio's warm pool: one at a time (latency), then one per core (throughput).
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -119,10 +128,20 @@ fn main() {
         per_document(folio_wall),
         peer_wall.as_secs_f64() / folio_wall.as_secs_f64()
     );
+    println!(
+        "against a fresh process of folio's own browser per document ({:.1} ms/document), folio is {:.1}x faster",
+        per_document(shell_wall),
+        shell_wall.as_secs_f64() / folio_wall.as_secs_f64()
+    );
     println!("one warm render takes {:.1} ms on average", one_mean.as_secs_f64() * 1e3);
 
     // 2. Inside folio serve.
     serve_latency(cores, &requests);
+}
+
+/// `name` on `PATH`.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.is_file())
 }
 
 /// Print every document with a fresh Chromium process, `parallel` at a time; the time

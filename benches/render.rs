@@ -7,7 +7,8 @@
 //! 4. When a `typst` CLI is on PATH: 200 runs of it on the same 200 invoices, one
 //!    after another and two at a time, for comparison.
 //! 5. The peer a user would write: `benches/typst_py_peer.py` (typst-py 0.15, one warm
-//!    compiler per process, one process per core) on the same 200 invoices, with the
+//!    compiler per process, one process per core) on the same 200 invoices, taking
+//!    turns with `folio run` five times each (medians compared), with the
 //!    Python of `FOLIO_TYPST_PY` (default `~/.cache/folio-bench/typst-py-0.15.0`, made
 //!    with `python3 -m venv DIR && DIR/bin/pip install typst==0.15.0`).
 //!
@@ -30,6 +31,8 @@ use folio::resources::{RenderJobSpec, RenderTemplateSpec, TemplateRef};
 use serde_json::{Value, json};
 
 const INVOICES: usize = 200;
+/// Turns each of `folio run` and the typst-py peer takes.
+const ROUNDS: usize = 5;
 
 struct Example(RenderTemplateSpec);
 
@@ -134,21 +137,38 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = bundle(&example, &requests);
     std::fs::write(dir.path().join("invoices.yaml"), manifest).expect("write bundle");
-    let t = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_folio"))
-        .args(["run", "--no-progress", "-o"])
-        .arg(dir.path().join("out"))
-        .arg(dir.path().join("invoices.yaml"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("folio run");
-    assert!(status.success(), "folio run failed");
-    let folio_wall = t.elapsed();
+    let folio_run = || {
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let t = Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_folio"))
+            .args(["run", "--no-progress", "-o"])
+            .arg(&out)
+            .arg(dir.path().join("invoices.yaml"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("folio run");
+        assert!(status.success(), "folio run failed");
+        t.elapsed()
+    };
+    // folio run and the typst-py peer take turns, ROUNDS times each, so that a slow
+    // moment of the machine falls on both; each figure is the median of its rounds.
+    let peer = TypstPy::prepare(dir.path(), &template, &requests, cores);
+    let mut folio_runs = Vec::new();
+    let mut peer_runs = Vec::new();
+    for _ in 0..ROUNDS {
+        folio_runs.push(folio_run());
+        if let Some(peer) = &peer {
+            peer_runs.push(peer.run());
+        }
+    }
+    let folio_wall = median(&mut folio_runs);
     println!(
-        "{:<44} {:>7.2} s  ({:.1} ms per invoice)",
+        "{:<44} {:>7.2} s  ({:.1} ms per invoice; median of {ROUNDS} runs: {})",
         format!("folio run, {INVOICES} invoices"),
         folio_wall.as_secs_f64(),
-        folio_wall.as_secs_f64() * 1e3 / INVOICES as f64
+        folio_wall.as_secs_f64() * 1e3 / INVOICES as f64,
+        seconds(&folio_runs)
     );
 
     match typst_cli_loop(dir.path(), &template, &requests) {
@@ -175,64 +195,89 @@ fn main() {
     }
 
     // 5. typst-py, as a user's own script runs it.
-    match typst_py_peer(dir.path(), &template, &requests, cores) {
-        Some(peer) => {
-            println!(
-                "{:<44} {:>7.2} s  ({:.1} ms per invoice)",
-                format!("typst-py script, {INVOICES} invoices, {cores} processes"),
-                peer.as_secs_f64(),
-                peer.as_secs_f64() * 1e3 / INVOICES as f64
-            );
-            println!(
-                "{:<44} {:>7.2}x",
-                "folio run speed-up vs typst-py",
-                peer.as_secs_f64() / folio_wall.as_secs_f64()
-            );
-        }
-        None => println!("typst-py not found: see benches/typst_py_peer.py for how to install it"),
+    if peer.is_some() {
+        let peer_wall = median(&mut peer_runs);
+        println!(
+            "{:<44} {:>7.2} s  ({:.1} ms per invoice; median of {ROUNDS} runs: {})",
+            format!("typst-py script, {INVOICES} invoices, {cores} processes"),
+            peer_wall.as_secs_f64(),
+            peer_wall.as_secs_f64() * 1e3 / INVOICES as f64,
+            seconds(&peer_runs)
+        );
+        println!(
+            "{:<44} {:>7.2}x",
+            "folio run speed-up vs typst-py",
+            peer_wall.as_secs_f64() / folio_wall.as_secs_f64()
+        );
+    } else {
+        println!("typst-py not found: see benches/typst_py_peer.py for how to install it");
     }
 }
 
-/// `benches/typst_py_peer.py` on the same invoices (merged data, one file each): its
-/// wall time, or `None` without typst-py.
-fn typst_py_peer(
-    dir: &Path,
-    template: &RenderTemplateSpec,
-    requests: &[RenderRequest],
-    cores: usize,
-) -> Option<Duration> {
-    let venv = std::env::var("FOLIO_TYPST_PY").unwrap_or_else(|_| {
-        format!("{}/.cache/folio-bench/typst-py-0.15.0", std::env::var("HOME").unwrap_or_default())
-    });
-    let python = Path::new(&venv).join("bin/python");
-    Command::new(&python).args(["-c", "import typst"]).output().ok().filter(|o| o.status.success())?;
-    let defaults = template.defaults.clone().unwrap_or(Value::Null);
-    let data_dir = dir.join("typst-py-data");
-    std::fs::create_dir_all(&data_dir).ok()?;
-    for (n, request) in requests.iter().enumerate() {
-        let data: Value = serde_json::from_str(&request.data).ok()?;
-        std::fs::write(data_dir.join(format!("invoice-{n:03}.json")), merged(defaults.clone(), data).to_string())
-            .ok()?;
+/// The middle of `runs`.
+fn median(runs: &mut [Duration]) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+/// `runs` in seconds, for the record.
+fn seconds(runs: &[Duration]) -> String {
+    runs.iter().map(|run| format!("{:.2}", run.as_secs_f64())).collect::<Vec<_>>().join(", ")
+}
+
+/// `benches/typst_py_peer.py` with its inputs written: the same invoices (merged data,
+/// one file each).
+struct TypstPy {
+    python: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    processes: usize,
+    invoices: usize,
+}
+
+impl TypstPy {
+    /// Write the peer's inputs under `dir`, or `None` without typst-py.
+    fn prepare(dir: &Path, template: &RenderTemplateSpec, requests: &[RenderRequest], cores: usize) -> Option<TypstPy> {
+        let venv = std::env::var("FOLIO_TYPST_PY").unwrap_or_else(|_| {
+            format!("{}/.cache/folio-bench/typst-py-0.15.0", std::env::var("HOME").unwrap_or_default())
+        });
+        let python = Path::new(&venv).join("bin/python");
+        Command::new(&python).args(["-c", "import typst"]).output().ok().filter(|o| o.status.success())?;
+        let defaults = template.defaults.clone().unwrap_or(Value::Null);
+        let data_dir = dir.join("typst-py-data");
+        std::fs::create_dir_all(&data_dir).ok()?;
+        for (n, request) in requests.iter().enumerate() {
+            let data: Value = serde_json::from_str(&request.data).ok()?;
+            std::fs::write(data_dir.join(format!("invoice-{n:03}.json")), merged(defaults.clone(), data).to_string())
+                .ok()?;
+        }
+        std::fs::write(dir.join("typst-py-main.typ"), template.source.clone()?).ok()?;
+        Some(TypstPy { python, dir: dir.to_owned(), data_dir, processes: cores, invoices: requests.len() })
     }
-    std::fs::write(dir.join("typst-py-main.typ"), template.source.clone()?).ok()?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/typst_py_peer.py");
-    let t = Instant::now();
-    let status = Command::new(&python)
-        .arg(script)
-        .arg(dir.join("typst-py-main.typ"))
-        .arg(&data_dir)
-        .arg(dir.join("typst-py-out"))
-        .arg(cores.to_string())
-        .status()
-        .ok()?;
-    let wall = t.elapsed();
-    assert!(status.success(), "the typst-py peer failed");
-    let made = std::fs::read_dir(dir.join("typst-py-out"))
-        .ok()?
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pdf")))
-        .count();
-    assert_eq!(made, requests.len(), "the peer wrote every PDF");
-    Some(wall)
+
+    /// One run of the peer: its wall time.
+    fn run(&self) -> Duration {
+        let out = self.dir.join("typst-py-out");
+        let _ = std::fs::remove_dir_all(&out);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/typst_py_peer.py");
+        let t = Instant::now();
+        let status = Command::new(&self.python)
+            .arg(script)
+            .arg(self.dir.join("typst-py-main.typ"))
+            .arg(&self.data_dir)
+            .arg(&out)
+            .arg(self.processes.to_string())
+            .status()
+            .expect("the typst-py peer starts");
+        let wall = t.elapsed();
+        assert!(status.success(), "the typst-py peer failed");
+        let made = std::fs::read_dir(&out)
+            .expect("the peer's output")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pdf")))
+            .count();
+        assert_eq!(made, self.invoices, "the peer wrote every PDF");
+        wall
+    }
 }
 
 /// The example's template with one RenderJob per invoice.

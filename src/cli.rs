@@ -98,7 +98,8 @@ pub struct RenderLimits {
     /// template can use, beside the embedded ones.
     #[arg(long, env = "FOLIO_FONT_PATH", value_name = "DIR")]
     pub font_path: Option<PathBuf>,
-    /// The Chromium that renders html templates and web pages (default: `chromium`,
+    /// The Chromium that renders html templates and web pages (default: Debian's
+    /// headless shell, else `chrome-headless-shell`, `headless_shell`, `chromium`,
     /// `chromium-browser` or `google-chrome` on PATH).
     #[arg(long, env = "FOLIO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,

@@ -121,7 +121,12 @@ async fn render_typst(request: &RenderRequest) -> Result<Rendered, RenderFailure
 /// before the render's outcome is returned.
 async fn render_in_chromium(request: &RenderRequest) -> Result<Rendered, RenderFailure> {
     let allow_private_targets = std::env::var("FOLIO_ALLOW_PRIVATE_TARGETS").is_ok_and(|v| v == "true" || v == "1");
-    let pool = ChromiumPool::new(ChromiumConfig { browsers: 1, allow_private_targets, ..Default::default() });
+    let pool = ChromiumPool::new(ChromiumConfig {
+        browsers: 1,
+        renders_per_browser: 1,
+        allow_private_targets,
+        ..Default::default()
+    });
     let rendered = pool.render(request, CHROMIUM_TIME_LIMIT).await;
     pool.shut_down().await;
     rendered

@@ -29,9 +29,13 @@ use crate::resources::{ErrorCode, OutputFormat, PageOptions, ScreenshotOptions, 
 
 /// Largest PDF a render may produce.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 100 * 1024 * 1024;
-/// Memoized results not used in this many renders are evicted, so that a long-running
-/// worker stays bounded while a template rendered again and again stays warm.
-const MEMO_MAX_AGE: usize = 8;
+/// Typst's memoized results are aged every this many renders: an eviction walks every
+/// cache, too much work to do after each render.
+const EVICT_EVERY: usize = 16;
+/// Memoized results not used for this many evictions (16 to 32 renders) are dropped,
+/// so that a long-running worker stays bounded while a template rendered again and
+/// again stays warm.
+const MEMO_MAX_AGE: usize = 2;
 
 /// One render: everything the sandbox will see, and the options.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -168,6 +172,8 @@ pub struct Engine {
     shared: world::Shared,
     max_output_bytes: usize,
     producer: String,
+    /// Renders done, which paces the evictions.
+    renders: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Engine {
@@ -196,6 +202,7 @@ impl Engine {
             shared: world::Shared::load(server_fonts),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             producer: producer(),
+            renders: Default::default(),
         }
     }
 
@@ -209,7 +216,10 @@ impl Engine {
     pub fn render(&self, request: &RenderRequest) -> Result<Rendered, RenderFailure> {
         let started = Instant::now();
         let result = self.render_inner(request);
-        typst::comemo::evict(MEMO_MAX_AGE);
+        let renders = self.renders.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if renders.is_multiple_of(EVICT_EVERY) {
+            typst::comemo::evict(MEMO_MAX_AGE);
+        }
         let (output, page_count, warnings) = result?;
         Ok(Rendered::new(output, page_count, warnings, started, request))
     }
@@ -233,11 +243,17 @@ impl Engine {
                 if info.title.is_none() {
                     info.title = request.title.as_deref().map(Into::into);
                 }
+                // folio is named as the PDF's Creator through typst's own options: only a
+                // preview, which gets its stamp, is rewritten after export.
                 let options =
                     typst_pdf::PdfOptions { creator: Smart::Custom(Some(self.producer.clone())), ..Default::default() };
                 let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| compile_failure(&sandbox, &errors))?;
-                let finished = finish_pdf(&pdf, &self.producer, request.preview)?;
-                (finished.pdf, finished.page_count)
+                if request.preview {
+                    let finished = finish_pdf(&pdf, &self.producer, true)?;
+                    (finished.pdf, finished.page_count)
+                } else {
+                    (pdf, document.pages().len())
+                }
             }
             format => {
                 let ppi = request.screenshot.as_ref().and_then(|options| options.ppi);
@@ -303,7 +319,8 @@ pub fn check_output_size(len: usize, limit: usize) -> Result<(), RenderFailure> 
     Ok(())
 }
 
-/// The producer folio writes into every PDF's metadata.
+/// How folio names itself in a Typst PDF's metadata: the Creator, set through typst's
+/// PDF options (and the Producer of a preview, which is rewritten for its stamp).
 pub fn producer() -> String {
     format!("folio {} (typst 0.15)", env!("CARGO_PKG_VERSION"))
 }

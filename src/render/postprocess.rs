@@ -1,6 +1,7 @@
-//! Post-processing of a rendered PDF with lopdf: the page count as a PDF reader sees
-//! it, the producer in the document metadata (the title is set before export), and the diagonal `PREVIEW` watermark
-//! on every page of a preview render.
+//! Post-processing of a rendered PDF with lopdf, for Chromium's PDFs and Typst
+//! previews: the page count as a PDF reader sees it, the producer in the document
+//! metadata (the title is set before export), and the diagonal `PREVIEW` watermark on
+//! every page of a preview render.
 //!
 //! The watermark is drawn after the page's own content, which is wrapped in `q … Q`
 //! so that no graphics state it leaves behind (a transform, a clip) can move or hide

@@ -111,7 +111,7 @@ pub fn image_count(pdf: &Path) -> usize {
 pub fn require_chromium() {
     if folio::render::html::find_executable().is_none() {
         panic!(
-            "the html engine's tests need Chromium: install Debian's chromium package (apt-get install chromium), or set FOLIO_CHROMIUM to a Chromium or Chrome executable"
+            "the html engine's tests need Chromium: install Debian's chromium-headless-shell package (apt-get install chromium-headless-shell), or set FOLIO_CHROMIUM to a Chromium or Chrome executable"
         );
     }
 }

@@ -12,14 +12,20 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::handler::HandlerConfig;
 use futures::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::page::{self, Tab};
+use crate::render::RenderFailure;
 
 /// Longest Chromium may take to start and print its DevTools address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +43,9 @@ const FLAGS: &[&str] = &[
     // process or Pod folio runs in.
     "--no-sandbox",
     "--disable-gpu",
+    // No GPU process: the software compositor runs on a thread of the browser, which
+    // saves a process and its messages on every render.
+    "--in-process-gpu",
     "--disable-dev-shm-usage",
     "--no-first-run",
     "--no-default-browser-check",
@@ -72,8 +81,10 @@ pub struct Browser {
     /// forgets its pid once reaped while helpers of a crashed browser may still run.
     group: Pid,
     /// The DevTools client.
-    pub cdp: chromiumoxide::Browser,
+    cdp: Arc<chromiumoxide::Browser>,
     handler: tokio::task::JoinHandle<()>,
+    /// The tab the next render gets (opened, or still opening).
+    next_tab: Option<JoinHandle<Result<Tab, RenderFailure>>>,
     _profile: tempfile::TempDir,
     /// Renders done in this browser.
     pub renders: u32,
@@ -141,7 +152,33 @@ impl Browser {
             }
         };
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        Ok(Browser { child, group, cdp, handler, _profile: profile, renders: 0 })
+        let mut browser =
+            Browser { child, group, cdp: Arc::new(cdp), handler, next_tab: None, _profile: profile, renders: 0 };
+        browser.open_next_tab();
+        Ok(browser)
+    }
+
+    /// A fresh tab for a render: the one opened ahead, or a new one.
+    pub async fn take_tab(&mut self) -> Result<Tab, RenderFailure> {
+        if let Some(Ok(Ok(tab))) = match self.next_tab.take() {
+            Some(opening) => Some(opening.await),
+            None => None,
+        } {
+            return Ok(tab);
+        }
+        Tab::open(&self.cdp).await
+    }
+
+    /// Start opening the tab the next render gets, while this browser waits for it.
+    pub fn open_next_tab(&mut self) {
+        let cdp = self.cdp.clone();
+        self.next_tab = Some(tokio::spawn(async move { Tab::open(&cdp).await }));
+    }
+
+    /// Dispose of a spent tab's context, in the background.
+    pub fn close_tab(&self, context: BrowserContextId) {
+        let cdp = self.cdp.clone();
+        tokio::spawn(async move { page::close(&cdp, context).await });
     }
 
     /// Whether the process still runs.
@@ -149,15 +186,29 @@ impl Browser {
         matches!(self.child.try_wait(), Ok(None)) && !self.handler.is_finished()
     }
 
-    /// Bytes of memory the browser's processes hold (resident set, all of its group).
-    pub fn memory_bytes(&self) -> u64 {
-        group_resident_bytes(self.group.as_raw() as u32)
+    /// The browser's processes, to measure while it renders.
+    pub fn processes(&self) -> Processes {
+        Processes(self.group)
     }
 
     /// Stop the browser and every process it started, and reap it.
     pub async fn kill(mut self) {
         self.handler.abort();
+        if let Some(opening) = self.next_tab.take() {
+            opening.abort();
+        }
         kill_group(self.group, &mut self.child).await;
+    }
+}
+
+/// The process group of a browser.
+#[derive(Clone, Copy)]
+pub struct Processes(Pid);
+
+impl Processes {
+    /// Bytes of memory the browser's processes hold (resident set, all of its group).
+    pub fn memory_bytes(self) -> u64 {
+        group_resident_bytes(self.0.as_raw() as u32)
     }
 }
 
@@ -219,15 +270,30 @@ fn group_resident_bytes(group: u32) -> u64 {
         .sum()
 }
 
-/// The Chromium to run: `FOLIO_CHROMIUM` if set, else the first of the usual names on
-/// `PATH`.
+/// Chromium's headless shell where distributions install the binary itself. Debian's
+/// `/usr/bin/chromium-headless-shell` is a script that runs it without `exec`, so a
+/// `PR_SET_PDEATHSIG` given to the script would not reach the browser.
+const HEADLESS_SHELL_BINARIES: &[&str] = &["/usr/lib/chromium/chromium-headless-shell"];
+/// Names searched on `PATH`, best first: the headless shell (a browser built for
+/// automation: a render in a fresh context costs it about a quarter of the CPU time
+/// full Chromium spends), then full Chromium or Chrome.
+const PATH_NAMES: &[&str] = &[
+    "chrome-headless-shell",
+    "headless_shell",
+    "chromium",
+    "chromium-browser",
+    "google-chrome-stable",
+    "google-chrome",
+    "chrome",
+];
+
+/// The Chromium to run: `FOLIO_CHROMIUM` if set, else the headless shell, else the
+/// first of the usual names on `PATH`.
 pub fn find_executable() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("FOLIO_CHROMIUM").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome", "chrome", "headless_shell"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = PATH_NAMES.iter().flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)));
+    HEADLESS_SHELL_BINARIES.iter().map(PathBuf::from).chain(on_path).find(|candidate| candidate.is_file())
 }

@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 pub use browser::find_executable;
 pub use template::{check_syntax, fill};
 
-use self::browser::Browser;
+use self::browser::{Browser, Processes};
 use self::sandbox::{ORIGIN, Resources, Web};
 use super::{RenderFailure, RenderRequest, Rendered};
 use crate::address_policy::TargetPolicy;
@@ -101,14 +101,26 @@ impl ChromiumPool {
         // As for Typst, the time limit counts from when the render has its slot.
         let started = Instant::now();
         let (resources, address) = self.resources(request).await?;
+        // Bad page options fail the job before a fresh context is spent on it.
+        let print_options = match request.output {
+            OutputFormat::Pdf => Some(page::pdf_params(request.page.clone().unwrap_or_default())?),
+            _ => None,
+        };
         let mut browser = match self.live_idle_browser() {
             Some(browser) => browser,
             None => self.launch().await?,
         };
         let left = limit.saturating_sub(started.elapsed());
+        let processes = browser.processes();
         let outcome = tokio::select! {
-            outcome = tokio::time::timeout(left, page::render(&browser.cdp, request, resources, &address)) => outcome,
-            () = self.memory_exceeded(&browser) => Ok(Err(RenderFailure::new(
+            outcome = tokio::time::timeout(left, async {
+                let tab = browser.take_tab().await?;
+                let context = tab.context();
+                let rendered = page::render(tab, request, resources, &address, print_options).await;
+                browser.close_tab(context);
+                rendered
+            }) => outcome,
+            () = self.memory_exceeded(processes) => Ok(Err(RenderFailure::new(
                 ErrorCode::ResourceExhausted,
                 format!("the render exceeded the memory limit of {} MiB", self.config.memory_limit_mib),
             ))),
@@ -175,7 +187,7 @@ impl ChromiumPool {
         let executable = self.config.executable.clone().or_else(find_executable).ok_or_else(|| {
             RenderFailure::new(
                 ErrorCode::RendererUnavailable,
-                "no Chromium found for html and url renders: install the chromium package, or set FOLIO_CHROMIUM to its path",
+                "no Chromium found for html and url renders: install the chromium-headless-shell (or chromium) package, or set FOLIO_CHROMIUM to its path",
             )
         })?;
         Browser::launch(&executable).await.map_err(|err| {
@@ -186,35 +198,36 @@ impl ChromiumPool {
         })
     }
 
-    /// Resolves once `browser` holds more memory than a browser may.
-    async fn memory_exceeded(&self, browser: &Browser) {
+    /// Resolves once the browser's `processes` hold more memory than a browser may.
+    async fn memory_exceeded(&self, processes: Processes) {
         let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
         loop {
             tokio::time::sleep(MEMORY_POLL).await;
-            if browser.memory_bytes() > limit {
+            if processes.memory_bytes() > limit {
                 return;
             }
         }
     }
 
-    /// Keep `browser` for the next render, unless it has done its share or grown.
+    /// Keep `browser` for the next render, with the next render's tab being opened,
+    /// unless it has done its share.
     async fn put_back(&self, mut browser: Browser) {
-        let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
-        if browser.renders >= self.config.renders_per_browser
-            || browser.memory_bytes() > limit / 2
-            || !browser.is_alive()
-        {
+        if browser.renders >= self.config.renders_per_browser || !browser.is_alive() {
             browser.kill().await;
         } else {
+            browser.open_next_tab();
             self.idle_browsers().push(browser);
         }
     }
 
-    /// An idle browser that still runs; dead ones are reaped.
+    /// An idle browser that still runs and has not grown past half its memory limit
+    /// (measured here, once the last render's context has been disposed of in the
+    /// background); others are killed and reaped.
     fn live_idle_browser(&self) -> Option<Browser> {
+        let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
         loop {
             let mut browser = self.idle_browsers().pop()?;
-            if browser.is_alive() {
+            if browser.is_alive() && browser.processes().memory_bytes() <= limit / 2 {
                 return Some(browser);
             }
             tokio::spawn(browser.kill());

@@ -11,6 +11,7 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
 use chromiumoxide::cdp::browser_protocol::fetch::EventRequestPaused;
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, PrintToPdfParams};
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::listeners::EventStream;
 use chromiumoxide::page::ScreenshotParams;
 
 use super::sandbox::{self, Log, Resources, lock};
@@ -30,44 +31,68 @@ pub fn devtools_failure(what: &str, err: impl std::fmt::Display) -> RenderFailur
     RenderFailure::new(ErrorCode::RendererCrashed, format!("Chromium failed while {what}: {err}"))
 }
 
-/// Render `request` (its document or URL in `resources`) in `browser`: the output and
-/// the warnings.
-pub async fn render(
-    browser: &chromiumoxide::Browser,
-    request: &RenderRequest,
-    resources: Resources,
-    address: &str,
-) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
-    let print = request.output == OutputFormat::Pdf;
-    let pdf_params = if print { Some(pdf_params(request.page.as_ref().cloned().unwrap_or_default())?) } else { None };
-    let context = browser
-        .create_browser_context(CreateBrowserContextParams::default())
-        .await
-        .map_err(|err| devtools_failure("creating a browser context", err))?;
-    let result = render_in_context(browser, &context, request, resources, address, pdf_params).await;
-    let _ = browser.dispose_browser_context(context).await;
-    result
+/// A fresh browser context with a blank page in it, listening for the requests the
+/// sandbox answers. Opened ahead of the render that uses it: a new context needs a renderer
+/// process of its own, and starting one is most of a small render's time.
+pub struct Tab {
+    context: BrowserContextId,
+    page: chromiumoxide::Page,
+    paused: EventStream<EventRequestPaused>,
 }
 
-async fn render_in_context(
-    browser: &chromiumoxide::Browser,
-    context: &BrowserContextId,
+impl Tab {
+    /// Open a context and its page in `browser`.
+    pub async fn open(browser: &chromiumoxide::Browser) -> Result<Tab, RenderFailure> {
+        let context = browser
+            .create_browser_context(CreateBrowserContextParams::default())
+            .await
+            .map_err(|err| devtools_failure("creating a browser context", err))?;
+        let page = async {
+            let target = CreateTargetParams::builder()
+                .url("about:blank")
+                .browser_context_id(context.clone())
+                .build()
+                .map_err(|err| devtools_failure("opening a page", err))?;
+            let page = browser.new_page(target).await.map_err(|err| devtools_failure("opening a page", err))?;
+            let paused = page
+                .event_listener::<EventRequestPaused>()
+                .await
+                .map_err(|err| devtools_failure("listening to the page's requests", err))?;
+            Ok((page, paused))
+        }
+        .await;
+        match page {
+            Ok((page, paused)) => Ok(Tab { context, page, paused }),
+            Err(failure) => {
+                close(browser, context).await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// The tab's context, to dispose of once the render is done ([`close`]).
+    pub fn context(&self) -> BrowserContextId {
+        self.context.clone()
+    }
+}
+
+/// Dispose of `context`: its page, storage and renderer process.
+pub async fn close(browser: &chromiumoxide::Browser, context: BrowserContextId) {
+    let _ = browser.dispose_browser_context(context).await;
+}
+
+/// Render `request` (its document or URL in `resources`) in `tab`: the output and the
+/// warnings. The tab is spent: whatever the outcome, [`close`] its context next.
+/// `pdf_params` are the print options of a PDF ([`pdf_params`]), `None` for an image.
+pub async fn render(
+    tab: Tab,
     request: &RenderRequest,
     resources: Resources,
     address: &str,
     pdf_params: Option<PrintToPdfParams>,
 ) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
-    let target = CreateTargetParams::builder()
-        .url("about:blank")
-        .browser_context_id(context.clone())
-        .build()
-        .map_err(|err| devtools_failure("opening a page", err))?;
-    let page = browser.new_page(target).await.map_err(|err| devtools_failure("opening a page", err))?;
+    let Tab { page, paused, .. } = tab;
     let log = Arc::new(Mutex::new(Log::default()));
-    let paused = page
-        .event_listener::<EventRequestPaused>()
-        .await
-        .map_err(|err| devtools_failure("listening to the page's requests", err))?;
     let interceptor = sandbox::intercept(page.clone(), paused, Arc::new(resources), log.clone());
     let result = async {
         if !request.javascript {
@@ -116,7 +141,6 @@ async fn render_in_context(
     }
     .await;
     interceptor.abort();
-    let _ = page.close().await;
     let warnings = lock(&log).warnings();
     result.map(|output| (output, warnings))
 }
