@@ -139,7 +139,10 @@ impl Browser {
         // The pool bounds every render's time itself; a DevTools command that takes
         // long (printing a big document) is not a failure of its own.
         let config = HandlerConfig {
-            request_intercept: true,
+            // Each page turns on request interception itself (`page::Tab::open`), with
+            // nothing else: the client's own interception would also turn off the cache
+            // and handle authentication challenges, work a fresh context does not need.
+            request_intercept: false,
             viewport: None,
             request_timeout: Duration::from_secs(3600),
             ..Default::default()

@@ -8,7 +8,9 @@ use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::{
     SetDeviceMetricsOverrideParams, SetScriptExecutionDisabledParams,
 };
-use chromiumoxide::cdp::browser_protocol::fetch::EventRequestPaused;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    EnableParams as InterceptParams, EventRequestPaused, RequestPattern,
+};
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, PrintToPdfParams};
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::listeners::EventStream;
@@ -58,6 +60,10 @@ impl Tab {
                 .event_listener::<EventRequestPaused>()
                 .await
                 .map_err(|err| devtools_failure("listening to the page's requests", err))?;
+            // Every request the page makes, of any kind, to any address, is paused.
+            let everything =
+                InterceptParams::builder().pattern(RequestPattern::builder().url_pattern("*").build()).build();
+            page.execute(everything).await.map_err(|err| devtools_failure("intercepting the page's requests", err))?;
             Ok((page, paused))
         }
         .await;
