@@ -6,6 +6,8 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use sha2::Sha256;
 
+use crate::resources::OutputFormat;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Why a signed URL is refused.
@@ -43,11 +45,20 @@ impl UrlSigner {
         hex::encode(self.mac(tenant, job_id, expires).finalize().into_bytes())
     }
 
-    /// The URL under `public_url` that downloads `job_id`'s PDF until `expires_at`.
-    pub fn download_url(&self, public_url: &str, tenant: &str, job_id: &str, expires_at: Timestamp) -> String {
+    /// The URL under `public_url` that downloads `job_id`'s output (a PDF, or a PNG for
+    /// the image outputs, named by its extension) until `expires_at`.
+    pub fn download_url(
+        &self,
+        public_url: &str,
+        tenant: &str,
+        job_id: &str,
+        output: OutputFormat,
+        expires_at: Timestamp,
+    ) -> String {
         let expires = expires_at.as_second();
         let signature = self.sign(tenant, job_id, expires);
-        format!("{public_url}/v1/files/{tenant}/{job_id}.pdf?expires={expires}&signature={signature}")
+        let extension = output.extension();
+        format!("{public_url}/v1/files/{tenant}/{job_id}.{extension}?expires={expires}&signature={signature}")
     }
 
     /// Check a signature at `now`, in constant time.

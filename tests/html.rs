@@ -285,6 +285,16 @@ fn html_renders_through_folio_serve_and_a_kill_9_leaves_no_browser_behind() {
     assert_eq!(og.headers()["content-type"], "image/png");
     assert!(og.headers()["content-disposition"].to_str().unwrap().ends_with(".png\""), "{:?}", og.headers());
     assert_eq!(png_size(&og.bytes().unwrap()), (1200, 630));
+    // Its signed URL names a PNG and serves it without an API key.
+    let signed: Value = api
+        .post(&format!("/v1/renders/{}/signed-url", og_job["id"].as_str().unwrap()), json!({"expiresIn": 600}))
+        .json()
+        .unwrap();
+    let signed_url = signed["signedUrl"].as_str().unwrap();
+    assert!(signed_url.split('?').next().unwrap().ends_with(".png"), "{signed_url}");
+    let anonymous = reqwest::blocking::get(signed_url).unwrap();
+    assert_eq!(anonymous.headers()["content-type"], "image/png");
+    assert_eq!(png_size(&anonymous.bytes().unwrap()), (1200, 630));
 
     // The render log filters by type.
     let ogs: Value = api.get("/v1/renders?type=og").json().unwrap();

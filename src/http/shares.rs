@@ -135,7 +135,7 @@ pub struct Signature {
 /// `GET /v1/files/{tenant}/{id}.pdf?expires=…&signature=…`: a signed download (`.png`
 /// names the same file).
 #[utoipa::path(get, path = "/v1/files/{tenant}/{file}", tag = "sharing",
-    params(("tenant" = String, Path), ("file" = String, Path, description = "`{id}.pdf`"), Signature),
+    params(("tenant" = String, Path), ("file" = String, Path, description = "`{id}.pdf`, or `{id}.png` for an image output"), Signature),
     responses((status = 200, content_type = "application/pdf", description = "The PDF"),
         (status = 400, body = super::error::ErrorBody, description = "`expires` or `signature` missing or not a number"),
         (status = 403, body = super::error::ErrorBody, description = "The signature does not match (SIGNATURE_INVALID) or the URL expired (URL_EXPIRED)"),

@@ -173,8 +173,9 @@ impl Backend for Standalone {
     }
 
     async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, HomeError> {
-        self.succeeded_output_key(tenant, id)?;
-        Ok(self.signed_download_url(tenant, id, expires_at))
+        let job = self.load(tenant, id)?.job;
+        crate::port::stored_output_key(&job, id)?;
+        Ok(self.signed_download_url(tenant, id, job.spec.output, expires_at))
     }
 
     async fn signed_output(&self, tenant: &str, id: &str, expires: i64, signature: &str) -> Result<Vec<u8>, HomeError> {

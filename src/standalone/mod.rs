@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 
 use crate::manifest::{DEFAULT_NAMESPACE, Manifests};
 use crate::metrics::Metrics;
+use crate::resources::OutputFormat;
 use crate::resources::RenderAccountStatus;
 use crate::signing::UrlSigner;
 use crate::storage::{LocalFolder, output_key};
@@ -164,9 +165,10 @@ impl Standalone {
         Ok(())
     }
 
-    /// A download URL for a job's PDF that works without an API key until `expires_at`.
-    pub fn signed_download_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> String {
-        self.signer.download_url(&self.public_url, tenant, id, expires_at)
+    /// A download URL for a job's `output` that works without an API key until
+    /// `expires_at`.
+    pub fn signed_download_url(&self, tenant: &str, id: &str, output: OutputFormat, expires_at: Timestamp) -> String {
+        self.signer.download_url(&self.public_url, tenant, id, output, expires_at)
     }
 
     /// Delete the stored output of `record`, logging (not failing) on errors: the row

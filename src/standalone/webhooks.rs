@@ -143,8 +143,9 @@ async fn attempt(home: &Standalone, sender: &Sender, retry: RetryPolicy, deliver
         let wanted = Timestamp::now().saturating_add(crate::http::DEFAULT_URL_LIFETIME).unwrap_or(Timestamp::MAX);
         // Like every link, never past the job's retention.
         let job = home.store.read(|c| store::load_job(c, Some(&delivery.tenant), &delivery.job_id)).ok().flatten();
-        let expires = job.map_or(wanted, |record| crate::http::link_end(&record.job, wanted));
-        body.download_url = Some(home.signed_download_url(&delivery.tenant, &delivery.job_id, expires));
+        let expires = job.as_ref().map_or(wanted, |record| crate::http::link_end(&record.job, wanted));
+        let output = job.map_or_else(Default::default, |record| record.job.spec.output);
+        body.download_url = Some(home.signed_download_url(&delivery.tenant, &delivery.job_id, output, expires));
     }
     let outcome = sender.send(&delivery.url, delivery.secret.as_deref(), &delivery.id, &body).await;
     let now = Timestamp::now();

@@ -116,7 +116,8 @@ impl Backend for ClusterBackend {
     }
 
     async fn signed_url(&self, tenant: &str, id: &str, expires_at: Timestamp) -> Result<String, HomeError> {
-        let key = self.succeeded_output_key(tenant, id).await?;
+        let job = self.load_job(tenant, id).await?;
+        let key = crate::port::stored_output_key(&job, id)?;
         let lifetime = Timestamp::now().duration_until(expires_at);
         match Duration::try_from(lifetime) {
             Ok(lifetime) if lifetime <= MAX_PRESIGNED_LIFETIME => {
@@ -126,7 +127,7 @@ impl Backend for ClusterBackend {
                 })
             }
             // Longer than S3 allows: a URL folio signs and serves itself.
-            _ => Ok(self.signer.download_url(&self.public_url, tenant, id, expires_at)),
+            _ => Ok(self.signer.download_url(&self.public_url, tenant, id, job.spec.output, expires_at)),
         }
     }
 
