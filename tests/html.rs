@@ -159,7 +159,8 @@ async fn an_html_template_reaches_nothing_but_its_own_files() {
         <script src="{outside}/script.js"></script>
         <script>fetch("{outside}/fetch"); new Image().src = "{outside}/js-image.png";
           navigator.sendBeacon && navigator.sendBeacon("{outside}/beacon", "x");
-          try {{ new WebSocket("{outside}".replace("http", "ws") + "/ws") }} catch (e) {{}}</script>
+          try {{ new WebSocket("{outside}".replace("http", "ws") + "/ws") }} catch (e) {{}}
+          new Worker(URL.createObjectURL(new Blob(['fetch("{outside}/worker")'], {{type: "text/javascript"}})));</script>
         </head><body>
         <img src="{outside}/logo.png"><img src="logo.png">
         <iframe src="{outside}/frame.html"></iframe>

@@ -71,7 +71,7 @@ pub async fn signed_url<B: Backend>(
 
 /// `GET /v1/share/{token}`: the PDF behind a live share link; no API key.
 #[utoipa::path(get, path = "/v1/share/{token}", tag = "sharing", params(("token" = String, Path)),
-    responses((status = 200, content_type = "application/pdf", description = "The PDF"),
+    responses((status = 200, content_type = "application/pdf", description = "The PDF, or a PNG (`image/png`) for screenshot and og renders"),
         (status = 404, body = super::error::ErrorBody, description = "Unknown, revoked or expired")))]
 pub async fn open<B: Backend>(
     State(state): State<AppState<B>>,
@@ -136,7 +136,7 @@ pub struct Signature {
 /// names the same file).
 #[utoipa::path(get, path = "/v1/files/{tenant}/{file}", tag = "sharing",
     params(("tenant" = String, Path), ("file" = String, Path, description = "`{id}.pdf`, or `{id}.png` for an image output"), Signature),
-    responses((status = 200, content_type = "application/pdf", description = "The PDF"),
+    responses((status = 200, content_type = "application/pdf", description = "The PDF, or a PNG (`image/png`) for screenshot and og renders"),
         (status = 400, body = super::error::ErrorBody, description = "`expires` or `signature` missing or not a number"),
         (status = 403, body = super::error::ErrorBody, description = "The signature does not match (SIGNATURE_INVALID) or the URL expired (URL_EXPIRED)"),
         (status = 404, body = super::error::ErrorBody), (status = 410, body = super::error::ErrorBody)))]

@@ -139,9 +139,9 @@ impl Browser {
         // The pool bounds every render's time itself; a DevTools command that takes
         // long (printing a big document) is not a failure of its own.
         let config = HandlerConfig {
-            // Each page turns on request interception itself (`page::Tab::open`), with
-            // nothing else: the client's own interception would also turn off the cache
-            // and handle authentication challenges, work a fresh context does not need.
+            // Each page turns on request interception itself (`page::Tab::open`) and
+            // waits until it is on; the client's own interception would turn it on after
+            // handing the page over, and answer authentication challenges itself.
             request_intercept: false,
             viewport: None,
             request_timeout: Duration::from_secs(3600),
