@@ -74,6 +74,11 @@ fn reddish_pixels(png: &[u8]) -> usize {
     pixmap.pixels().iter().filter(|p| p.red() as i32 - p.blue() as i32 > 40 && p.red() > 150).count()
 }
 
+/// Whether `pdfinfo`'s answer says the PDF is tagged.
+fn tagged(pdfinfo: &str) -> bool {
+    pdfinfo.lines().any(|line| line.starts_with("Tagged:") && line.ends_with("yes"))
+}
+
 fn indented(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
@@ -87,6 +92,7 @@ fn an_html_invoice_with_a_logo_renders_to_pdf_and_og_through_folio_run() {
     let manifest = format!(
         "apiVersion: folio.dev/v1alpha1\nkind: RenderTemplate\nmetadata: {{name: invoice}}\nspec:\n  engine: html\n  source: |\n{source}  assets:\n  - {{name: logo.png, base64: \"{logo}\"}}\n  defaults: {{currency: EUR}}\n  dataSchema: {{type: object, required: [customer], properties: {{customer: {{type: object, required: [name]}}}}}}\n---\n\
          apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: inv-pdf}}\nspec: {{templateRef: {{name: invoice}}, data: {data}, page: {{format: Letter, footerHtml: '<span style=\"font-size:8px\">Page <span class=pageNumber></span> of <span class=totalPages></span></span>', margin: {{bottom: 2cm}}}}}}\n---\n\
+         apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: inv-untagged}}\nspec: {{templateRef: {{name: invoice}}, data: {data}, page: {{tagged: false}}}}\n---\n\
          apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: inv-og}}\nspec: {{templateRef: {{name: invoice}}, data: {data}, output: og}}\n---\n\
          apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: inv-shot}}\nspec: {{templateRef: {{name: invoice}}, data: {data}, output: screenshot, preview: true, screenshot: {{width: 800, height: 600, deviceScaleFactor: 2}}}}\n---\n\
          apiVersion: folio.dev/v1alpha1\nkind: RenderJob\nmetadata: {{name: inv-no-customer}}\nspec: {{templateRef: {{name: invoice}}, data: {{number: x}}}}\n",
@@ -106,6 +112,9 @@ fn an_html_invoice_with_a_logo_renders_to_pdf_and_og_through_folio_run() {
     assert_eq!(support::image_count(&pdf), 1, "the logo");
     let info = support::pdfinfo(&pdf);
     assert!(info.contains("Producer:") && info.contains("(Chromium)"), "{info}");
+    assert!(tagged(&info), "an accessible PDF by default: {info}");
+    let untagged = support::pdfinfo(&dir.path().join("out/default/inv-untagged.pdf"));
+    assert!(!tagged(&untagged), "page.tagged: false: {untagged}");
     assert!(info.contains("A4") || info.contains("595."), "the CSS page size wins over format: {info}");
 
     let og = std::fs::read(dir.path().join("out/default/inv-og.png")).unwrap();

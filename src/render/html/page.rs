@@ -209,6 +209,7 @@ pub fn pdf_params(options: PageOptions) -> Result<PrintToPdfParams, RenderFailur
     let Margins { top, right, bottom, left } = &margin;
     let header_footer = options.header_html.is_some() || options.footer_html.is_some();
     let empty = || "<span></span>".to_owned();
+    let tagged = options.tagged.unwrap_or(true);
     Ok(PrintToPdfParams {
         landscape: Some(options.landscape),
         display_header_footer: Some(header_footer),
@@ -224,7 +225,8 @@ pub fn pdf_params(options: PageOptions) -> Result<PrintToPdfParams, RenderFailur
         header_template: header_footer.then(|| options.header_html.clone().unwrap_or_else(empty)),
         footer_template: header_footer.then(|| options.footer_html.clone().unwrap_or_else(empty)),
         prefer_css_page_size: Some(options.prefer_css_page_size.unwrap_or(true)),
-        generate_document_outline: Some(true),
+        generate_tagged_pdf: Some(tagged),
+        generate_document_outline: Some(tagged),
         ..Default::default()
     })
 }
@@ -247,6 +249,9 @@ mod tests {
         assert_eq!(params.display_header_footer, Some(true));
         assert_eq!(params.header_template.as_deref(), Some("<span></span>"));
         assert_eq!(params.prefer_css_page_size, Some(true));
+        assert_eq!((params.generate_tagged_pdf, params.generate_document_outline), (Some(true), Some(true)));
+        let untagged = pdf_params(PageOptions { tagged: Some(false), ..Default::default() }).unwrap();
+        assert_eq!((untagged.generate_tagged_pdf, untagged.generate_document_outline), (Some(false), Some(false)));
         let bad = PageOptions {
             margin: Some(Margins { left: Some("3em".into()), ..Default::default() }),
             ..Default::default()
