@@ -245,8 +245,11 @@ impl Engine {
                 }
                 // folio is named as the PDF's Creator through typst's own options: only a
                 // preview, which gets its stamp, is rewritten after export.
-                let options =
-                    typst_pdf::PdfOptions { creator: Smart::Custom(Some(self.producer.clone())), ..Default::default() };
+                let options = typst_pdf::PdfOptions {
+                    creator: Smart::Custom(Some(self.producer.clone())),
+                    tagged: request.page.as_ref().and_then(|page| page.tagged).unwrap_or(true),
+                    ..Default::default()
+                };
                 let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| compile_failure(&sandbox, &errors))?;
                 if request.preview {
                     let finished = finish_pdf(&pdf, &self.producer, true)?;
@@ -534,6 +537,18 @@ mod tests {
         req.preview = true;
         let marked = tiny_skia::Pixmap::decode_png(&engine.render(&req).unwrap().output).unwrap();
         assert!(red(&marked) > 1000, "a preview image carries the mark");
+    }
+
+    #[test]
+    fn a_typst_pdf_is_tagged_unless_the_page_options_say_not() {
+        let has_structure = |page: Option<PageOptions>| {
+            let request = RenderRequest { page, ..request("= Title\nText", "{}") };
+            let pdf = Engine::new().render(&request).unwrap().output;
+            let document = lopdf::Document::load_mem(&pdf).unwrap();
+            document.catalog().unwrap().has(b"StructTreeRoot")
+        };
+        assert!(has_structure(None), "tagged by default");
+        assert!(!has_structure(Some(PageOptions { tagged: Some(false), ..Default::default() })));
     }
 
     #[test]

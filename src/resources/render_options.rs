@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Page layout of an `html` or `url` job's PDF. Typst templates set their page in
-/// the template (`#set page(...)`) and ignore these.
+/// the template (`#set page(...)`) and ignore these, all but `tagged`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageOptions {
@@ -51,8 +51,9 @@ pub struct PageOptions {
     /// HTML printed at the bottom of every page, as `headerHtml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub footer_html: Option<String>,
-    /// Write a tagged (accessible) PDF with an outline of its headings (default true);
-    /// `false` prints a little faster and about half the size, without either.
+    /// Write a tagged (accessible) PDF (default true); `false` prints a smaller PDF a
+    /// little faster, without tags (and, from Chromium, without the heading outline).
+    /// The one page option Typst templates follow too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tagged: Option<bool>,
 }
