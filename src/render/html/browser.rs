@@ -163,10 +163,9 @@ impl Browser {
 
     /// A fresh tab for a render: the one opened ahead, or a new one.
     pub async fn take_tab(&mut self) -> Result<Tab, RenderFailure> {
-        if let Some(Ok(Ok(tab))) = match self.next_tab.take() {
-            Some(opening) => Some(opening.await),
-            None => None,
-        } {
+        if let Some(opening) = self.next_tab.take()
+            && let Ok(Ok(tab)) = opening.await
+        {
             return Ok(tab);
         }
         Tab::open(&self.cdp).await
