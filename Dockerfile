@@ -6,7 +6,8 @@
 #
 # Stage 1 compiles the dependencies alone, against stub sources (one per target that
 # Cargo.toml declares, or cargo refuses the manifest), so that their layer is reused
-# until Cargo.toml or Cargo.lock change; stage 2 compiles folio itself.
+# until Cargo.toml or Cargo.lock change; stage 2 compiles folio itself. Both use the
+# `dist` profile (release with whole-program optimisation).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -15,14 +16,14 @@ RUN mkdir -p src benches \
  && touch src/lib.rs \
  && for bench in $(sed -n '/^\[\[bench\]\]/,/^name/ s/^name = "\(.*\)"/\1/p' Cargo.toml); do \
       echo 'fn main() {}' > "benches/$bench.rs"; done \
- && cargo build --release --locked \
- && rm -rf src benches target/release/.fingerprint/folio-* target/release/deps/folio-* target/release/deps/libfolio-*
+ && cargo build --profile dist --locked \
+ && rm -rf src benches target/dist/.fingerprint/folio-* target/dist/deps/folio-* target/dist/deps/libfolio-*
 
 COPY src ./src
 COPY benches ./benches
 COPY assets ./assets
-RUN cargo build --release --locked --bin folio \
- && install -D -m 0755 target/release/folio /out/folio
+RUN cargo build --profile dist --locked --bin folio \
+ && install -D -m 0755 target/dist/folio /out/folio
 
 # The Chromium image: the same binary beside Debian's Chromium headless shell (the
 # browser built for automation; no desktop Chromium), for renderer Pods of

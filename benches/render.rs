@@ -12,7 +12,9 @@
 //!    Python of `FOLIO_TYPST_PY` (default `~/.cache/folio-bench/typst-py-0.15.0`, made
 //!    with `python3 -m venv DIR && DIR/bin/pip install typst==0.15.0`).
 //!
-//! Run with `cargo bench --bench render`.
+//! Run with `cargo bench --profile dist --bench render` for the build the images ship
+//! (`cargo bench --bench render` measures the quicker-built `release` profile); the
+//! first line names the profile.
 
 #[path = "common/stats.rs"]
 mod stats;
@@ -70,7 +72,12 @@ fn main() {
         })
         .collect();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("folio render benchmarks: {INVOICES} different invoices, {cores} cores");
+    // Cargo puts the binary in a folder named after the profile it was built with.
+    let profile = Path::new(env!("CARGO_BIN_EXE_folio")).parent().and_then(Path::file_name).unwrap_or_default();
+    println!(
+        "folio render benchmarks: {INVOICES} different invoices, {cores} cores, the {} profile",
+        profile.to_string_lossy()
+    );
 
     // 1. In-process engine.
     let load = Instant::now();

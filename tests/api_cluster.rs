@@ -867,4 +867,21 @@ async fn an_html_invoice_renders_to_pdf_and_og_in_a_renderer_pod() {
     assert_eq!((og.width(), og.height()), (1200, 630));
     assert_eq!(ended[1]["pageCount"], 1);
     assert_eq!(ended[1]["creditsUsed"], 1, "a PNG costs one credit");
+
+    // A page that grows past what its Pod may hold fails with the renderer's own
+    // message: the browser's limit is the container's (1Gi, from the downward API)
+    // less the renderer's room.
+    let grow = "<script>const kept = []; for (let i = 0; i < 60; i++) { kept.push(new Uint8Array(32 << 20).fill(1)); }</script>";
+    let body = json!({"template": {"engine": "html", "source": grow, "javascript": true}});
+    let (status, job) = cluster.call("POST", "/v1/renders", &acme, Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let path = format!("/v1/renders/{}", job["id"].as_str().unwrap());
+    cluster
+        .eventually("the growing render fails", || async {
+            cluster.call("GET", &path, &acme, None).await.1["status"].as_str() == Some("failed")
+        })
+        .await;
+    let (_, failed) = cluster.call("GET", &path, &acme, None).await;
+    assert_eq!(failed["errorCode"], "RESOURCE_EXHAUSTED", "{failed:#}");
+    assert!(failed["errorMessage"].as_str().unwrap().contains("896 MiB"), "{failed:#}");
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use folio::render::html::{ChromiumConfig, ChromiumPool};
 use folio::render::{Asset, RenderRequest};
-use folio::resources::{ErrorCode, OutputFormat, TemplateEngine};
+use folio::resources::{ErrorCode, OutputFormat, ScreenshotOptions, TemplateEngine};
 use serde_json::{Value, json};
 use support::rest::Api;
 use support::{Server, pdftotext, report, reports, run_manifest};
@@ -221,6 +221,36 @@ async fn a_web_page_on_a_private_address_is_refused_unless_allowed() {
     allowed.shut_down().await;
 }
 
+/// A full-page screenshot is as tall as the page at the viewport's width and scale;
+/// a page taller than folio captures is refused, and the browser renders on.
+#[tokio::test]
+async fn a_full_page_screenshot_holds_the_whole_page_and_a_giant_one_is_refused() {
+    support::require_chromium();
+    let page = |height: u32| RenderRequest {
+        engine: TemplateEngine::Html,
+        source: format!("<body style=\"margin:0\"><div style=\"height:{height}px;background:red\"></div></body>"),
+        data: "{}".into(),
+        output: OutputFormat::Screenshot,
+        screenshot: Some(ScreenshotOptions {
+            width: Some(400.0),
+            height: Some(300.0),
+            full_page: true,
+            device_scale_factor: Some(2.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pool = pool(false);
+    let shot = pool.render(&page(1500), Duration::from_secs(30)).await.unwrap();
+    assert_eq!(png_size(&shot.output), (800, 3000), "400 × 1500 CSS pixels at device scale 2");
+    let giant = pool.render(&page(20_000), Duration::from_secs(30)).await.unwrap_err();
+    assert_eq!(giant.code, ErrorCode::OutputTooLarge, "{}", giant.message);
+    assert!(giant.message.contains("fullPage"), "{}", giant.message);
+    let again = pool.render(&page(100), Duration::from_secs(30)).await.unwrap();
+    assert_eq!(png_size(&again.output), (800, 600), "a page shorter than the viewport keeps the viewport");
+    pool.shut_down().await;
+}
+
 #[tokio::test]
 async fn a_page_that_never_finishes_loses_its_browser_and_the_next_render_gets_a_fresh_one() {
     support::require_chromium();
@@ -240,6 +270,30 @@ async fn a_page_that_never_finishes_loses_its_browser_and_the_next_render_gets_a
         javascript: false,
         ..spin
     };
+    let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
+    assert!(rendered.output.starts_with(b"%PDF"));
+    pool.shut_down().await;
+}
+
+/// A page that grows past the memory limit fails `RESOURCE_EXHAUSTED` naming the
+/// limit, its browser is replaced, and the next render succeeds.
+#[tokio::test]
+async fn a_page_that_grows_past_the_memory_limit_fails_and_the_next_render_succeeds() {
+    support::require_chromium();
+    let pool = ChromiumPool::new(ChromiumConfig { browsers: 1, memory_limit_mib: 600, ..Default::default() });
+    // Array buffers live outside the script heap's own limit; each is written to so
+    // that its pages are really held.
+    let grow = RenderRequest {
+        engine: TemplateEngine::Html,
+        source: "<script>const kept = []; for (let i = 0; i < 60; i++) { kept.push(new Uint8Array(32 << 20).fill(1)); }</script><p>grown</p>".into(),
+        data: "{}".into(),
+        javascript: true,
+        ..Default::default()
+    };
+    let failure = pool.render(&grow, Duration::from_secs(60)).await.unwrap_err();
+    assert_eq!(failure.code, ErrorCode::ResourceExhausted, "{}", failure.message);
+    assert!(failure.message.contains("600 MiB"), "{}", failure.message);
+    let fine = RenderRequest { source: "<h1>fine</h1>".into(), javascript: false, ..grow };
     let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
     assert!(rendered.output.starts_with(b"%PDF"));
     pool.shut_down().await;

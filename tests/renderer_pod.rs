@@ -65,7 +65,8 @@ fn the_renderer_is_locked_down() {
 }
 
 /// An html or url render runs in the Chromium image, with room in `/tmp` for the
-/// browser's profile, and learns whether private pages are allowed from its env.
+/// browser's profile, and learns its container's memory limit and whether private
+/// pages are allowed from its env.
 #[test]
 fn a_browser_render_runs_in_the_chromium_image() {
     let job: RenderJob = serde_yaml::from_str(&fixture("renderjob.yaml")).unwrap();
@@ -76,7 +77,10 @@ fn a_browser_render_runs_in_the_chromium_image() {
     let container = &spec.containers[0];
     assert_eq!(container.image.as_deref(), Some("folio:dev-chromium"));
     let env = container.env.clone().unwrap();
-    assert_eq!((env[0].name.as_str(), env[0].value.as_deref()), ("FOLIO_ALLOW_PRIVATE_TARGETS", Some("true")));
+    let var = |name: &str| env.iter().find(|var| var.name == name).unwrap_or_else(|| panic!("no {name} in {env:?}"));
+    assert_eq!(var("FOLIO_ALLOW_PRIVATE_TARGETS").value.as_deref(), Some("true"));
+    let limit = var("FOLIO_CONTAINER_MEMORY_MIB").value_from.clone().unwrap().resource_field_ref.unwrap();
+    assert_eq!((limit.resource.as_str(), limit.divisor.unwrap().0.as_str()), ("limits.memory", "1Mi"));
     let tmp = spec.volumes.unwrap().into_iter().find(|v| v.name == "tmp").unwrap().empty_dir.unwrap();
     assert_eq!(tmp.size_limit.unwrap().0, "512Mi");
     let typst = renderer_pod(&job, 1, &settings, false).unwrap().spec.unwrap();

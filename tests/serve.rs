@@ -489,6 +489,19 @@ fn bad_requests_get_clear_errors_in_one_shape() {
     assert_eq!(status, 400);
     assert!(body["error"]["message"].as_str().unwrap().contains("templateID"), "{body}");
     assert_eq!(error_code(api.post("/v1/renders", json!({"data": {}}))).0, 400);
+    // Page and screenshot options are named down to the field.
+    for (options, path) in [
+        (json!({"page": {"tagged": "no"}}), "page.tagged: invalid type"),
+        (json!({"page": {"margin": {"top": 1}}}), "page.margin.top: invalid type"),
+        (json!({"page": {"landscpe": true}}), "page.landscpe: unknown field"),
+        (json!({"screenshot": {"fullPage": "yes"}}), "screenshot.fullPage: invalid type"),
+    ] {
+        let mut body = json!({"templateId": "invoice"});
+        body.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
+        let (status, code, body) = error_code(api.post("/v1/renders", body));
+        assert_eq!((status, code.as_str()), (400, "INVALID_REQUEST"), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(path), "{path}: {body}");
+    }
     let (status, code, _) = error_code(api.post("/v1/renders", json!({"templateId": "nope"})));
     assert_eq!((status, code.as_str()), (404, "TEMPLATE_NOT_FOUND"));
     let (status, code, body) =

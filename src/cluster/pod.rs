@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Pod};
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -79,6 +79,8 @@ pub const REQUEST_KEY: &str = "request.json";
 pub const UPLOAD_URL_KEY: &str = "upload-url";
 /// The input ConfigMap's key holding the object key the PDF is uploaded to.
 pub const OUTPUT_KEY_KEY: &str = "output-key";
+/// The env var that tells a browser render its container's memory limit, in MiB.
+pub const MEMORY_LIMIT_ENV: &str = "FOLIO_CONTAINER_MEMORY_MIB";
 /// Most a ConfigMap holds (etcd's object limit, less room for metadata).
 pub const MAX_INPUT_BYTES: usize = 1000 * 1024;
 
@@ -177,6 +179,20 @@ pub fn input_config_map(
     Ok(map)
 }
 
+/// The environment of a browser render: the container's memory limit in MiB (from the
+/// downward API, so that the renderer replaces a growing browser before the kernel
+/// kills the container) and whether private pages are allowed.
+fn browser_env(allow_private_targets: bool) -> Result<Vec<EnvVar>, serde_json::Error> {
+    let mut env = vec![json!({
+        "name": MEMORY_LIMIT_ENV,
+        "valueFrom": {"resourceFieldRef": {"containerName": "renderer", "resource": "limits.memory", "divisor": "1Mi"}},
+    })];
+    if allow_private_targets {
+        env.push(json!({"name": "FOLIO_ALLOW_PRIVATE_TARGETS", "value": "true"}));
+    }
+    serde_json::from_value(serde_json::Value::Array(env))
+}
+
 /// The renderer Pod for attempt `attempt` (its `retryCount`) of `job`; `chromium` when
 /// the render needs a browser (an html template or a web page), which runs in the
 /// Chromium image with room in `/tmp` for its profile.
@@ -245,15 +261,8 @@ pub fn renderer_pod(
         },
     });
     let mut pod: Pod = serde_json::from_value(pod)?;
-    if settings.allow_private_targets
-        && let Some(container) = pod.spec.as_mut().and_then(|spec| spec.containers.first_mut())
-    {
-        let allow = k8s_openapi::api::core::v1::EnvVar {
-            name: "FOLIO_ALLOW_PRIVATE_TARGETS".into(),
-            value: Some("true".into()),
-            ..Default::default()
-        };
-        container.env = Some(vec![allow]);
+    if chromium && let Some(container) = pod.spec.as_mut().and_then(|spec| spec.containers.first_mut()) {
+        container.env = Some(browser_env(settings.allow_private_targets)?);
     }
     Ok(pod)
 }

@@ -16,13 +16,15 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cluster::pod::{OUTPUT_KEY_KEY, REQUEST_KEY, RendererReport, UPLOAD_URL_KEY};
+use crate::cluster::pod::{MEMORY_LIMIT_ENV, OUTPUT_KEY_KEY, REQUEST_KEY, RendererReport, UPLOAD_URL_KEY};
 use crate::lifecycle::ErrorCode;
 use crate::render::html::{ChromiumConfig, ChromiumPool};
 use crate::render::{Engine, RenderFailure, RenderRequest, Rendered};
 
 /// Longest a browser render may take; the Pod's `activeDeadlineSeconds` bounds it too.
 const CHROMIUM_TIME_LIMIT: Duration = Duration::from_secs(300);
+/// Memory left to `folio render` itself beside the browser in a renderer container.
+const RENDERER_ROOM_MIB: u64 = 128;
 /// Longest an upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -121,15 +123,27 @@ async fn render_typst(request: &RenderRequest) -> Result<Rendered, RenderFailure
 /// before the render's outcome is returned.
 async fn render_in_chromium(request: &RenderRequest) -> Result<Rendered, RenderFailure> {
     let allow_private_targets = std::env::var("FOLIO_ALLOW_PRIVATE_TARGETS").is_ok_and(|v| v == "true" || v == "1");
+    let defaults = ChromiumConfig::default();
+    let container_mib = std::env::var(MEMORY_LIMIT_ENV).ok();
     let pool = ChromiumPool::new(ChromiumConfig {
         browsers: 1,
         renders_per_browser: 1,
         allow_private_targets,
-        ..Default::default()
+        memory_limit_mib: browser_memory_limit(container_mib.as_deref()).unwrap_or(defaults.memory_limit_mib),
+        ..defaults
     });
     let rendered = pool.render(request, CHROMIUM_TIME_LIMIT).await;
     pool.shut_down().await;
     rendered
+}
+
+/// What the browser may hold in a container limited to `container_mib` MiB: what is
+/// left after room for `folio render` itself, so that the renderer fails the render
+/// with `RESOURCE_EXHAUSTED` before the kernel kills the container. `None` when
+/// the container has no readable limit.
+fn browser_memory_limit(container_mib: Option<&str>) -> Option<u64> {
+    let container_mib: u64 = container_mib?.trim().parse().ok()?;
+    Some(container_mib.saturating_sub(RENDERER_ROOM_MIB).max(container_mib / 2))
 }
 
 /// Render `request` and PUT the output to `upload_url`.
@@ -188,6 +202,14 @@ async fn upload(url: &str, content_type: &str, output: Vec<u8>) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_browser_gets_the_container_limit_less_room_for_the_renderer() {
+        assert_eq!(browser_memory_limit(Some("1024")), Some(896));
+        assert_eq!(browser_memory_limit(Some("200")), Some(100), "a small container still gives the browser half");
+        assert_eq!(browser_memory_limit(Some("junk")), None);
+        assert_eq!(browser_memory_limit(None), None);
+    }
 
     #[tokio::test]
     async fn a_missing_input_is_reported_not_panicked() {

@@ -61,8 +61,21 @@ pub fn document() -> Value {
     errors_of_every_operation(&mut doc);
     parameter_bounds(&mut doc);
     bodies_by_route(&mut doc);
+    closed_option_objects(&mut doc);
     links(&mut doc);
     doc
+}
+
+/// The page and screenshot options refuse fields they do not know, as every request
+/// body does (their types are shared with the RenderJob resource, whose unknown
+/// fields the API server prunes instead).
+fn closed_option_objects(doc: &mut Value) {
+    for name in ["PageOptions", "Margins", "ScreenshotOptions"] {
+        let schema = &mut doc["components"]["schemas"][name];
+        if schema.is_object() {
+            schema["additionalProperties"] = Value::Bool(false);
+        }
+    }
 }
 
 const HTTP_METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
@@ -244,6 +257,14 @@ fn links(doc: &mut Value) {
 mod tests {
     use super::*;
     use crate::lifecycle::ErrorCode;
+
+    #[test]
+    fn option_objects_are_closed_as_the_server_reads_them() {
+        let doc = document();
+        for name in ["PageOptions", "Margins", "ScreenshotOptions"] {
+            assert_eq!(doc["components"]["schemas"][name]["additionalProperties"], false, "{name}");
+        }
+    }
 
     #[test]
     fn every_error_code_is_documented_on_the_render() {

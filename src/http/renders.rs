@@ -155,7 +155,16 @@ fn options_object<T: serde::de::DeserializeOwned>(field: &str, value: Option<Val
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(value @ Value::Object(_)) => {
-            serde_json::from_value(value).map(Some).map_err(|err| ApiError::bad_request(format!("{field}: {err}")))
+            let mut unknown = Vec::new();
+            let mut note_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+            let fields = serde_ignored::Deserializer::new(value, &mut note_unknown);
+            let options = serde_path_to_error::deserialize(fields).map_err(|err| {
+                ApiError::bad_request(format!("invalid body: {field}.{}: {}", err.path(), err.inner()))
+            })?;
+            match unknown.first() {
+                Some(path) => Err(ApiError::bad_request(format!("invalid body: {field}.{path}: unknown field"))),
+                None => Ok(Some(options)),
+            }
         }
         Some(_) => Err(ApiError::bad_request(format!("{field} must be a JSON object"))),
     }

@@ -16,6 +16,9 @@
 //! A test may ask it to crash a job's first attempt (exit 137, no report), to kill
 //! one as out of memory, or to keep one running.
 //!
+//! It gives the process the container's env: plain values and the downward API's
+//! `limits.*`.
+//!
 //! What it does not do: cgroups (memory and CPU limits are not enforced), the
 //! read-only root file system, probes, restarts, node heartbeats. The not-ready taint
 //! that admission puts on a new Node is removed by the admin, standing in for the
@@ -290,7 +293,7 @@ async fn run_pod(node: Client, kubelet: Arc<Kubelet>, running: Pods, log: Arc<Lo
             Ok((dir, args)) => {
                 let termination_log = dir.path().join("termination-log");
                 let mut render = super::dies_with_test(super::folio());
-                render.args(&args).arg("--termination-log").arg(&termination_log);
+                render.args(&args).arg("--termination-log").arg(&termination_log).envs(container_env(&container));
                 run_process(render, Some(&termination_log), (&kubelet, &pod_name), &running, &uid, deadline).await
             }
             Err(message) => Ended { exit_code: 128, reason: "ContainerCannotRun", message, pod_reason: None },
@@ -406,6 +409,42 @@ async fn run_process(
 
 /// Write the Pod's input ConfigMap into a folder as its volume would be mounted;
 /// the folder and the container's arguments pointing at it.
+/// The container's environment as a kubelet resolves it: plain values, and the
+/// downward API's `limits.*` in units of their divisor (rounded up).
+fn container_env(container: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {
+    let limits = container.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|var| {
+            let value = match (&var.value, var.value_from.as_ref().and_then(|from| from.resource_field_ref.as_ref())) {
+                (Some(value), _) => value.clone(),
+                (None, Some(field)) => {
+                    let limit = quantity_bytes(&limits.get(field.resource.strip_prefix("limits.")?)?.0)?;
+                    let divisor = field.divisor.as_ref().map_or(Some(1), |d| quantity_bytes(&d.0))?;
+                    limit.div_ceil(divisor).to_string()
+                }
+                (None, None) => return None,
+            };
+            Some((var.name.clone(), value))
+        })
+        .collect()
+}
+
+/// A whole-number quantity with an optional binary suffix (`512Mi`, `1Gi`, `1024`).
+fn quantity_bytes(quantity: &str) -> Option<u64> {
+    let (number, unit) = quantity.split_at(quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len()));
+    let unit = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    Some(number.parse::<u64>().ok()? * unit)
+}
+
 async fn lay_out_input(
     node: &Client,
     namespace: &str,

@@ -1,8 +1,7 @@
 //! One headless Chromium process, started by folio and driven over the DevTools
-//! protocol (`chromiumoxide`).
+//! protocol ([`super::devtools`]).
 //!
-//! folio starts the process itself rather than through chromiumoxide's launcher so
-//! that it can put Chromium in a process group of its own and ask the kernel to kill
+//! folio starts the process itself so that it can put Chromium in a process group of its own and ask the kernel to kill
 //! it when folio dies (`PR_SET_PDEATHSIG`): killing the group on a restart, a crash or
 //! a timeout takes the renderer and GPU processes with it, and a `kill -9` of folio
 //! leaves no browser behind. Chromium never reaches the network itself: every request
@@ -12,18 +11,16 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::handler::HandlerConfig;
-use futures::StreamExt;
+use chromiumoxide_cdp::cdp::browser_protocol::browser::BrowserContextId;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::devtools::Devtools;
 use super::page::{self, Tab};
 use crate::render::RenderFailure;
 
@@ -80,9 +77,10 @@ pub struct Browser {
     /// The process group Chromium leads (its pid), kept apart from `child`, which
     /// forgets its pid once reaped while helpers of a crashed browser may still run.
     group: Pid,
-    /// The DevTools client.
-    cdp: Arc<chromiumoxide::Browser>,
-    handler: tokio::task::JoinHandle<()>,
+    /// The DevTools connection.
+    cdp: Devtools,
+    /// The task that carries the connection; it ends when the browser goes away.
+    connection: JoinHandle<()>,
     /// The tab the next render gets (opened, or still opening).
     next_tab: Option<JoinHandle<Result<Tab, RenderFailure>>>,
     _profile: tempfile::TempDir,
@@ -136,27 +134,16 @@ impl Browser {
                 return Err(io::Error::other(format!("Chromium did not start within {} s", START_TIMEOUT.as_secs())));
             }
         };
-        // The pool bounds every render's time itself; a DevTools command that takes
-        // long (printing a big document) is not a failure of its own.
-        let config = HandlerConfig {
-            // Each page turns on request interception itself (`page::Tab::open`) and
-            // waits until it is on; the client's own interception would turn it on after
-            // handing the page over, and answer authentication challenges itself.
-            request_intercept: false,
-            viewport: None,
-            request_timeout: Duration::from_secs(3600),
-            ..Default::default()
-        };
-        let (cdp, mut handler) = match chromiumoxide::Browser::connect_with_config(address, config).await {
+        // The pool bounds every render's time itself; a DevTools command has no time
+        // limit of its own.
+        let (cdp, connection) = match Devtools::connect(&address).await {
             Ok(connected) => connected,
             Err(err) => {
                 kill_group(group, &mut child).await;
                 return Err(io::Error::other(format!("connecting to Chromium failed: {err}")));
             }
         };
-        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        let mut browser =
-            Browser { child, group, cdp: Arc::new(cdp), handler, next_tab: None, _profile: profile, renders: 0 };
+        let mut browser = Browser { child, group, cdp, connection, next_tab: None, _profile: profile, renders: 0 };
         browser.open_next_tab();
         Ok(browser)
     }
@@ -185,7 +172,7 @@ impl Browser {
 
     /// Whether the process still runs.
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None)) && !self.handler.is_finished()
+        matches!(self.child.try_wait(), Ok(None)) && !self.connection.is_finished()
     }
 
     /// The browser's processes, to measure while it renders.
@@ -195,7 +182,7 @@ impl Browser {
 
     /// Stop the browser and every process it started, and reap it.
     pub async fn kill(mut self) {
-        self.handler.abort();
+        self.connection.abort();
         if let Some(opening) = self.next_tab.take() {
             opening.abort();
         }

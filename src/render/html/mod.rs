@@ -6,11 +6,12 @@
 //! when it crashes, when a render overruns its time, or when its processes hold more
 //! memory than a browser may.
 //!
-//! Chromium is driven with `chromiumoxide`: an async, tokio-native DevTools client
-//! whose protocol types are generated from Chromium's own protocol definition, kept up
-//! with Chromium releases, and able to attach to a browser folio started itself.
+//! Chromium is driven over the DevTools protocol ([`devtools`]), with the protocol
+//! types of `chromiumoxide_cdp`, generated from Chromium's own protocol definition and
+//! kept up with Chromium releases.
 
 mod browser;
+mod devtools;
 mod page;
 mod sandbox;
 mod template;

@@ -4,18 +4,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::emulation::{
+use base64::Engine as _;
+use chromiumoxide_cdp::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide_cdp::cdp::browser_protocol::emulation::{
     SetDeviceMetricsOverrideParams, SetScriptExecutionDisabledParams,
 };
-use chromiumoxide::cdp::browser_protocol::fetch::{
+use chromiumoxide_cdp::cdp::browser_protocol::fetch::{
     EnableParams as InterceptParams, EventRequestPaused, RequestPattern,
 };
-use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, PrintToPdfParams};
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
-use chromiumoxide::listeners::EventStream;
-use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide_cdp::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, CaptureScreenshotParams, EnableParams as PageEventsParams, EventLoadEventFired,
+    GetLayoutMetricsParams, NavigateParams, PrintToPdfParams,
+};
+use chromiumoxide_cdp::cdp::browser_protocol::target::{
+    AttachToTargetParams, CreateBrowserContextParams, CreateTargetParams, DisposeBrowserContextParams,
+};
+use chromiumoxide_cdp::cdp::js_protocol::runtime::EvaluateParams;
+use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::devtools::{Devtools, DevtoolsError, Session};
 use super::sandbox::{self, Log, Resources, lock};
 use crate::render::image::{MAX_PIXELS, OG_SIZE};
 use crate::render::{RenderFailure, RenderRequest};
@@ -38,40 +45,39 @@ pub fn devtools_failure(what: &str, err: impl std::fmt::Display) -> RenderFailur
 /// process of its own, and starting one is most of a small render's time.
 pub struct Tab {
     context: BrowserContextId,
-    page: chromiumoxide::Page,
-    paused: EventStream<EventRequestPaused>,
+    page: Session,
+    paused: UnboundedReceiver<EventRequestPaused>,
+    loaded: UnboundedReceiver<EventLoadEventFired>,
 }
 
 impl Tab {
     /// Open a context and its page in `browser`.
-    pub async fn open(browser: &chromiumoxide::Browser) -> Result<Tab, RenderFailure> {
+    pub async fn open(browser: &Devtools) -> Result<Tab, RenderFailure> {
         let context = browser
-            .create_browser_context(CreateBrowserContextParams::default())
+            .execute(None, CreateBrowserContextParams::default())
             .await
-            .map_err(|err| devtools_failure("creating a browser context", err))?;
-        let page = async {
-            let target = CreateTargetParams::builder()
-                .url("about:blank")
-                .browser_context_id(context.clone())
-                .build()
-                .map_err(|err| devtools_failure("opening a page", err))?;
-            let page = browser.new_page(target).await.map_err(|err| devtools_failure("opening a page", err))?;
-            let paused = page
-                .event_listener::<EventRequestPaused>()
-                .await
-                .map_err(|err| devtools_failure("listening to the page's requests", err))?;
+            .map_err(|err| devtools_failure("creating a browser context", err))?
+            .browser_context_id;
+        let tab = async {
+            let target = CreateTargetParams { browser_context_id: Some(context.clone()), ..Default::default() };
+            let target = browser.execute(None, target).await?.target_id;
+            let attach = AttachToTargetParams { target_id: target, flatten: Some(true) };
+            let session = browser.execute(None, attach).await?.session_id;
+            let paused = browser.listen::<EventRequestPaused>(&session);
+            let loaded = browser.listen::<EventLoadEventFired>(&session);
+            let page = Session::new(browser.clone(), session);
             // Every request the page makes, of any kind, to any address, is paused.
             let everything =
                 InterceptParams::builder().pattern(RequestPattern::builder().url_pattern("*").build()).build();
-            page.execute(everything).await.map_err(|err| devtools_failure("intercepting the page's requests", err))?;
-            Ok((page, paused))
+            tokio::try_join!(page.execute(PageEventsParams::default()), page.execute(everything))?;
+            Ok::<_, DevtoolsError>(Tab { context: context.clone(), page, paused, loaded })
         }
         .await;
-        match page {
-            Ok((page, paused)) => Ok(Tab { context, page, paused }),
-            Err(failure) => {
+        match tab {
+            Ok(tab) => Ok(tab),
+            Err(err) => {
                 close(browser, context).await;
-                Err(failure)
+                Err(devtools_failure("opening a page", err))
             }
         }
     }
@@ -83,8 +89,8 @@ impl Tab {
 }
 
 /// Dispose of `context`: its page, storage and renderer process.
-pub async fn close(browser: &chromiumoxide::Browser, context: BrowserContextId) {
-    let _ = browser.dispose_browser_context(context).await;
+pub async fn close(browser: &Devtools, context: BrowserContextId) {
+    let _ = browser.execute(None, DisposeBrowserContextParams::new(context)).await;
 }
 
 /// Render `request` (its document or URL in `resources`) in `tab`: the output and the
@@ -97,7 +103,7 @@ pub async fn render(
     address: &str,
     pdf_params: Option<PrintToPdfParams>,
 ) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
-    let Tab { page, paused, .. } = tab;
+    let Tab { page, paused, mut loaded, .. } = tab;
     let log = Arc::new(Mutex::new(Log::default()));
     let interceptor = sandbox::intercept(page.clone(), paused, Arc::new(resources), log.clone());
     let result = async {
@@ -122,7 +128,12 @@ pub async fn render(
                 .await
                 .map_err(|err| devtools_failure("sizing the viewport", err))?;
         }
-        let navigated = page.goto(address).await;
+        // The blank page's own load, if it came, is not this page's.
+        while loaded.try_recv().is_ok() {}
+        let navigated = match page.execute(NavigateParams::new(address)).await {
+            Ok(navigated) => navigated.error_text.map_or(Ok(()), Err),
+            Err(err) => Err(err.to_string()),
+        };
         if let Some(failure) = lock(&log).document_failure.take() {
             return Err(failure);
         }
@@ -130,18 +141,28 @@ pub async fn render(
             Some(_) => RenderFailure::new(ErrorCode::UrlUnreachable, format!("loading {address} failed: {err}")),
             None => devtools_failure("loading the page", err),
         })?;
+        loaded.recv().await.ok_or_else(|| devtools_failure("loading the page", DevtoolsError::Closed))?;
         // Web fonts still loading when the load event fired would print as a fallback.
-        let _ = page.evaluate("document.fonts.ready.then(() => true)").await;
+        let fonts = EvaluateParams::builder().expression("document.fonts.ready.then(() => true)").await_promise(true);
+        if let Ok(fonts) = fonts.build() {
+            let _ = page.execute(fonts).await;
+        }
         match pdf_params {
-            Some(params) => page.pdf(params).await.map_err(|err| print_failure("printing the PDF", err)),
+            Some(params) => {
+                let printed = page.execute(params).await.map_err(|err| print_failure("printing the PDF", err))?;
+                decode(printed.data.as_ref(), "printing the PDF")
+            }
             None => {
-                let full_page = request.output == OutputFormat::Screenshot && screenshot.full_page;
-                if full_page {
-                    check_full_page(&page, width, scale).await?;
+                if request.output == OutputFormat::Screenshot && screenshot.full_page {
+                    let (width, height) = full_page_size(&page, width, scale).await?;
+                    page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
+                        .await
+                        .map_err(|err| devtools_failure("sizing the viewport", err))?;
                 }
-                let params =
-                    ScreenshotParams::builder().format(CaptureScreenshotFormat::Png).full_page(full_page).build();
-                page.screenshot(params).await.map_err(|err| print_failure("taking the screenshot", err))
+                let capture =
+                    CaptureScreenshotParams { format: Some(CaptureScreenshotFormat::Png), ..Default::default() };
+                let shot = page.execute(capture).await.map_err(|err| print_failure("taking the screenshot", err))?;
+                decode(shot.data.as_ref(), "taking the screenshot")
             }
         }
     }
@@ -151,9 +172,14 @@ pub async fn render(
     result.map(|output| (output, warnings))
 }
 
+/// The bytes of an output Chromium sent in base64.
+fn decode(data: &str, what: &str) -> Result<Vec<u8>, RenderFailure> {
+    base64::engine::general_purpose::STANDARD.decode(data).map_err(|err| devtools_failure(what, err))
+}
+
 /// Chromium refuses some page options only when it prints (a page range past the
 /// end, say): those are the job's to fix.
-fn print_failure(what: &str, err: chromiumoxide::error::CdpError) -> RenderFailure {
+fn print_failure(what: &str, err: DevtoolsError) -> RenderFailure {
     let text = err.to_string();
     if text.contains("range") || text.contains("Invalid") || text.contains("invalid") {
         RenderFailure::new(ErrorCode::SpecInvalid, format!("Chromium refused the page options: {text}"))
@@ -179,19 +205,26 @@ fn check_pixels(width: f64, height: f64, scale: f64) -> Result<(), RenderFailure
     Ok(())
 }
 
-/// Refuse a full-page capture taller than folio captures, or larger than it makes.
-async fn check_full_page(page: &chromiumoxide::Page, width: f64, scale: f64) -> Result<(), RenderFailure> {
-    let metrics = page.layout_metrics().await.map_err(|err| devtools_failure("measuring the page", err))?;
-    let height = metrics.css_content_size.height;
-    if height > MAX_FULL_PAGE_HEIGHT {
+/// The viewport, in CSS pixels, that holds the whole page; a page taller than folio
+/// captures, or larger than it makes, is refused.
+async fn full_page_size(page: &Session, width: f64, scale: f64) -> Result<(i64, i64), RenderFailure> {
+    let metrics = page
+        .execute(GetLayoutMetricsParams::default())
+        .await
+        .map_err(|err| devtools_failure("measuring the page", err))?;
+    let content = metrics.css_content_size;
+    if content.height > MAX_FULL_PAGE_HEIGHT {
         return Err(RenderFailure::new(
             ErrorCode::OutputTooLarge,
             format!(
-                "the page is {height:.0} pixels tall; a full-page screenshot may be {MAX_FULL_PAGE_HEIGHT:.0} (set screenshot.fullPage to false)"
+                "the page is {:.0} pixels tall; a full-page screenshot may be {MAX_FULL_PAGE_HEIGHT:.0} (set screenshot.fullPage to false)",
+                content.height
             ),
         ));
     }
-    check_pixels(width.max(metrics.css_content_size.width), height, scale)
+    let width = width.max(content.width);
+    check_pixels(width, content.height, scale)?;
+    Ok((width.ceil() as i64, content.height.ceil() as i64))
 }
 
 /// Chromium's print options from the job's page options; a bad length is the job's

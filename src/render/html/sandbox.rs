@@ -15,14 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use chromiumoxide::Page;
-use chromiumoxide::cdp::browser_protocol::fetch::{
+use chromiumoxide_cdp::cdp::browser_protocol::fetch::{
     EventRequestPaused, FailRequestParams, FulfillRequestParams, HeaderEntry,
 };
-use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
-use chromiumoxide::listeners::EventStream;
-use futures::StreamExt;
+use chromiumoxide_cdp::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::devtools::Session;
 use crate::address_policy::TargetPolicy;
 use crate::render::RenderFailure;
 use crate::resources::ErrorCode;
@@ -115,8 +114,8 @@ impl Log {
 
 /// Answer the page's paused requests until the page goes away.
 pub fn intercept(
-    page: Page,
-    mut paused: EventStream<EventRequestPaused>,
+    page: Session,
+    mut paused: UnboundedReceiver<EventRequestPaused>,
     resources: Arc<Resources>,
     log: Arc<Mutex<Log>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -125,7 +124,7 @@ pub fn intercept(
         // it serves; aborting this task (the render ended) drops the set and with it
         // every fetch still under way.
         let mut answering = tokio::task::JoinSet::new();
-        while let Some(event) = paused.next().await {
+        while let Some(event) = paused.recv().await {
             while answering.try_join_next().is_some() {}
             let (page, resources, log) = (page.clone(), resources.clone(), log.clone());
             answering.spawn(async move {
