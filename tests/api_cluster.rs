@@ -870,7 +870,8 @@ async fn an_html_invoice_renders_to_pdf_and_og_in_a_renderer_pod() {
 
     // A page that grows past what its Pod may hold fails with the renderer's own
     // message: the browser's limit is the container's (1Gi, from the downward API)
-    // less the renderer's room.
+    // less the renderer's room. (The test kubelet enforces no cgroup: this shows the
+    // limit reaching the renderer, not the race with a real kernel's OOM killer.)
     let grow = "<script>const kept = []; for (let i = 0; i < 60; i++) { kept.push(new Uint8Array(32 << 20).fill(1)); }</script>";
     let body = json!({"template": {"engine": "html", "source": grow, "javascript": true}});
     let (status, job) = cluster.call("POST", "/v1/renders", &acme, Some(body)).await;

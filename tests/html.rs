@@ -243,6 +243,7 @@ async fn a_full_page_screenshot_holds_the_whole_page_and_a_giant_one_is_refused(
     let pool = pool(false);
     let shot = pool.render(&page(1500), Duration::from_secs(30)).await.unwrap();
     assert_eq!(png_size(&shot.output), (800, 3000), "400 × 1500 CSS pixels at device scale 2");
+    assert!(reddish_pixels(&shot.output) > 800 * 3000 * 9 / 10, "the page below the first viewport is captured too");
     let giant = pool.render(&page(20_000), Duration::from_secs(30)).await.unwrap_err();
     assert_eq!(giant.code, ErrorCode::OutputTooLarge, "{}", giant.message);
     assert!(giant.message.contains("fullPage"), "{}", giant.message);
@@ -296,6 +297,29 @@ async fn a_page_that_grows_past_the_memory_limit_fails_and_the_next_render_succe
     let fine = RenderRequest { source: "<h1>fine</h1>".into(), javascript: false, ..grow };
     let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
     assert!(rendered.output.starts_with(b"%PDF"));
+    pool.shut_down().await;
+}
+
+/// A page whose renderer crashes (its script heap runs out) fails `RENDERER_CRASHED`
+/// at once, not at its time limit, and the next render gets a fresh browser.
+#[tokio::test]
+async fn a_page_whose_renderer_crashes_fails_at_once() {
+    support::require_chromium();
+    let pool = pool(false);
+    let crash = RenderRequest {
+        engine: TemplateEngine::Html,
+        source: "<script>const kept = []; while (true) { kept.push({ filler: new Array(1000).fill(kept.length) }); }</script>".into(),
+        data: "{}".into(),
+        javascript: true,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let failure = pool.render(&crash, Duration::from_secs(120)).await.unwrap_err();
+    assert_eq!(failure.code, ErrorCode::RendererCrashed, "{}", failure.message);
+    assert!(failure.message.contains("crashed"), "{}", failure.message);
+    assert!(started.elapsed() < Duration::from_secs(60), "failed after {:?}", started.elapsed());
+    let fine = RenderRequest { source: "<h1>fine</h1>".into(), javascript: false, ..crash };
+    assert!(pool.render(&fine, Duration::from_secs(30)).await.unwrap().output.starts_with(b"%PDF"));
     pool.shut_down().await;
 }
 

@@ -81,6 +81,7 @@ fn a_browser_render_runs_in_the_chromium_image() {
     assert_eq!(var("FOLIO_ALLOW_PRIVATE_TARGETS").value.as_deref(), Some("true"));
     let limit = var("FOLIO_CONTAINER_MEMORY_MIB").value_from.clone().unwrap().resource_field_ref.unwrap();
     assert_eq!((limit.resource.as_str(), limit.divisor.unwrap().0.as_str()), ("limits.memory", "1Mi"));
+    assert!(limit.container_name.as_deref().is_none_or(|name| name == container.name), "this container's limit");
     let tmp = spec.volumes.unwrap().into_iter().find(|v| v.name == "tmp").unwrap().empty_dir.unwrap();
     assert_eq!(tmp.size_limit.unwrap().0, "512Mi");
     let typst = renderer_pod(&job, 1, &settings, false).unwrap().spec.unwrap();

@@ -180,12 +180,12 @@ pub fn input_config_map(
 }
 
 /// The environment of a browser render: the container's memory limit in MiB (from the
-/// downward API, so that the renderer replaces a growing browser before the kernel
-/// kills the container) and whether private pages are allowed.
+/// downward API, so that the renderer can fail a growing page with its own message
+/// rather than leave it to the kernel) and whether private pages are allowed.
 fn browser_env(allow_private_targets: bool) -> Result<Vec<EnvVar>, serde_json::Error> {
     let mut env = vec![json!({
         "name": MEMORY_LIMIT_ENV,
-        "valueFrom": {"resourceFieldRef": {"containerName": "renderer", "resource": "limits.memory", "divisor": "1Mi"}},
+        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
     })];
     if allow_private_targets {
         env.push(json!({"name": "FOLIO_ALLOW_PRIVATE_TARGETS", "value": "true"}));

@@ -138,9 +138,11 @@ async fn render_in_chromium(request: &RenderRequest) -> Result<Rendered, RenderF
 }
 
 /// What the browser may hold in a container limited to `container_mib` MiB: what is
-/// left after room for `folio render` itself, so that the renderer fails the render
-/// with `RESOURCE_EXHAUSTED` before the kernel kills the container. `None` when
-/// the container has no readable limit.
+/// left after room for `folio render` itself, so that a page that grows steadily
+/// fails `RESOURCE_EXHAUSTED` with the renderer's message. (One that grows faster than
+/// the browser is measured, every 250 ms, is killed by the kernel instead, which the
+/// operator reports as `RESOURCE_EXHAUSTED` too.) `None` when the variable is unset
+/// or unreadable.
 fn browser_memory_limit(container_mib: Option<&str>) -> Option<u64> {
     let container_mib: u64 = container_mib?.trim().parse().ok()?;
     Some(container_mib.saturating_sub(RENDERER_ROOM_MIB).max(container_mib / 2))

@@ -407,8 +407,6 @@ async fn run_process(
     Ended { exit_code, reason: if exit_code == 0 { "Completed" } else { "Error" }, message, pod_reason: None }
 }
 
-/// Write the Pod's input ConfigMap into a folder as its volume would be mounted;
-/// the folder and the container's arguments pointing at it.
 /// The container's environment as a kubelet resolves it: plain values, and the
 /// downward API's `limits.*` in units of their divisor (rounded up).
 fn container_env(container: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {
@@ -432,19 +430,25 @@ fn container_env(container: &k8s_openapi::api::core::v1::Container) -> Vec<(Stri
         .collect()
 }
 
-/// A whole-number quantity with an optional binary suffix (`512Mi`, `1Gi`, `1024`).
+/// A whole-number quantity with an optional binary or decimal suffix (`512Mi`, `1Gi`,
+/// `1G`, `1024`); fractions such as `1.5Gi` are not read.
 fn quantity_bytes(quantity: &str) -> Option<u64> {
     let (number, unit) = quantity.split_at(quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len()));
-    let unit = match unit {
+    let unit: u64 = match unit {
         "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
         "Ki" => 1 << 10,
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
         _ => return None,
     };
-    Some(number.parse::<u64>().ok()? * unit)
+    number.parse::<u64>().ok()?.checked_mul(unit)
 }
 
+/// Write the Pod's input ConfigMap into a folder as its volume would be mounted;
+/// the folder and the container's arguments pointing at it.
 async fn lay_out_input(
     node: &Client,
     namespace: &str,

@@ -1,8 +1,8 @@
 //! One headless Chromium process, started by folio and driven over the DevTools
 //! protocol ([`super::devtools`]).
 //!
-//! folio starts the process itself so that it can put Chromium in a process group of its own and ask the kernel to kill
-//! it when folio dies (`PR_SET_PDEATHSIG`): killing the group on a restart, a crash or
+//! folio starts the process itself so that it can put Chromium in a process group of
+//! its own and ask the kernel to kill it when folio dies (`PR_SET_PDEATHSIG`): killing the group on a restart, a crash or
 //! a timeout takes the renderer and GPU processes with it, and a `kill -9` of folio
 //! leaves no browser behind. Chromium never reaches the network itself: every request
 //! goes through [`super::sandbox`], and the flags send anything that could slip past it

@@ -236,7 +236,7 @@ impl ChromiumPool {
     }
 
     fn idle_browsers(&self) -> std::sync::MutexGuard<'_, Vec<Browser>> {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        devtools::lock(&self.idle)
     }
 }
 

@@ -12,9 +12,10 @@ use chromiumoxide_cdp::cdp::browser_protocol::emulation::{
 use chromiumoxide_cdp::cdp::browser_protocol::fetch::{
     EnableParams as InterceptParams, EventRequestPaused, RequestPattern,
 };
+use chromiumoxide_cdp::cdp::browser_protocol::inspector::EnableParams as CrashEventsParams;
 use chromiumoxide_cdp::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, CaptureScreenshotParams, EnableParams as PageEventsParams, EventLoadEventFired,
-    GetLayoutMetricsParams, NavigateParams, PrintToPdfParams,
+    CaptureScreenshotFormat, CaptureScreenshotParams, EnableParams as PageEventsParams, EventLifecycleEvent,
+    GetLayoutMetricsParams, NavigateParams, PrintToPdfParams, SetLifecycleEventsEnabledParams,
 };
 use chromiumoxide_cdp::cdp::browser_protocol::target::{
     AttachToTargetParams, CreateBrowserContextParams, CreateTargetParams, DisposeBrowserContextParams,
@@ -22,8 +23,8 @@ use chromiumoxide_cdp::cdp::browser_protocol::target::{
 use chromiumoxide_cdp::cdp::js_protocol::runtime::EvaluateParams;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::devtools::{Devtools, DevtoolsError, Session};
-use super::sandbox::{self, Log, Resources, lock};
+use super::devtools::{Devtools, DevtoolsError, Session, lock};
+use super::sandbox::{self, Log, Resources};
 use crate::render::image::{MAX_PIXELS, OG_SIZE};
 use crate::render::{RenderFailure, RenderRequest};
 use crate::resources::{ErrorCode, Margins, OutputFormat, PageOptions, PaperFormat, css_length_inches};
@@ -47,7 +48,7 @@ pub struct Tab {
     context: BrowserContextId,
     page: Session,
     paused: UnboundedReceiver<EventRequestPaused>,
-    loaded: UnboundedReceiver<EventLoadEventFired>,
+    lifecycle: UnboundedReceiver<EventLifecycleEvent>,
 }
 
 impl Tab {
@@ -64,13 +65,19 @@ impl Tab {
             let attach = AttachToTargetParams { target_id: target, flatten: Some(true) };
             let session = browser.execute(None, attach).await?.session_id;
             let paused = browser.listen::<EventRequestPaused>(&session);
-            let loaded = browser.listen::<EventLoadEventFired>(&session);
+            let lifecycle = browser.listen::<EventLifecycleEvent>(&session);
             let page = Session::new(browser.clone(), session);
             // Every request the page makes, of any kind, to any address, is paused.
             let everything =
                 InterceptParams::builder().pattern(RequestPattern::builder().url_pattern("*").build()).build();
-            tokio::try_join!(page.execute(PageEventsParams::default()), page.execute(everything))?;
-            Ok::<_, DevtoolsError>(Tab { context: context.clone(), page, paused, loaded })
+            tokio::try_join!(
+                page.execute(PageEventsParams::default()),
+                page.execute(SetLifecycleEventsEnabledParams::new(true)),
+                // A crashed renderer is told by Inspector.targetCrashed ([`super::devtools`]).
+                page.execute(CrashEventsParams::default()),
+                page.execute(everything),
+            )?;
+            Ok::<_, DevtoolsError>(Tab { context: context.clone(), page, paused, lifecycle })
         }
         .await;
         match tab {
@@ -103,7 +110,7 @@ pub async fn render(
     address: &str,
     pdf_params: Option<PrintToPdfParams>,
 ) -> Result<(Vec<u8>, Vec<String>), RenderFailure> {
-    let Tab { page, paused, mut loaded, .. } = tab;
+    let Tab { page, paused, mut lifecycle, .. } = tab;
     let log = Arc::new(Mutex::new(Log::default()));
     let interceptor = sandbox::intercept(page.clone(), paused, Arc::new(resources), log.clone());
     let result = async {
@@ -123,25 +130,33 @@ pub async fn render(
         };
         if pdf_params.is_none() {
             check_pixels(width, height, scale)?;
-            let (width, height) = (width.round() as i64, height.round() as i64);
-            page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
-                .await
-                .map_err(|err| devtools_failure("sizing the viewport", err))?;
+            size_viewport(&page, width.round() as i64, height.round() as i64, scale).await?;
         }
-        // The blank page's own load, if it came, is not this page's.
-        while loaded.try_recv().is_ok() {}
         let navigated = match page.execute(NavigateParams::new(address)).await {
-            Ok(navigated) => navigated.error_text.map_or(Ok(()), Err),
+            Ok(navigated) if navigated.is_download == Some(true) => Err("the address is a download".to_owned()),
+            Ok(navigated) => navigated.error_text.map_or(Ok(navigated.loader_id), Err),
             Err(err) => Err(err.to_string()),
         };
         if let Some(failure) = lock(&log).document_failure.take() {
             return Err(failure);
         }
-        navigated.map_err(|err| match request.url {
+        let loader = navigated.map_err(|err| match request.url {
+            Some(_) if err.contains("download") => {
+                RenderFailure::new(ErrorCode::UrlRefused, format!("{address} is a download, not a web page"))
+            }
             Some(_) => RenderFailure::new(ErrorCode::UrlUnreachable, format!("loading {address} failed: {err}")),
             None => devtools_failure("loading the page", err),
         })?;
-        loaded.recv().await.ok_or_else(|| devtools_failure("loading the page", DevtoolsError::Closed))?;
+        // The load of this navigation's document, not of the blank page before it.
+        loop {
+            let event = lifecycle
+                .recv()
+                .await
+                .ok_or_else(|| devtools_failure("loading the page", "the page's renderer crashed or closed"))?;
+            if event.name == "load" && loader.as_ref().is_none_or(|loader| *loader == event.loader_id) {
+                break;
+            }
+        }
         // Web fonts still loading when the load event fired would print as a fallback.
         let fonts = EvaluateParams::builder().expression("document.fonts.ready.then(() => true)").await_promise(true);
         if let Ok(fonts) = fonts.build() {
@@ -155,9 +170,7 @@ pub async fn render(
             None => {
                 if request.output == OutputFormat::Screenshot && screenshot.full_page {
                     let (width, height) = full_page_size(&page, width, scale).await?;
-                    page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
-                        .await
-                        .map_err(|err| devtools_failure("sizing the viewport", err))?;
+                    size_viewport(&page, width, height, scale).await?;
                 }
                 let capture =
                     CaptureScreenshotParams { format: Some(CaptureScreenshotFormat::Png), ..Default::default() };
@@ -170,6 +183,14 @@ pub async fn render(
     interceptor.abort();
     let warnings = lock(&log).warnings();
     result.map(|output| (output, warnings))
+}
+
+/// Make the page's viewport `width` × `height` CSS pixels at device `scale`.
+async fn size_viewport(page: &Session, width: i64, height: i64, scale: f64) -> Result<(), RenderFailure> {
+    page.execute(SetDeviceMetricsOverrideParams::new(width, height, scale, false))
+        .await
+        .map(drop)
+        .map_err(|err| devtools_failure("sizing the viewport", err))
 }
 
 /// The bytes of an output Chromium sent in base64.

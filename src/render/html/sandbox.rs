@@ -21,7 +21,7 @@ use chromiumoxide_cdp::cdp::browser_protocol::fetch::{
 use chromiumoxide_cdp::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::devtools::Session;
+use super::devtools::{Session, lock};
 use crate::address_policy::TargetPolicy;
 use crate::render::RenderFailure;
 use crate::resources::ErrorCode;
@@ -143,11 +143,6 @@ pub fn intercept(
 enum Answer {
     Fulfil(FulfillRequestParams),
     Fail(ErrorReason),
-}
-
-/// The log, also after a panic elsewhere left its lock poisoned (it stays a valid log).
-pub fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
-    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn answer(event: &EventRequestPaused, resources: &Resources, log: &Mutex<Log>) -> Answer {
