@@ -8,7 +8,7 @@
 //!    after another and two at a time, for comparison.
 //! 5. The peer a user would write: `benches/typst_py_peer.py` (typst-py 0.15, one warm
 //!    compiler per process, one process per core) on the same 200 invoices, taking
-//!    turns with `folio run` five times each (medians compared), with the
+//!    turns with `folio run` seven times each (medians compared), with the
 //!    Python of `FOLIO_TYPST_PY` (default `~/.cache/folio-bench/typst-py-0.15.0`, made
 //!    with `python3 -m venv DIR && DIR/bin/pip install typst==0.15.0`).
 //!
@@ -32,9 +32,14 @@ use folio::render::{Engine, RenderRequest};
 use folio::resources::{RenderJobSpec, RenderTemplateSpec, TemplateRef};
 use serde_json::{Value, json};
 
+/// The allocator the `folio` binary renders with, so that the in-process figures are
+/// the shipped engine's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const INVOICES: usize = 200;
 /// Turns each of `folio run` and the typst-py peer takes.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 struct Example(RenderTemplateSpec);
 

@@ -13,6 +13,12 @@ use folio::run::{RunOptions, reports_yaml, run};
 use folio::standalone::ServeOptions;
 use folio::standalone::args::ServeArgs;
 
+/// Typst renders allocate and free many small objects; with mimalloc, `folio run` of 200
+/// invoices takes about an eighth less CPU than with glibc's allocator
+/// (`benches/render.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Render documents from templates and JSON data, as Kubernetes resources or locally.
 #[derive(Parser)]
 #[command(name = "folio", version, about)]

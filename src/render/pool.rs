@@ -194,6 +194,7 @@ impl RenderPool {
     fn spawn(&self) -> io::Result<Worker> {
         let mut command = Command::new(&self.config.executable);
         command.arg(WORKER_SUBCOMMAND).arg("--memory-limit-mib").arg(self.config.memory_limit_mib.to_string());
+        command.env("MIMALLOC_ARENA_RESERVE", WORKER_ARENA_RESERVE);
         if let Some(dir) = &self.config.font_path {
             command.arg("--font-path").arg(dir);
         }
@@ -209,6 +210,11 @@ impl RenderPool {
         })
     }
 }
+
+/// How much address space the worker's allocator (mimalloc) reserves at a time. Its
+/// default, 1 GiB, would take most of a small `--render-memory-mib` before a render
+/// allocates anything; the limit caps address space, reserved or used.
+const WORKER_ARENA_RESERVE: &str = "64MiB";
 
 /// Allocation failure under the address-space limit aborts the worker (SIGABRT).
 fn aborted(status: ExitStatus) -> bool {
