@@ -127,7 +127,8 @@ impl RenderLimits {
 /// How webhooks are delivered: flags shared by `folio serve` and `folio operator`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct WebhookArgs {
-    /// Allow webhook targets on loopback, private and link-local addresses.
+    /// Allow webhook targets and the pages of `url` jobs on loopback, private and
+    /// link-local addresses.
     #[arg(long, env = "FOLIO_ALLOW_PRIVATE_TARGETS", value_parser = crate::cli::boolish("FOLIO_ALLOW_PRIVATE_TARGETS"))]
     pub allow_private_targets: bool,
     /// Time limit of one webhook attempt (`10s`, or plain seconds).

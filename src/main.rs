@@ -13,9 +13,9 @@ use folio::run::{RunOptions, reports_yaml, run};
 use folio::standalone::ServeOptions;
 use folio::standalone::args::ServeArgs;
 
-/// Typst renders allocate and free many small objects; with mimalloc, `folio run` of 200
-/// invoices takes about an eighth less CPU than with glibc's allocator
-/// (`benches/render.rs`).
+/// Typst renders allocate and free many small objects; with mimalloc (v3), `folio run`
+/// of 200 invoices took about an eighth less CPU than with glibc's allocator (figures in
+/// the README's benchmarks section). Render workers tune it: see `RenderPool::spawn`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

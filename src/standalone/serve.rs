@@ -35,7 +35,7 @@ pub struct ServeOptions {
     pub sweep_interval: Duration,
     /// How long in-flight renders may finish after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// Allow webhook targets on loopback and private addresses.
+    /// Allow webhook targets and the pages of `url` jobs on loopback and private addresses.
     pub allow_private_targets: bool,
     /// Time limit of one webhook attempt.
     pub webhook_timeout: Duration,
