@@ -157,6 +157,29 @@ fn pool(allow_private_targets: bool) -> ChromiumPool {
     ChromiumPool::new(ChromiumConfig { browsers: 1, allow_private_targets, ..Default::default() })
 }
 
+/// An html template whose `script` runs (JavaScript on), with no data.
+fn script_page(script: &str) -> RenderRequest {
+    RenderRequest {
+        engine: TemplateEngine::Html,
+        source: format!("<script>{script}</script>"),
+        data: "{}".into(),
+        javascript: true,
+        ..Default::default()
+    }
+}
+
+/// After a failed render, a plain page still renders to a PDF in `pool`.
+async fn next_render_succeeds(pool: &ChromiumPool) {
+    let fine = RenderRequest {
+        engine: TemplateEngine::Html,
+        source: "<h1>fine</h1>".into(),
+        data: "{}".into(),
+        ..Default::default()
+    };
+    let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
+    assert!(rendered.output.starts_with(b"%PDF"));
+}
+
 #[tokio::test]
 async fn an_html_template_reaches_nothing_but_its_own_files() {
     support::require_chromium();
@@ -256,23 +279,10 @@ async fn a_full_page_screenshot_holds_the_whole_page_and_a_giant_one_is_refused(
 async fn a_page_that_never_finishes_loses_its_browser_and_the_next_render_gets_a_fresh_one() {
     support::require_chromium();
     let pool = pool(false);
-    let spin = RenderRequest {
-        engine: TemplateEngine::Html,
-        source: "<script>while (true) {}</script>".into(),
-        data: "{}".into(),
-        javascript: true,
-        ..Default::default()
-    };
+    let spin = script_page("while (true) {}");
     let failure = pool.render(&spin, Duration::from_secs(3)).await.unwrap_err();
     assert_eq!(failure.code, ErrorCode::DeadlineExceeded, "{}", failure.message);
-    let fine = RenderRequest {
-        source: "<h1>{{ title }}</h1>".into(),
-        data: r#"{"title": "After"}"#.into(),
-        javascript: false,
-        ..spin
-    };
-    let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
-    assert!(rendered.output.starts_with(b"%PDF"));
+    next_render_succeeds(&pool).await;
     pool.shut_down().await;
 }
 
@@ -284,19 +294,12 @@ async fn a_page_that_grows_past_the_memory_limit_fails_and_the_next_render_succe
     let pool = ChromiumPool::new(ChromiumConfig { browsers: 1, memory_limit_mib: 600, ..Default::default() });
     // Array buffers live outside the script heap's own limit; each is written to so
     // that its pages are really held.
-    let grow = RenderRequest {
-        engine: TemplateEngine::Html,
-        source: "<script>const kept = []; for (let i = 0; i < 60; i++) { kept.push(new Uint8Array(32 << 20).fill(1)); }</script><p>grown</p>".into(),
-        data: "{}".into(),
-        javascript: true,
-        ..Default::default()
-    };
+    let grow =
+        script_page("const kept = []; for (let i = 0; i < 60; i++) { kept.push(new Uint8Array(32 << 20).fill(1)); }");
     let failure = pool.render(&grow, Duration::from_secs(60)).await.unwrap_err();
     assert_eq!(failure.code, ErrorCode::ResourceExhausted, "{}", failure.message);
     assert!(failure.message.contains("600 MiB"), "{}", failure.message);
-    let fine = RenderRequest { source: "<h1>fine</h1>".into(), javascript: false, ..grow };
-    let rendered = pool.render(&fine, Duration::from_secs(30)).await.unwrap();
-    assert!(rendered.output.starts_with(b"%PDF"));
+    next_render_succeeds(&pool).await;
     pool.shut_down().await;
 }
 
@@ -306,20 +309,14 @@ async fn a_page_that_grows_past_the_memory_limit_fails_and_the_next_render_succe
 async fn a_page_whose_renderer_crashes_fails_at_once() {
     support::require_chromium();
     let pool = pool(false);
-    let crash = RenderRequest {
-        engine: TemplateEngine::Html,
-        source: "<script>const kept = []; while (true) { kept.push({ filler: new Array(1000).fill(kept.length) }); }</script>".into(),
-        data: "{}".into(),
-        javascript: true,
-        ..Default::default()
-    };
+    let crash =
+        script_page("const kept = []; while (true) { kept.push({ filler: new Array(1000).fill(kept.length) }); }");
     let started = std::time::Instant::now();
     let failure = pool.render(&crash, Duration::from_secs(120)).await.unwrap_err();
     assert_eq!(failure.code, ErrorCode::RendererCrashed, "{}", failure.message);
     assert!(failure.message.contains("crashed"), "{}", failure.message);
     assert!(started.elapsed() < Duration::from_secs(60), "failed after {:?}", started.elapsed());
-    let fine = RenderRequest { source: "<h1>fine</h1>".into(), javascript: false, ..crash };
-    assert!(pool.render(&fine, Duration::from_secs(30)).await.unwrap().output.starts_with(b"%PDF"));
+    next_render_succeeds(&pool).await;
     pool.shut_down().await;
 }
 
