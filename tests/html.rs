@@ -221,6 +221,78 @@ async fn an_html_template_reaches_nothing_but_its_own_files() {
     pool.shut_down().await;
 }
 
+/// A template printed without scripts is opened with no frames drawn; it must print
+/// as one with frames does. Its style sheet is a file of its own, so the web font and
+/// the background it names are asked for only once that sheet applies, which may be
+/// after the load event; a `loading="lazy"` image far down loads too. Renders that
+/// need frames (scripts, an og image) come in between, so each kind of tab is opened
+/// and handed over.
+#[tokio::test]
+async fn a_page_printed_without_frames_gets_its_style_sheets_files() {
+    support::require_chromium();
+    let font = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fonts/FolioTestSans.ttf")).unwrap();
+    let png = |r: u8, g: u8, b: u8| {
+        let mut pixmap = tiny_skia::Pixmap::new(8, 8).unwrap();
+        pixmap.fill(tiny_skia::Color::from_rgba8(r, g, b, 255));
+        pixmap.encode_png().unwrap()
+    };
+    let style = "@font-face { font-family: Own; src: url(own.ttf) }\n\
+                 body { font-family: Own; margin: 0 }\n\
+                 .band { height: 3cm; background: url(red.png) }\n";
+    let source = r#"<link rel="stylesheet" href="style.css">
+        <p>Set in my own font</p><div class="band"></div>
+        <div style="height: 40cm"></div><img loading="lazy" src="lazy.png" width="40" height="40">"#;
+    let pool = pool(false);
+    let dir = tempfile::tempdir().unwrap();
+    let turns = [
+        (OutputFormat::Pdf, false),
+        (OutputFormat::Og, false),
+        (OutputFormat::Pdf, false),
+        (OutputFormat::Pdf, true),
+        (OutputFormat::Pdf, false),
+    ];
+    for (turn, (output, javascript)) in turns.into_iter().enumerate() {
+        let request = RenderRequest {
+            engine: TemplateEngine::Html,
+            source: source.into(),
+            data: "{}".into(),
+            assets: vec![
+                Asset { name: "style.css".into(), bytes: style.as_bytes().to_vec() },
+                Asset { name: "own.ttf".into(), bytes: font.clone() },
+                Asset { name: "red.png".into(), bytes: png(220, 20, 20) },
+                Asset { name: "lazy.png".into(), bytes: png(20, 20, 220) },
+            ],
+            javascript,
+            output,
+            ..Default::default()
+        };
+        let what = format!("turn {turn} ({output:?}, javascript {javascript})");
+        let rendered = pool.render(&request, Duration::from_secs(30)).await.unwrap();
+        assert!(rendered.facts.warnings.is_empty(), "{what}: {:?}", rendered.facts.warnings);
+        if output == OutputFormat::Og {
+            assert_eq!(png_size(&rendered.output), (1200, 630));
+            assert!(reddish_pixels(&rendered.output) > 1000, "{what}: the background band");
+            continue;
+        }
+        let pdf = dir.path().join(format!("page-{turn}.pdf"));
+        std::fs::write(&pdf, &rendered.output).unwrap();
+        assert!(support::embeds_font(&pdf, "FolioTestSans"), "{what}: the web font");
+        assert!(pdftotext(&pdf).contains("Set in my own font"));
+        assert!(support::image_count(&pdf) >= 1, "{what}: the lazy image");
+        let picture = dir.path().join(format!("page-{turn}"));
+        let status = std::process::Command::new("pdftoppm")
+            .args(["-r", "20", "-png", "-f", "1", "-l", "1", "-singlefile"])
+            .arg(&pdf)
+            .arg(&picture)
+            .status()
+            .expect("pdftoppm (poppler-utils) must be installed");
+        assert!(status.success());
+        let first_page = std::fs::read(picture.with_extension("png")).unwrap();
+        assert!(reddish_pixels(&first_page) > 100, "{what}: the background band");
+    }
+    pool.shut_down().await;
+}
+
 #[tokio::test]
 async fn a_web_page_on_a_private_address_is_refused_unless_allowed() {
     support::require_chromium();

@@ -21,7 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use super::devtools::Devtools;
-use super::page::{self, Tab};
+use super::page::{self, Frames, Tab};
 use crate::render::RenderFailure;
 
 /// Longest Chromium may take to start and print its DevTools address.
@@ -81,8 +81,9 @@ pub struct Browser {
     cdp: Devtools,
     /// The task that carries the connection; it ends when the browser goes away.
     connection: JoinHandle<()>,
-    /// The tab the next render gets (opened, or still opening).
-    next_tab: Option<JoinHandle<Result<Tab, RenderFailure>>>,
+    /// The tab opened ahead for the next render (opened, or still opening), and how
+    /// it draws.
+    next_tab: Option<(Frames, JoinHandle<Result<Tab, RenderFailure>>)>,
     _profile: tempfile::TempDir,
     /// Renders done in this browser.
     pub renders: u32,
@@ -144,24 +145,40 @@ impl Browser {
             }
         };
         let mut browser = Browser { child, group, cdp, connection, next_tab: None, _profile: profile, renders: 0 };
-        browser.open_next_tab();
+        // Most renders print a template without scripts.
+        browser.open_next_tab(Frames::Withheld);
         Ok(browser)
     }
 
-    /// A fresh tab for a render: the one opened ahead, or a new one.
-    pub async fn take_tab(&mut self) -> Result<Tab, RenderFailure> {
-        if let Some(opening) = self.next_tab.take()
+    /// A fresh tab for a render that needs `frames`: the one opened ahead if it serves,
+    /// else a new one (and the one opened ahead waits for a later render).
+    pub async fn take_tab(&mut self, frames: Frames) -> Result<Tab, RenderFailure> {
+        if let Some((_, opening)) = self.next_tab.take_if(|(ahead, _)| ahead.serves(frames))
             && let Ok(Ok(tab)) = opening.await
         {
             return Ok(tab);
         }
-        Tab::open(&self.cdp).await
+        Tab::open(&self.cdp, frames).await
     }
 
-    /// Start opening the tab the next render gets, while this browser waits for it.
-    pub fn open_next_tab(&mut self) {
+    /// Have a tab for renders that need `frames` opened ahead for the next render,
+    /// while this browser waits for it. One already opened ahead is kept if it serves
+    /// them, else closed: after a render that needed frames, a run of such renders
+    /// each get their tab ahead, at the cost of one unused tab when the kind changes.
+    pub fn open_next_tab(&mut self, frames: Frames) {
+        if matches!(&self.next_tab, Some((ahead, _)) if ahead.serves(frames)) {
+            return;
+        }
+        if let Some((_, opening)) = self.next_tab.take() {
+            let cdp = self.cdp.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(tab)) = opening.await {
+                    page::close(&cdp, tab.context()).await;
+                }
+            });
+        }
         let cdp = self.cdp.clone();
-        self.next_tab = Some(tokio::spawn(async move { Tab::open(&cdp).await }));
+        self.next_tab = Some((frames, tokio::spawn(async move { Tab::open(&cdp, frames).await })));
     }
 
     /// Dispose of a spent tab's context, in the background.
@@ -183,7 +200,7 @@ impl Browser {
     /// Stop the browser and every process it started, and reap it.
     pub async fn kill(mut self) {
         self.connection.abort();
-        if let Some(opening) = self.next_tab.take() {
+        if let Some((_, opening)) = self.next_tab.take() {
             opening.abort();
         }
         kill_group(self.group, &mut self.child).await;

@@ -26,6 +26,7 @@ pub use browser::find_executable;
 pub use template::{check_syntax, fill};
 
 use self::browser::{Browser, Processes};
+use self::page::Frames;
 use self::sandbox::{ORIGIN, Resources, Web};
 use super::{RenderFailure, RenderRequest, Rendered};
 use crate::address_policy::TargetPolicy;
@@ -111,11 +112,12 @@ impl ChromiumPool {
             Some(browser) => browser,
             None => self.launch().await?,
         };
+        let frames = Frames::for_request(request);
         let left = limit.saturating_sub(started.elapsed());
         let processes = browser.processes();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(left, async {
-                let tab = browser.take_tab().await?;
+                let tab = browser.take_tab(frames).await?;
                 let context = tab.context();
                 let rendered = page::render(tab, request, resources, &address, print_options).await;
                 browser.close_tab(context);
@@ -129,14 +131,14 @@ impl ChromiumPool {
         let (output, warnings) = match outcome {
             Ok(Ok(done)) => {
                 browser.renders += 1;
-                self.put_back(browser).await;
+                self.put_back(browser, frames).await;
                 done
             }
             Ok(Err(failure)) => {
                 if matches!(failure.code, ErrorCode::RendererCrashed | ErrorCode::ResourceExhausted) {
                     browser.kill().await;
                 } else {
-                    self.put_back(browser).await;
+                    self.put_back(browser, frames).await;
                 }
                 return Err(failure);
             }
@@ -210,20 +212,20 @@ impl ChromiumPool {
         }
     }
 
-    /// Keep `browser` for the next render, with the next render's tab being opened,
-    /// unless it has done its share.
-    async fn put_back(&self, mut browser: Browser) {
+    /// Keep `browser` for the next render, with the next render's tab being opened
+    /// (drawing `frames`, as the last one did), unless it has done its share.
+    async fn put_back(&self, mut browser: Browser, frames: Frames) {
         if browser.renders >= self.config.renders_per_browser || !browser.is_alive() {
             browser.kill().await;
         } else {
-            browser.open_next_tab();
+            browser.open_next_tab(frames);
             self.idle_browsers().push(browser);
         }
     }
 
     /// An idle browser that still runs and has not grown past half its memory limit
-    /// (measured here, once the last render's context has been disposed of in the
-    /// background); others are killed and reaped.
+    /// (measured when the next render asks, by which time the last render's context
+    /// has usually been disposed of in the background); others are killed and reaped.
     fn live_idle_browser(&self) -> Option<Browser> {
         let limit = self.config.memory_limit_mib.saturating_mul(1024 * 1024);
         loop {

@@ -80,6 +80,11 @@ pub struct Log {
     pub document_failure: Option<RenderFailure>,
     /// The frame of the page's own document.
     main_frame: Option<String>,
+    /// Requests the page has made, and those answered.
+    pub asked: usize,
+    pub answered: usize,
+    /// The page still asked for files or waited for web fonts when it was printed.
+    pub unsettled: bool,
 }
 
 impl Log {
@@ -108,6 +113,12 @@ impl Log {
                 self.blocked.join(", ")
             ));
         }
+        if self.unsettled {
+            warnings.push(
+                "warning: the page was still loading files or web fonts when it was printed; what had not arrived is missing"
+                    .to_owned(),
+            );
+        }
         warnings
     }
 }
@@ -126,6 +137,7 @@ pub fn intercept(
         let mut answering = tokio::task::JoinSet::new();
         while let Some(event) = paused.recv().await {
             while answering.try_join_next().is_some() {}
+            lock(&log).asked += 1;
             let (page, resources, log) = (page.clone(), resources.clone(), log.clone());
             answering.spawn(async move {
                 let answer = answer(&event, &resources, &log).await;
@@ -135,6 +147,7 @@ pub fn intercept(
                         page.execute(FailRequestParams::new(event.request_id.clone(), reason)).await.map(drop)
                     }
                 };
+                lock(&log).answered += 1;
             });
         }
     })
