@@ -224,7 +224,8 @@ async fn an_html_template_reaches_nothing_but_its_own_files() {
 /// A template printed without scripts is opened with no frames drawn; it must print
 /// as one with frames does. Its style sheet is a file of its own, so the web font and
 /// the background it names are asked for only once that sheet applies, which may be
-/// after the load event; a `loading="lazy"` image far down loads too. Renders that
+/// after the load event; the printed band's background is named only by print styles;
+/// a `loading="lazy"` image far down loads too. Renders that
 /// need frames (scripts, an og image) come in between, so each kind of tab is opened
 /// and handed over.
 #[tokio::test]
@@ -238,7 +239,8 @@ async fn a_page_printed_without_frames_gets_its_style_sheets_files() {
     };
     let style = "@font-face { font-family: Own; src: url(own.ttf) }\n\
                  body { font-family: Own; margin: 0 }\n\
-                 .band { height: 3cm; background: url(red.png) }\n";
+                 .band { height: 3cm; background: url(red.png) }\n\
+                 @media print { .band { background: url(print.png) } }\n";
     let source = r#"<link rel="stylesheet" href="style.css">
         <p>Set in my own font</p><div class="band"></div>
         <div style="height: 40cm"></div><img loading="lazy" src="lazy.png" width="40" height="40">"#;
@@ -260,6 +262,7 @@ async fn a_page_printed_without_frames_gets_its_style_sheets_files() {
                 Asset { name: "style.css".into(), bytes: style.as_bytes().to_vec() },
                 Asset { name: "own.ttf".into(), bytes: font.clone() },
                 Asset { name: "red.png".into(), bytes: png(220, 20, 20) },
+                Asset { name: "print.png".into(), bytes: png(230, 30, 30) },
                 Asset { name: "lazy.png".into(), bytes: png(20, 20, 220) },
             ],
             javascript,

@@ -197,11 +197,7 @@ pub async fn render(
                 break;
             }
         }
-        let settled = match request.url {
-            // A web page may keep asking (analytics, polling): it gets one layout and its fonts.
-            Some(_) => lay_out(&page, SETTLE_LIMIT).await,
-            None => settle(&page, &log).await,
-        };
+        let settled = settle(&page, &log, SETTLE_LIMIT).await;
         lock(&log).unsettled = !settled;
         match pdf_params {
             Some(params) => {
@@ -229,62 +225,48 @@ pub async fn render(
 /// Longest a page may take after its load event to get the files and web fonts its
 /// style sheets and layout ask for; it is printed as it is after that, with a warning.
 const SETTLE_LIMIT: Duration = Duration::from_secs(3);
-/// How long a page asks for nothing before what it asked for counts as arrived.
-const QUIET: Duration = Duration::from_millis(50);
+/// How often a page that is still getting files is looked at again.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+/// Makes `loading="lazy"` images load now (a printed page shows them all, not only
+/// those near the top), lays the page out (which asks for the files its style sheets
+/// and text need), waits for its web fonts, and says whether every image has arrived.
+/// A function, so that nothing it names stays in the page's global scope; it runs even
+/// with the page's scripts off.
+const LAY_OUT: &str = "(() => { \
+    for (const image of document.images) { if (image.loading === 'lazy') image.loading = 'eager'; } \
+    document.documentElement.getBoundingClientRect(); \
+    return document.fonts.ready.then(() => Array.from(document.images).every(image => image.complete)); })()";
 
-/// Wait until a template's page has what it prints. Files named only by a style sheet
-/// (a background image, a web font) or found only at layout (a font for some
-/// characters) may be asked for after the load event, whose wait does not cover them:
-/// lay the page out, and if that asked for anything new, wait until every request is
-/// answered and none has come for a moment, then lay it out again. A page whose files
-/// all came before its load event (most) does not wait. False if it did not settle
-/// within [`SETTLE_LIMIT`].
-async fn settle(page: &Session, log: &Mutex<Log>) -> bool {
+/// Wait until the page has what it prints. Files named only by a style sheet (a
+/// background image, a web font) or found only at layout may be asked for after the
+/// load event, whose wait does not cover them: lay the page out until its fonts and
+/// images are in, every request folio saw is answered and no new one came. A page
+/// whose files all came before its load event (most) is laid out once. False if it
+/// did not settle within `limit`.
+async fn settle(page: &Session, log: &Mutex<Log>, limit: Duration) -> bool {
     let started = Instant::now();
     let mut seen = lock(log).asked;
     loop {
-        if !lay_out(page, SETTLE_LIMIT.saturating_sub(started.elapsed())).await {
-            return false;
-        }
-        let asked = lock(log).asked;
-        if asked == seen {
+        let lay_out = page.execute(EvaluateParams { await_promise: Some(true), ..EvaluateParams::new(LAY_OUT) });
+        let images_in = match tokio::time::timeout(limit.saturating_sub(started.elapsed()), lay_out).await {
+            Ok(Ok(answer)) => answer.result.value == Some(serde_json::Value::Bool(true)),
+            // A crashed page fails when it is printed.
+            Ok(Err(_)) => return true,
+            Err(_) => return false,
+        };
+        let (asked, answered) = {
+            let log = lock(log);
+            (log.asked, log.answered)
+        };
+        if images_in && asked == seen && answered == asked {
             return true;
         }
-        seen = asked;
-        loop {
-            if started.elapsed() >= SETTLE_LIMIT {
-                return false;
-            }
-            tokio::time::sleep(QUIET).await;
-            let (asked, answered) = {
-                let log = lock(log);
-                (log.asked, log.answered)
-            };
-            if asked == seen && answered == asked {
-                break;
-            }
-            seen = asked;
+        if started.elapsed() >= limit {
+            return false;
         }
+        seen = asked;
+        tokio::time::sleep(SETTLE_POLL).await;
     }
-}
-
-/// Lay the page out (which asks for what its style sheets and text need) and wait for
-/// its web fonts and for the images still loading, for at most `limit`; false if that
-/// did not finish in time. Images marked `loading="lazy"` are loaded now: a printed
-/// page shows them all, not only those near the top. Runs even with the page's
-/// scripts off.
-async fn lay_out(page: &Session, limit: Duration) -> bool {
-    // A function, so that nothing it names stays in the page's global scope.
-    let expression = "(() => { \
-                      document.querySelectorAll('img[loading=lazy]').forEach(image => { image.loading = 'eager' }); \
-                      document.documentElement.getBoundingClientRect(); \
-                      const loading = Array.from(document.images).filter(image => !image.complete); \
-                      return Promise.all([document.fonts.ready, ...loading.map(image => image.decode().catch(() => null))]) \
-                          .then(() => true); })()";
-    let Ok(params) = EvaluateParams::builder().expression(expression).await_promise(true).build() else {
-        return true;
-    };
-    tokio::time::timeout(limit, page.execute(params)).await.is_ok()
 }
 
 /// Make the page's viewport `width` × `height` CSS pixels at device `scale`.

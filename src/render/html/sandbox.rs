@@ -115,7 +115,7 @@ impl Log {
         }
         if self.unsettled {
             warnings.push(
-                "warning: the page was still loading files or web fonts when it was printed; what had not arrived is missing"
+                "warning: the page was still loading files or web fonts 3 s after its load event; it was printed as it was then"
                     .to_owned(),
             );
         }
