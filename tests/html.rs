@@ -296,6 +296,25 @@ async fn a_page_printed_without_frames_gets_its_style_sheets_files() {
     pool.shut_down().await;
 }
 
+/// A page whose own element names shadow `document.images` and `document.fonts` (a
+/// form named `fonts`) still prints at once, with no warning that it was still loading.
+#[tokio::test]
+async fn a_page_that_shadows_the_documents_own_names_prints_without_a_warning() {
+    support::require_chromium();
+    let pool = pool(false);
+    let request = RenderRequest {
+        engine: TemplateEngine::Html,
+        source: r#"<form name="fonts"></form><img name="images" src="logo.png"><p>Shadowed</p>"#.into(),
+        data: "{}".into(),
+        assets: vec![Asset { name: "logo.png".into(), bytes: logo() }],
+        ..Default::default()
+    };
+    let rendered = pool.render(&request, Duration::from_secs(30)).await.unwrap();
+    assert!(rendered.output.starts_with(b"%PDF"));
+    assert!(rendered.facts.warnings.is_empty(), "{:?}", rendered.facts.warnings);
+    pool.shut_down().await;
+}
+
 #[tokio::test]
 async fn a_web_page_on_a_private_address_is_refused_unless_allowed() {
     support::require_chromium();

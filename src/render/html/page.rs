@@ -63,7 +63,7 @@ pub enum Frames {
     /// Printing does not need them (it lays out and paints the pages itself), and
     /// drawing frames nobody sees costs the browser about a fifth of a printed
     /// template's CPU time. Without frames, the page is styled and laid out only when
-    /// something asks (its parser, [`lay_out`], the print), and animations stay at
+    /// something asks (its parser, [`LAY_OUT`], the print), and animations stay at
     /// their start.
     Withheld,
 }
@@ -197,7 +197,7 @@ pub async fn render(
                 break;
             }
         }
-        let settled = settle(&page, &log, SETTLE_LIMIT).await;
+        let settled = settle(&page, &log, SETTLE_LIMIT, request.url.is_none()).await;
         lock(&log).unsettled = !settled;
         match pdf_params {
             Some(params) => {
@@ -242,13 +242,18 @@ const LAY_OUT: &str = "(() => { \
 /// load event, whose wait does not cover them: lay the page out until its fonts and
 /// images are in, every request folio saw is answered and no new one came. A page
 /// whose files all came before its load event (most) is laid out once. False if it
-/// did not settle within `limit`.
-async fn settle(page: &Session, log: &Mutex<Log>, limit: Duration) -> bool {
+/// did not settle within `limit`. A web page (`requests` false) is waited for only
+/// until its fonts and images are in: it may keep fetching (a video, a prefetch)
+/// that its print does not show.
+async fn settle(page: &Session, log: &Mutex<Log>, limit: Duration, requests: bool) -> bool {
     let started = Instant::now();
     let mut seen = lock(log).asked;
     loop {
         let lay_out = page.execute(EvaluateParams { await_promise: Some(true), ..EvaluateParams::new(LAY_OUT) });
         let images_in = match tokio::time::timeout(limit.saturating_sub(started.elapsed()), lay_out).await {
+            // A page whose own names shadow `document.images` or `document.fonts`
+            // makes the script throw: it is printed as it is.
+            Ok(Ok(answer)) if answer.exception_details.is_some() => return true,
             Ok(Ok(answer)) => answer.result.value == Some(serde_json::Value::Bool(true)),
             // A crashed page fails when it is printed.
             Ok(Err(_)) => return true,
@@ -258,7 +263,7 @@ async fn settle(page: &Session, log: &Mutex<Log>, limit: Duration) -> bool {
             let log = lock(log);
             (log.asked, log.answered)
         };
-        if images_in && asked == seen && answered == asked {
+        if images_in && (!requests || (asked == seen && answered == asked)) {
             return true;
         }
         if started.elapsed() >= limit {
