@@ -197,8 +197,9 @@ pub async fn render(
                 break;
             }
         }
-        let settled = settle(&page, &log, SETTLE_LIMIT, request.url.is_none()).await;
-        lock(&log).unsettled = !settled;
+        if !settle(&page, &log, SETTLE_LIMIT, request.url.is_none()).await {
+            lock(&log).unsettled_after = Some(SETTLE_LIMIT);
+        }
         match pdf_params {
             Some(params) => {
                 let printed = page.execute(params).await.map_err(|err| print_failure("printing the PDF", err))?;

@@ -83,8 +83,9 @@ pub struct Log {
     /// Requests the page has made, and those answered.
     pub asked: usize,
     pub answered: usize,
-    /// The page still asked for files or waited for web fonts when it was printed.
-    pub unsettled: bool,
+    /// How long after its load event a page that still asked for files or waited for
+    /// web fonts was printed anyway.
+    pub unsettled_after: Option<std::time::Duration>,
 }
 
 impl Log {
@@ -113,11 +114,11 @@ impl Log {
                 self.blocked.join(", ")
             ));
         }
-        if self.unsettled {
-            warnings.push(
-                "warning: the page was still loading files or web fonts 3 s after its load event; it was printed as it was then"
-                    .to_owned(),
-            );
+        if let Some(after) = self.unsettled_after {
+            warnings.push(format!(
+                "warning: the page was still loading files or web fonts {} s after its load event; it was printed as it was then",
+                after.as_secs_f64()
+            ));
         }
         warnings
     }
